@@ -1,0 +1,113 @@
+//! Capture: where TCP segments of the production port come from.
+//!
+//! Three sources produce the same [`Segment`]: the eBPF tap ([`ebpf`], default), an AF_PACKET
+//! socket ([`afpacket`], for hosts where eBPF cannot load) and a pcap/pcapng file ([`pcap`],
+//! for tests, benchmarks, `inspect` and `replay`). [`pcap_writer`] writes segments back out as
+//! a standard pcap file (`shadowd record`). [`frame`] turns raw packet bytes into segments.
+
+pub mod afpacket;
+pub mod ebpf;
+pub mod frame;
+pub mod pcap;
+pub mod pcap_writer;
+
+use bytes::Bytes;
+use std::fmt;
+use std::net::SocketAddr;
+
+/// One TCP connection, named from the client's side: `client` → `server` (the production port).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FlowKey {
+    /// The peer that sent the request (ephemeral port).
+    pub client: SocketAddr,
+    /// The production model server (watched port).
+    pub server: SocketAddr,
+}
+
+impl fmt::Display for FlowKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} -> {}", self.client, self.server)
+    }
+}
+
+/// Which way a segment travelled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// Client → production server: request bytes.
+    Request,
+    /// Production server → client: response bytes.
+    Response,
+}
+
+/// TCP flag bits of a segment (the TCP header's flag byte).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct TcpFlags(pub u8);
+
+impl TcpFlags {
+    pub const FIN: u8 = shadow_common::tcp_flags::FIN;
+    pub const SYN: u8 = shadow_common::tcp_flags::SYN;
+    pub const RST: u8 = shadow_common::tcp_flags::RST;
+    pub const PSH: u8 = shadow_common::tcp_flags::PSH;
+    pub const ACK: u8 = shadow_common::tcp_flags::ACK;
+
+    pub fn fin(self) -> bool {
+        self.0 & Self::FIN != 0
+    }
+    pub fn syn(self) -> bool {
+        self.0 & Self::SYN != 0
+    }
+    pub fn rst(self) -> bool {
+        self.0 & Self::RST != 0
+    }
+    pub fn ack(self) -> bool {
+        self.0 & Self::ACK != 0
+    }
+}
+
+/// One TCP segment of a tapped connection, as every capture source produces it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Segment {
+    pub flow: FlowKey,
+    pub dir: Direction,
+    /// Sequence number of the first payload byte.
+    pub seq: u32,
+    pub ack: u32,
+    pub flags: TcpFlags,
+    /// When the segment was seen, nanoseconds since the Unix epoch.
+    pub ts_ns: u64,
+    pub payload: Bytes,
+}
+
+impl Segment {
+    /// Source and destination socket addresses as they were on the wire.
+    pub fn endpoints(&self) -> (SocketAddr, SocketAddr) {
+        match self.dir {
+            Direction::Request => (self.flow.client, self.flow.server),
+            Direction::Response => (self.flow.server, self.flow.client),
+        }
+    }
+}
+
+/// Counters every live capture source reports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CaptureStats {
+    /// Segments delivered to the daemon.
+    pub segments: u64,
+    /// Payload bytes delivered.
+    pub bytes: u64,
+    /// Segments (or chunks) lost before userspace saw them: ring full, socket buffer overrun.
+    pub dropped: u64,
+    /// Segments whose tail was cut because they exceeded the per-segment capture size.
+    pub truncated: u64,
+}
+
+/// Which live capture backend to use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CaptureKind {
+    /// eBPF TC/TCX classifier feeding a ring buffer (default).
+    #[default]
+    Ebpf,
+    /// AF_PACKET raw socket (pnet): for hosts where eBPF cannot be loaded.
+    Afpacket,
+}

@@ -1,0 +1,1 @@
+//! Offline capture source: reads pcap and pcapng files into [`super::Segment`]s.

@@ -1,0 +1,1 @@
+//! Compare a shadow response with the production response.

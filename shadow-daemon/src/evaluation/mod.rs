@@ -1,0 +1,1 @@
+//! Running aggregates over comparisons.

@@ -1,0 +1,1 @@
+//! Discrepancy log (JSON lines).

@@ -1,0 +1,226 @@
+//! Bounds-checked header parsing and the per-segment copy into the ring buffer.
+//!
+//! Every read goes through `bpf_skb_load_bytes` (via `TcContext::load`), which works on
+//! non-linear skbs and fails cleanly past the end of the packet.
+
+use aya_ebpf::{helpers::bpf_skb_load_bytes, programs::TcContext};
+use core::hint::black_box;
+use shadow_common::{
+    CHUNK_SIZE, DIR_REQUEST, DIR_RESPONSE, FAMILY_IPV4, FAMILY_IPV6, MAX_CHUNKS,
+    SEGMENT_EVENT_SIZE, SegmentEvent, counter, tcp_flags,
+};
+
+use crate::maps::{EVENTS, SCRATCH, bump, is_watched};
+
+const ETH_HLEN: usize = 14;
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86DD;
+const IPPROTO_TCP: u8 = 6;
+const IPV6_HLEN: usize = 40;
+
+/// Where the TCP header starts and how many payload bytes the IP header announces.
+struct Network {
+    family: u8,
+    saddr: [u8; 16],
+    daddr: [u8; 16],
+    l4_offset: usize,
+    /// Bytes from the TCP header start to the end of the IP datagram, or 0 when the IP length
+    /// field is 0 (GSO super-packets on loopback): then the skb length is used.
+    l4_len: u32,
+}
+
+/// Copies the segment into the ring if it belongs to a watched port. Errors only mean "not
+/// ours" or "could not read": the caller lets the packet pass either way.
+#[inline(always)]
+pub fn try_tap(ctx: &TcContext) {
+    if let Err(()) = tap(ctx) {
+        bump(counter::MALFORMED);
+    }
+}
+
+#[inline(always)]
+fn load_be16(ctx: &TcContext, offset: usize) -> Result<u16, ()> {
+    ctx.load::<u16>(offset).map(u16::from_be).map_err(|_| ())
+}
+
+#[inline(always)]
+fn load_be32(ctx: &TcContext, offset: usize) -> Result<u32, ()> {
+    ctx.load::<u32>(offset).map(u32::from_be).map_err(|_| ())
+}
+
+#[inline(always)]
+fn parse_network(ctx: &TcContext) -> Result<Option<Network>, ()> {
+    let ethertype = load_be16(ctx, 12)?;
+    let mut saddr = [0u8; 16];
+    let mut daddr = [0u8; 16];
+    match ethertype {
+        ETH_P_IP => {
+            let version_ihl: u8 = ctx.load(ETH_HLEN).map_err(|_| ())?;
+            let ihl = ((version_ihl & 0x0f) as usize) * 4;
+            let protocol: u8 = ctx.load(ETH_HLEN + 9).map_err(|_| ())?;
+            let frag = load_be16(ctx, ETH_HLEN + 6)?;
+            // Only TCP, and only the first fragment carries the TCP header.
+            if protocol != IPPROTO_TCP || frag & 0x1fff != 0 || ihl < 20 {
+                return Ok(None);
+            }
+            let tot_len = load_be16(ctx, ETH_HLEN + 2)? as u32;
+            let s: [u8; 4] = ctx.load(ETH_HLEN + 12).map_err(|_| ())?;
+            let d: [u8; 4] = ctx.load(ETH_HLEN + 16).map_err(|_| ())?;
+            saddr[..4].copy_from_slice(&s);
+            daddr[..4].copy_from_slice(&d);
+            Ok(Some(Network {
+                family: FAMILY_IPV4,
+                saddr,
+                daddr,
+                l4_offset: ETH_HLEN + ihl,
+                l4_len: tot_len.saturating_sub(ihl as u32),
+            }))
+        }
+        ETH_P_IPV6 => {
+            let next_header: u8 = ctx.load(ETH_HLEN + 6).map_err(|_| ())?;
+            // Extension headers before TCP are rare on a model server's port; not tapped.
+            if next_header != IPPROTO_TCP {
+                return Ok(None);
+            }
+            let payload_len = load_be16(ctx, ETH_HLEN + 4)? as u32;
+            saddr = ctx.load(ETH_HLEN + 8).map_err(|_| ())?;
+            daddr = ctx.load(ETH_HLEN + 24).map_err(|_| ())?;
+            Ok(Some(Network {
+                family: FAMILY_IPV6,
+                saddr,
+                daddr,
+                l4_offset: ETH_HLEN + IPV6_HLEN,
+                l4_len: payload_len,
+            }))
+        }
+        _ => Ok(None),
+    }
+}
+
+#[inline(always)]
+fn tap(ctx: &TcContext) -> Result<(), ()> {
+    let Some(net) = parse_network(ctx)? else {
+        return Ok(());
+    };
+    let l4 = net.l4_offset;
+    let sport = load_be16(ctx, l4)?;
+    let dport = load_be16(ctx, l4 + 2)?;
+    let direction = if is_watched(dport) {
+        DIR_REQUEST
+    } else if is_watched(sport) {
+        DIR_RESPONSE
+    } else {
+        return Ok(());
+    };
+    bump(counter::MATCHED);
+
+    let seq = load_be32(ctx, l4 + 4)?;
+    let ack = load_be32(ctx, l4 + 8)?;
+    let doff_byte: u8 = ctx.load(l4 + 12).map_err(|_| ())?;
+    let flags: u8 = ctx.load(l4 + 13).map_err(|_| ())?;
+    let tcp_hlen = ((doff_byte >> 4) as u32) * 4;
+    if tcp_hlen < 20 {
+        return Err(());
+    }
+
+    let skb_len = ctx.len();
+    let from_skb = skb_len.saturating_sub(l4 as u32);
+    let l4_len = if net.l4_len == 0 {
+        from_skb
+    } else {
+        // Ethernet padding can make the skb longer than the datagram: trust the IP length,
+        // bounded by what the skb really holds.
+        if net.l4_len < from_skb {
+            net.l4_len
+        } else {
+            from_skb
+        }
+    };
+    let payload_len = l4_len.saturating_sub(tcp_hlen);
+    let payload_offset = l4 as u32 + tcp_hlen;
+
+    // Bare ACKs carry nothing the reassembly needs.
+    if payload_len == 0 && flags & (tcp_flags::SYN | tcp_flags::FIN | tcp_flags::RST) == 0 {
+        return Ok(());
+    }
+
+    let rec = SCRATCH.get_ptr_mut(0).ok_or(())?;
+    // SAFETY: per-CPU scratch slot owned by this program invocation.
+    let rec = unsafe { &mut *rec };
+    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    let ts_ns = unsafe { aya_ebpf::helpers::bpf_ktime_get_ns() };
+
+    let mut index: u32 = 0;
+    while index < MAX_CHUNKS {
+        let offset = index * CHUNK_SIZE as u32;
+        if index > 0 && offset >= payload_len {
+            break;
+        }
+        let remaining = payload_len - offset;
+        let is_last = remaining <= CHUNK_SIZE as u32;
+        let mut chunk_flags = flags;
+        if index > 0 {
+            chunk_flags &= !tcp_flags::SYN;
+        }
+        if !is_last {
+            chunk_flags &= !(tcp_flags::FIN | tcp_flags::RST);
+        }
+        rec.event = SegmentEvent {
+            ts_ns,
+            saddr: net.saddr,
+            daddr: net.daddr,
+            sport,
+            dport,
+            family: net.family,
+            direction,
+            tcp_flags: chunk_flags,
+            chunk_index: index as u8,
+            seq: seq.wrapping_add(offset),
+            ack,
+            segment_len: payload_len,
+            chunk_len: 0,
+            ifindex,
+        };
+
+        let mut record_len = SEGMENT_EVENT_SIZE;
+        if remaining > 0 {
+            let want = if is_last {
+                remaining
+            } else {
+                CHUNK_SIZE as u32
+            };
+            // The verifier must see a length in [1, CHUNK_SIZE]: hide the arithmetic from LLVM
+            // so that it cannot fold the bound check away, then check again.
+            let len_m1 = black_box(want - 1) as usize;
+            if len_m1 >= CHUNK_SIZE {
+                return Err(());
+            }
+            let len = len_m1 + 1;
+            let ret = unsafe {
+                bpf_skb_load_bytes(
+                    ctx.skb.skb as *const _,
+                    payload_offset + offset,
+                    rec.payload.as_mut_ptr() as *mut _,
+                    len as u32,
+                )
+            };
+            if ret < 0 {
+                return Err(());
+            }
+            rec.event.chunk_len = len as u32;
+            record_len = SEGMENT_EVENT_SIZE + len;
+        }
+
+        // SAFETY: `record_len` is at most the size of the scratch record.
+        let bytes =
+            unsafe { core::slice::from_raw_parts(rec as *const _ as *const u8, record_len) };
+        if EVENTS.output::<[u8]>(bytes, 0).is_err() {
+            bump(counter::RING_FULL);
+        }
+        index += 1;
+    }
+    if payload_len > MAX_CHUNKS * CHUNK_SIZE as u32 {
+        bump(counter::TOO_LONG);
+    }
+    Ok(())
+}
