@@ -14,6 +14,9 @@ pub mod pcap_writer;
 use bytes::Bytes;
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::sync::mpsc;
 
 /// One TCP connection, named from the client's side: `client` → `server` (the production port).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -85,6 +88,72 @@ impl Segment {
             Direction::Request => (self.flow.client, self.flow.server),
             Direction::Response => (self.flow.server, self.flow.client),
         }
+    }
+}
+
+/// Counters every live capture source updates while it runs (shared with the reader).
+#[derive(Debug, Default)]
+pub struct SharedStats {
+    pub segments: AtomicU64,
+    pub bytes: AtomicU64,
+    pub dropped: AtomicU64,
+    pub truncated: AtomicU64,
+}
+
+impl SharedStats {
+    /// A consistent-enough copy of the counters.
+    pub fn snapshot(&self) -> CaptureStats {
+        CaptureStats {
+            segments: self.segments.load(Ordering::Relaxed),
+            bytes: self.bytes.load(Ordering::Relaxed),
+            dropped: self.dropped.load(Ordering::Relaxed),
+            truncated: self.truncated.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Counts one delivered segment.
+    pub fn delivered(&self, payload_len: usize) {
+        self.segments.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(payload_len as u64, Ordering::Relaxed);
+    }
+}
+
+/// Segments per channel of a live source: deep enough to ride out bursts; when full, segments
+/// are dropped and counted rather than slowing the capture.
+pub const LIVE_CHANNEL_DEPTH: usize = 1 << 16;
+
+/// A running live capture: segments arrive on `segments` until it is dropped or the shutdown
+/// fires. Dropping it detaches the tap.
+pub struct LiveCapture {
+    pub segments: mpsc::Receiver<Segment>,
+    pub stats: Arc<SharedStats>,
+    /// Keeps the backend alive (attached programs, reader tasks, sockets).
+    pub(crate) _guard: Box<dyn Send>,
+}
+
+/// What to tap.
+#[derive(Clone, Debug)]
+pub struct TapSpec {
+    /// Interface name (e.g. `lo`, `eth0`).
+    pub interface: String,
+    /// Production ports (1 to `shadow_common::MAX_PORTS` of them).
+    pub ports: Vec<u16>,
+}
+
+impl TapSpec {
+    /// Checks ports before any privileged work.
+    pub fn validate(&self) -> Result<(), crate::error::CaptureError> {
+        use crate::error::CaptureError;
+        if self.ports.is_empty() {
+            return Err(CaptureError::InvalidPort(0));
+        }
+        if let Some(&p) = self.ports.iter().find(|&&p| p == 0) {
+            return Err(CaptureError::InvalidPort(p));
+        }
+        if self.ports.len() > shadow_common::MAX_PORTS as usize {
+            return Err(CaptureError::TooManyPorts(self.ports.len()));
+        }
+        Ok(())
     }
 }
 
