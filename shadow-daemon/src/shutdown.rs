@@ -8,16 +8,21 @@ pub struct Shutdown {
     rx: watch::Receiver<bool>,
 }
 
-/// The side that requests shutdown.
-#[derive(Debug)]
+/// The side that requests shutdown (cloneable: any holder may trip it).
+#[derive(Clone, Debug)]
 pub struct ShutdownTrigger {
-    tx: watch::Sender<bool>,
+    tx: std::sync::Arc<watch::Sender<bool>>,
 }
 
 /// A new trigger and its first watcher.
 pub fn channel() -> (ShutdownTrigger, Shutdown) {
     let (tx, rx) = watch::channel(false);
-    (ShutdownTrigger { tx }, Shutdown { rx })
+    (
+        ShutdownTrigger {
+            tx: std::sync::Arc::new(tx),
+        },
+        Shutdown { rx },
+    )
 }
 
 impl ShutdownTrigger {
@@ -33,28 +38,28 @@ impl ShutdownTrigger {
         }
     }
 
-    /// Trips the trigger on the first SIGINT or SIGTERM (spawned on the current runtime).
-    pub fn on_signals(self) -> Shutdown {
-        let watcher = self.subscribe();
-        tokio::spawn(async move {
-            let mut term =
-                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        tracing::warn!("cannot watch SIGTERM: {e}");
-                        let _ = tokio::signal::ctrl_c().await;
-                        self.trigger();
-                        return;
-                    }
-                };
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
+    /// Trips the trigger on the first SIGINT or SIGTERM (a task on the current runtime).
+    pub fn trip_on_signals(&self) {
+        let this = self.clone();
+        tokio::spawn(async move { this.wait_for_signal().await });
+    }
+
+    async fn wait_for_signal(self) {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
             }
-            tracing::info!("shutdown requested");
-            self.trigger();
-        });
-        watcher
+            Err(e) => {
+                tracing::warn!("cannot watch SIGTERM: {e}");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+        tracing::info!("shutdown requested");
+        self.trigger();
     }
 }
 

@@ -157,6 +157,18 @@ impl TapSpec {
     }
 }
 
+/// Starts the live capture backend `kind` on `spec`.
+pub fn open_live(
+    kind: CaptureKind,
+    spec: &TapSpec,
+    shutdown: crate::shutdown::Shutdown,
+) -> Result<LiveCapture, crate::error::CaptureError> {
+    match kind {
+        CaptureKind::Ebpf => ebpf::open(spec, shutdown),
+        CaptureKind::Afpacket => afpacket::open(spec, shutdown),
+    }
+}
+
 /// Counters every live capture source reports.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CaptureStats {
