@@ -40,6 +40,11 @@ pub fn open(spec: &TapSpec, shutdown: Shutdown) -> Result<LiveCapture, CaptureEr
     if nix::net::if_::if_nametoindex(spec.interface.as_str()).is_err() {
         return Err(CaptureError::UnknownInterface(spec.interface.clone()));
     }
+    if EBPF_OBJECT.is_empty() {
+        return Err(CaptureError::Load(
+            "this shadowd was built with AYA_BUILD_SKIP=1 and has no eBPF tap; use --capture afpacket".into(),
+        ));
+    }
     raise_memlock_limit();
 
     let mut ebpf = aya::Ebpf::load(EBPF_OBJECT).map_err(|e| load_error(e.to_string(), &e))?;

@@ -1,0 +1,208 @@
+//! Idempotent installation of everything a fresh machine lacks. Each step checks first and
+//! says what it installs and why; a second run only checks (a few seconds).
+
+use crate::util::{describe, is_root, output, run_cmd};
+use anyhow::{Context, bail};
+use std::process::Command;
+use std::time::Instant;
+
+/// bpf-linker release known to work with the installed nightly (LLVM 22).
+const BPF_LINKER_VERSION: &str = "0.13.0";
+/// cargo-fuzz release used for the bounded fuzzing in `cargo xtask test`.
+const CARGO_FUZZ_VERSION: &str = "0.13.2";
+/// The nightly toolchain that builds the eBPF crate (`-Z build-std=core`).
+const NIGHTLY: &str = "nightly";
+
+/// Debian packages and why each is needed.
+const APT_PACKAGES: &[(&str, &str)] = &[
+    ("llvm-22-dev", "bpf-linker links eBPF objects with LLVM 22"),
+    ("libpolly-22-dev", "bpf-linker's LLVM 22 link dependencies"),
+    ("libzstd-dev", "bpf-linker's LLVM 22 link dependencies"),
+    ("iproute2", "`ip netns` / veth for the end-to-end tests"),
+    ("bpftool", "tests check that no tap stays attached"),
+    (
+        "tcpdump",
+        "tests check that recorded pcaps read back in tcpdump",
+    ),
+    ("wrk", "`cargo xtask bench mirror` offers load with wrk"),
+    ("curl", "the demo shows curl requests"),
+];
+
+/// One thing bootstrap may install.
+struct Step {
+    name: &'static str,
+    why: String,
+    present: fn() -> bool,
+    install: fn() -> anyhow::Result<()>,
+}
+
+/// Checks every step and installs what is missing.
+pub fn run() -> anyhow::Result<()> {
+    let started = Instant::now();
+    let steps = [
+        Step {
+            name: "nightly toolchain",
+            why: "the eBPF crate is built with nightly (-Z build-std=core)".into(),
+            present: || {
+                output(Command::new("rustup").args(["run", NIGHTLY, "rustc", "--version"]))
+                    .is_some()
+            },
+            install: || {
+                run_cmd(Command::new("rustup").args([
+                    "toolchain",
+                    "install",
+                    NIGHTLY,
+                    "--profile",
+                    "minimal",
+                ]))
+            },
+        },
+        Step {
+            name: "rust-src (nightly)",
+            why: "building `core` for the bpfel-unknown-none target needs the sources".into(),
+            present: || {
+                output(Command::new("rustup").args([
+                    "component",
+                    "list",
+                    "--installed",
+                    "--toolchain",
+                    NIGHTLY,
+                ]))
+                .is_some_and(|list| list.lines().any(|l| l.starts_with("rust-src")))
+            },
+            install: || {
+                run_cmd(Command::new("rustup").args([
+                    "component",
+                    "add",
+                    "rust-src",
+                    "--toolchain",
+                    NIGHTLY,
+                ]))
+            },
+        },
+        Step {
+            name: "Debian packages",
+            why: String::new(),
+            present: || missing_apt_packages().is_empty(),
+            install: install_apt_packages,
+        },
+        Step {
+            name: "bpf-linker",
+            why: format!("links the eBPF object (version {BPF_LINKER_VERSION}, LLVM 22)"),
+            present: || {
+                output(Command::new("bpf-linker").arg("--version"))
+                    .is_some_and(|v| v.contains(BPF_LINKER_VERSION))
+            },
+            install: || {
+                run_cmd(
+                    Command::new("cargo")
+                        .env("LLVM_PREFIX", "/usr/lib/llvm-22")
+                        .args([
+                            "install",
+                            "bpf-linker",
+                            "--version",
+                            BPF_LINKER_VERSION,
+                            "--locked",
+                        ])
+                        .args(["--no-default-features", "--features", "llvm-22", "--force"]),
+                )
+            },
+        },
+        Step {
+            name: "cargo-fuzz",
+            why: "`cargo xtask test` fuzzes the reassembly and HTTP parsers for a bounded time"
+                .into(),
+            present: || output(Command::new("cargo").args(["fuzz", "--version"])).is_some(),
+            install: || {
+                run_cmd(Command::new("cargo").args([
+                    "install",
+                    "cargo-fuzz",
+                    "--version",
+                    CARGO_FUZZ_VERSION,
+                    "--locked",
+                ]))
+            },
+        },
+    ];
+
+    let mut installed = Vec::new();
+    for step in &steps {
+        if (step.present)() {
+            continue;
+        }
+        let why = if step.why.is_empty() {
+            format!("missing: {}", missing_apt_packages().join(" "))
+        } else {
+            step.why.clone()
+        };
+        eprintln!("xtask bootstrap: installing {} ({why})", step.name);
+        let t = Instant::now();
+        (step.install)().with_context(|| {
+            format!(
+                "bootstrap step `{}` failed; fix the error above and rerun `cargo xtask bootstrap`",
+                step.name
+            )
+        })?;
+        if !(step.present)() {
+            bail!(
+                "bootstrap step `{}` ran but its check still fails",
+                step.name
+            );
+        }
+        eprintln!(
+            "xtask bootstrap: {} installed in {:.0?}",
+            step.name,
+            t.elapsed()
+        );
+        installed.push(step.name);
+    }
+    if installed.is_empty() {
+        eprintln!(
+            "xtask bootstrap: toolchain complete (checked in {:.1?})",
+            started.elapsed()
+        );
+    } else {
+        eprintln!(
+            "xtask bootstrap: installed {} in {:.0?}",
+            installed.join(", "),
+            started.elapsed()
+        );
+    }
+    Ok(())
+}
+
+fn missing_apt_packages() -> Vec<&'static str> {
+    APT_PACKAGES
+        .iter()
+        .map(|(name, _)| *name)
+        .filter(|name| {
+            !output(Command::new("dpkg-query").args(["-W", "-f=${Status}", name]))
+                .is_some_and(|status| status.contains("install ok installed"))
+        })
+        .collect()
+}
+
+fn install_apt_packages() -> anyhow::Result<()> {
+    let missing = missing_apt_packages();
+    for name in &missing {
+        if let Some((_, why)) = APT_PACKAGES.iter().find(|(n, _)| n == name) {
+            eprintln!("  {name}: {why}");
+        }
+    }
+    if !is_root() {
+        bail!(
+            "installing Debian packages needs root; run as root, or by hand: \
+             sudo apt-get update && sudo apt-get install -y {}",
+            missing.join(" ")
+        );
+    }
+    let mut update = Command::new("apt-get");
+    update.args(["update", "-q"]);
+    run_cmd(&mut update).with_context(|| format!("`{}`", describe(&update)))?;
+    let mut install = Command::new("apt-get");
+    install
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .args(["install", "-y", "-q", "--no-install-recommends"])
+        .args(&missing);
+    run_cmd(&mut install)
+}
