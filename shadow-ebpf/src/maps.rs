@@ -4,7 +4,7 @@ use aya_ebpf::{
     macros::map,
     maps::{HashMap, PerCpuArray, RingBuf},
 };
-use shadow_common::{MAX_PORTS, RING_BYTES, SegmentRecord, counter};
+use shadow_common::{MAX_PORTS, RING_BYTES, counter};
 
 /// Production ports to tap (key: port in host order; value unused). Written by the daemon.
 #[map]
@@ -17,10 +17,6 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(RING_BYTES, 0);
 /// Per-CPU counters, indexed by `shadow_common::counter`.
 #[map]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
-
-/// Per-CPU scratch record: too large for the 512-byte eBPF stack.
-#[map]
-pub static SCRATCH: PerCpuArray<SegmentRecord> = PerCpuArray::with_max_entries(1, 0);
 
 /// Adds one to the per-CPU counter `index`.
 #[inline(always)]

@@ -6,17 +6,32 @@
 use aya_ebpf::{helpers::bpf_skb_load_bytes, programs::TcContext};
 use core::hint::black_box;
 use shadow_common::{
-    CHUNK_SIZE, DIR_REQUEST, DIR_RESPONSE, FAMILY_IPV4, FAMILY_IPV6, MAX_CHUNKS,
-    SEGMENT_EVENT_SIZE, SegmentEvent, counter, tcp_flags,
+    CHUNK_SIZE, DIR_REQUEST, DIR_RESPONSE, FAMILY_IPV4, FAMILY_IPV6, MAX_CHUNKS, RING_BYTES,
+    SegmentEvent, SegmentRecord, counter, tcp_flags,
 };
 
-use crate::maps::{EVENTS, SCRATCH, bump, is_watched};
+use crate::maps::{EVENTS, bump, is_watched};
 
 const ETH_HLEN: usize = 14;
 const ETH_P_IP: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86DD;
 const IPPROTO_TCP: u8 = 6;
 const IPV6_HLEN: usize = 40;
+
+/// Ring fill (bytes) from which a submit wakes the reader. Below it, records are submitted
+/// without a wakeup and the reader collects them on its short poll timer: far fewer wakeups
+/// (and context switches competing with production) per packet.
+const WAKEUP_BYTES: u64 = (RING_BYTES / 8) as u64;
+
+#[inline(always)]
+fn wakeup_flag() -> u64 {
+    use aya_ebpf::bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP};
+    if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= WAKEUP_BYTES {
+        BPF_RB_FORCE_WAKEUP as u64
+    } else {
+        BPF_RB_NO_WAKEUP as u64
+    }
+}
 
 /// Where the TCP header starts and how many payload bytes the IP header announces.
 struct Network {
@@ -144,9 +159,6 @@ fn tap(ctx: &TcContext) -> Result<(), ()> {
         return Ok(());
     }
 
-    let rec = SCRATCH.get_ptr_mut(0).ok_or(())?;
-    // SAFETY: per-CPU scratch slot owned by this program invocation.
-    let rec = unsafe { &mut *rec };
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
     let ts_ns = unsafe { aya_ebpf::helpers::bpf_ktime_get_ns() };
 
@@ -165,24 +177,15 @@ fn tap(ctx: &TcContext) -> Result<(), ()> {
         if !is_last {
             chunk_flags &= !(tcp_flags::FIN | tcp_flags::RST);
         }
-        rec.event = SegmentEvent {
-            ts_ns,
-            saddr: net.saddr,
-            daddr: net.daddr,
-            sport,
-            dport,
-            family: net.family,
-            direction,
-            tcp_flags: chunk_flags,
-            chunk_index: index as u8,
-            seq: seq.wrapping_add(offset),
-            ack,
-            segment_len: payload_len,
-            chunk_len: 0,
-            ifindex,
-        };
+        index += 1;
 
-        let mut record_len = SEGMENT_EVENT_SIZE;
+        // The payload is loaded straight into the reserved ring slot: one copy per byte.
+        let Some(mut entry) = EVENTS.reserve::<SegmentRecord>(0) else {
+            bump(counter::RING_FULL);
+            continue;
+        };
+        let rec = entry.as_mut_ptr();
+        let mut chunk_len = 0u32;
         if remaining > 0 {
             let want = if is_last {
                 remaining
@@ -193,6 +196,7 @@ fn tap(ctx: &TcContext) -> Result<(), ()> {
             // so that it cannot fold the bound check away, then check again.
             let len_m1 = black_box(want - 1) as usize;
             if len_m1 >= CHUNK_SIZE {
+                entry.discard(0);
                 return Err(());
             }
             let len = len_m1 + 1;
@@ -200,24 +204,36 @@ fn tap(ctx: &TcContext) -> Result<(), ()> {
                 bpf_skb_load_bytes(
                     ctx.skb.skb as *const _,
                     payload_offset + offset,
-                    rec.payload.as_mut_ptr() as *mut _,
+                    (*rec).payload.as_mut_ptr() as *mut _,
                     len as u32,
                 )
             };
             if ret < 0 {
+                entry.discard(0);
                 return Err(());
             }
-            rec.event.chunk_len = len as u32;
-            record_len = SEGMENT_EVENT_SIZE + len;
+            chunk_len = len as u32;
         }
-
-        // SAFETY: `record_len` is at most the size of the scratch record.
-        let bytes =
-            unsafe { core::slice::from_raw_parts(rec as *const _ as *const u8, record_len) };
-        if EVENTS.output::<[u8]>(bytes, 0).is_err() {
-            bump(counter::RING_FULL);
+        // SAFETY: `rec` points into the reserved slot, valid until submit.
+        unsafe {
+            (*rec).event = SegmentEvent {
+                ts_ns,
+                saddr: net.saddr,
+                daddr: net.daddr,
+                sport,
+                dport,
+                family: net.family,
+                direction,
+                tcp_flags: chunk_flags,
+                chunk_index: (index - 1) as u8,
+                seq: seq.wrapping_add(offset),
+                ack,
+                segment_len: payload_len,
+                chunk_len,
+                ifindex,
+            };
         }
-        index += 1;
+        entry.submit(wakeup_flag());
     }
     if payload_len > MAX_CHUNKS * CHUNK_SIZE as u32 {
         bump(counter::TOO_LONG);

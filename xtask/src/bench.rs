@@ -17,6 +17,8 @@ pub struct BenchArgs {
 pub enum Bench {
     /// pcap → HTTP exchanges, one core (criterion).
     Parse,
+    /// eBPF tap on lo: segments/s and MB/s recorded with zero drops, and the cost to the traffic.
+    Capture,
 }
 
 /// Runs the chosen benchmarks.
@@ -25,5 +27,28 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     if all || args.which == Some(Bench::Parse) {
         run_cmd(cargo().args(["bench", "-p", "shadow-daemon", "--bench", "parse"]))?;
     }
+    if all || args.which == Some(Bench::Capture) {
+        let shadowd = crate::build::release()?.join("shadowd");
+        crate::bench_capture::run(&shadowd, &capture_loads())?;
+    }
     Ok(())
+}
+
+/// Offered loads for `bench capture`: small JSON-sized requests stepping up in request rate,
+/// then 1 MiB bodies stepping up in bandwidth. Each step runs about two seconds.
+fn capture_loads() -> Vec<crate::bench_capture::Load> {
+    use crate::bench_capture::Load;
+    let small = [1_000.0, 4_000.0, 16_000.0].map(|rps: f64| Load {
+        connections: 8,
+        body_bytes: 1024,
+        requests_per_second: rps,
+        requests: (rps * 2.0) as usize,
+    });
+    let large = [25.0, 50.0, 100.0, 200.0, 400.0].map(|rps: f64| Load {
+        connections: 4,
+        body_bytes: 1 << 20,
+        requests_per_second: rps,
+        requests: ((rps * 2.0) as usize).max(8),
+    });
+    small.into_iter().chain(large).collect()
 }

@@ -2,6 +2,7 @@
 //! machine needs only `cargo xtask demo` or `cargo xtask test`.
 
 mod bench;
+mod bench_capture;
 mod bootstrap;
 mod build;
 mod demo;

@@ -48,7 +48,7 @@ fn fuzz(seconds: u64) -> anyhow::Result<()> {
     }
     let targets = crate::util::output(
         Command::new("cargo")
-            .current_dir(&workspace_root())
+            .current_dir(workspace_root())
             .args(["fuzz", "list"]),
     )
     .unwrap_or_default();
