@@ -489,6 +489,7 @@ mod tests {
             clients: 3,
             request_timeout: Duration::from_secs(10),
             max_duration: Duration::from_secs(60),
+            rate: None,
             chunked_every: 3,
             progress: false,
         };
@@ -497,6 +498,19 @@ mod tests {
         assert_eq!(summary.rows_scored, split.held_out.len());
         assert_eq!(summary.accuracy, Some(srv.held_out_accuracy));
         assert!(summary.latency_ms.is_some());
+
+        // Paced: 20 requests at 100/s take about 0.19 s.
+        let paced = TrafficConfig {
+            rate: Some(100.0),
+            ..cfg.clone()
+        };
+        let summary = run(&paced, Arc::new(plan_jobs(&data, &split, Some(20), 1))).await;
+        assert!(summary.all_ok(), "{summary:?}");
+        assert!(
+            (0.18..5.0).contains(&summary.elapsed_s),
+            "{}",
+            summary.elapsed_s
+        );
 
         // Wrong model name: every request is answered 404, none scored.
         let cfg = TrafficConfig {
@@ -526,6 +540,7 @@ mod tests {
             clients: 2,
             request_timeout: Duration::from_secs(2),
             max_duration: Duration::from_secs(20),
+            rate: None,
             chunked_every: 0,
             progress: false,
         };

@@ -50,6 +50,8 @@ pub struct TrafficConfig {
     pub request_timeout: Duration,
     /// The whole run stops taking new jobs after this long.
     pub max_duration: Duration,
+    /// Total request rate across all clients (requests per second); `None` = as fast as possible.
+    pub rate: Option<f64>,
     /// Every n-th request (by job number) is sent with `Transfer-Encoding: chunked`; 0 = never.
     pub chunked_every: usize,
     /// Print a progress line to stderr about once a second.
@@ -169,8 +171,9 @@ pub struct Summary {
     pub elapsed_s: f64,
     /// Answered requests per second.
     pub requests_per_s: f64,
-    /// True when the deadline stopped the run before all jobs were taken.
-    pub deadline_hit: bool,
+    /// True when not every planned request was attempted (deadline hit, or every client gave up
+    /// after repeated connection failures).
+    pub stopped_early: bool,
     /// First few error messages.
     pub error_samples: Vec<String>,
 }
@@ -211,7 +214,7 @@ pub async fn run(cfg: &TrafficConfig, jobs: Arc<Vec<Job>>) -> Summary {
             tx.clone(),
         );
         tasks.push(tokio::spawn(async move {
-            client_loop(&cfg, &jobs, &next, deadline, &tx).await
+            client_loop(&cfg, &jobs, &next, (started, deadline), &tx).await
         }));
     }
     drop(tx);
@@ -232,7 +235,7 @@ pub async fn run(cfg: &TrafficConfig, jobs: Arc<Vec<Job>>) -> Summary {
         model_versions: BTreeSet::new(),
         elapsed_s: 0.0,
         requests_per_s: 0.0,
-        deadline_hit: false,
+        stopped_early: false,
         error_samples: Vec::new(),
     };
     let mut latencies = Vec::with_capacity(jobs.len());
@@ -270,7 +273,7 @@ pub async fn run(cfg: &TrafficConfig, jobs: Arc<Vec<Job>>) -> Summary {
     let answered: usize = summary.responses.values().sum();
     summary.requests_per_s =
         (answered as f64 / elapsed.as_secs_f64().max(1e-9) * 10.0).round() / 10.0;
-    summary.deadline_hit = next.load(Ordering::Relaxed) < jobs.len();
+    summary.stopped_early = next.load(Ordering::Relaxed) < jobs.len();
     summary.accuracy =
         (summary.rows_scored > 0).then(|| summary.rows_correct as f64 / summary.rows_scored as f64);
     if let (Some(p50), Some(p99), Some(max)) = (
@@ -312,7 +315,7 @@ async fn client_loop(
     cfg: &TrafficConfig,
     jobs: &[Job],
     next: &AtomicUsize,
-    deadline: Instant,
+    (started, deadline): (Instant, Instant),
     tx: &mpsc::UnboundedSender<Outcome>,
 ) {
     let mut conn: Option<SendRequest<ReqBody>> = None;
@@ -320,6 +323,14 @@ async fn client_loop(
     while Instant::now() < deadline && failures < MAX_CONSECUTIVE_FAILURES {
         let n = next.fetch_add(1, Ordering::Relaxed);
         let Some(job) = jobs.get(n) else { break };
+        if let Some(rate) = cfg.rate.filter(|r| *r > 0.0) {
+            // Job n is due n/rate seconds after the start, whichever client sends it.
+            let due = started + Duration::from_secs_f64(n as f64 / rate);
+            if due >= deadline {
+                break;
+            }
+            tokio::time::sleep_until(due.into()).await;
+        }
         let chunked = cfg.chunked_every > 0 && n % cfg.chunked_every == cfg.chunked_every - 1;
         let started = Instant::now();
         let result = tokio::time::timeout(cfg.request_timeout, async {

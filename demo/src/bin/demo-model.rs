@@ -44,6 +44,10 @@ struct Cli {
     #[arg(long, default_value_t = 0)]
     delay_ms: u64,
 
+    /// Also write the training measurements (accuracies, timing) as JSON to this file.
+    #[arg(long)]
+    report_out: Option<std::path::PathBuf>,
+
     /// Allow listening on an address outside 127.0.0.0/8 and ::1 (e.g. a test network namespace).
     #[arg(long)]
     allow_non_loopback: bool,
@@ -86,6 +90,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         r.majority_baseline,
         r.seed,
     );
+
+    if let Some(path) = &cli.report_out {
+        let json = serde_json::to_string_pretty(r)?;
+        std::fs::write(path, json + "\n").with_context(|| format!("writing {}", path.display()))?;
+    }
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -50,6 +50,10 @@ struct Cli {
     #[arg(long)]
     labels_out: Option<PathBuf>,
 
+    /// Total request rate across all clients, requests per second (default: as fast as possible).
+    #[arg(long, value_parser = positive_rate)]
+    rate: Option<f64>,
+
     /// Send every n-th request with Transfer-Encoding: chunked (0 = never, 1 = always).
     #[arg(long, default_value_t = 0)]
     chunked_every: usize,
@@ -73,6 +77,15 @@ struct Cli {
 
 const EXAMPLE: &str =
     "Example:\n  demo-traffic --target 127.0.0.1:8080 --clients 4 --labels-out labels.jsonl";
+
+fn positive_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        _ => Err(format!(
+            "{s:?} is not a positive number of requests per second"
+        )),
+    }
+}
 
 fn main() -> ExitCode {
     match run_cli(Cli::parse()) {
@@ -109,6 +122,7 @@ fn run_cli(cli: Cli) -> anyhow::Result<bool> {
         clients: cli.clients.into(),
         request_timeout: Duration::from_secs(cli.timeout_secs.max(1)),
         max_duration: Duration::from_secs(cli.max_secs.max(1)),
+        rate: cli.rate,
         chunked_every: cli.chunked_every,
         progress: !cli.quiet,
     };
@@ -140,5 +154,13 @@ mod tests {
     #[test]
     fn cli_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn rate_must_be_positive() {
+        assert_eq!(positive_rate("2.5"), Ok(2.5));
+        for bad in ["0", "-1", "inf", "NaN", "x"] {
+            assert!(positive_rate(bad).is_err(), "{bad}");
+        }
     }
 }
