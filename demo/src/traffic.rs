@@ -332,20 +332,25 @@ async fn client_loop(
             tokio::time::sleep_until(due.into()).await;
         }
         let chunked = cfg.chunked_every > 0 && n % cfg.chunked_every == cfg.chunked_every - 1;
-        let started = Instant::now();
         let result = tokio::time::timeout(cfg.request_timeout, async {
-            if conn.as_ref().is_none_or(|c| c.is_closed()) {
-                conn = Some(connect(cfg.target).await?);
+            if conn.as_ref().is_some_and(|c| c.is_closed()) {
+                conn = None;
             }
-            let sender = conn.as_mut().expect("connection just opened");
-            send(sender, cfg, job, chunked).await
+            let sender = match &mut conn {
+                Some(c) => c,
+                None => conn.insert(connect(cfg.target).await?),
+            };
+            // Latency of the exchange itself, not of opening the connection.
+            let sent_at = Instant::now();
+            let (status, body) = send(sender, cfg, job, chunked).await?;
+            Ok((status, body, sent_at.elapsed()))
         })
         .await
         .unwrap_or_else(|_| Err(format!("timed out after {:?}", cfg.request_timeout)));
         let outcome = match result {
-            Ok((status, body)) => {
+            Ok((status, body, latency)) => {
                 failures = 0;
-                judge(job, status, &body, started.elapsed())
+                judge(job, status, &body, latency)
             }
             Err(e) => {
                 failures += 1;

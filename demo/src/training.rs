@@ -28,7 +28,7 @@ pub struct TrainReport {
     /// Held-out accuracy of always answering the training set's most frequent class.
     pub majority_baseline: f64,
     /// Wall time to load, split, train and evaluate.
-    #[serde(serialize_with = "as_millis")]
+    #[serde(rename = "elapsed_ms", serialize_with = "as_millis")]
     pub elapsed: Duration,
 }
 
