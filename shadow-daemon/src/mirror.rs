@@ -184,6 +184,7 @@ async fn dispatch(
     let permits = Arc::new(Semaphore::new(concurrency.max(1)));
     let mut tasks = JoinSet::new();
     let mut replayed = 0u64;
+    let mut abandoned = 0u64;
     loop {
         let job = tokio::select! {
             biased;
@@ -195,7 +196,11 @@ async fn dispatch(
         };
         let permit = tokio::select! {
             biased;
-            _ = shutdown.requested() => { drop(job); break }
+            _ = shutdown.requested() => {
+                drop(job);
+                abandoned += 1;
+                break;
+            }
             p = permits.clone().acquire_owned() => p.expect("semaphore is never closed"),
         };
         let worker = worker.clone();
@@ -209,7 +214,6 @@ async fn dispatch(
     }
     // Whatever is still queued after shutdown is not sent.
     queue.close();
-    let mut abandoned = 0u64;
     while queue.try_recv().is_ok() {
         abandoned += 1;
     }
