@@ -211,6 +211,8 @@ pub struct CircuitBreakerConfig {
     pub open_ms: u64,
     /// Requests let through while half-open; all must succeed to close again.
     pub probes: usize,
+    /// A shadow answer slower than this (ms) counts as a failure too; 0 = off.
+    pub slow_call_ms: u64,
 }
 
 impl Default for CircuitBreakerConfig {
@@ -222,6 +224,7 @@ impl Default for CircuitBreakerConfig {
             failure_ratio: 0.5,
             open_ms: 10_000,
             probes: 3,
+            slow_call_ms: 0,
         }
     }
 }

@@ -10,11 +10,11 @@
 //! queued request was replayed) or when shutdown is requested (in-flight replays finish, queued
 //! ones are abandoned and counted in [`RunSummary::abandoned`]).
 
-use crate::compare::{Comparer, Comparison, Model, ShadowAnswer};
+use crate::compare::{Comparer, Comparison, Model};
 use crate::config::{Config, ConfigError};
 use crate::evaluation::{Evaluation, Summary};
 use crate::http::Exchange;
-use crate::pipeline::circuit_breaker::CircuitBreaker;
+use crate::pipeline::circuit_breaker::{CircuitBreaker, counts_as_failure};
 use crate::pipeline::{Job, Pipeline, PipelineStats, SharedBreaker, run_pipeline};
 use crate::replay::{MirrorResult, ShadowClient};
 use crate::shutdown::Shutdown;
@@ -24,7 +24,7 @@ use crate::sinks::metrics::Metrics;
 use serde::Serialize;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 
@@ -63,6 +63,8 @@ struct Worker {
     log: Option<LogWriter>,
     redactor: Redactor,
     body_max_bytes: usize,
+    /// Answers slower than this count as shadow failures for the breaker.
+    slow_call: Option<Duration>,
 }
 
 /// The mirror, built and ready to run.
@@ -99,6 +101,8 @@ impl Mirror {
             log: log.as_ref().map(DiscrepancyLog::writer),
             redactor: Redactor::new(&config.discrepancy_log),
             body_max_bytes: config.discrepancy_log.body_max_bytes,
+            slow_call: (config.circuit_breaker.slow_call_ms > 0)
+                .then(|| Duration::from_millis(config.circuit_breaker.slow_call_ms)),
         };
         Ok(Mirror {
             config,
@@ -240,11 +244,8 @@ impl Worker {
             }
         };
         self.metrics.mirrored(MirrorResult::of(&answer));
-        let shadow_failure = match &answer {
-            ShadowAnswer::Failed { class, .. } => class.is_shadow_failure(),
-            ShadowAnswer::Response { status, .. } => *status >= 500,
-        };
-        self.breaker.record(shadow_failure, Instant::now());
+        self.breaker
+            .record(counts_as_failure(&answer, self.slow_call), Instant::now());
         let comparison = self.comparer.compare(
             job.prod_response(),
             job.exchange.timing.latency_ns(),

@@ -324,7 +324,9 @@ pub(crate) mod tests {
     #[test]
     fn each_check_names_its_reason() {
         let mut config = Config::default();
-        config.mirror.rate_limit = 1.0;
+        // One token per 1000 s after a burst of 2: the third offer is limited however slow
+        // the machine is.
+        config.mirror.rate_limit = 0.001;
         config.mirror.burst = 2;
         let (mut p, _rx, _) = pipeline(&config, 2);
         let mut truncated = exchange("POST", "/p", "a");

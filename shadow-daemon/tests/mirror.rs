@@ -489,7 +489,7 @@ async fn agreeing_and_disagreeing_shadow_end_to_end() {
             sha256_hex(request_body(id).as_bytes())
         );
         assert_eq!(line["request"]["method"], "POST");
-        assert_eq!(line["request"]["target"], "/v2/models/m/infer");
+        assert_eq!(line["request"]["path"], "/v2/models/m/infer");
         let auth = line["request"]["headers"]
             .as_array()
             .unwrap()

@@ -152,7 +152,8 @@ async fn run(config: Arc<Config>) -> CommandResult {
     let metrics = Metrics::new();
     let mirror = Mirror::new(config.clone(), metrics.clone())?;
     let listener = bind_admin(config.admin.addr).await?;
-    tracing::info!(addr = %config.admin.addr, "admin server: /metrics /healthz /api/summary");
+    let admin_addr = listener.local_addr()?;
+    tracing::info!(addr = %admin_addr, "admin server: /metrics /healthz /api/summary");
     let admin = tokio::spawn(serve_admin(
         listener,
         mirror.admin_state(),

@@ -8,6 +8,7 @@
 //! half-open --all probes succeed--> closed      half-open --a probe fails--> open
 //! ```
 
+use crate::compare::ShadowAnswer;
 use crate::config::CircuitBreakerConfig;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -40,6 +41,18 @@ impl BreakerState {
             BreakerState::Open => 1,
             BreakerState::HalfOpen => 2,
         }
+    }
+}
+
+/// Whether a replay outcome counts against the shadow: no usable answer (connect error,
+/// timeout, invalid HTTP), a 5xx, or an answer slower than `slow_call` (when set). A 4xx is the
+/// request's fault, not the shadow's.
+pub fn counts_as_failure(answer: &ShadowAnswer, slow_call: Option<Duration>) -> bool {
+    match answer {
+        ShadowAnswer::Failed { class, .. } => class.is_shadow_failure(),
+        ShadowAnswer::Response {
+            status, latency_ns, ..
+        } => *status >= 500 || slow_call.is_some_and(|s| *latency_ns > s.as_nanos() as u64),
     }
 }
 
@@ -171,6 +184,30 @@ impl CircuitBreaker {
 mod tests {
     use super::*;
 
+    #[test]
+    fn what_counts_as_a_failure() {
+        use crate::compare::ErrorClass;
+        let ok = |status, ms: u64| ShadowAnswer::Response {
+            status,
+            body: bytes::Bytes::new(),
+            latency_ns: ms * 1_000_000,
+        };
+        let failed = |class| ShadowAnswer::Failed {
+            class,
+            message: String::new(),
+            latency_ns: 0,
+        };
+        assert!(!counts_as_failure(&ok(200, 10), None));
+        assert!(!counts_as_failure(&ok(404, 10), None));
+        assert!(counts_as_failure(&ok(503, 10), None));
+        assert!(counts_as_failure(&failed(ErrorClass::Timeout), None));
+        assert!(counts_as_failure(&failed(ErrorClass::Connect), None));
+        assert!(counts_as_failure(&failed(ErrorClass::Protocol), None));
+        let slow = Some(Duration::from_millis(100));
+        assert!(!counts_as_failure(&ok(200, 100), slow));
+        assert!(counts_as_failure(&ok(200, 101), slow));
+    }
+
     fn cfg() -> CircuitBreakerConfig {
         CircuitBreakerConfig {
             enabled: true,
@@ -179,6 +216,7 @@ mod tests {
             failure_ratio: 0.5,
             open_ms: 1_000,
             probes: 2,
+            slow_call_ms: 0,
         }
     }
 

@@ -140,7 +140,8 @@ impl Redactor {
 #[derive(Debug, Serialize)]
 pub struct RequestRecord {
     pub method: String,
-    pub target: String,
+    /// Request target as sent: path and query.
+    pub path: String,
     pub headers: Vec<(String, String)>,
     pub body_sha256: String,
     pub body_len: usize,
@@ -232,7 +233,7 @@ impl Record {
             flow: exchange.flow.to_string(),
             request: RequestRecord {
                 method: req.map(|r| r.method.clone()).unwrap_or_default(),
-                target: req.map(|r| r.target.clone()).unwrap_or_default(),
+                path: req.map(|r| r.target.clone()).unwrap_or_default(),
                 headers: req
                     .map(|r| redactor.headers(&r.headers))
                     .unwrap_or_default(),
