@@ -59,7 +59,15 @@ struct Seen {
 struct FakeShadow {
     addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
+    /// Read per connection (garbage) and per request (the rest): switchable mid-test.
+    behaviour: Arc<Mutex<Behaviour>>,
     task: JoinHandle<()>,
+}
+
+impl FakeShadow {
+    fn set(&self, b: Behaviour) {
+        *self.behaviour.lock().unwrap() = b;
+    }
 }
 
 impl Drop for FakeShadow {
@@ -101,20 +109,24 @@ async fn start_shadow(behaviour: Behaviour) -> FakeShadow {
     let addr = listener.local_addr().unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let s = seen.clone();
+    let behaviour = Arc::new(Mutex::new(behaviour));
+    let shared = behaviour.clone();
     let task = tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 return;
             };
             let seen = s.clone();
-            let behaviour = behaviour.clone();
+            let behaviour = shared.clone();
             tokio::spawn(async move {
-                if let Behaviour::Garbage = behaviour {
+                let garbage_mode = matches!(*behaviour.lock().unwrap(), Behaviour::Garbage);
+                if garbage_mode {
                     garbage(stream).await;
                     return;
                 }
                 let service = service_fn(move |req: Request<Incoming>| {
-                    let (seen, behaviour) = (seen.clone(), behaviour.clone());
+                    let seen = seen.clone();
+                    let behaviour = behaviour.lock().unwrap().clone();
                     async move { Ok::<_, Infallible>(answer(req, &seen, &behaviour).await) }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
@@ -123,7 +135,12 @@ async fn start_shadow(behaviour: Behaviour) -> FakeShadow {
             });
         }
     });
-    FakeShadow { addr, seen, task }
+    FakeShadow {
+        addr,
+        seen,
+        behaviour,
+        task,
+    }
 }
 
 async fn answer(
@@ -775,4 +792,61 @@ async fn concurrency_cap_holds_with_a_hanging_shadow() {
     assert_eq!(shadow.seen.lock().unwrap().len(), 6);
     drop(r.feed);
     assert_eq!(r.run.await.unwrap().replayed, 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn breaker_pauses_probes_and_resumes_when_the_shadow_recovers() {
+    let shadow = start_shadow(Behaviour::ServerError).await;
+    let mut c = config(shadow.addr, None);
+    c.circuit_breaker.window = 10;
+    c.circuit_breaker.min_requests = 4;
+    c.circuit_breaker.open_ms = 100;
+    c.circuit_breaker.probes = 2;
+    let r = start(c).await;
+    let mut fed = 0u64;
+    let feed_one = |id: u64| r.feed.send(exchange(id, "POST", Outcome::Complete));
+    for _ in 0..4 {
+        feed_one(fed).await.unwrap();
+        fed += 1;
+        wait_for(&r.metrics, "handled", |t| handled(t) == fed as f64).await;
+    }
+    let text = r.metrics.render();
+    assert_eq!(
+        metric(&text, "shadowtap_circuit_state"),
+        1.0,
+        "opened after 4 x 500"
+    );
+
+    // The shadow recovers; keep feeding until the probes have closed the breaker.
+    shadow.set(Behaviour::Script {
+        disagree: HashSet::new(),
+    });
+    let mut closed = false;
+    for _ in 0..500 {
+        feed_one(fed).await.unwrap();
+        fed += 1;
+        wait_for(&r.metrics, "handled", |t| handled(t) == fed as f64).await;
+        if metric(&r.metrics.render(), "shadowtap_circuit_state") == 0.0 {
+            closed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(closed, "breaker closed again after successful probes");
+    let text = r.metrics.render();
+    let m = |s: &str| metric(&text, s);
+    // Every exchange is accounted for: 4 failures, 2 successful probes, the rest paused.
+    assert_eq!(m("shadowtap_mirrored_requests_total{result=\"ok\"}"), 6.0);
+    assert_eq!(
+        m("shadowtap_mirror_skipped_total{reason=\"circuit_open\"}"),
+        (fed - 6) as f64
+    );
+    assert_eq!(shadow.seen.lock().unwrap().len(), 6);
+    // Mirroring resumed: the next request goes to the shadow.
+    feed_one(fed).await.unwrap();
+    fed += 1;
+    wait_for(&r.metrics, "handled", |t| handled(t) == fed as f64).await;
+    assert_eq!(shadow.seen.lock().unwrap().len(), 7);
+    drop(r.feed);
+    assert_eq!(r.run.await.unwrap().pipeline.exchanges, fed);
 }
