@@ -28,4 +28,8 @@ pub enum Command {
     Record(commands::record::RecordArgs),
     /// Rebuild HTTP exchanges from a pcap/pcapng file and print them as JSON lines.
     Inspect(commands::inspect::InspectArgs),
+    /// Run the daemon: tap, replay to the shadow, compare, serve metrics.
+    Run(commands::run::RunArgs),
+    /// Validate a config file (and flags) as `run` would and print the effective config.
+    CheckConfig(commands::check_config::CheckConfigArgs),
 }

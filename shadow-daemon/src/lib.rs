@@ -15,6 +15,9 @@
 //! 8. [`sinks`]: Prometheus metrics, discrepancy log, report; [`verdict`] turns criteria into
 //!    promote / hold / reject.
 //!
+//! [`mirror`] joins stages 4-8 behind a channel of exchanges; [`config`] is the TOML/flag
+//! configuration of `shadowd run`.
+//!
 //! [`cli`] and [`commands`] wire these into the `shadowd` subcommands; [`error`] holds one error
 //! enum per boundary; [`shutdown`] coordinates Ctrl-C/SIGTERM.
 
@@ -22,9 +25,11 @@ pub mod capture;
 pub mod cli;
 pub mod commands;
 pub mod compare;
+pub mod config;
 pub mod error;
 pub mod evaluation;
 pub mod http;
+pub mod mirror;
 pub mod pipeline;
 pub mod reassembly;
 pub mod replay;

@@ -1,1 +1,423 @@
-//! TODO
+//! Replay: re-send a production request to the shadow model with a pooled keep-alive hyper
+//! client, and classify what came back.
+//!
+//! The replayed request carries the production request's method, target, headers and decoded
+//! body. Hop-by-hop headers (`Connection` and the headers it names, `Keep-Alive`, `Proxy-*`,
+//! `TE`, `Trailer`, `Transfer-Encoding`, `Upgrade`) and `Expect` are dropped, `Content-Length`
+//! is recomputed from the body, then the configured Host rewrite and header removals/sets apply.
+
+use crate::compare::{ErrorClass, ShadowAnswer};
+use crate::config::{ConfigError, HostHeader, ShadowConfig};
+use crate::http::HttpRequest;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::header::{CONTENT_LENGTH, HOST, HeaderName, HeaderValue};
+use hyper::{Request, Uri};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use std::time::{Duration, Instant};
+
+/// Result of one replay attempt (label of `mirrored_requests_total{result}`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MirrorResult {
+    /// The shadow answered with a complete HTTP response (any status).
+    Ok,
+    /// Could not connect to the shadow.
+    ConnectError,
+    /// The shadow did not answer in time.
+    Timeout,
+    /// The shadow's answer was not valid HTTP, was cut short or too large.
+    ProtocolError,
+    /// The production request could not be turned into a shadow request (our side).
+    RequestError,
+}
+
+impl MirrorResult {
+    /// Every result, for zero-initialised metrics.
+    pub const ALL: [MirrorResult; 5] = [
+        MirrorResult::Ok,
+        MirrorResult::ConnectError,
+        MirrorResult::Timeout,
+        MirrorResult::ProtocolError,
+        MirrorResult::RequestError,
+    ];
+
+    /// Metric label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MirrorResult::Ok => "ok",
+            MirrorResult::ConnectError => "connect_error",
+            MirrorResult::Timeout => "timeout",
+            MirrorResult::ProtocolError => "protocol_error",
+            MirrorResult::RequestError => "request_error",
+        }
+    }
+
+    /// The result of a shadow answer.
+    pub fn of(answer: &ShadowAnswer) -> MirrorResult {
+        match answer {
+            ShadowAnswer::Response { .. } => MirrorResult::Ok,
+            ShadowAnswer::Failed { class, .. } => match class {
+                ErrorClass::Connect => MirrorResult::ConnectError,
+                ErrorClass::Timeout => MirrorResult::Timeout,
+                _ => MirrorResult::ProtocolError,
+            },
+        }
+    }
+}
+
+/// A production request that cannot be replayed as is.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    /// The request target cannot be joined to the shadow URL.
+    #[error("production request target `{0}` cannot be replayed to the shadow")]
+    Target(String),
+    /// The method is not a valid HTTP method token.
+    #[error("production request method `{0}` is not valid")]
+    Method(String),
+    /// Building the shadow request failed.
+    #[error("building the shadow request failed: {0}")]
+    Build(String),
+}
+
+/// Headers never forwarded (hop-by-hop, RFC 9110 §7.6.1) or recomputed.
+const DROPPED: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "trailers",
+    "transfer-encoding",
+    "upgrade",
+    "expect",
+    "content-length",
+];
+
+/// Sends replayed requests to the shadow over a keep-alive connection pool.
+#[derive(Clone, Debug)]
+pub struct ShadowClient {
+    client: Client<HttpConnector, Full<Bytes>>,
+    scheme_authority: String,
+    prefix: String,
+    authority: String,
+    host: HostHeader,
+    set_headers: Vec<(HeaderName, HeaderValue)>,
+    remove_headers: Vec<HeaderName>,
+    timeout: Duration,
+    max_response_bytes: usize,
+}
+
+impl ShadowClient {
+    /// A client for the `[shadow]` config (validated).
+    pub fn new(c: &ShadowConfig) -> Result<Self, ConfigError> {
+        let uri: Uri = c
+            .url
+            .parse()
+            .map_err(|e| ConfigError::Invalid(format!("shadow.url `{}`: {e}", c.url)))?;
+        let authority = uri
+            .authority()
+            .ok_or_else(|| ConfigError::Invalid(format!("shadow.url `{}` has no host", c.url)))?
+            .to_string();
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(Duration::from_millis(c.connect_timeout_ms)));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_millis(c.pool_idle_timeout_ms))
+            .pool_max_idle_per_host(c.pool_max_idle)
+            .build(connector);
+        let header = |n: &str| {
+            HeaderName::from_bytes(n.as_bytes())
+                .map_err(|_| ConfigError::Invalid(format!("shadow header `{n}` is not valid")))
+        };
+        let set_headers = c
+            .set_headers
+            .iter()
+            .map(|(n, v)| {
+                Ok((
+                    header(n)?,
+                    HeaderValue::from_str(v).map_err(|_| {
+                        ConfigError::Invalid(format!("shadow.set_headers.{n} is not valid"))
+                    })?,
+                ))
+            })
+            .collect::<Result<_, ConfigError>>()?;
+        let remove_headers = c
+            .remove_headers
+            .iter()
+            .map(|n| header(n))
+            .collect::<Result<_, _>>()?;
+        Ok(ShadowClient {
+            client,
+            scheme_authority: format!("{}://{authority}", uri.scheme_str().unwrap_or("http")),
+            prefix: uri.path().trim_end_matches('/').to_string(),
+            authority,
+            host: c.host_header.clone(),
+            set_headers,
+            remove_headers,
+            timeout: Duration::from_millis(c.timeout_ms),
+            max_response_bytes: c.max_response_bytes,
+        })
+    }
+
+    /// The shadow request for a production request.
+    pub fn build_request(&self, req: &HttpRequest) -> Result<Request<Full<Bytes>>, ReplayError> {
+        let path: String = if req.target.starts_with('/') {
+            req.target.clone()
+        } else if let Ok(abs) = req.target.parse::<Uri>()
+            && abs.scheme().is_some()
+        {
+            abs.path_and_query().map_or("/", |p| p.as_str()).to_string()
+        } else {
+            return Err(ReplayError::Target(req.target.clone()));
+        };
+        let uri: Uri = format!("{}{}{}", self.scheme_authority, self.prefix, path)
+            .parse()
+            .map_err(|_| ReplayError::Target(req.target.clone()))?;
+        let method = hyper::Method::from_bytes(req.method.as_bytes())
+            .map_err(|_| ReplayError::Method(req.method.clone()))?;
+
+        // Headers named by `Connection` are hop-by-hop too.
+        let named_by_connection: Vec<String> = req
+            .headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+            .flat_map(|h| {
+                String::from_utf8_lossy(&h.value)
+                    .split(',')
+                    .map(|t| t.trim().to_ascii_lowercase())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let had_length = req
+            .headers
+            .iter()
+            .any(|h| h.name.eq_ignore_ascii_case("content-length"));
+        let mut builder = Request::builder().method(method).uri(uri);
+        let headers = builder
+            .headers_mut()
+            .ok_or_else(|| ReplayError::Build("invalid request parts".into()))?;
+        for h in &req.headers {
+            let lower = h.name.to_ascii_lowercase();
+            if DROPPED.contains(&lower.as_str()) || named_by_connection.contains(&lower) {
+                continue;
+            }
+            let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(h.name.as_bytes()),
+                HeaderValue::from_bytes(&h.value),
+            ) else {
+                tracing::debug!(header = %h.name, "dropping a header hyper cannot send");
+                continue;
+            };
+            headers.append(name, value);
+        }
+        match &self.host {
+            HostHeader::Preserve => {}
+            HostHeader::Shadow => {
+                let v = HeaderValue::from_str(&self.authority)
+                    .map_err(|e| ReplayError::Build(e.to_string()))?;
+                headers.insert(HOST, v);
+            }
+            HostHeader::Literal(h) => {
+                let v = HeaderValue::from_str(h).map_err(|e| ReplayError::Build(e.to_string()))?;
+                headers.insert(HOST, v);
+            }
+        }
+        for name in &self.remove_headers {
+            headers.remove(name);
+        }
+        for (name, value) in &self.set_headers {
+            headers.insert(name.clone(), value.clone());
+        }
+        if had_length || !req.body.is_empty() {
+            headers.insert(CONTENT_LENGTH, HeaderValue::from(req.body.len()));
+        }
+        builder
+            .body(Full::new(req.body.clone()))
+            .map_err(|e| ReplayError::Build(e.to_string()))
+    }
+
+    /// Replays `req` and waits (at most the configured timeout) for the whole answer.
+    pub async fn replay(&self, req: &HttpRequest) -> Result<ShadowAnswer, ReplayError> {
+        let request = self.build_request(req)?;
+        let start = Instant::now();
+        let exchange = async {
+            let response = self.client.request(request).await.map_err(|e| {
+                let class = if e.is_connect() {
+                    ErrorClass::Connect
+                } else {
+                    ErrorClass::Protocol
+                };
+                (class, error_chain(&e))
+            })?;
+            let status = response.status().as_u16();
+            let body = Limited::new(response.into_body(), self.max_response_bytes)
+                .collect()
+                .await
+                .map_err(|e| (ErrorClass::Protocol, format!("shadow response body: {e}")))?
+                .to_bytes();
+            Ok::<_, (ErrorClass, String)>((status, body))
+        };
+        let outcome = tokio::time::timeout(self.timeout, exchange).await;
+        let latency_ns = start.elapsed().as_nanos() as u64;
+        Ok(match outcome {
+            Ok(Ok((status, body))) => ShadowAnswer::Response {
+                status,
+                body,
+                latency_ns,
+            },
+            Ok(Err((class, message))) => ShadowAnswer::Failed {
+                class,
+                message,
+                latency_ns,
+            },
+            Err(_) => ShadowAnswer::Failed {
+                class: ErrorClass::Timeout,
+                message: format!("shadow did not answer within {:?}", self.timeout),
+                latency_ns,
+            },
+        })
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = format!("shadow: {e}");
+    let mut cur = e.source();
+    while let Some(inner) = cur {
+        s.push_str(&format!(": {inner}"));
+        cur = inner.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::Header;
+
+    fn client(c: ShadowConfig) -> ShadowClient {
+        ShadowClient::new(&c).unwrap()
+    }
+
+    fn req(headers: &[(&str, &str)], body: &str) -> HttpRequest {
+        HttpRequest {
+            method: "POST".into(),
+            target: "/v2/models/m/infer?x=1".into(),
+            version: 1,
+            headers: headers
+                .iter()
+                .map(|(n, v)| Header {
+                    name: (*n).into(),
+                    value: Bytes::from(v.to_string()),
+                })
+                .collect(),
+            body: Bytes::from(body.to_string()),
+        }
+    }
+
+    #[test]
+    fn drops_hop_by_hop_and_recomputes_length() {
+        let c = client(ShadowConfig {
+            url: "http://127.0.0.1:9/prefix/".into(),
+            ..Default::default()
+        });
+        let r = c
+            .build_request(&req(
+                &[
+                    ("Host", "prod.example"),
+                    ("Connection", "keep-alive, X-Hop"),
+                    ("X-Hop", "1"),
+                    ("Keep-Alive", "timeout=5"),
+                    ("Transfer-Encoding", "chunked"),
+                    ("TE", "trailers"),
+                    ("Upgrade", "h2c"),
+                    ("Proxy-Authorization", "secret"),
+                    ("Expect", "100-continue"),
+                    ("Authorization", "Bearer t"),
+                    ("X-Multi", "a"),
+                    ("X-Multi", "b"),
+                ],
+                "hello",
+            ))
+            .unwrap();
+        assert_eq!(r.method(), "POST");
+        assert_eq!(
+            r.uri().to_string(),
+            "http://127.0.0.1:9/prefix/v2/models/m/infer?x=1"
+        );
+        let h = r.headers();
+        let names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(
+            names,
+            vec!["host", "authorization", "x-multi", "content-length"]
+        );
+        assert_eq!(h["host"], "prod.example");
+        assert_eq!(h.get_all("x-multi").iter().count(), 2);
+        assert_eq!(h["content-length"], "5");
+    }
+
+    #[test]
+    fn host_rewrite_and_header_set_remove() {
+        let mut set = std::collections::BTreeMap::new();
+        set.insert("x-shadowtap".to_string(), "1".to_string());
+        let c = client(ShadowConfig {
+            url: "http://127.0.0.1:9".into(),
+            host_header: HostHeader::Shadow,
+            set_headers: set,
+            remove_headers: vec!["authorization".into()],
+            ..Default::default()
+        });
+        let r = c
+            .build_request(&req(&[("Host", "prod"), ("Authorization", "x")], ""))
+            .unwrap();
+        assert_eq!(r.headers()["host"], "127.0.0.1:9");
+        assert_eq!(r.headers()["x-shadowtap"], "1");
+        assert!(r.headers().get("authorization").is_none());
+        assert!(
+            r.headers().get("content-length").is_none(),
+            "GET-like, no body"
+        );
+        let c = client(ShadowConfig {
+            url: "http://127.0.0.1:9".into(),
+            host_header: HostHeader::Literal("shadow.internal".into()),
+            ..Default::default()
+        });
+        let r = c.build_request(&req(&[("Host", "prod")], "")).unwrap();
+        assert_eq!(r.headers()["host"], "shadow.internal");
+    }
+
+    #[test]
+    fn absolute_targets_use_their_path_and_bad_targets_fail() {
+        let c = client(ShadowConfig {
+            url: "http://127.0.0.1:9".into(),
+            ..Default::default()
+        });
+        let mut r = req(&[], "");
+        r.target = "http://prod:8080/a?b".into();
+        assert_eq!(
+            c.build_request(&r).unwrap().uri().to_string(),
+            "http://127.0.0.1:9/a?b"
+        );
+        r.target = "*".into();
+        assert!(matches!(c.build_request(&r), Err(ReplayError::Target(_))));
+    }
+
+    #[tokio::test]
+    async fn connection_refused_is_a_connect_error() {
+        // Bind then drop to get a port with nobody listening.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let c = client(ShadowConfig {
+            url: format!("http://127.0.0.1:{port}"),
+            ..Default::default()
+        });
+        let answer = c.replay(&req(&[], "x")).await.unwrap();
+        assert_eq!(MirrorResult::of(&answer), MirrorResult::ConnectError);
+    }
+}

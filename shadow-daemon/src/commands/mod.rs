@@ -1,7 +1,9 @@
 //! One module per `shadowd` subcommand: its flags and its `main`.
 
+pub mod check_config;
 pub mod inspect;
 pub mod record;
+pub mod run;
 
 use crate::cli::{Cli, Command};
 use std::process::ExitCode;
@@ -31,6 +33,8 @@ pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Record(args) => record::main(args),
         Command::Inspect(args) => inspect::main(args),
+        Command::Run(args) => run::main(args),
+        Command::CheckConfig(args) => check_config::main(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

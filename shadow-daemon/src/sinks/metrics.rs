@@ -1,1 +1,359 @@
-//! Prometheus registry and admin HTTP server.
+//! Prometheus registry (prefix `shadowtap_`) and the events that feed it.
+//!
+//! Each internal event has exactly one method here that both logs it (tracing) and bumps its
+//! metric, so that logs and metrics never disagree (vector's style). Metric names follow
+//! design.md.
+
+use crate::compare::{DiscrepancyKind, ErrorClass, Model};
+use crate::http::Outcome;
+use crate::pipeline::SkipReason;
+use crate::pipeline::circuit_breaker::BreakerState;
+use crate::replay::MirrorResult;
+use prometheus::{
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    Opts, Registry, TextEncoder,
+};
+use std::sync::{Arc, Mutex};
+
+/// Latency histogram buckets, seconds (1 ms .. 30 s).
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// The daemon's metrics. Cheap to clone (shared registry).
+#[derive(Clone)]
+pub struct Metrics {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    registry: Registry,
+    captured_segments: IntCounter,
+    capture_dropped: IntCounterVec,
+    exchanges: IntCounterVec,
+    mirrored: IntCounterVec,
+    skipped: IntCounterVec,
+    latency: HistogramVec,
+    errors: IntCounterVec,
+    agreement_ratio: Gauge,
+    discrepancies: IntCounterVec,
+    cpu_seconds: prometheus::CounterVec,
+    memory_bytes: GaugeVec,
+    flows_active: IntGauge,
+    reassembly_bytes: IntGauge,
+    circuit_state: IntGauge,
+    discrepancy_log_dropped: IntCounter,
+    /// Last CPU time read from /proc, to turn the absolute value into counter increments.
+    last_cpu: Mutex<f64>,
+}
+
+fn opts(name: &str, help: &str) -> Opts {
+    Opts::new(name, help).namespace("shadowtap")
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Metrics {
+    /// A fresh registry with every metric registered (zero-valued series for known labels, so
+    /// dashboards and alerts see them before the first event).
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        macro_rules! reg {
+            ($m:expr) => {{
+                let m = $m.expect("metric definition is valid");
+                registry
+                    .register(Box::new(m.clone()))
+                    .expect("metric names are unique");
+                m
+            }};
+        }
+        let inner = Inner {
+            captured_segments: reg!(IntCounter::with_opts(opts(
+                "captured_segments_total",
+                "TCP segments delivered by the capture source."
+            ))),
+            capture_dropped: reg!(IntCounterVec::new(
+                opts(
+                    "capture_dropped_total",
+                    "Segments or exchanges lost before the pipeline, by stage."
+                ),
+                &["stage"]
+            )),
+            exchanges: reg!(IntCounterVec::new(
+                opts("exchanges_total", "HTTP exchanges rebuilt, by outcome."),
+                &["outcome"]
+            )),
+            mirrored: reg!(IntCounterVec::new(
+                opts(
+                    "mirrored_requests_total",
+                    "Requests replayed to the shadow, by result (ok = a response came back)."
+                ),
+                &["result"]
+            )),
+            skipped: reg!(IntCounterVec::new(
+                opts(
+                    "mirror_skipped_total",
+                    "Exchanges not replayed to the shadow, by reason."
+                ),
+                &["reason"]
+            )),
+            latency: reg!(HistogramVec::new(
+                HistogramOpts::new("latency_seconds", "Response latency per model.")
+                    .namespace("shadowtap")
+                    .buckets(LATENCY_BUCKETS.to_vec()),
+                &["model"]
+            )),
+            errors: reg!(IntCounterVec::new(
+                opts(
+                    "errors_total",
+                    "Error answers and failures per model and class."
+                ),
+                &["model", "class"]
+            )),
+            agreement_ratio: reg!(Gauge::with_opts(opts(
+                "agreement_ratio",
+                "Fraction of compared requests whose predicted labels agree."
+            ))),
+            discrepancies: reg!(IntCounterVec::new(
+                opts(
+                    "discrepancies_total",
+                    "Compared requests that differ, by kind of difference."
+                ),
+                &["kind"]
+            )),
+            cpu_seconds: reg!(prometheus::CounterVec::new(
+                opts("resource_cpu_seconds_total", "CPU time used, per process."),
+                &["process"]
+            )),
+            memory_bytes: reg!(GaugeVec::new(
+                opts("resource_memory_bytes", "Resident memory, per process."),
+                &["process"]
+            )),
+            flows_active: reg!(IntGauge::with_opts(opts(
+                "flows_active",
+                "TCP connections tracked by reassembly."
+            ))),
+            reassembly_bytes: reg!(IntGauge::with_opts(opts(
+                "reassembly_bytes",
+                "Bytes buffered by reassembly."
+            ))),
+            circuit_state: reg!(IntGauge::with_opts(opts(
+                "circuit_state",
+                "Shadow circuit breaker: 0 closed (mirroring), 1 open (paused), 2 half-open (probing)."
+            ))),
+            discrepancy_log_dropped: reg!(IntCounter::with_opts(opts(
+                "discrepancy_log_dropped_total",
+                "Discrepancy log lines dropped because the writer fell behind or failed."
+            ))),
+            last_cpu: Mutex::new(0.0),
+            registry,
+        };
+        for r in SkipReason::ALL {
+            inner.skipped.with_label_values(&[r.as_str()]);
+        }
+        for r in MirrorResult::ALL {
+            inner.mirrored.with_label_values(&[r.as_str()]);
+        }
+        for m in [Model::Production, Model::Shadow] {
+            inner.latency.with_label_values(&[m.as_str()]);
+        }
+        Metrics {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// The registry, for callers that register their own collectors.
+    pub fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+
+    /// Prometheus text exposition of every metric (refreshes the resource gauges first).
+    pub fn render(&self) -> String {
+        self.refresh_resources();
+        let mut buf = Vec::new();
+        let _ = TextEncoder::new().encode(&self.inner.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+
+    // ---- capture front end (reassembly / http stages) ----
+
+    /// `n` segments delivered by capture.
+    pub fn segments_captured(&self, n: u64) {
+        self.inner.captured_segments.inc_by(n);
+    }
+
+    /// `n` segments or exchanges lost at `stage` (e.g. `ring`, `channel`, `exchange_channel`).
+    pub fn capture_dropped(&self, stage: &str, n: u64) {
+        tracing::debug!(stage, n, "capture dropped");
+        self.inner
+            .capture_dropped
+            .with_label_values(&[stage])
+            .inc_by(n);
+    }
+
+    /// Flows currently tracked and bytes buffered by reassembly.
+    pub fn set_reassembly(&self, flows: i64, bytes: i64) {
+        self.inner.flows_active.set(flows);
+        self.inner.reassembly_bytes.set(bytes);
+    }
+
+    // ---- pipeline ----
+
+    /// One exchange reached the pipeline.
+    pub fn exchange_seen(&self, outcome: Outcome) {
+        tracing::trace!(outcome = outcome.as_str(), "exchange");
+        self.inner
+            .exchanges
+            .with_label_values(&[outcome.as_str()])
+            .inc();
+    }
+
+    /// One exchange was not replayed.
+    pub fn mirror_skipped(&self, reason: SkipReason) {
+        tracing::trace!(reason = reason.as_str(), "mirror skipped");
+        self.inner
+            .skipped
+            .with_label_values(&[reason.as_str()])
+            .inc();
+    }
+
+    /// The circuit breaker changed state.
+    pub fn circuit_changed(&self, state: BreakerState) {
+        tracing::info!(state = state.as_str(), "shadow circuit breaker");
+        self.inner.circuit_state.set(state.gauge_value());
+    }
+
+    // ---- replay / compare ----
+
+    /// One replay attempt finished.
+    pub fn mirrored(&self, result: MirrorResult) {
+        if result != MirrorResult::Ok {
+            tracing::debug!(result = result.as_str(), "shadow request failed");
+        }
+        self.inner
+            .mirrored
+            .with_label_values(&[result.as_str()])
+            .inc();
+    }
+
+    /// A response latency for `model`.
+    pub fn latency(&self, model: Model, seconds: f64) {
+        self.inner
+            .latency
+            .with_label_values(&[model.as_str()])
+            .observe(seconds);
+    }
+
+    /// An error answer or failure of `model`.
+    pub fn error(&self, model: Model, class: ErrorClass) {
+        tracing::debug!(
+            model = model.as_str(),
+            class = class.as_str(),
+            "model error"
+        );
+        self.inner
+            .errors
+            .with_label_values(&[model.as_str(), class.as_str()])
+            .inc();
+    }
+
+    /// One compared request differs in `kind`.
+    pub fn discrepancy(&self, kind: DiscrepancyKind) {
+        tracing::debug!(kind = kind.as_str(), "discrepancy");
+        self.inner
+            .discrepancies
+            .with_label_values(&[kind.as_str()])
+            .inc();
+    }
+
+    /// The running label agreement ratio.
+    pub fn set_agreement(&self, ratio: f64) {
+        self.inner.agreement_ratio.set(ratio);
+    }
+
+    /// A discrepancy log line was dropped.
+    pub fn discrepancy_log_dropped(&self, why: &str) {
+        tracing::warn!(why, "discrepancy log line dropped");
+        self.inner.discrepancy_log_dropped.inc();
+    }
+
+    // ---- process resources ----
+
+    fn refresh_resources(&self) {
+        if let Some((cpu, rss)) = read_self_resources() {
+            let mut last = self
+                .inner
+                .last_cpu
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if cpu > *last {
+                self.inner
+                    .cpu_seconds
+                    .with_label_values(&["shadowd"])
+                    .inc_by(cpu - *last);
+                *last = cpu;
+            }
+            self.inner
+                .memory_bytes
+                .with_label_values(&["shadowd"])
+                .set(rss);
+        }
+    }
+}
+
+/// (CPU seconds user+system, resident bytes) of this process from `/proc/self`.
+fn read_self_resources() -> Option<(f64, f64)> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as f64;
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let rss_pages: f64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(((utime + stime) / ticks.max(1.0), rss_pages * page))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_design_names_with_prefix() {
+        let m = Metrics::new();
+        m.mirror_skipped(SkipReason::QueueFull);
+        m.exchange_seen(Outcome::Complete);
+        m.error(Model::Shadow, ErrorClass::Timeout);
+        m.discrepancy(DiscrepancyKind::Label);
+        m.segments_captured(3);
+        m.capture_dropped("ring", 1);
+        let text = m.render();
+        for needle in [
+            "shadowtap_mirror_skipped_total{reason=\"queue_full\"} 1",
+            "shadowtap_mirror_skipped_total{reason=\"sampled_out\"} 0",
+            "shadowtap_exchanges_total{outcome=\"complete\"} 1",
+            "shadowtap_errors_total{class=\"timeout\",model=\"shadow\"} 1",
+            "shadowtap_discrepancies_total{kind=\"label\"} 1",
+            "shadowtap_captured_segments_total 3",
+            "shadowtap_capture_dropped_total{stage=\"ring\"} 1",
+            "shadowtap_circuit_state 0",
+            "shadowtap_resource_memory_bytes{process=\"shadowd\"}",
+            "shadowtap_latency_seconds_bucket{model=\"shadow\"",
+        ] {
+            assert!(text.contains(needle), "missing {needle} in\n{text}");
+        }
+    }
+}

@@ -1,4 +1,6 @@
-//! Where results go.
+//! Where results go: [`metrics`] (Prometheus registry), [`admin`] (the HTTP server exposing it),
+//! [`discrepancy_log`] (JSON lines of differing comparisons) and [`report`].
+pub mod admin;
 pub mod discrepancy_log;
 pub mod metrics;
 pub mod report;

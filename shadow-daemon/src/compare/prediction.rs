@@ -1,0 +1,314 @@
+//! Prediction extraction from a response body, by preset, and class labels (argmax of scores).
+//!
+//! | preset | prediction | labels |
+//! |---|---|---|
+//! | `kserve-v2` | `outputs[*].data` (as `{name: data}`) | an integer/string output, else argmax of the first score output `[B, K]` |
+//! | `tfserving`, `mlflow` | `predictions` | per row: argmax of a score vector, or the integer/string value |
+//! | `json-pointer` | the value at the pointer | as for `predictions` |
+//!
+//! Plain floats (regression outputs) have no label.
+
+use crate::config::{CompareConfig, PresetName};
+use serde::Serialize;
+use serde_json::Value;
+
+/// How to find the prediction in a body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Preset {
+    /// Open Inference Protocol (KServe v2); `label_output` names the label tensor.
+    KserveV2 { label_output: Option<String> },
+    /// `predictions` (TF Serving, MLflow).
+    Predictions,
+    /// A JSON pointer.
+    Pointer(String),
+    /// No extraction.
+    None,
+}
+
+/// What a model predicted for one request.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Prediction {
+    /// The extracted values.
+    pub values: Value,
+    /// One class label per row; empty when the output has no labels (regression).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<String>,
+}
+
+impl Preset {
+    /// The preset named in the config.
+    pub fn from_config(c: &CompareConfig) -> Preset {
+        match c.preset {
+            PresetName::KserveV2 => Preset::KserveV2 {
+                label_output: c.label_output.clone(),
+            },
+            PresetName::Tfserving | PresetName::Mlflow => Preset::Predictions,
+            PresetName::JsonPointer => {
+                Preset::Pointer(c.prediction_pointer.clone().unwrap_or_default())
+            }
+            PresetName::None => Preset::None,
+        }
+    }
+
+    /// The prediction in `body`, or `None` when the body does not have the preset's shape.
+    pub fn extract(&self, body: &Value) -> Option<Prediction> {
+        match self {
+            Preset::None => None,
+            Preset::Predictions => generic(body.get("predictions")?),
+            Preset::Pointer(p) => generic(body.pointer(p)?),
+            Preset::KserveV2 { label_output } => kserve_v2(body, label_output.as_deref()),
+        }
+    }
+}
+
+/// Index of the largest score (first on ties; NaN never wins). `None` when empty or all NaN.
+pub fn argmax(scores: &[f64]) -> Option<usize> {
+    let mut best: Option<(usize, f64)> = None;
+    for (i, &s) in scores.iter().enumerate() {
+        if s.is_nan() {
+            continue;
+        }
+        if best.is_none_or(|(_, b)| s > b) {
+            best = Some((i, s));
+        }
+    }
+    best.map(|(i, _)| i)
+}
+
+fn generic(v: &Value) -> Option<Prediction> {
+    let labels = match v {
+        Value::Array(rows) => rows_labels(rows.iter().map(row_of)),
+        scalar => scalar_label(scalar).into_iter().collect(),
+    };
+    Some(Prediction {
+        values: v.clone(),
+        labels,
+    })
+}
+
+/// A row as a slice: arrays are rows of scores, anything else a one-element row.
+fn row_of(v: &Value) -> &[Value] {
+    match v {
+        Value::Array(a) => a,
+        other => std::slice::from_ref(other),
+    }
+}
+
+/// One label per row, or none at all if any row has no label.
+fn rows_labels<'a>(rows: impl Iterator<Item = &'a [Value]>) -> Vec<String> {
+    let mut out = Vec::new();
+    for row in rows {
+        match row_label(row) {
+            Some(l) => out.push(l),
+            None => return Vec::new(),
+        }
+    }
+    out
+}
+
+fn row_label(row: &[Value]) -> Option<String> {
+    match row {
+        [one] => scalar_label(one),
+        many if many.len() >= 2 => {
+            let scores: Option<Vec<f64>> = many.iter().map(Value::as_f64).collect();
+            argmax(&scores?).map(|i| i.to_string())
+        }
+        _ => None,
+    }
+}
+
+/// Integers, strings and booleans are labels; floats are not (regression).
+fn scalar_label(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Number(n) if n.is_i64() || n.is_u64() => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn flatten(v: &Value, out: &mut Vec<Value>) {
+    match v {
+        Value::Array(a) => a.iter().for_each(|x| flatten(x, out)),
+        other => out.push(other.clone()),
+    }
+}
+
+/// One KServe v2 output tensor, flattened and split into rows by its shape.
+struct Tensor<'a> {
+    name: String,
+    datatype: &'a str,
+    data: &'a Value,
+    rows: Vec<Vec<Value>>,
+}
+
+fn tensor(i: usize, o: &Value) -> Option<Tensor<'_>> {
+    let data = o.get("data")?;
+    let mut flat = Vec::new();
+    flatten(data, &mut flat);
+    let shape: Vec<usize> = o
+        .get("shape")
+        .and_then(Value::as_array)
+        .map(|s| {
+            s.iter()
+                .filter_map(Value::as_u64)
+                .map(|d| d as usize)
+                .collect()
+        })
+        .unwrap_or_default();
+    let width = if shape.len() >= 2 {
+        shape[1..].iter().product::<usize>().max(1)
+    } else {
+        1
+    };
+    Some(Tensor {
+        name: o
+            .get("name")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .unwrap_or_else(|| i.to_string()),
+        datatype: o.get("datatype").and_then(Value::as_str).unwrap_or(""),
+        data,
+        rows: flat.chunks(width).map(<[Value]>::to_vec).collect(),
+    })
+}
+
+fn kserve_v2(body: &Value, label_output: Option<&str>) -> Option<Prediction> {
+    let outputs = body.get("outputs")?.as_array()?;
+    let tensors: Vec<Tensor<'_>> = outputs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, o)| tensor(i, o))
+        .collect();
+    if tensors.is_empty() {
+        return None;
+    }
+    let values = Value::Object(
+        tensors
+            .iter()
+            .map(|t| (t.name.clone(), t.data.clone()))
+            .collect(),
+    );
+    let labels_of = |t: &Tensor<'_>| rows_labels(t.rows.iter().map(Vec::as_slice));
+    let is_label_type = |t: &Tensor<'_>| {
+        let d = t.datatype.to_ascii_uppercase();
+        d.starts_with("INT") || d.starts_with("UINT") || d == "BYTES" || d == "BOOL"
+    };
+    let labels = if let Some(name) = label_output {
+        tensors
+            .iter()
+            .find(|t| t.name == name)
+            .map(labels_of)
+            .unwrap_or_default()
+    } else if let Some(t) = tensors
+        .iter()
+        .find(|t| is_label_type(t) && t.rows.iter().all(|r| r.len() == 1))
+    {
+        labels_of(t)
+    } else {
+        tensors
+            .iter()
+            .find(|t| t.rows.first().is_some_and(|r| r.len() >= 2))
+            .map(labels_of)
+            .unwrap_or_default()
+    };
+    Some(Prediction { values, labels })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn kserve() -> Preset {
+        Preset::KserveV2 { label_output: None }
+    }
+
+    #[test]
+    fn argmax_picks_the_first_largest_and_skips_nan() {
+        assert_eq!(argmax(&[0.1, 0.7, 0.2]), Some(1));
+        assert_eq!(argmax(&[0.5, 0.5]), Some(0));
+        assert_eq!(argmax(&[f64::NAN, 0.1, 0.0]), Some(1));
+        assert_eq!(argmax(&[]), None);
+        assert_eq!(argmax(&[f64::NAN]), None);
+    }
+
+    #[test]
+    fn kserve_v2_scores_give_argmax_labels_per_row() {
+        let body = json!({"model_name": "m", "id": "1", "outputs": [
+            {"name": "probabilities", "shape": [2, 3], "datatype": "FP64",
+             "data": [0.1, 0.2, 0.7, 0.6, 0.3, 0.1]}
+        ]});
+        let p = kserve().extract(&body).unwrap();
+        assert_eq!(p.labels, vec!["2", "0"]);
+        assert_eq!(
+            p.values,
+            json!({"probabilities": [0.1, 0.2, 0.7, 0.6, 0.3, 0.1]})
+        );
+    }
+
+    #[test]
+    fn kserve_v2_prefers_an_integer_label_output() {
+        let body = json!({"outputs": [
+            {"name": "probabilities", "shape": [1, 2], "datatype": "FP64", "data": [0.9, 0.1]},
+            {"name": "label", "shape": [1], "datatype": "INT64", "data": [7]}
+        ]});
+        assert_eq!(kserve().extract(&body).unwrap().labels, vec!["7"]);
+        let named = Preset::KserveV2 {
+            label_output: Some("probabilities".into()),
+        };
+        assert_eq!(named.extract(&body).unwrap().labels, vec!["0"]);
+    }
+
+    #[test]
+    fn kserve_v2_regression_has_no_labels_and_bad_bodies_none() {
+        let body = json!({"outputs": [{"name": "y", "shape": [2], "datatype": "FP32", "data": [1.5, 2.5]}]});
+        let p = kserve().extract(&body).unwrap();
+        assert!(p.labels.is_empty());
+        assert_eq!(kserve().extract(&json!({"predictions": [1]})), None);
+        assert_eq!(kserve().extract(&json!({"outputs": []})), None);
+        // Nested data is flattened before splitting into rows.
+        let nested = json!({"outputs": [{"name": "p", "shape": [1, 2], "datatype": "FP32", "data": [[0.2, 0.8]]}]});
+        assert_eq!(kserve().extract(&nested).unwrap().labels, vec!["1"]);
+    }
+
+    #[test]
+    fn predictions_preset_for_tfserving_and_mlflow() {
+        let scores = json!({"predictions": [[0.1, 0.9], [0.8, 0.2]]});
+        assert_eq!(
+            Preset::Predictions.extract(&scores).unwrap().labels,
+            vec!["1", "0"]
+        );
+        let classes = json!({"predictions": ["cat", "dog"]});
+        assert_eq!(
+            Preset::Predictions.extract(&classes).unwrap().labels,
+            vec!["cat", "dog"]
+        );
+        let ints = json!({"predictions": [0, 2, 1]});
+        assert_eq!(
+            Preset::Predictions.extract(&ints).unwrap().labels,
+            vec!["0", "2", "1"]
+        );
+        let regression = json!({"predictions": [0.5, 1.25]});
+        let p = Preset::Predictions.extract(&regression).unwrap();
+        assert!(p.labels.is_empty());
+        assert_eq!(p.values, json!([0.5, 1.25]));
+        assert_eq!(Preset::Predictions.extract(&json!({"outputs": []})), None);
+    }
+
+    #[test]
+    fn json_pointer_preset() {
+        let body = json!({"result": {"class": "spam", "scores": [0.2, 0.8]}});
+        let p = Preset::Pointer("/result/class".into())
+            .extract(&body)
+            .unwrap();
+        assert_eq!(p.labels, vec!["spam"]);
+        let p = Preset::Pointer("/result/scores".into())
+            .extract(&body)
+            .unwrap();
+        // A flat array is rows of scalars: floats have no label.
+        assert!(p.labels.is_empty());
+        assert_eq!(Preset::Pointer("/nope".into()).extract(&body), None);
+        assert_eq!(Preset::None.extract(&body), None);
+    }
+}

@@ -1,0 +1,298 @@
+//! Circuit breaker on the shadow: when too many replays fail (connect errors, timeouts, garbage,
+//! 5xx), mirroring pauses (open), then a few probe requests are let through (half-open); if they
+//! all succeed mirroring resumes (closed), if one fails it pauses again.
+//!
+//! ```text
+//! closed --failure ratio >= threshold over >= min_requests--> open
+//! open   --open_ms elapsed, next request--> half-open (admits `probes` requests)
+//! half-open --all probes succeed--> closed      half-open --a probe fails--> open
+//! ```
+
+use crate::compare::ShadowAnswer;
+use crate::config::CircuitBreakerConfig;
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+/// The breaker's state (exported as `shadowtap_circuit_state`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BreakerState {
+    /// Mirroring.
+    Closed,
+    /// Paused: every request is skipped (`circuit_open`).
+    Open,
+    /// Probing with a few requests.
+    HalfOpen,
+}
+
+impl BreakerState {
+    /// Log/JSON name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BreakerState::Closed => "closed",
+            BreakerState::Open => "open",
+            BreakerState::HalfOpen => "half_open",
+        }
+    }
+
+    /// Gauge value: 0 closed, 1 open, 2 half-open.
+    pub fn gauge_value(self) -> i64 {
+        match self {
+            BreakerState::Closed => 0,
+            BreakerState::Open => 1,
+            BreakerState::HalfOpen => 2,
+        }
+    }
+}
+
+/// Whether a replay outcome counts against the shadow: no usable answer (connect error,
+/// timeout, invalid HTTP), a 5xx, or an answer slower than `slow_call` (when set). A 4xx is the
+/// request's fault, not the shadow's.
+pub fn counts_as_failure(answer: &ShadowAnswer, slow_call: Option<Duration>) -> bool {
+    match answer {
+        ShadowAnswer::Failed { class, .. } => class.is_shadow_failure(),
+        ShadowAnswer::Response {
+            status, latency_ns, ..
+        } => *status >= 500 || slow_call.is_some_and(|s| *latency_ns > s.as_nanos() as u64),
+    }
+}
+
+/// The state machine. Time is passed in, for tests.
+#[derive(Clone, Debug)]
+pub struct CircuitBreaker {
+    enabled: bool,
+    window_len: usize,
+    min_requests: usize,
+    failure_ratio: f64,
+    open_for: Duration,
+    probes: usize,
+    state: BreakerState,
+    /// Recent outcomes while closed; `true` = failure.
+    window: VecDeque<bool>,
+    failures: usize,
+    opened_at: Option<Instant>,
+    probes_admitted: usize,
+    probes_succeeded: usize,
+}
+
+impl CircuitBreaker {
+    /// A closed breaker.
+    pub fn new(c: &CircuitBreakerConfig) -> Self {
+        CircuitBreaker {
+            enabled: c.enabled,
+            window_len: c.window.max(1),
+            min_requests: c.min_requests.max(1),
+            failure_ratio: c.failure_ratio,
+            open_for: Duration::from_millis(c.open_ms),
+            probes: c.probes.max(1),
+            state: BreakerState::Closed,
+            window: VecDeque::new(),
+            failures: 0,
+            opened_at: None,
+            probes_admitted: 0,
+            probes_succeeded: 0,
+        }
+    }
+
+    /// Current state.
+    pub fn state(&self) -> BreakerState {
+        self.state
+    }
+
+    /// Whether a request may go to the shadow now. While half-open, each `true` is a probe.
+    pub fn admit(&mut self, now: Instant) -> bool {
+        if !self.enabled {
+            return true;
+        }
+        match self.state {
+            BreakerState::Closed => true,
+            BreakerState::Open => {
+                let due = self
+                    .opened_at
+                    .is_none_or(|t| now.saturating_duration_since(t) >= self.open_for);
+                if due {
+                    self.state = BreakerState::HalfOpen;
+                    self.probes_admitted = 1;
+                    self.probes_succeeded = 0;
+                }
+                due
+            }
+            BreakerState::HalfOpen => {
+                if self.probes_admitted < self.probes {
+                    self.probes_admitted += 1;
+                    true
+                } else {
+                    false
+                }
+            }
+        }
+    }
+
+    /// An admitted request was dropped before it reached the shadow (rate limit, full queue):
+    /// gives a half-open probe slot back.
+    pub fn cancel(&mut self) {
+        if self.state == BreakerState::HalfOpen {
+            self.probes_admitted = self.probes_admitted.saturating_sub(1);
+        }
+    }
+
+    /// The outcome of a replayed request (`failure`: the shadow's fault).
+    pub fn record(&mut self, failure: bool, now: Instant) {
+        if !self.enabled {
+            return;
+        }
+        match self.state {
+            BreakerState::Closed => {
+                self.window.push_back(failure);
+                self.failures += usize::from(failure);
+                if self.window.len() > self.window_len
+                    && let Some(old) = self.window.pop_front()
+                {
+                    self.failures -= usize::from(old);
+                }
+                if self.window.len() >= self.min_requests
+                    && self.failures as f64 >= self.failure_ratio * self.window.len() as f64
+                {
+                    self.open(now);
+                }
+            }
+            // Late answers to requests admitted before the breaker opened.
+            BreakerState::Open => {}
+            BreakerState::HalfOpen => {
+                if failure {
+                    self.open(now);
+                } else {
+                    self.probes_succeeded += 1;
+                    if self.probes_succeeded >= self.probes {
+                        self.state = BreakerState::Closed;
+                        self.window.clear();
+                        self.failures = 0;
+                    }
+                }
+            }
+        }
+    }
+
+    fn open(&mut self, now: Instant) {
+        self.state = BreakerState::Open;
+        self.opened_at = Some(now);
+        self.window.clear();
+        self.failures = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_counts_as_a_failure() {
+        use crate::compare::ErrorClass;
+        let ok = |status, ms: u64| ShadowAnswer::Response {
+            status,
+            body: bytes::Bytes::new(),
+            latency_ns: ms * 1_000_000,
+        };
+        let failed = |class| ShadowAnswer::Failed {
+            class,
+            message: String::new(),
+            latency_ns: 0,
+        };
+        assert!(!counts_as_failure(&ok(200, 10), None));
+        assert!(!counts_as_failure(&ok(404, 10), None));
+        assert!(counts_as_failure(&ok(503, 10), None));
+        assert!(counts_as_failure(&failed(ErrorClass::Timeout), None));
+        assert!(counts_as_failure(&failed(ErrorClass::Connect), None));
+        assert!(counts_as_failure(&failed(ErrorClass::Protocol), None));
+        let slow = Some(Duration::from_millis(100));
+        assert!(!counts_as_failure(&ok(200, 100), slow));
+        assert!(counts_as_failure(&ok(200, 101), slow));
+    }
+
+    fn cfg() -> CircuitBreakerConfig {
+        CircuitBreakerConfig {
+            enabled: true,
+            window: 10,
+            min_requests: 4,
+            failure_ratio: 0.5,
+            open_ms: 1_000,
+            probes: 2,
+            slow_call_ms: 0,
+        }
+    }
+
+    #[test]
+    fn opens_at_the_failure_ratio_once_enough_requests_are_seen() {
+        let t = Instant::now();
+        let mut b = CircuitBreaker::new(&cfg());
+        b.record(true, t);
+        b.record(true, t);
+        b.record(true, t);
+        assert_eq!(b.state(), BreakerState::Closed, "below min_requests");
+        b.record(false, t);
+        assert_eq!(b.state(), BreakerState::Open, "3 of 4 failed");
+        assert!(!b.admit(t + Duration::from_millis(999)));
+    }
+
+    #[test]
+    fn stays_closed_below_the_ratio_and_window_slides() {
+        let t = Instant::now();
+        let mut b = CircuitBreaker::new(&cfg());
+        for i in 0..100 {
+            b.record(i % 3 == 1, t); // one in three fails
+            assert_eq!(b.state(), BreakerState::Closed, "at {i}");
+        }
+        // Old successes slide out; five failures in a row make 5 of 10.
+        for _ in 0..5 {
+            b.record(true, t);
+        }
+        assert_eq!(b.state(), BreakerState::Open);
+    }
+
+    #[test]
+    fn half_open_probes_then_closes_or_reopens() {
+        let t = Instant::now();
+        let mut b = CircuitBreaker::new(&cfg());
+        for _ in 0..4 {
+            b.record(true, t);
+        }
+        assert_eq!(b.state(), BreakerState::Open);
+        let t1 = t + Duration::from_secs(1);
+        assert!(b.admit(t1));
+        assert_eq!(b.state(), BreakerState::HalfOpen);
+        assert!(b.admit(t1));
+        assert!(!b.admit(t1), "only two probes");
+        b.cancel();
+        assert!(b.admit(t1), "a cancelled probe frees its slot");
+        b.record(false, t1);
+        assert_eq!(b.state(), BreakerState::HalfOpen);
+        b.record(true, t1);
+        assert_eq!(b.state(), BreakerState::Open, "a failed probe reopens");
+        assert!(!b.admit(t1 + Duration::from_millis(500)));
+        let t2 = t1 + Duration::from_secs(1);
+        assert!(b.admit(t2));
+        assert!(b.admit(t2));
+        b.record(false, t2);
+        b.record(false, t2);
+        assert_eq!(b.state(), BreakerState::Closed);
+        assert!(b.admit(t2));
+        // Fresh window after closing: three failures are below min_requests again.
+        for _ in 0..3 {
+            b.record(true, t2);
+        }
+        assert_eq!(b.state(), BreakerState::Closed);
+    }
+
+    #[test]
+    fn disabled_breaker_always_admits() {
+        let t = Instant::now();
+        let mut b = CircuitBreaker::new(&CircuitBreakerConfig {
+            enabled: false,
+            ..cfg()
+        });
+        for _ in 0..100 {
+            b.record(true, t);
+        }
+        assert!(b.admit(t));
+        assert_eq!(b.state(), BreakerState::Closed);
+    }
+}

@@ -1,0 +1,114 @@
+//! Admin HTTP server (hyper 1): `GET /metrics` (Prometheus text), `GET /healthz`,
+//! `GET /api/summary` (JSON of the running aggregates).
+
+use crate::evaluation::Evaluation;
+use crate::pipeline::SharedBreaker;
+use crate::shutdown::Shutdown;
+use crate::sinks::metrics::Metrics;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::CONTENT_TYPE;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use tokio::net::TcpListener;
+
+/// What the admin endpoints read.
+#[derive(Clone, Debug)]
+pub struct AdminState {
+    pub metrics: Metrics,
+    pub evaluation: Arc<Mutex<Evaluation>>,
+    /// The shadow circuit breaker, once the mirror runs.
+    pub breaker: Option<Arc<SharedBreaker>>,
+}
+
+/// Binds the admin address (errors say which address).
+pub async fn bind_admin(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await.map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("admin server cannot listen on {addr}: {e}"),
+        )
+    })
+}
+
+/// Serves the admin endpoints on `listener` until shutdown.
+pub async fn serve_admin(listener: TcpListener, state: AdminState, mut shutdown: Shutdown) {
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.requested() => break,
+            a = listener.accept() => a,
+        };
+        let (stream, _) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!("admin server accept failed: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let state = state.clone();
+        let mut conn_shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let state = state.clone();
+                async move { Ok::<_, Infallible>(route(&state, &req)) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::select! {
+                r = conn => if let Err(e) = r {
+                    tracing::debug!("admin connection: {e}");
+                },
+                _ = conn_shutdown.requested() => {}
+            }
+        });
+    }
+}
+
+fn respond(
+    status: StatusCode,
+    content_type: &str,
+    body: impl Into<Bytes>,
+) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(status)
+        .header(CONTENT_TYPE, content_type)
+        .body(Full::new(body.into()))
+        .expect("static response parts are valid")
+}
+
+fn route(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return respond(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            "method not allowed\n",
+        );
+    }
+    match req.uri().path() {
+        "/metrics" => respond(
+            StatusCode::OK,
+            "text/plain; version=0.0.4",
+            state.metrics.render(),
+        ),
+        "/healthz" => respond(StatusCode::OK, "text/plain", "ok\n"),
+        "/api/summary" => {
+            let summary = state
+                .evaluation
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .summary();
+            let mut v = serde_json::to_value(&summary).unwrap_or_default();
+            if let (Some(b), Some(obj)) = (&state.breaker, v.as_object_mut()) {
+                obj.insert("circuit_state".into(), b.state().as_str().into());
+            }
+            respond(StatusCode::OK, "application/json", v.to_string())
+        }
+        _ => respond(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
+    }
+}

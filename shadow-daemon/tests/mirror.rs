@@ -1,0 +1,852 @@
+//! End to end over the back half: synthetic exchanges → `Mirror` → a scripted fake shadow on
+//! 127.0.0.1:0 → comparison → `/metrics` (scraped over 127.0.0.1 from the admin server), the
+//! discrepancy log and the run summary.
+//!
+//! Expected values come from the test's own script (which requests the shadow disagrees on,
+//! how it fails), never from the code under test. Waits are on observed state, bounded in time.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use shadow_daemon::capture::FlowKey;
+use shadow_daemon::config::Config;
+use shadow_daemon::http::{Exchange, ExchangeTiming, Header, HttpRequest, HttpResponse, Outcome};
+use shadow_daemon::mirror::{Mirror, RunSummary};
+use shadow_daemon::shutdown::{self, Shutdown, ShutdownTrigger};
+use shadow_daemon::sinks::admin::{bind_admin, serve_admin};
+use shadow_daemon::sinks::metrics::Metrics;
+use std::collections::{BTreeMap, HashSet};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+// ---------- the fake shadow ----------
+
+/// What the fake shadow does with each request.
+#[derive(Clone)]
+enum Behaviour {
+    /// Answer like production (tiny numeric noise, other model_version), except for these
+    /// request ids, where it predicts another class.
+    Script { disagree: HashSet<u64> },
+    /// 500 with a JSON error body.
+    ServerError,
+    /// Accept, read the request, never answer.
+    Hang,
+    /// Answer bytes that are not HTTP, then close.
+    Garbage,
+}
+
+/// One request as the shadow received it.
+#[derive(Clone, Debug)]
+struct Seen {
+    method: String,
+    target: String,
+    headers: BTreeMap<String, String>,
+    body_sha256: String,
+}
+
+struct FakeShadow {
+    addr: SocketAddr,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    /// Read per connection (garbage) and per request (the rest): switchable mid-test.
+    behaviour: Arc<Mutex<Behaviour>>,
+    task: JoinHandle<()>,
+}
+
+impl FakeShadow {
+    fn set(&self, b: Behaviour) {
+        *self.behaviour.lock().unwrap() = b;
+    }
+}
+
+impl Drop for FakeShadow {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn sha256_hex(b: &[u8]) -> String {
+    Sha256::digest(b)
+        .iter()
+        .map(|x| format!("{x:02x}"))
+        .collect()
+}
+
+fn probs(class: usize, noise: f64) -> Vec<f64> {
+    (0..3)
+        .map(|c| if c == class { 0.8 } else { 0.1 } + noise)
+        .collect()
+}
+
+fn infer_response(id: u64, class: usize, version: &str, noise: f64) -> Value {
+    json!({
+        "model_name": "m",
+        "model_version": version,
+        "id": id.to_string(),
+        "outputs": [{"name": "probabilities", "shape": [1, 3], "datatype": "FP64",
+                     "data": probs(class, noise)}]
+    })
+}
+
+/// The class production predicts for request `id`.
+fn prod_class(id: u64) -> usize {
+    (id % 3) as usize
+}
+
+async fn start_shadow(behaviour: Behaviour) -> FakeShadow {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = seen.clone();
+    let behaviour = Arc::new(Mutex::new(behaviour));
+    let shared = behaviour.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let seen = s.clone();
+            let behaviour = shared.clone();
+            tokio::spawn(async move {
+                let garbage_mode = matches!(*behaviour.lock().unwrap(), Behaviour::Garbage);
+                if garbage_mode {
+                    garbage(stream).await;
+                    return;
+                }
+                let service = service_fn(move |req: Request<Incoming>| {
+                    let seen = seen.clone();
+                    let behaviour = behaviour.lock().unwrap().clone();
+                    async move { Ok::<_, Infallible>(answer(req, &seen, &behaviour).await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    FakeShadow {
+        addr,
+        seen,
+        behaviour,
+        task,
+    }
+}
+
+async fn answer(
+    req: Request<Incoming>,
+    seen: &Mutex<Vec<Seen>>,
+    behaviour: &Behaviour,
+) -> Response<Full<Bytes>> {
+    let method = req.method().to_string();
+    let target = req.uri().to_string();
+    let headers = req
+        .headers()
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or("").to_string()))
+        .collect();
+    let body = req.into_body().collect().await.unwrap().to_bytes();
+    seen.lock().unwrap().push(Seen {
+        method,
+        target,
+        headers,
+        body_sha256: sha256_hex(&body),
+    });
+    match behaviour {
+        Behaviour::Script { disagree } => {
+            let v: Value = serde_json::from_slice(&body).unwrap();
+            let id: u64 = v["id"].as_str().unwrap().parse().unwrap();
+            let class = if disagree.contains(&id) {
+                (prod_class(id) + 1) % 3
+            } else {
+                prod_class(id)
+            };
+            // Noise well inside the default 1e-6 tolerance; model_version is an ignored path.
+            let out = infer_response(id, class, "v2", 1e-9);
+            Response::new(Full::new(Bytes::from(out.to_string())))
+        }
+        Behaviour::ServerError => Response::builder()
+            .status(500)
+            .body(Full::new(Bytes::from_static(b"{\"error\":\"boom\"}")))
+            .unwrap(),
+        Behaviour::Hang => {
+            // Longer than any test; the server task is aborted when the test ends.
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            Response::new(Full::new(Bytes::new()))
+        }
+        Behaviour::Garbage => unreachable!("handled on the raw socket"),
+    }
+}
+
+async fn garbage(mut stream: TcpStream) {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut got = Vec::new();
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") && got.len() < buf.len() {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    let _ = stream
+        .write_all(b"\x00\x01 SURPRISE not http at all\r\n\r\n")
+        .await;
+    let _ = stream.shutdown().await;
+}
+
+// ---------- synthetic exchanges ----------
+
+fn request_body(id: u64) -> String {
+    json!({"id": id.to_string(),
+           "inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP64", "data": [id as f64, 1.5, -2.0]}]})
+    .to_string()
+}
+
+fn header(name: &str, value: &str) -> Header {
+    Header {
+        name: name.into(),
+        value: Bytes::from(value.to_string()),
+    }
+}
+
+fn exchange(id: u64, method: &str, outcome: Outcome) -> Exchange {
+    let body = request_body(id);
+    Exchange {
+        flow: FlowKey {
+            client: SocketAddr::from(([127, 0, 0, 1], 40_000 + id as u16)),
+            server: SocketAddr::from(([127, 0, 0, 1], 8080)),
+        },
+        request: Some(HttpRequest {
+            method: method.into(),
+            target: "/v2/models/m/infer".into(),
+            version: 1,
+            headers: vec![
+                header("Host", "prod.example:8080"),
+                header("Content-Type", "application/json"),
+                header("Content-Length", &body.len().to_string()),
+                header("Authorization", "Bearer prod-secret"),
+                header("Keep-Alive", "timeout=5"),
+                header("X-Request-Id", &id.to_string()),
+            ],
+            body: Bytes::from(body),
+        }),
+        prod_response: Some(HttpResponse {
+            status: 200,
+            version: 1,
+            headers: vec![header("Content-Type", "application/json")],
+            body: Bytes::from(infer_response(id, prod_class(id), "v1", 0.0).to_string()),
+        }),
+        timing: ExchangeTiming {
+            request_first_byte: 1_000_000_000,
+            request_last_byte: 1_000_000_000,
+            response_first_byte: Some(1_004_000_000),
+            response_last_byte: Some(1_005_000_000),
+        },
+        outcome,
+    }
+}
+
+// ---------- harness ----------
+
+fn config(shadow: SocketAddr, log: Option<&Path>) -> Config {
+    let mut c = Config::default();
+    c.capture.interface = "lo".into();
+    c.capture.ports = vec![8080];
+    c.shadow.url = format!("http://{shadow}");
+    c.admin.addr = SocketAddr::from(([127, 0, 0, 1], 0));
+    c.compare.ignore_paths = vec!["/model_version".into()];
+    c.discrepancy_log.path = log.map(Path::to_path_buf);
+    c.validate().expect("test config is valid");
+    c
+}
+
+struct Running {
+    feed: mpsc::Sender<Exchange>,
+    run: JoinHandle<RunSummary>,
+    metrics: Metrics,
+    admin: SocketAddr,
+    trigger: ShutdownTrigger,
+    _admin_task: JoinHandle<()>,
+}
+
+async fn start(config: Config) -> Running {
+    let (trigger, shutdown): (ShutdownTrigger, Shutdown) = shutdown::channel();
+    let metrics = Metrics::new();
+    let mirror = Mirror::new(Arc::new(config), metrics.clone()).unwrap();
+    let listener = bind_admin(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .unwrap();
+    let admin = listener.local_addr().unwrap();
+    let admin_task = tokio::spawn(serve_admin(
+        listener,
+        mirror.admin_state(),
+        trigger.subscribe(),
+    ));
+    let (feed, rx) = mpsc::channel(256);
+    let run = tokio::spawn(async move { mirror.run(rx, shutdown).await.unwrap() });
+    Running {
+        feed,
+        run,
+        metrics,
+        admin,
+        trigger,
+        _admin_task: admin_task,
+    }
+}
+
+/// GET over 127.0.0.1 with a bare HTTP/1.1 client; returns the body.
+async fn http_get(addr: SocketAddr, path: &str) -> String {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
+        .await
+        .expect("admin server answers")
+        .unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.starts_with("HTTP/1.1 200"), "{path}: {text}");
+    text.split_once("\r\n\r\n").unwrap().1.to_string()
+}
+
+/// Value of one series in Prometheus text (`name{labels}` exactly as rendered), 0 if absent.
+fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map_or(0.0, |v| v.trim().parse().unwrap())
+}
+
+/// Polls `cond` on the rendered metrics every 10 ms for at most 20 s.
+async fn wait_for(metrics: &Metrics, what: &str, cond: impl Fn(&str) -> bool) {
+    for _ in 0..2000 {
+        if cond(&metrics.render()) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting for {what}:\n{}", metrics.render());
+}
+
+/// Requests the shadow has received but the mirror has not finished (timeouts counted):
+/// read the shadow's count first, so the difference never overstates what is in flight.
+fn in_flight(shadow: &FakeShadow, metrics: &Metrics) -> f64 {
+    let received = shadow.seen.lock().unwrap().len() as f64;
+    let done = metric(
+        &metrics.render(),
+        "shadowtap_mirrored_requests_total{result=\"timeout\"}",
+    );
+    received - done
+}
+
+fn handled(text: &str) -> f64 {
+    let mirrored: f64 = [
+        "ok",
+        "connect_error",
+        "timeout",
+        "protocol_error",
+        "request_error",
+    ]
+    .iter()
+    .map(|r| {
+        metric(
+            text,
+            &format!("shadowtap_mirrored_requests_total{{result=\"{r}\"}}"),
+        )
+    })
+    .sum();
+    let skipped: f64 = [
+        "sampled_out",
+        "rate_limited",
+        "queue_full",
+        "circuit_open",
+        "filtered",
+        "truncated",
+    ]
+    .iter()
+    .map(|r| {
+        metric(
+            text,
+            &format!("shadowtap_mirror_skipped_total{{reason=\"{r}\"}}"),
+        )
+    })
+    .sum();
+    mirrored + skipped
+}
+
+// ---------- tests ----------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agreeing_and_disagreeing_shadow_end_to_end() {
+    const N: u64 = 20;
+    let disagree: HashSet<u64> = [3, 7, 11].into_iter().collect();
+    let shadow = start_shadow(Behaviour::Script {
+        disagree: disagree.clone(),
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("discrepancies.jsonl");
+    let r = start(config(shadow.addr, Some(&log_path))).await;
+
+    let mut sent_bodies = Vec::new();
+    for id in 0..N {
+        let ex = exchange(id, "POST", Outcome::Complete);
+        sent_bodies.push(sha256_hex(&ex.request.as_ref().unwrap().body));
+        r.feed.send(ex).await.unwrap();
+    }
+    // Not replayed: a DELETE (filtered), a truncated and a gapped exchange.
+    r.feed
+        .send(exchange(100, "DELETE", Outcome::Complete))
+        .await
+        .unwrap();
+    r.feed
+        .send(exchange(101, "POST", Outcome::Truncated))
+        .await
+        .unwrap();
+    r.feed
+        .send(exchange(102, "POST", Outcome::Gap))
+        .await
+        .unwrap();
+
+    wait_for(&r.metrics, "every exchange handled", |t| {
+        handled(t) == (N + 2) as f64
+            && metric(t, "shadowtap_exchanges_total{outcome=\"gap\"}") == 1.0
+    })
+    .await;
+    let text = http_get(r.admin, "/metrics").await;
+    drop(r.feed);
+    let summary = r.run.await.unwrap();
+
+    // The shadow got exactly the N production bodies, method, target, end-to-end headers.
+    let seen = shadow.seen.lock().unwrap().clone();
+    let mut got: Vec<String> = seen.iter().map(|s| s.body_sha256.clone()).collect();
+    got.sort();
+    sent_bodies.sort();
+    assert_eq!(got, sent_bodies);
+    for s in &seen {
+        assert_eq!(s.method, "POST");
+        assert_eq!(s.target, "/v2/models/m/infer");
+        assert_eq!(s.headers["host"], "prod.example:8080");
+        assert_eq!(s.headers["authorization"], "Bearer prod-secret");
+        assert_eq!(s.headers["content-type"], "application/json");
+        assert!(s.headers.contains_key("x-request-id"));
+        assert!(!s.headers.contains_key("keep-alive"), "hop-by-hop dropped");
+    }
+
+    let m = |series: &str| metric(&text, series);
+    assert_eq!(m("shadowtap_exchanges_total{outcome=\"complete\"}"), 21.0);
+    assert_eq!(m("shadowtap_exchanges_total{outcome=\"truncated\"}"), 1.0);
+    assert_eq!(m("shadowtap_exchanges_total{outcome=\"gap\"}"), 1.0);
+    assert_eq!(
+        m("shadowtap_mirrored_requests_total{result=\"ok\"}"),
+        N as f64
+    );
+    assert_eq!(
+        m("shadowtap_mirror_skipped_total{reason=\"filtered\"}"),
+        1.0
+    );
+    assert_eq!(
+        m("shadowtap_mirror_skipped_total{reason=\"truncated\"}"),
+        1.0
+    );
+    assert_eq!(
+        m("shadowtap_mirror_skipped_total{reason=\"queue_full\"}"),
+        0.0
+    );
+    assert_eq!(m("shadowtap_discrepancies_total{kind=\"label\"}"), 3.0);
+    assert_eq!(m("shadowtap_discrepancies_total{kind=\"body\"}"), 0.0);
+    assert_eq!(m("shadowtap_discrepancies_total{kind=\"status\"}"), 0.0);
+    assert_eq!(m("shadowtap_agreement_ratio"), 17.0 / 20.0);
+    assert_eq!(
+        m("shadowtap_latency_seconds_count{model=\"production\"}"),
+        N as f64
+    );
+    assert_eq!(
+        m("shadowtap_latency_seconds_count{model=\"shadow\"}"),
+        N as f64
+    );
+    // Production latency from wire timestamps: 5 ms each.
+    assert!((m("shadowtap_latency_seconds_sum{model=\"production\"}") - 0.1).abs() < 1e-9);
+    assert_eq!(m("shadowtap_circuit_state"), 0.0);
+
+    assert_eq!(summary.pipeline.queued, N);
+    assert_eq!(summary.replayed, N);
+    assert_eq!(summary.evaluation.agreed, 17);
+    assert_eq!(summary.evaluation.compared, N);
+
+    // Discrepancy log: one line per disagreeing request, secrets redacted, mode 0600.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&log_path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let lines: Vec<Value> = std::fs::read_to_string(&log_path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), disagree.len());
+    let mut ids = HashSet::new();
+    for line in &lines {
+        let id: u64 = line["request"]["body"]["id"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        ids.insert(id);
+        assert_eq!(
+            line["request"]["body_sha256"],
+            sha256_hex(request_body(id).as_bytes())
+        );
+        assert_eq!(line["request"]["method"], "POST");
+        assert_eq!(line["request"]["path"], "/v2/models/m/infer");
+        let auth = line["request"]["headers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h[0] == "Authorization")
+            .unwrap();
+        assert_eq!(auth[1], "[REDACTED]");
+        assert_eq!(line["production"]["status"], 200);
+        assert_eq!(line["shadow"]["status"], 200);
+        assert_eq!(line["production"]["latency_ms"], 5.0);
+        assert!(line["shadow"]["latency_ms"].as_f64().unwrap() > 0.0);
+        assert_eq!(
+            line["production"]["prediction"]["labels"],
+            json!([prod_class(id).to_string()])
+        );
+        assert_eq!(
+            line["shadow"]["prediction"]["labels"],
+            json!([((prod_class(id) + 1) % 3).to_string()])
+        );
+        assert_eq!(line["agreement"], false);
+        assert_eq!(line["discrepancies"], json!(["label"]));
+        assert!(line["time"].as_str().unwrap().ends_with('Z'));
+        // Two of three scores moved beyond tolerance, the ignored model_version is absent.
+        let paths: Vec<&str> = line["diff"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["path"].as_str().unwrap())
+            .collect();
+        assert!(paths.contains(&"/outputs/0/data/0") || paths.contains(&"/outputs/0/data/1"));
+        assert!(!paths.contains(&"/model_version"));
+    }
+    assert_eq!(ids, disagree);
+    let _ = r.trigger;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_summary_and_healthz() {
+    let shadow = start_shadow(Behaviour::Script {
+        disagree: [1].into_iter().collect(),
+    })
+    .await;
+    let r = start(config(shadow.addr, None)).await;
+    for id in 0..4 {
+        r.feed
+            .send(exchange(id, "POST", Outcome::Complete))
+            .await
+            .unwrap();
+    }
+    wait_for(&r.metrics, "4 replays", |t| handled(t) == 4.0).await;
+    assert_eq!(http_get(r.admin, "/healthz").await, "ok\n");
+    let summary: Value = serde_json::from_str(&http_get(r.admin, "/api/summary").await).unwrap();
+    assert_eq!(summary["compared"], 4);
+    assert_eq!(summary["agreed"], 3);
+    assert_eq!(summary["agreement_ratio"], 0.75);
+    assert_eq!(summary["discrepancies"]["label"], 1);
+    assert_eq!(summary["circuit_state"], "closed");
+    // Production said class 1 for id 1; the shadow said 2.
+    assert_eq!(summary["confusion"]["1"]["2"], 1);
+    r.trigger.trigger();
+    r.run.await.unwrap();
+}
+
+/// Feeds exchanges one at a time, each handled before the next, so breaker decisions are
+/// deterministic: with window 10, min_requests 4, ratio 0.5, the first 4 failures open it and
+/// the rest are skipped as circuit_open. The mirror keeps running throughout.
+async fn failing_shadow(behaviour: Behaviour, timeout_ms: u64) -> (String, FakeShadowStats) {
+    let shadow = match behaviour {
+        Behaviour::Script { .. } => unreachable!(),
+        b => start_shadow(b).await,
+    };
+    let mut c = config(shadow.addr, None);
+    c.shadow.timeout_ms = timeout_ms;
+    c.circuit_breaker.window = 10;
+    c.circuit_breaker.min_requests = 4;
+    c.circuit_breaker.failure_ratio = 0.5;
+    c.circuit_breaker.open_ms = 600_000;
+    let r = start(c).await;
+    for id in 0..10u64 {
+        r.feed
+            .send(exchange(id, "POST", Outcome::Complete))
+            .await
+            .unwrap();
+        wait_for(&r.metrics, "exchange handled", |t| {
+            handled(t) == (id + 1) as f64
+        })
+        .await;
+        assert!(!r.run.is_finished(), "the mirror keeps running");
+    }
+    let text = http_get(r.admin, "/metrics").await;
+    drop(r.feed);
+    let summary = r.run.await.unwrap();
+    assert_eq!(summary.pipeline.exchanges, 10);
+    let stats = FakeShadowStats {
+        requests: shadow.seen.lock().unwrap().len(),
+    };
+    (text, stats)
+}
+
+struct FakeShadowStats {
+    requests: usize,
+}
+
+fn assert_breaker_opened_after_four(text: &str, result: &str) {
+    let m = |s: &str| metric(text, s);
+    assert_eq!(
+        m(&format!(
+            "shadowtap_mirrored_requests_total{{result=\"{result}\"}}"
+        )),
+        4.0,
+        "{text}"
+    );
+    assert_eq!(
+        m("shadowtap_mirror_skipped_total{reason=\"circuit_open\"}"),
+        6.0
+    );
+    assert_eq!(m("shadowtap_exchanges_total{outcome=\"complete\"}"), 10.0);
+    assert_eq!(m("shadowtap_circuit_state"), 1.0);
+    assert_eq!(m("shadowtap_discrepancies_total{kind=\"label\"}"), 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shadow_down_counts_connect_errors_then_opens_the_breaker() {
+    // A port nobody listens on: bind, note the port, close.
+    let shadow = start_shadow(Behaviour::ServerError).await;
+    let addr = shadow.addr;
+    drop(shadow);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut c = config(addr, None);
+    c.circuit_breaker.window = 10;
+    c.circuit_breaker.min_requests = 4;
+    c.circuit_breaker.open_ms = 600_000;
+    let r = start(c).await;
+    for id in 0..10u64 {
+        r.feed
+            .send(exchange(id, "POST", Outcome::Complete))
+            .await
+            .unwrap();
+        wait_for(&r.metrics, "exchange handled", |t| {
+            handled(t) == (id + 1) as f64
+        })
+        .await;
+        assert!(!r.run.is_finished());
+    }
+    let text = http_get(r.admin, "/metrics").await;
+    assert_breaker_opened_after_four(&text, "connect_error");
+    assert_eq!(
+        metric(
+            &text,
+            "shadowtap_errors_total{class=\"connect\",model=\"shadow\"}"
+        ),
+        4.0
+    );
+    drop(r.feed);
+    assert_eq!(r.run.await.unwrap().pipeline.exchanges, 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hanging_shadow_counts_timeouts() {
+    let (text, stats) = failing_shadow(Behaviour::Hang, 200).await;
+    assert_breaker_opened_after_four(&text, "timeout");
+    assert_eq!(
+        metric(
+            &text,
+            "shadowtap_errors_total{class=\"timeout\",model=\"shadow\"}"
+        ),
+        4.0
+    );
+    assert_eq!(
+        stats.requests, 4,
+        "the shadow saw only the admitted requests"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_answers_count_as_protocol_errors() {
+    let (text, _) = failing_shadow(Behaviour::Garbage, 2_000).await;
+    assert_breaker_opened_after_four(&text, "protocol_error");
+    assert_eq!(
+        metric(
+            &text,
+            "shadowtap_errors_total{class=\"protocol\",model=\"shadow\"}"
+        ),
+        4.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_errors_are_answers_with_status_discrepancies() {
+    let (text, stats) = failing_shadow(Behaviour::ServerError, 2_000).await;
+    // A 500 is an answer (result ok) but counts as a shadow failure for the breaker.
+    assert_breaker_opened_after_four(&text, "ok");
+    assert_eq!(
+        metric(
+            &text,
+            "shadowtap_errors_total{class=\"5xx\",model=\"shadow\"}"
+        ),
+        4.0
+    );
+    assert_eq!(
+        metric(&text, "shadowtap_discrepancies_total{kind=\"status\"}"),
+        4.0
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "shadowtap_discrepancies_total{kind=\"missing_prediction\"}"
+        ),
+        4.0
+    );
+    assert_eq!(metric(&text, "shadowtap_agreement_ratio"), 0.0);
+    assert_eq!(stats.requests, 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_shadow_fills_the_queue_without_blocking_the_feed() {
+    // Breaker off, one replay at a time, queue of 2, a shadow that never answers: the feed of
+    // 10 exchanges must go through at once, the overflow counted as queue_full.
+    let shadow = start_shadow(Behaviour::Hang).await;
+    let mut c = config(shadow.addr, None);
+    c.circuit_breaker.enabled = false;
+    c.shadow.concurrency = 1;
+    c.shadow.timeout_ms = 1_000;
+    c.mirror.queue = 2;
+    let r = start(c).await;
+    for id in 0..10u64 {
+        r.feed
+            .send(exchange(id, "POST", Outcome::Complete))
+            .await
+            .unwrap();
+    }
+    wait_for(&r.metrics, "10 exchanges counted", |t| {
+        metric(t, "shadowtap_exchanges_total{outcome=\"complete\"}") == 10.0
+    })
+    .await;
+    let text = r.metrics.render();
+    let full = metric(
+        &text,
+        "shadowtap_mirror_skipped_total{reason=\"queue_full\"}",
+    );
+    // At most 1 in flight + 1 waiting for a permit + 2 queued were accepted.
+    assert!((6.0..=8.0).contains(&full), "queue_full = {full}");
+    assert!(in_flight(&shadow, &r.metrics) <= 1.0);
+    r.trigger.trigger();
+    let summary = r.run.await.unwrap();
+    assert_eq!(
+        summary.pipeline.queued + summary.pipeline.skipped["queue_full"],
+        10
+    );
+    assert_eq!(
+        summary.replayed + summary.abandoned,
+        summary.pipeline.queued
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrency_cap_holds_with_a_hanging_shadow() {
+    let shadow = start_shadow(Behaviour::Hang).await;
+    let mut c = config(shadow.addr, None);
+    c.circuit_breaker.enabled = false;
+    c.shadow.concurrency = 2;
+    c.shadow.timeout_ms = 150;
+    let r = start(c).await;
+    for id in 0..6u64 {
+        r.feed
+            .send(exchange(id, "POST", Outcome::Complete))
+            .await
+            .unwrap();
+    }
+    // Until all six time out, the shadow never holds more than two of them at once.
+    let mut done = false;
+    for _ in 0..2000 {
+        let busy = in_flight(&shadow, &r.metrics);
+        assert!(busy <= 2.0, "{busy} requests in flight with concurrency 2");
+        let t = r.metrics.render();
+        if metric(&t, "shadowtap_mirrored_requests_total{result=\"timeout\"}") == 6.0 {
+            done = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(done, "six timeouts within the bound");
+    assert_eq!(shadow.seen.lock().unwrap().len(), 6);
+    drop(r.feed);
+    assert_eq!(r.run.await.unwrap().replayed, 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn breaker_pauses_probes_and_resumes_when_the_shadow_recovers() {
+    let shadow = start_shadow(Behaviour::ServerError).await;
+    let mut c = config(shadow.addr, None);
+    c.circuit_breaker.window = 10;
+    c.circuit_breaker.min_requests = 4;
+    c.circuit_breaker.open_ms = 100;
+    c.circuit_breaker.probes = 2;
+    let r = start(c).await;
+    let mut fed = 0u64;
+    let feed_one = |id: u64| r.feed.send(exchange(id, "POST", Outcome::Complete));
+    for _ in 0..4 {
+        feed_one(fed).await.unwrap();
+        fed += 1;
+        wait_for(&r.metrics, "handled", |t| handled(t) == fed as f64).await;
+    }
+    let text = r.metrics.render();
+    assert_eq!(
+        metric(&text, "shadowtap_circuit_state"),
+        1.0,
+        "opened after 4 x 500"
+    );
+
+    // The shadow recovers; keep feeding until the probes have closed the breaker.
+    shadow.set(Behaviour::Script {
+        disagree: HashSet::new(),
+    });
+    let mut closed = false;
+    for _ in 0..500 {
+        feed_one(fed).await.unwrap();
+        fed += 1;
+        wait_for(&r.metrics, "handled", |t| handled(t) == fed as f64).await;
+        if metric(&r.metrics.render(), "shadowtap_circuit_state") == 0.0 {
+            closed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(closed, "breaker closed again after successful probes");
+    let text = r.metrics.render();
+    let m = |s: &str| metric(&text, s);
+    // Every exchange is accounted for: 4 failures, 2 successful probes, the rest paused.
+    assert_eq!(m("shadowtap_mirrored_requests_total{result=\"ok\"}"), 6.0);
+    assert_eq!(
+        m("shadowtap_mirror_skipped_total{reason=\"circuit_open\"}"),
+        (fed - 6) as f64
+    );
+    assert_eq!(shadow.seen.lock().unwrap().len(), 6);
+    // Mirroring resumed: the next request goes to the shadow.
+    feed_one(fed).await.unwrap();
+    fed += 1;
+    wait_for(&r.metrics, "handled", |t| handled(t) == fed as f64).await;
+    assert_eq!(shadow.seen.lock().unwrap().len(), 7);
+    drop(r.feed);
+    assert_eq!(r.run.await.unwrap().pipeline.exchanges, fed);
+}
