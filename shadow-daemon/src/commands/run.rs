@@ -147,8 +147,8 @@ pub fn main(args: RunArgs) -> CommandResult {
 }
 
 async fn run(config: Arc<Config>) -> CommandResult {
-    let (trigger, _) = shutdown::channel();
-    let shutdown = trigger.on_signals();
+    let (trigger, shutdown) = shutdown::channel();
+    trigger.trip_on_signals();
     let metrics = Metrics::new();
     let mirror = Mirror::new(config.clone(), metrics.clone())?;
     let listener = bind_admin(config.admin.addr).await?;
