@@ -1,1 +1,87 @@
-//! End-to-end tests.
+//! Harness for shadowtap's privileged end-to-end tests (the tests live in `tests/tests/`).
+//!
+//! - [`netns`]: throw-away network namespaces (a veth pair with 169.254.x.x/30 addresses, or a
+//!   lone namespace with `lo` up), running code inside them, deleted on drop.
+//! - [`http_peer`]: a deterministic HTTP/1.1 keep-alive server and a client that checks every
+//!   response and keeps a transcript of the exact bytes sent and received.
+//! - [`capture`]: draining a [`LiveCapture`](shadow_daemon::capture::LiveCapture) with a bound.
+//! - [`streams`]: a small test-side TCP reassembly (sort, de-duplicate, refuse holes).
+//! - [`shadowd`]: locating, spawning, signalling and reaping the `shadowd` binary.
+//! - [`tc`]: what tc/TCX/XDP programs are attached to an interface (leak checks).
+//!
+//! The tests need root (namespaces, raw sockets, eBPF); [`require_root`] skips them otherwise.
+
+pub mod capture;
+pub mod http_peer;
+pub mod netns;
+pub mod shadowd;
+pub mod streams;
+pub mod tc;
+
+/// Whether the test can do privileged work; prints why it is skipped when not.
+pub fn require_root(test: &str) -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    eprintln!("SKIPPED {test}: needs root (network namespaces, raw sockets, eBPF); run with sudo");
+    false
+}
+
+/// A name no other test in this or a parallel process uses: `st<tag><pid>x<n>`.
+pub fn unique_name(tag: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    format!("st{tag}{}x{n}", std::process::id())
+}
+
+/// `CAP_NET_RAW` (linux/capability.h): needed to open AF_PACKET sockets.
+pub const CAP_NET_RAW: u32 = 13;
+
+/// Runs `f` on a fresh thread whose effective capability set lacks `cap` (capabilities are
+/// per thread, and threads `f` spawns inherit the reduced set), to test "not permitted" paths
+/// while running as root.
+pub fn without_capability<T: Send>(cap: u32, f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|scope| {
+        let handle = scope.spawn(move || {
+            drop_effective_capability(cap).expect("capset");
+            f()
+        });
+        match handle.join() {
+            Ok(value) => value,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    })
+}
+
+fn drop_effective_capability(cap: u32) -> std::io::Result<()> {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: libc::c_int,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+    let mut header = Header {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let mut data = [Data::default(); 2];
+    // SAFETY: header and a two-element data array, as capget(2)/capset(2) expect for v3.
+    unsafe {
+        if libc::syscall(libc::SYS_capget, &raw mut header, data.as_mut_ptr()) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        data[(cap / 32) as usize].effective &= !(1 << (cap % 32));
+        if libc::syscall(libc::SYS_capset, &raw mut header, data.as_ptr()) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
