@@ -74,9 +74,19 @@ pub struct Daemon {
 impl Daemon {
     /// Starts `shadowd <args>`, inside `netns` when given.
     pub fn spawn(netns: Option<&NetNs>, args: &[&str]) -> io::Result<Daemon> {
+        Daemon::spawn_program(path(), netns, args)
+    }
+
+    /// Starts any `program <args>` the same way (for helpers running next to the daemon, and
+    /// for testing this harness).
+    pub fn spawn_program(
+        program: &Path,
+        netns: Option<&NetNs>,
+        args: &[&str],
+    ) -> io::Result<Daemon> {
         let log = std::env::temp_dir().join(format!("{}.shadowd.log", crate::unique_name("d")));
         let file = File::create(&log)?;
-        let mut cmd = Command::new(path());
+        let mut cmd = Command::new(program);
         cmd.args(args)
             .stdin(Stdio::null())
             .stdout(file.try_clone()?)
