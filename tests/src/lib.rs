@@ -9,7 +9,16 @@
 //! - [`shadowd`]: locating, spawning, signalling and reaping the `shadowd` binary.
 //! - [`tc`]: what tc/TCX/XDP programs are attached to an interface (leak checks).
 //!
-//! The tests need root (namespaces, raw sockets, eBPF); [`require_root`] skips them otherwise.
+//! The tests need root (namespaces, raw sockets, eBPF); [`require_root`] skips them otherwise,
+//! unless `SHADOWTAP_E2E_REQUIRED=1` is set (CI), which turns the skip into a failure.
+//!
+//! ```text
+//! sudo -E cargo test -p shadowtap-tests                       # everything
+//! sudo -E cargo test -p shadowtap-tests --test afpacket_e2e -- --nocapture   # with capture rates
+//! ```
+//! Tests are independent (own namespaces, unique names) and may run in parallel;
+//! `--test-threads=1` gives steadier numbers. `SHADOWD_BIN=/path/to/shadowd` skips the
+//! nested `cargo build` of the daemon (see [`shadowd`]).
 
 pub mod capture;
 pub mod http_peer;
@@ -18,12 +27,20 @@ pub mod shadowd;
 pub mod streams;
 pub mod tc;
 
-/// Whether the test can do privileged work; prints why it is skipped when not.
+/// Whether the test can do privileged work; prints why it is skipped when not (straight to
+/// stderr, so the message shows even though the test harness captures `eprintln!`).
 pub fn require_root(test: &str) -> bool {
+    use std::io::Write;
     if nix::unistd::geteuid().is_root() {
         return true;
     }
-    eprintln!("SKIPPED {test}: needs root (network namespaces, raw sockets, eBPF); run with sudo");
+    if std::env::var_os("SHADOWTAP_E2E_REQUIRED").is_some_and(|v| v == "1") {
+        panic!("{test} needs root and SHADOWTAP_E2E_REQUIRED=1 forbids skipping it");
+    }
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED {test}: needs root (network namespaces, raw sockets, eBPF); run with sudo"
+    );
     false
 }
 

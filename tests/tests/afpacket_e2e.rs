@@ -6,7 +6,8 @@
 //! Needs root; skipped (with a message) otherwise. Run:
 //! `cargo test -p shadowtap-tests --test afpacket_e2e -- --test-threads=1 --nocapture`
 
-use shadow_daemon::capture::{LiveCapture, TapSpec, afpacket};
+use shadow_daemon::capture::afpacket::{self, Options};
+use shadow_daemon::capture::{LiveCapture, TapSpec};
 use shadow_daemon::error::CaptureError;
 use shadow_daemon::shutdown;
 use shadowtap_tests::capture::{collect_until, fins_seen, verify_against};
@@ -221,4 +222,61 @@ fn afpacket_stops_on_shutdown_and_reports_errors() {
         Err(CaptureError::NotPermitted) => {}
         other => panic!("expected NotPermitted, got {:?}", other.err()),
     }
+}
+
+/// Shrunken buffers make the loss paths happen for real: packets longer than the read
+/// buffer arrive cut and are counted as truncated, a socket buffer too small for the traffic
+/// makes the kernel drop packets, which are counted as dropped; either way the test-side
+/// reassembly finds the hole, and production is unaffected.
+#[test]
+fn afpacket_counts_truncation_and_kernel_drops() {
+    if !require_root("afpacket_counts_truncation_and_kernel_drops") {
+        return;
+    }
+    let ns = NetNs::new("afd").expect("netns");
+    let (trigger, shutdown) = shutdown::channel();
+    let spec = TapSpec {
+        interface: "lo".into(),
+        ports: vec![PORT],
+    };
+    let small_frames = Options {
+        frame_buf_bytes: 1024,
+        ..Options::default()
+    };
+    // The kernel raises a 1-byte request to its minimum (a few KiB): one large packet at a time.
+    let small_socket = Options {
+        rcvbuf_bytes: 1,
+        ..Options::default()
+    };
+    let mut truncating = ns
+        .run(|| afpacket::open_with(&spec, shutdown.clone(), small_frames))
+        .expect("open");
+    let mut dropping = ns
+        .run(|| afpacket::open_with(&spec, shutdown, small_socket))
+        .expect("open");
+    let addr: SocketAddr = ([127, 0, 0, 1], PORT).into();
+    let server = HttpServer::start(ns.run(|| TcpListener::bind(addr)).unwrap()).unwrap();
+    let plan = [(4 << 20, 4 << 20)];
+    let transcripts = drive(&ns, &[addr], &plan);
+    assert_eq!(transcripts[0].verified, 1);
+    assert_eq!(server.served(), 1);
+
+    let mut cut = collect_until(&mut truncating, CATCH_UP, |s| fins_seen(s, &transcripts));
+    trigger.trigger();
+    cut.extend(collect_until(&mut truncating, CATCH_UP, |_| false));
+    let lossy = collect_until(&mut dropping, CATCH_UP, |_| false);
+
+    let stats = truncating.stats.snapshot();
+    println!("small frame buffer: {stats:?}");
+    assert!(stats.truncated > 0, "{stats:?}");
+    // 1024 bytes of IP packet leave at most 1024 - 20 - 20 bytes of payload.
+    assert!(cut.iter().all(|s| s.payload.len() <= 1024 - 40));
+    let err = verify_against(&cut, &transcripts).expect_err("cut segments leave holes");
+    assert!(err.contains("hole"), "{err}");
+
+    let stats = dropping.stats.snapshot();
+    println!("small socket buffer: {stats:?}");
+    assert!(stats.dropped > 0, "{stats:?}");
+    assert_eq!(stats.segments, lossy.len() as u64);
+    assert!(verify_against(&lossy, &transcripts).is_err());
 }

@@ -43,19 +43,48 @@ const ETH_P_ALL: u16 = libc::ETH_P_ALL as u16;
 const ETH_P_IP: u16 = libc::ETH_P_IP as u16;
 const ETH_P_IPV6: u16 = libc::ETH_P_IPV6 as u16;
 
+/// Buffer sizes of the socket and the reader (the defaults suit production; tests shrink them
+/// to provoke drops and truncation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Options {
+    /// Kernel receive buffer for the socket.
+    pub rcvbuf_bytes: usize,
+    /// Largest packet read whole; longer ones are cut and counted as truncated.
+    pub frame_buf_bytes: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            rcvbuf_bytes: RCVBUF_BYTES,
+            frame_buf_bytes: FRAME_BUF_BYTES,
+        }
+    }
+}
+
 /// Opens an AF_PACKET tap on `spec.interface` for `spec.ports` in the calling thread's network
 /// namespace and starts the reader thread.
 pub fn open(spec: &TapSpec, shutdown: Shutdown) -> Result<LiveCapture, CaptureError> {
+    open_with(spec, shutdown, Options::default())
+}
+
+/// [`open`] with explicit buffer sizes.
+pub fn open_with(
+    spec: &TapSpec,
+    shutdown: Shutdown,
+    options: Options,
+) -> Result<LiveCapture, CaptureError> {
     spec.validate()?;
     let ifindex = nix::net::if_::if_nametoindex(spec.interface.as_str())
         .map_err(|_| CaptureError::UnknownInterface(spec.interface.clone()))?;
-    let socket = open_socket(&spec.interface, ifindex, &spec.ports)?;
+    let socket = open_socket(&spec.interface, ifindex, &spec.ports, options.rcvbuf_bytes)?;
     let (tx, rx) = mpsc::channel(LIVE_CHANNEL_DEPTH);
     let stats = Arc::new(SharedStats::default());
     let stop = Arc::new(AtomicBool::new(false));
     let reader = Reader {
         socket,
         ports: spec.ports.clone(),
+        frame_buf_bytes: options.frame_buf_bytes.max(1),
         tx,
         stats: Arc::clone(&stats),
         stop: Arc::clone(&stop),
@@ -82,7 +111,12 @@ impl Drop for StopOnDrop {
 
 /// Creates, configures and binds the socket. Created with protocol 0 (receives nothing) and
 /// bound with `ETH_P_ALL` only once the filter is in place, so no unfiltered packet slips in.
-fn open_socket(iface: &str, ifindex: u32, ports: &[u16]) -> Result<OwnedFd, CaptureError> {
+fn open_socket(
+    iface: &str,
+    ifindex: u32,
+    ports: &[u16],
+    rcvbuf_bytes: usize,
+) -> Result<OwnedFd, CaptureError> {
     // SAFETY: plain socket(2) call; the result is checked before use.
     let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {
@@ -100,7 +134,7 @@ fn open_socket(iface: &str, ifindex: u32, ports: &[u16]) -> Result<OwnedFd, Capt
         reason: format!("{what}: {err}"),
     };
 
-    let rcvbuf = RCVBUF_BYTES as libc::c_int;
+    let rcvbuf = libc::c_int::try_from(rcvbuf_bytes).unwrap_or(libc::c_int::MAX);
     if setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &rcvbuf).is_err() {
         // Without CAP_NET_ADMIN the kernel caps the request at net.core.rmem_max.
         setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, &rcvbuf)
@@ -211,6 +245,7 @@ struct Received {
 struct Reader {
     socket: OwnedFd,
     ports: Vec<u16>,
+    frame_buf_bytes: usize,
     tx: mpsc::Sender<Segment>,
     stats: Arc<SharedStats>,
     stop: Arc<AtomicBool>,
@@ -219,7 +254,7 @@ struct Reader {
 
 impl Reader {
     fn run(self) {
-        let mut buf = vec![0u8; FRAME_BUF_BYTES];
+        let mut buf = vec![0u8; self.frame_buf_bytes];
         let mut last_stats = Instant::now();
         loop {
             if self.stop.load(Ordering::Relaxed)
@@ -242,6 +277,12 @@ impl Reader {
                             | io::ErrorKind::Interrupted
                     ) =>
                 {
+                    continue;
+                }
+                Err(e) if e.raw_os_error() == Some(libc::ENETDOWN) => {
+                    // Reported once when the interface goes down; packets resume when it
+                    // comes back up.
+                    tracing::warn!("AF_PACKET: interface went down");
                     continue;
                 }
                 Err(e) => {
