@@ -15,12 +15,16 @@ use shadowtap_tests::http_peer::{HttpServer, STANDARD_PLAN, Transcript, run_clie
 use shadowtap_tests::netns::{NetNs, VethPair, tcp_retransmitted_segments};
 use shadowtap_tests::{CAP_NET_RAW, require_root, without_capability};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const PORT: u16 = 8080;
 /// Bound on waiting for the capture to catch up (not a timing assertion: on expiry the
 /// byte comparison reports what is missing).
 const CATCH_UP: Duration = Duration::from_secs(60);
+
+fn epoch_ns(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).expect("after 1970").as_nanos() as u64
+}
 
 /// Runs one client per address in parallel (each socket created inside `client_ns`), each
 /// on its own keep-alive connection with `plan`; panics on any wrong response.
@@ -56,6 +60,7 @@ fn check_capture(
     started: Instant,
     retransmitted: impl FnOnce() -> u64,
 ) {
+    let started_wall = SystemTime::now() - started.elapsed();
     let mut segments = collect_until(&mut capture, CATCH_UP, |s| fins_seen(s, transcripts));
     let elapsed = started.elapsed();
     trigger.trigger();
@@ -63,6 +68,19 @@ fn check_capture(
     segments.extend(collect_until(&mut capture, CATCH_UP, |_| false));
     assert!(capture.segments.is_closed(), "reader did not stop");
     let verified = verify_against(&segments, transcripts).unwrap_or_else(|e| panic!("{e}"));
+    // Kernel timestamps are wall-clock ns since the Unix epoch (not boot-relative), within
+    // the test's run (with a minute of slack for clock adjustments).
+    let slack = Duration::from_secs(60).as_nanos() as u64;
+    let (earliest, latest) = (
+        epoch_ns(started_wall) - slack,
+        epoch_ns(SystemTime::now()) + slack,
+    );
+    if let Some(s) = segments
+        .iter()
+        .find(|s| !(earliest..=latest).contains(&s.ts_ns))
+    {
+        panic!("timestamp {} outside [{earliest}, {latest}]", s.ts_ns);
+    }
     let stats = capture.stats.snapshot();
     let retransmitted = retransmitted();
     println!(

@@ -32,7 +32,8 @@ use tokio::sync::mpsc::{self, error::TrySendError};
 
 /// Kernel receive buffer requested for the socket (`SO_RCVBUFFORCE`, else `SO_RCVBUF`).
 pub const RCVBUF_BYTES: usize = 32 << 20;
-/// Largest packet read whole: covers GSO/GRO super-packets (64 KiB, ~190 KiB with BIG TCP).
+/// Largest packet read whole: covers GSO/GRO super-packets (64 KiB unless BIG TCP raises
+/// `gso_max_size`/`gro_max_size`).
 pub const FRAME_BUF_BYTES: usize = 256 << 10;
 /// How often the reader wakes up without traffic to check for shutdown.
 pub const READ_TIMEOUT: Duration = Duration::from_millis(100);
