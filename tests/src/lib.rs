@@ -7,6 +7,8 @@
 //! - [`capture`]: draining a [`LiveCapture`](shadow_daemon::capture::LiveCapture) with a bound.
 //! - [`streams`]: a small test-side TCP reassembly (sort, de-duplicate, refuse holes).
 //! - [`shadowd`]: locating, spawning, signalling and reaping the `shadowd` binary.
+//! - [`scenario`]: whole veth and loopback capture scenarios, parameterised by the capture
+//!   source, with the exact checks (bytes, drops, truncation, duplicates, timestamps).
 //! - [`tc`]: what tc/TCX/XDP programs are attached to an interface (leak checks).
 //!
 //! The tests need root (namespaces, raw sockets, eBPF); [`require_root`] skips them otherwise,
@@ -23,6 +25,7 @@
 pub mod capture;
 pub mod http_peer;
 pub mod netns;
+pub mod scenario;
 pub mod shadowd;
 pub mod streams;
 pub mod tc;
