@@ -189,6 +189,6 @@ pub enum CaptureKind {
     /// eBPF TC/TCX classifier feeding a ring buffer (default).
     #[default]
     Ebpf,
-    /// AF_PACKET raw socket (pnet): for hosts where eBPF cannot be loaded.
+    /// AF_PACKET socket (libc, classic BPF port filter): for hosts where eBPF cannot be loaded.
     Afpacket,
 }

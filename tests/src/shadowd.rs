@@ -1,0 +1,162 @@
+//! Locating, spawning and reaping the `shadowd` binary.
+//!
+//! `env!("CARGO_BIN_EXE_shadowd")` only exists inside the daemon's own package, and
+//! `cargo test -p shadowtap-tests` does not build other packages' binaries. So [`path`]:
+//! 1. uses `$SHADOWD_BIN` when set (CI can point at a prebuilt or release binary);
+//! 2. otherwise runs `cargo build -p shadow-daemon --bin shadowd --message-format=json` once
+//!    per test process (same workspace, same target dir, `--release` when the test binary
+//!    itself lives under a `release` directory) and takes the path cargo reports for the
+//!    `shadowd` artifact. The build is incremental, so it costs seconds when nothing changed,
+//!    and the binary always matches the sources under test (no stale `target/debug/shadowd`).
+
+use crate::netns::NetNs;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use std::fs::File;
+use std::io;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// Path to an up-to-date `shadowd` (see the module docs). Panics if it cannot be built.
+pub fn path() -> &'static Path {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| match std::env::var_os("SHADOWD_BIN") {
+        Some(p) => PathBuf::from(p),
+        None => build().unwrap_or_else(|e| panic!("building shadowd: {e}")),
+    })
+}
+
+fn build() -> io::Result<PathBuf> {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ lives in the workspace");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let release = std::env::current_exe()?
+        .components()
+        .any(|c| c.as_os_str() == "release");
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(workspace).args([
+        "build",
+        "-p",
+        "shadow-daemon",
+        "--bin",
+        "shadowd",
+        "--message-format=json-render-diagnostics",
+    ]);
+    if release {
+        cmd.arg("--release");
+    }
+    let out = cmd.stderr(Stdio::inherit()).output()?;
+    if !out.status.success() {
+        return Err(io::Error::other(format!(
+            "cargo build failed ({})",
+            out.status
+        )));
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|msg| msg["reason"] == "compiler-artifact" && msg["target"]["name"] == "shadowd")
+        .find_map(|msg| msg["executable"].as_str().map(PathBuf::from))
+        .ok_or_else(|| io::Error::other("cargo reported no shadowd executable"))
+}
+
+/// A running `shadowd`, killed and reaped on drop. Its stdout and stderr go to files
+/// (no pipe to fill up and block the daemon), readable with [`Daemon::output`].
+pub struct Daemon {
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Daemon {
+    /// Starts `shadowd <args>`, inside `netns` when given.
+    pub fn spawn(netns: Option<&NetNs>, args: &[&str]) -> io::Result<Daemon> {
+        Daemon::spawn_program(path(), netns, args)
+    }
+
+    /// Starts any `program <args>` the same way (for helpers running next to the daemon, and
+    /// for testing this harness).
+    pub fn spawn_program(
+        program: &Path,
+        netns: Option<&NetNs>,
+        args: &[&str],
+    ) -> io::Result<Daemon> {
+        let log = std::env::temp_dir().join(format!("{}.shadowd.log", crate::unique_name("d")));
+        let file = File::create(&log)?;
+        let mut cmd = Command::new(program);
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(file.try_clone()?)
+            .stderr(file);
+        if let Some(ns) = netns {
+            let ns_file = ns.file()?;
+            // SAFETY: setns(2) is async-signal-safe; the fd was opened before fork.
+            unsafe {
+                cmd.pre_exec(move || {
+                    nix::sched::setns(&ns_file, nix::sched::CloneFlags::CLONE_NEWNET)
+                        .map_err(io::Error::from)
+                });
+            }
+        }
+        let child = cmd.spawn()?;
+        Ok(Daemon {
+            child: Some(child),
+            log,
+        })
+    }
+
+    /// The daemon's process id.
+    pub fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.as_ref().expect("not reaped").id() as i32)
+    }
+
+    /// Sends `signal` (SIGTERM for a graceful stop, SIGKILL to test leak-freedom).
+    pub fn signal(&self, signal: Signal) -> io::Result<()> {
+        kill(self.pid(), signal).map_err(io::Error::from)
+    }
+
+    /// Waits up to `limit` for the daemon to exit; `Ok(None)` if it is still running.
+    pub fn wait_timeout(&mut self, limit: Duration) -> io::Result<Option<ExitStatus>> {
+        let child = self.child.as_mut().expect("not reaped");
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(Some(status));
+            }
+            if Instant::now() >= deadline {
+                return Ok(None);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGTERM, then SIGKILL if it has not exited within `grace`; returns the exit status.
+    pub fn stop(&mut self, grace: Duration) -> io::Result<ExitStatus> {
+        self.signal(Signal::SIGTERM)?;
+        if let Some(status) = self.wait_timeout(grace)? {
+            return Ok(status);
+        }
+        self.signal(Signal::SIGKILL)?;
+        self.child.as_mut().expect("not reaped").wait()
+    }
+
+    /// Everything the daemon printed so far (stdout and stderr interleaved).
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            if let Ok(None) = child.try_wait() {
+                let _ = child.kill();
+            }
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
