@@ -77,6 +77,15 @@ impl Daemon {
         Daemon::spawn_program(path(), netns, args)
     }
 
+    /// Starts `shadowd <args>` with extra environment variables, inside `netns` when given.
+    pub fn spawn_with_env(
+        netns: Option<&NetNs>,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> io::Result<Daemon> {
+        Daemon::start(path(), netns, args, env)
+    }
+
     /// Starts any `program <args>` the same way (for helpers running next to the daemon, and
     /// for testing this harness).
     pub fn spawn_program(
@@ -84,10 +93,20 @@ impl Daemon {
         netns: Option<&NetNs>,
         args: &[&str],
     ) -> io::Result<Daemon> {
+        Daemon::start(program, netns, args, &[])
+    }
+
+    fn start(
+        program: &Path,
+        netns: Option<&NetNs>,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> io::Result<Daemon> {
         let log = std::env::temp_dir().join(format!("{}.shadowd.log", crate::unique_name("d")));
         let file = File::create(&log)?;
         let mut cmd = Command::new(program);
         cmd.args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(file.try_clone()?)
             .stderr(file);

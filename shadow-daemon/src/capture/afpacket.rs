@@ -35,6 +35,9 @@ pub const RCVBUF_BYTES: usize = 32 << 20;
 /// Largest packet read whole: covers GSO/GRO super-packets (64 KiB unless BIG TCP raises
 /// `gso_max_size`/`gro_max_size`).
 pub const FRAME_BUF_BYTES: usize = 256 << 10;
+/// Longest time spent delivering already-queued packets after a stop request.
+const DRAIN_LIMIT: Duration = Duration::from_secs(2);
+
 /// How often the reader wakes up without traffic to check for shutdown.
 pub const READ_TIMEOUT: Duration = Duration::from_millis(100);
 /// How often the kernel's drop counter is read while packets flow.
@@ -257,11 +260,15 @@ impl Reader {
     fn run(self) {
         let mut buf = vec![0u8; self.frame_buf_bytes];
         let mut last_stats = Instant::now();
+        // After a stop request, packets already queued on the socket were captured before the
+        // stop: deliver them (until the socket is empty, for at most DRAIN_LIMIT).
+        let mut draining_since: Option<Instant> = None;
         loop {
-            if self.stop.load(Ordering::Relaxed)
-                || self.shutdown.is_requested()
-                || self.tx.is_closed()
-            {
+            if self.tx.is_closed() {
+                break;
+            }
+            let stopping = self.stop.load(Ordering::Relaxed) || self.shutdown.is_requested();
+            if stopping && draining_since.get_or_insert_with(Instant::now).elapsed() > DRAIN_LIMIT {
                 break;
             }
             if last_stats.elapsed() >= STATS_INTERVAL {
@@ -273,13 +280,15 @@ impl Reader {
                 Err(e)
                     if matches!(
                         e.kind(),
-                        io::ErrorKind::WouldBlock
-                            | io::ErrorKind::TimedOut
-                            | io::ErrorKind::Interrupted
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                     ) =>
                 {
+                    if stopping {
+                        break;
+                    }
                     continue;
                 }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if e.raw_os_error() == Some(libc::ENETDOWN) => {
                     // Reported once when the interface goes down; packets resume when it
                     // comes back up.

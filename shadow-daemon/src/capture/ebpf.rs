@@ -6,6 +6,7 @@
 //! A killed daemon leaves nothing behind with TCX (links die with their file descriptors); with
 //! the netlink fallback the next start removes stale filters of the same name.
 
+use super::chunks::ChunkJoiner;
 use super::{
     Direction, FlowKey, LIVE_CHANNEL_DEPTH, LiveCapture, Segment, SharedStats, TapSpec, TcpFlags,
 };
@@ -76,7 +77,7 @@ pub fn open(spec: &TapSpec, shutdown: Shutdown) -> Result<LiveCapture, CaptureEr
         .load()
         .map_err(|e| load_error(format!("{e:#}"), &e))?;
 
-    let tcx = KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(6, 6, 0));
+    let tcx = use_tcx();
     for &hook in hooks_for(&spec.interface) {
         // Netlink filters outlive a killed daemon: remove any stale one of ours first.
         match tc::qdisc_detach_program(&spec.interface, hook, PROGRAM_NAME) {
@@ -89,8 +90,13 @@ pub fn open(spec: &TapSpec, shutdown: Shutdown) -> Result<LiveCapture, CaptureEr
             // "File exists" when a clsact qdisc is already there: fine.
             let _ = tc::qdisc_add_clsact(&spec.interface);
         }
+        let options = if tcx {
+            tc::TcAttachOptions::TcxOrder(aya::programs::LinkOrder::default())
+        } else {
+            tc::TcAttachOptions::Netlink(tc::NlOptions::default())
+        };
         program
-            .attach(&spec.interface, hook)
+            .attach_with_options(&spec.interface, hook, options)
             .map_err(|e| CaptureError::Attach {
                 iface: spec.interface.clone(),
                 reason: format!("{hook:?}: {e}"),
@@ -123,6 +129,8 @@ pub fn open(spec: &TapSpec, shutdown: Shutdown) -> Result<LiveCapture, CaptureEr
         shutdown,
         clock_offset_ns: realtime_minus_monotonic_ns(),
         channel_full: 0,
+        joiner: ChunkJoiner::default(),
+        ready: Vec::new(),
     };
     let thread = std::thread::Builder::new()
         .name("shadowtap-ring".into())
@@ -140,6 +148,18 @@ pub fn open(spec: &TapSpec, shutdown: Shutdown) -> Result<LiveCapture, CaptureEr
             thread: Some(thread),
         }),
     })
+}
+
+/// Environment variable forcing the attachment mode: `netlink` (clsact filter, as on kernels
+/// before 6.6) or `tcx`. Default: TCX where the kernel has it.
+pub const ATTACH_MODE_ENV: &str = "SHADOWTAP_TC_ATTACH";
+
+fn use_tcx() -> bool {
+    match std::env::var(ATTACH_MODE_ENV).as_deref() {
+        Ok("netlink") => false,
+        Ok("tcx") => true,
+        _ => KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(6, 6, 0)),
+    }
 }
 
 /// `lo` carries every packet through egress and then ingress: tap ingress only there. On a
@@ -229,6 +249,9 @@ struct RingReader {
     clock_offset_ns: i128,
     /// Records dropped because the daemon's channel was full.
     channel_full: u64,
+    joiner: ChunkJoiner,
+    /// Completed segments waiting to be handed over.
+    ready: Vec<Segment>,
 }
 
 impl RingReader {
@@ -264,24 +287,40 @@ impl RingReader {
         }
         // Whatever is still in the ring was captured: deliver it before leaving.
         self.drain();
+        self.joiner.flush(&mut self.ready);
+        self.deliver();
         self.read_counters();
     }
 
     fn drain(&mut self) {
         while let Some(item) = self.ring.next() {
-            let Some(segment) = parse_record(&item, self.clock_offset_ns) else {
-                tracing::warn!(len = item.len(), "malformed ring record skipped");
-                continue;
-            };
-            drop(item);
-            let len = segment.payload.len();
-            match self.tx.try_send(segment) {
-                Ok(()) => self.stats.delivered(len),
-                Err(_) => self.channel_full += 1,
+            match split_record(&item) {
+                Some((event, payload)) => {
+                    self.joiner
+                        .push(&event, payload, self.clock_offset_ns, &mut self.ready)
+                }
+                None => tracing::warn!(len = item.len(), "malformed ring record skipped"),
             }
+            drop(item);
+            deliver(
+                &mut self.ready,
+                &self.tx,
+                &self.stats,
+                &mut self.channel_full,
+            );
         }
+        self.joiner.end_round(&mut self.ready);
+        self.deliver();
     }
 
+    fn deliver(&mut self) {
+        deliver(
+            &mut self.ready,
+            &self.tx,
+            &self.stats,
+            &mut self.channel_full,
+        );
+    }
     fn read_counters(&mut self) {
         let sum = |index: u32| -> u64 {
             self.counters
@@ -299,15 +338,36 @@ impl RingReader {
     }
 }
 
-/// Decodes one ring record (header + payload chunk) into a segment.
-fn parse_record(bytes: &[u8], clock_offset_ns: i128) -> Option<Segment> {
+/// Hands completed segments to the daemon, never waiting: a full channel drops and counts.
+fn deliver(
+    ready: &mut Vec<Segment>,
+    tx: &mpsc::Sender<Segment>,
+    stats: &SharedStats,
+    channel_full: &mut u64,
+) {
+    for segment in ready.drain(..) {
+        let len = segment.payload.len();
+        match tx.try_send(segment) {
+            Ok(()) => stats.delivered(len),
+            Err(_) => *channel_full += 1,
+        }
+    }
+}
+
+/// Splits one ring record into its header and payload chunk.
+fn split_record(bytes: &[u8]) -> Option<(SegmentEvent, &[u8])> {
     if bytes.len() < SEGMENT_EVENT_SIZE {
         return None;
     }
     // SAFETY: length checked; SegmentEvent is plain old data, read unaligned.
     let event: SegmentEvent = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
     let payload = bytes.get(SEGMENT_EVENT_SIZE..SEGMENT_EVENT_SIZE + event.chunk_len as usize)?;
-    Some(segment_from_event(&event, payload, clock_offset_ns))
+    Some((event, payload))
+}
+
+#[cfg(test)]
+fn parse_record(bytes: &[u8], clock_offset_ns: i128) -> Option<Segment> {
+    split_record(bytes).map(|(event, payload)| segment_from_event(&event, payload, clock_offset_ns))
 }
 
 /// Builds a [`Segment`] from a decoded record header and its payload chunk.

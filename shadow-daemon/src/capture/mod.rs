@@ -6,6 +6,7 @@
 //! a standard pcap file (`shadowd record`). [`frame`] turns raw packet bytes into segments.
 
 pub mod afpacket;
+pub mod chunks;
 pub mod ebpf;
 pub mod frame;
 pub mod pcap;

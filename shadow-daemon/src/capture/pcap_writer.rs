@@ -3,21 +3,23 @@
 
 use super::Segment;
 use super::frame::encode_ethernet;
-use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
+use pcap_file::pcap::PcapHeader;
 use pcap_file::{DataLink, Endianness, TsResolution};
 use std::io::Write;
-use std::time::Duration;
 
-/// Largest TCP payload written in one packet: keeps the IPv4 total length within 16 bits.
-/// Bigger segments (GSO on loopback) are split into consecutive packets with advanced `seq`.
-pub const MAX_PACKET_PAYLOAD: usize = 65_000;
+/// Largest TCP payload written in one packet: the most an IPv4 datagram can carry (65535
+/// minus 20-byte IP and TCP headers), so every real packet, GSO super-packets on loopback
+/// included, is written as one. Bigger segments are split with advanced `seq`.
+pub const MAX_PACKET_PAYLOAD: usize = 65_535 - 20 - 20;
 
 /// Snap length announced in the file header: every packet is written whole.
 const SNAPLEN: u32 = 262_144;
 
-/// A pcap file being written segment by segment.
+/// A pcap file being written segment by segment. The file header comes from `pcap-file`;
+/// packet records (16-byte header + frame, native byte order as the file header declares)
+/// are written here so that the output can be flushed while recording goes on.
 pub struct SegmentPcapWriter<W: Write> {
-    inner: PcapWriter<W>,
+    out: W,
     packets: u64,
 }
 
@@ -34,18 +36,16 @@ impl<W: Write> SegmentPcapWriter<W> {
             ts_resolution: TsResolution::NanoSecond,
             endianness: Endianness::native(),
         };
-        Ok(Self {
-            inner: PcapWriter::with_header(writer, header)?,
-            packets: 0,
-        })
+        let mut out = writer;
+        header.write_to(&mut out)?;
+        Ok(Self { out, packets: 0 })
     }
 
     /// Appends `segment` as one packet (or several, if its payload exceeds
     /// [`MAX_PACKET_PAYLOAD`]).
-    pub fn write(&mut self, segment: &Segment) -> Result<(), pcap_file::PcapError> {
-        let timestamp = Duration::from_nanos(segment.ts_ns);
+    pub fn write(&mut self, segment: &Segment) -> std::io::Result<()> {
         if segment.payload.len() <= MAX_PACKET_PAYLOAD {
-            return self.write_one(segment, timestamp);
+            return self.write_one(segment);
         }
         let mut offset = 0;
         while offset < segment.payload.len() {
@@ -53,22 +53,30 @@ impl<W: Write> SegmentPcapWriter<W> {
             let mut piece = segment.clone();
             piece.seq = segment.seq.wrapping_add(offset as u32);
             piece.payload = segment.payload.slice(offset..end);
-            self.write_one(&piece, timestamp)?;
+            self.write_one(&piece)?;
             offset = end;
         }
         Ok(())
     }
 
-    fn write_one(
-        &mut self,
-        segment: &Segment,
-        timestamp: Duration,
-    ) -> Result<(), pcap_file::PcapError> {
+    fn write_one(&mut self, segment: &Segment) -> std::io::Result<()> {
         let frame = encode_ethernet(segment);
-        self.inner
-            .write_packet(&PcapPacket::new(timestamp, frame.len() as u32, &frame))?;
+        let len = frame.len() as u32;
+        let mut record = [0u8; 16];
+        record[0..4].copy_from_slice(&((segment.ts_ns / 1_000_000_000) as u32).to_ne_bytes());
+        record[4..8].copy_from_slice(&((segment.ts_ns % 1_000_000_000) as u32).to_ne_bytes());
+        record[8..12].copy_from_slice(&len.to_ne_bytes()); // captured length
+        record[12..16].copy_from_slice(&len.to_ne_bytes()); // original length
+        self.out.write_all(&record)?;
+        self.out.write_all(&frame)?;
         self.packets += 1;
         Ok(())
+    }
+
+    /// Pushes buffered packets to the underlying writer (a recording in progress stays
+    /// readable, and a crash loses at most what was written since).
+    pub fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
     }
 
     /// Packets written so far.
@@ -77,10 +85,9 @@ impl<W: Write> SegmentPcapWriter<W> {
     }
 
     /// Flushes and returns the underlying writer.
-    pub fn finish(self) -> std::io::Result<W> {
-        let mut writer = self.inner.into_writer();
-        writer.flush()?;
-        Ok(writer)
+    pub fn finish(mut self) -> std::io::Result<W> {
+        self.out.flush()?;
+        Ok(self.out)
     }
 }
 

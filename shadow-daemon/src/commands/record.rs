@@ -39,6 +39,10 @@ pub struct RecordArgs {
     pub capture: CaptureKind,
 }
 
+/// How often the pcap file is flushed while recording: a file being recorded stays readable
+/// (`tcpdump -r`) and a crash loses at most this much.
+const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Parses `500ms`, `30s`, `5m`, `1h` or a plain number of seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
@@ -105,7 +109,17 @@ pub fn main(args: RecordArgs) -> CommandResult {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let summary = runtime.block_on(record(args, spec, writer))?;
+    let output = args.output.clone();
+    let summary = match runtime.block_on(record(args, spec, writer)) {
+        Ok(summary) => summary,
+        Err(err) => {
+            // The tap did not start: leave no header-only file that looks like a recording.
+            if err.downcast_ref::<crate::error::CaptureError>().is_some() {
+                let _ = std::fs::remove_file(&output);
+            }
+            return Err(err);
+        }
+    };
     eprintln!(
         "shadowd record: {} segments ({} payload bytes) written as {} packets; dropped {}, truncated {}",
         summary.segments, summary.bytes, summary.packets, summary.dropped, summary.truncated
@@ -133,9 +147,14 @@ async fn record(
     // what it already captured and closes the channel: everything captured is written.
     let mut deadline = args.duration.map(|d| tokio::time::Instant::now() + d);
     let mut summary = RecordSummary::default();
+    let mut flush = tokio::time::interval(FLUSH_INTERVAL);
     loop {
         let next = tokio::select! {
             segment = capture.segments.recv() => segment,
+            _ = flush.tick() => {
+                writer.flush().map_err(|e| PcapError::Write { path: args.output.clone(), reason: e.to_string() })?;
+                continue;
+            }
             _ = sleep_until(deadline), if deadline.is_some() => {
                 deadline = None;
                 stop.trigger();

@@ -1,0 +1,246 @@
+//! Rejoins the bounded chunks the eBPF tap emits for one large segment (GSO/GRO packets up to
+//! 128 KiB, see `shadow_common::MAX_CHUNKS`) into the segment that was on the wire, so that
+//! downstream stages and pcap files see real packets, and a retransmitted packet counts once.
+//!
+//! Chunks of one segment are written consecutively by one CPU, but records of different CPUs
+//! interleave in the ring: pending segments are kept per connection direction. A chunk lost to
+//! a full ring leaves its segment short: what arrived is delivered as it is (the reassembly sees
+//! the hole and marks a gap), never padded or guessed.
+
+use super::ebpf::segment_from_event;
+use super::{Direction, FlowKey, Segment, TcpFlags};
+use bytes::BytesMut;
+use shadow_common::SegmentEvent;
+use std::collections::HashMap;
+
+/// A segment whose chunks are still arriving.
+struct Pending {
+    segment: Segment,
+    body: BytesMut,
+    next_seq: u32,
+    segment_len: usize,
+    /// Drain round in which the segment was started.
+    round: u64,
+}
+
+/// Joins chunk records into segments.
+#[derive(Default)]
+pub struct ChunkJoiner {
+    pending: HashMap<(FlowKey, Direction), Pending>,
+    round: u64,
+}
+
+impl ChunkJoiner {
+    /// Takes one record (header and its payload chunk); completed segments go to `out`.
+    pub fn push(
+        &mut self,
+        event: &SegmentEvent,
+        payload: &[u8],
+        clock_offset_ns: i128,
+        out: &mut Vec<Segment>,
+    ) {
+        let chunk = segment_from_event(event, payload, clock_offset_ns);
+        let key = (chunk.flow, chunk.dir);
+        if event.chunk_index == 0 {
+            // A new segment: anything still pending here lost its tail.
+            if let Some(stale) = self.pending.remove(&key) {
+                out.push(stale.finish());
+            }
+            if payload.len() >= event.segment_len as usize {
+                out.push(chunk);
+                return;
+            }
+            let mut body = BytesMut::with_capacity(event.segment_len as usize);
+            body.extend_from_slice(payload);
+            self.pending.insert(
+                key,
+                Pending {
+                    next_seq: chunk.seq.wrapping_add(payload.len() as u32),
+                    segment_len: event.segment_len as usize,
+                    segment: chunk,
+                    body,
+                    round: self.round,
+                },
+            );
+            return;
+        }
+        match self.pending.get_mut(&key) {
+            Some(p) if p.next_seq == chunk.seq && p.segment.ts_ns == chunk.ts_ns => {
+                p.body.extend_from_slice(payload);
+                p.next_seq = p.next_seq.wrapping_add(payload.len() as u32);
+                p.segment.flags = TcpFlags(p.segment.flags.0 | chunk.flags.0);
+                if p.body.len() >= p.segment_len
+                    && let Some(done) = self.pending.remove(&key)
+                {
+                    out.push(done.finish());
+                }
+            }
+            _ => {
+                // The segment's first chunks were lost: deliver what came, as it came.
+                if let Some(stale) = self.pending.remove(&key) {
+                    out.push(stale.finish());
+                }
+                out.push(chunk);
+            }
+        }
+    }
+
+    /// Ends a drain of the ring: segments that were already incomplete at the end of the
+    /// previous drain will get no more chunks (a segment's chunks are submitted within one
+    /// program run) and are delivered short.
+    pub fn end_round(&mut self, out: &mut Vec<Segment>) {
+        let round = self.round;
+        let stale: Vec<_> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.round < round)
+            .map(|(k, _)| *k)
+            .collect();
+        for key in stale {
+            if let Some(p) = self.pending.remove(&key) {
+                out.push(p.finish());
+            }
+        }
+        self.round += 1;
+    }
+
+    /// Delivers everything pending (at shutdown).
+    pub fn flush(&mut self, out: &mut Vec<Segment>) {
+        out.extend(self.pending.drain().map(|(_, p)| p.finish()));
+    }
+}
+
+impl Pending {
+    fn finish(mut self) -> Segment {
+        self.segment.payload = self.body.freeze();
+        self.segment
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shadow_common::{DIR_REQUEST, FAMILY_IPV4, tcp_flags};
+
+    fn event(
+        sport: u16,
+        index: u8,
+        seq: u32,
+        segment_len: u32,
+        chunk_len: u32,
+        flags: u8,
+    ) -> SegmentEvent {
+        let mut saddr = [0u8; 16];
+        saddr[..4].copy_from_slice(&[10, 0, 0, 1]);
+        let mut daddr = [0u8; 16];
+        daddr[..4].copy_from_slice(&[10, 0, 0, 2]);
+        SegmentEvent {
+            ts_ns: 1000 + u64::from(sport),
+            saddr,
+            daddr,
+            sport,
+            dport: 8080,
+            family: FAMILY_IPV4,
+            direction: DIR_REQUEST,
+            tcp_flags: flags,
+            chunk_index: index,
+            seq,
+            segment_len,
+            chunk_len,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn interleaved_chunks_of_two_connections_are_rejoined() {
+        let mut j = ChunkJoiner::default();
+        let mut out = Vec::new();
+        let a: Vec<u8> = (0..10).collect();
+        let b: Vec<u8> = (100..106).collect();
+        j.push(
+            &event(1, 0, 500, 10, 4, tcp_flags::ACK),
+            &a[..4],
+            0,
+            &mut out,
+        );
+        j.push(
+            &event(2, 0, 900, 6, 3, tcp_flags::ACK),
+            &b[..3],
+            0,
+            &mut out,
+        );
+        j.push(
+            &event(1, 1, 504, 10, 4, tcp_flags::ACK),
+            &a[4..8],
+            0,
+            &mut out,
+        );
+        j.push(
+            &event(2, 1, 903, 6, 3, tcp_flags::ACK | tcp_flags::FIN),
+            &b[3..],
+            0,
+            &mut out,
+        );
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].payload, b[..]);
+        assert!(out[0].flags.fin());
+        j.push(
+            &event(1, 2, 508, 10, 2, tcp_flags::ACK),
+            &a[8..],
+            0,
+            &mut out,
+        );
+        assert_eq!(out.len(), 2);
+        assert_eq!((out[1].seq, &out[1].payload[..]), (500, &a[..]));
+    }
+
+    #[test]
+    fn single_chunk_segments_pass_straight_through() {
+        let mut j = ChunkJoiner::default();
+        let mut out = Vec::new();
+        j.push(&event(1, 0, 7, 3, 3, tcp_flags::ACK), b"abc", 0, &mut out);
+        j.push(&event(1, 0, 0, 0, 0, tcp_flags::SYN), b"", 0, &mut out);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].payload, "abc");
+        assert!(out[1].flags.syn());
+    }
+
+    #[test]
+    fn lost_chunks_leave_short_segments_never_padded() {
+        let mut j = ChunkJoiner::default();
+        let mut out = Vec::new();
+        // Middle chunk lost: the first part is delivered short, the tail as its own segment.
+        j.push(&event(1, 0, 0, 9, 3, tcp_flags::ACK), b"abc", 0, &mut out);
+        j.push(&event(1, 2, 6, 9, 3, tcp_flags::ACK), b"ghi", 0, &mut out);
+        assert_eq!(
+            out.iter()
+                .map(|s| (s.seq, s.payload.clone()))
+                .collect::<Vec<_>>(),
+            vec![
+                (0, bytes::Bytes::from_static(b"abc")),
+                (6, bytes::Bytes::from_static(b"ghi"))
+            ]
+        );
+        // Tail lost: delivered short after the next drain round at the latest.
+        out.clear();
+        j.push(&event(1, 0, 100, 9, 3, tcp_flags::ACK), b"xyz", 0, &mut out);
+        j.end_round(&mut out);
+        assert!(
+            out.is_empty(),
+            "still waiting for the rest within this round"
+        );
+        j.end_round(&mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!((out[0].seq, &out[0].payload[..]), (100, &b"xyz"[..]));
+    }
+
+    #[test]
+    fn flush_delivers_everything_pending() {
+        let mut j = ChunkJoiner::default();
+        let mut out = Vec::new();
+        j.push(&event(1, 0, 0, 9, 3, tcp_flags::ACK), b"abc", 0, &mut out);
+        j.push(&event(2, 0, 0, 9, 3, tcp_flags::ACK), b"def", 0, &mut out);
+        j.flush(&mut out);
+        assert_eq!(out.len(), 2);
+    }
+}
