@@ -96,18 +96,9 @@ struct Side {
     /// Capture time and ack of the latest bytes.
     cur_ts: u64,
     cur_ack: Option<u32>,
-    /// The byte before `buf[0]` ended a line (or the stream starts at `buf[0]`).
-    at_line_start: bool,
 }
 
 impl Side {
-    fn new() -> Self {
-        Self {
-            at_line_start: true,
-            ..Self::default()
-        }
-    }
-
     fn append(&mut self, seq: u32, ack: Option<u32>, ts: u64, bytes: &Bytes) {
         if self.buf.is_empty() {
             self.front_ts = ts;
@@ -122,7 +113,6 @@ impl Side {
     /// `n` bytes were taken off the front of `buf`.
     fn consumed(&mut self, n: usize) {
         self.front_seq = self.front_seq.wrapping_add(n as u32);
-        self.at_line_start = true;
         if !self.buf.is_empty() {
             // Messages are parsed as soon as they complete, so what follows one came with
             // the latest bytes.
@@ -136,18 +126,15 @@ impl Side {
         if n == 0 {
             return;
         }
-        let line_end = self.buf[n - 1] == b'\n';
         self.buf.advance(n);
         stats.skipped_bytes += n as u64;
         self.consumed(n);
-        self.at_line_start = line_end;
     }
 
     /// Forgets everything after a gap.
     fn reset(&mut self, stats: &mut HttpStats) {
         stats.skipped_bytes += self.buf.len() as u64;
         self.buf.clear();
-        self.at_line_start = false;
     }
 }
 
@@ -161,31 +148,21 @@ enum Start {
     None,
 }
 
-fn find_start(buf: &[u8], at_line_start: bool, test: fn(&[u8]) -> Option<bool>) -> Start {
-    let next_line = |from: usize| {
-        buf[from..]
-            .iter()
-            .position(|&b| b == b'\n')
-            .map(|p| from + p + 1)
-    };
-    let mut pos = if at_line_start {
-        0
-    } else {
-        match next_line(0) {
-            Some(p) => p,
-            None => return Start::None,
+/// Looks for a message start anywhere in `buf`: after a gap the next message rarely follows a
+/// line break (a body precedes it), and a false start is caught by the full head parse.
+fn find_start(buf: &[u8], test: fn(&[u8]) -> Option<bool>) -> Start {
+    for pos in 0..buf.len() {
+        // Every method and `HTTP/1.` begin with an upper-case letter.
+        if !buf[pos].is_ascii_uppercase() {
+            continue;
         }
-    };
-    loop {
         match test(&buf[pos..]) {
             Some(true) => return Start::Found(pos),
             Some(false) => return Start::Maybe(pos),
-            None => match next_line(pos) {
-                Some(p) => pos = p,
-                None => return Start::None,
-            },
+            None => {}
         }
     }
+    Start::None
 }
 
 enum ReqState {
@@ -286,6 +263,8 @@ pub struct ConnectionParser {
     ack_check: bool,
     /// The connection switched protocols (101, CONNECT): the rest is not HTTP/1.
     opaque: bool,
+    /// When the server's FIN was delivered.
+    resp_fin: Option<u64>,
 }
 
 impl ConnectionParser {
@@ -294,14 +273,15 @@ impl ConnectionParser {
         Self {
             flow,
             config,
-            req: Side::new(),
-            resp: Side::new(),
+            req: Side::default(),
+            resp: Side::default(),
             req_state: ReqState::Head { resynced: false },
             resp_state: RespState::Head { resynced: false },
             slots: VecDeque::new(),
             next_id: 0,
             ack_check: false,
             opaque: false,
+            resp_fin: None,
         }
     }
 
@@ -340,14 +320,8 @@ impl ConnectionParser {
     fn joined(&mut self, dir: Direction) {
         self.ack_check = true;
         match dir {
-            Direction::Request => {
-                self.req.at_line_start = false;
-                self.req_state = ReqState::Resync;
-            }
-            Direction::Response => {
-                self.resp.at_line_start = false;
-                self.resp_state = RespState::Resync;
-            }
+            Direction::Request => self.req_state = ReqState::Resync,
+            Direction::Response => self.resp_state = RespState::Resync,
         }
     }
 
@@ -418,23 +392,21 @@ impl ConnectionParser {
     fn run_requests(&mut self, stats: &mut HttpStats) {
         loop {
             match &mut self.req_state {
-                ReqState::Resync => {
-                    match find_start(&self.req.buf, self.req.at_line_start, head::request_start) {
-                        Start::Found(pos) => {
-                            self.req.discard(pos, stats);
-                            self.req_state = ReqState::Head { resynced: true };
-                        }
-                        Start::Maybe(pos) => {
-                            self.req.discard(pos, stats);
-                            return;
-                        }
-                        Start::None => {
-                            let all = self.req.buf.len();
-                            self.req.discard(all, stats);
-                            return;
-                        }
+                ReqState::Resync => match find_start(&self.req.buf, head::request_start) {
+                    Start::Found(pos) => {
+                        self.req.discard(pos, stats);
+                        self.req_state = ReqState::Head { resynced: true };
                     }
-                }
+                    Start::Maybe(pos) => {
+                        self.req.discard(pos, stats);
+                        return;
+                    }
+                    Start::None => {
+                        let all = self.req.buf.len();
+                        self.req.discard(all, stats);
+                        return;
+                    }
+                },
                 ReqState::Head { resynced } => {
                     let resynced = *resynced;
                     if self.req.buf.is_empty() {
@@ -529,27 +501,21 @@ impl ConnectionParser {
                 return;
             }
             match &mut self.resp_state {
-                RespState::Resync => {
-                    match find_start(
-                        &self.resp.buf,
-                        self.resp.at_line_start,
-                        head::response_start,
-                    ) {
-                        Start::Found(pos) => {
-                            self.resp.discard(pos, stats);
-                            self.resp_state = RespState::Head { resynced: true };
-                        }
-                        Start::Maybe(pos) => {
-                            self.resp.discard(pos, stats);
-                            return;
-                        }
-                        Start::None => {
-                            let all = self.resp.buf.len();
-                            self.resp.discard(all, stats);
-                            return;
-                        }
+                RespState::Resync => match find_start(&self.resp.buf, head::response_start) {
+                    Start::Found(pos) => {
+                        self.resp.discard(pos, stats);
+                        self.resp_state = RespState::Head { resynced: true };
                     }
-                }
+                    Start::Maybe(pos) => {
+                        self.resp.discard(pos, stats);
+                        return;
+                    }
+                    Start::None => {
+                        let all = self.resp.buf.len();
+                        self.resp.discard(all, stats);
+                        return;
+                    }
+                },
                 RespState::Head { resynced } => {
                     let resynced = *resynced;
                     if self.resp.buf.is_empty() {
@@ -715,15 +681,31 @@ impl ConnectionParser {
         match dir {
             Direction::Request => self.end_requests(Outcome::Unparsable, ts, stats),
             Direction::Response => {
-                if let RespState::Body { reader, slot } = &mut self.resp_state
-                    && let Some(body) = reader.finish_at_close(&mut self.resp.buf)
-                {
-                    let slot = *slot;
-                    self.resp.cur_ts = self.resp.cur_ts.max(ts);
-                    self.response_done(slot, body);
+                self.resp_fin = Some(ts);
+                self.finish_close_delimited();
+                // A response still waiting for its request (held back by a hole in the
+                // request stream) is judged when the connection closes.
+                let waiting = matches!(self.resp_state, RespState::Head { .. })
+                    && !self.resp.buf.is_empty()
+                    && self.candidate().is_none();
+                if !waiting {
+                    self.end_responses(Outcome::Unparsable, stats);
                 }
-                self.end_responses(Outcome::Unparsable, stats);
             }
+        }
+    }
+
+    /// After the server's FIN, a close-delimited body being read is complete.
+    fn finish_close_delimited(&mut self) {
+        let Some(ts) = self.resp_fin else {
+            return;
+        };
+        if let RespState::Body { reader, slot } = &mut self.resp_state
+            && let Some(body) = reader.finish_at_close(&mut self.resp.buf)
+        {
+            let slot = *slot;
+            self.resp.cur_ts = self.resp.cur_ts.max(ts);
+            self.response_done(slot, body);
         }
     }
 
@@ -767,6 +749,7 @@ impl ConnectionParser {
             Outcome::Gap
         };
         self.end_requests(incomplete, ts, stats);
+        self.finish_close_delimited();
         self.end_responses(incomplete, stats);
         for slot in self.slots.iter_mut() {
             if !slot.req_done {

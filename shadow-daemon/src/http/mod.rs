@@ -17,3 +17,6 @@ mod head;
 pub use assembler::{ExchangeAssembler, exchanges_from_segments};
 pub use connection::{ConnectionParser, HttpConfig, HttpStats};
 pub use exchange::{Exchange, ExchangeTiming, Header, HttpRequest, HttpResponse, Outcome};
+
+#[cfg(test)]
+mod tests;

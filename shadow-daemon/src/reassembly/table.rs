@@ -36,6 +36,9 @@ impl Flow {
 pub struct Reassembler {
     config: ReassemblyConfig,
     flows: HashMap<FlowKey, Flow>,
+    /// Connections closed by FIN or RST, with the capture time they closed: late
+    /// retransmissions for them are ignored instead of opening a new, mid-stream connection.
+    closed: HashMap<FlowKey, u64>,
     stats: ReassemblyStats,
     buffered: usize,
     last_expire_ns: u64,
@@ -77,11 +80,16 @@ impl Reassembler {
         let dir = segment.dir;
 
         if !self.flows.contains_key(&key) {
-            if flags.rst() || (segment.payload.is_empty() && missing == 0 && !flags.syn()) {
+            let recently_closed = !flags.syn() && self.closed.contains_key(&key);
+            if recently_closed
+                || flags.rst()
+                || (segment.payload.is_empty() && missing == 0 && !flags.syn())
+            {
                 self.stats.ignored_segments += 1;
                 return;
             }
             self.make_room(now, out);
+            self.closed.remove(&key);
             self.stats.flows_total += 1;
             self.flows.insert(key, Flow::default());
         }
@@ -187,6 +195,8 @@ impl Reassembler {
             .map(|(k, _)| *k)
             .collect();
         stale.sort_unstable();
+        self.closed
+            .retain(|_, closed_at| now_ns.saturating_sub(*closed_at) <= idle);
         for key in stale {
             self.stats.idle_evictions += 1;
             self.close(key, CloseReason::Idle, now_ns, out);
@@ -226,6 +236,12 @@ impl Reassembler {
             reason,
             ts_ns,
         });
+        if matches!(reason, CloseReason::Fin | CloseReason::Reset) {
+            if self.closed.len() >= self.config.max_flows.max(1) {
+                self.closed.clear();
+            }
+            self.closed.insert(key, ts_ns);
+        }
     }
 
     /// Evicts the least recently seen connection when the table is full.
