@@ -164,3 +164,6 @@ pub struct ReassemblyStats {
     /// Connections evicted to stay within `max_flows`.
     pub flow_evictions: u64,
 }
+
+#[cfg(test)]
+mod tests;
