@@ -50,6 +50,8 @@ enum Format<R: Read> {
     Pcap {
         reader: PcapReader<R>,
         link: LinkType,
+        /// Nanosecond (not microsecond) timestamps.
+        nanos: bool,
     },
     PcapNg {
         reader: PcapNgReader<R>,
@@ -126,7 +128,12 @@ impl<R: Read> PcapSource<R> {
                 path: path.to_owned(),
                 linktype: format!("{d:?}"),
             })?;
-            Format::Pcap { reader, link }
+            let nanos = reader.header().ts_resolution == pcap_file::TsResolution::NanoSecond;
+            Format::Pcap {
+                reader,
+                link,
+                nanos,
+            }
         } else {
             return Err(format_err(format!("unknown magic number {magic:02x?}")));
         };
@@ -168,12 +175,19 @@ impl<R: Read> PcapSource<R> {
             reason: e.to_string(),
         };
         let (link, data, orig_len, ts_ns) = match &mut self.format {
-            Format::Pcap { reader, link } => {
-                let packet = match reader.next_packet()? {
+            Format::Pcap {
+                reader,
+                link,
+                nanos,
+            } => {
+                // Raw packets: pcap-file's checked packets reject `orig_len > snaplen`, which
+                // is exactly what a `tcpdump -s` capture of a large packet contains.
+                let packet = match reader.next_raw_packet()? {
                     Ok(p) => p,
                     Err(e) => return Some(Err(format_err(e))),
                 };
-                let ts = u64::try_from(packet.timestamp.as_nanos()).unwrap_or(u64::MAX);
+                let frac = u64::from(packet.ts_frac) * if *nanos { 1 } else { 1_000 };
+                let ts = u64::from(packet.ts_sec) * 1_000_000_000 + frac;
                 (*link, packet.data, packet.orig_len, ts)
             }
             Format::PcapNg { reader, interfaces } => {
@@ -272,5 +286,101 @@ fn ts_units(options: &[InterfaceDescriptionOption<'_>]) -> (u64, u64) {
         // Power of two: 2^-n seconds.
         let exp = u32::from((resol & 0x7f).min(63));
         (1_000_000_000, 1u64 << exp)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capture::Direction;
+    use crate::testkit::{self, Conn};
+
+    fn sample() -> Vec<Segment> {
+        let mut v4 = Conn::new("10.0.0.1:40000", "10.0.0.2:8080");
+        v4.handshake()
+            .request(b"GET /a HTTP/1.1\r\n\r\n")
+            .response(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nA")
+            .close();
+        let mut v6 = Conn::new("[2001:db8::2]:40001", "[2001:db8::1]:8080");
+        v6.handshake()
+            .request(b"GET /b HTTP/1.1\r\n\r\n")
+            .response(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nB")
+            .close();
+        testkit::interleave(vec![v4.into_segments(), v6.into_segments()])
+    }
+
+    fn read_all(bytes: &[u8]) -> Result<Vec<FileSegment>, PcapError> {
+        let mut src = PcapSource::new(bytes, Path::new("mem.pcap"), &[8080])?;
+        let mut out = Vec::new();
+        while let Some(s) = src.next_segment() {
+            out.push(s?);
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn every_link_type_and_format_reads_the_same_segments() {
+        let segs = sample();
+        let mut files = vec![("pcap ethernet ns", testkit::pcap_bytes(&segs))];
+        for link in [
+            LinkType::Ethernet,
+            LinkType::RawIp,
+            LinkType::LinuxSll,
+            LinkType::LinuxSll2,
+        ] {
+            files.push(("pcap µs", testkit::pcap_bytes_with(link, &segs, 65535)));
+            files.push(("pcapng ns", testkit::pcapng_bytes(link, &segs, true)));
+            files.push((
+                "pcapng µs default",
+                testkit::pcapng_bytes(link, &segs, false),
+            ));
+        }
+        for (name, bytes) in files {
+            let read = read_all(&bytes).unwrap();
+            let got: Vec<Segment> = read.iter().map(|f| f.segment.clone()).collect();
+            assert_eq!(got, segs, "{name}");
+            assert!(read.iter().all(|f| f.missing == 0), "{name}");
+        }
+    }
+
+    #[test]
+    fn snaplen_cut_packets_report_missing_bytes() {
+        let mut c = Conn::new("10.0.0.1:40000", "10.0.0.2:8080");
+        c.handshake().request(&[b'x'; 300]);
+        // Ethernet 14 + IPv4 20 + TCP 20 = 54 header bytes; keep 100 of each frame.
+        let bytes = testkit::pcap_bytes_with(LinkType::Ethernet, c.segments(), 100);
+        let read = read_all(&bytes).unwrap();
+        let data = read.iter().find(|f| !f.segment.payload.is_empty()).unwrap();
+        assert_eq!(data.segment.payload.len(), 46);
+        assert_eq!(data.missing, 254);
+        assert_eq!(data.segment.dir, Direction::Request);
+    }
+
+    #[test]
+    fn errors_name_the_problem() {
+        assert!(matches!(
+            read_all(b"not a capture file at all"),
+            Err(PcapError::Format { .. })
+        ));
+        assert!(matches!(read_all(b"ab"), Err(PcapError::Format { .. })));
+        // A pcap header announcing DLT_NULL (BSD loopback).
+        let mut bad = testkit::pcap_bytes_with(LinkType::Ethernet, &[], 65535);
+        bad[20..24].copy_from_slice(&0u32.to_be_bytes());
+        assert!(matches!(read_all(&bad), Err(PcapError::LinkType { .. })));
+        // A file cut in the middle of a packet: the packets before it, then an error.
+        let full = testkit::pcap_bytes(&sample());
+        let mut src =
+            PcapSource::new(&full[..full.len() - 5], Path::new("cut.pcap"), &[8080]).unwrap();
+        let mut ok = 0;
+        let mut err = 0;
+        while let Some(s) = src.next_segment() {
+            match s {
+                Ok(_) => ok += 1,
+                Err(_) => err += 1,
+            }
+        }
+        assert_eq!((ok, err), (sample().len() - 1, 1));
+        let missing = PcapSource::open(Path::new("/nonexistent/x.pcap"), &[80]);
+        assert!(matches!(missing, Err(PcapError::Open { .. })));
     }
 }

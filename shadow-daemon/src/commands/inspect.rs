@@ -151,3 +151,90 @@ pub fn to_json(exchange: &Exchange, bodies: bool) -> Value {
     }
     v
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capture::frame::LinkType;
+    use crate::testkit::{self, Conn};
+    use std::path::Path;
+
+    fn inspect(bytes: &[u8], bodies: bool) -> (Vec<Value>, Summary) {
+        let source = PcapSource::new(bytes, Path::new("mem.pcap"), &[8080]).unwrap();
+        let mut out = Vec::new();
+        let summary = run(source, bodies, &mut out).unwrap();
+        let lines = String::from_utf8(out).unwrap();
+        (
+            lines
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect(),
+            summary,
+        )
+    }
+
+    #[test]
+    fn json_lines_per_exchange() {
+        let mut c = Conn::new("[2001:db8::2]:40001", "[2001:db8::1]:8080");
+        c.handshake();
+        c.request(b"POST /v2/models/m/infer?x=1 HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n");
+        c.wait(2_500_000);
+        c.response(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        c.request(b"GET /health HTTP/1.1\r\n\r\n");
+        let (lines, summary) = inspect(&testkit::pcap_bytes(c.segments()), true);
+        assert_eq!(
+            lines,
+            vec![
+                json!({
+                    "flow": "[2001:db8::2]:40001 -> [2001:db8::1]:8080",
+                    "method": "POST", "path": "/v2/models/m/infer?x=1", "status": 200,
+                    "request_body_len": 3, "response_body_len": 2,
+                    // request segment at +3 µs, response 2.5 ms + 1 µs later
+                    "latency_us": 2501, "outcome": "complete",
+                    "request_body_b64": "YWJj", "response_body_b64": "b2s=",
+                }),
+                json!({
+                    "flow": "[2001:db8::2]:40001 -> [2001:db8::1]:8080",
+                    "method": "GET", "path": "/health", "status": null,
+                    "request_body_len": 0, "response_body_len": null,
+                    "latency_us": null, "outcome": "no_response",
+                    "request_body_b64": "", "response_body_b64": null,
+                }),
+            ]
+        );
+        assert_eq!(summary.http.complete, 1);
+        assert_eq!(summary.http.no_response, 1);
+        assert_eq!(summary.packets, 6);
+        assert!(summary.line().starts_with(
+            "inspect: exchanges complete=1 gap=0 truncated=0 no_response=1 unparsable=0 | packets=6"
+        ));
+    }
+
+    #[test]
+    fn body_cut_by_snaplen_is_a_gap_never_a_short_body() {
+        let mut body = b"POST /p HTTP/1.1\r\nContent-Length: 1000\r\n\r\n".to_vec();
+        body.extend_from_slice(&[b'z'; 1000]);
+        let mut c = Conn::new("10.0.0.1:40000", "10.0.0.2:8080").mss(1400);
+        c.handshake()
+            .request(&body)
+            .response(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+        c.request(b"GET /next HTTP/1.1\r\n\r\n")
+            .response(b"HTTP/1.1 204 No Content\r\n\r\n")
+            .close();
+        let bytes = testkit::pcap_bytes_with(LinkType::Ethernet, c.segments(), 200);
+        let (lines, summary) = inspect(&bytes, false);
+        let got: Vec<_> = lines
+            .iter()
+            .map(|l| (l["path"].clone(), l["outcome"].clone(), l["status"].clone()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (json!("/p"), json!("gap"), json!(200)),
+                (json!("/next"), json!("complete"), json!(204))
+            ]
+        );
+        assert_eq!(summary.cut_packets, 1);
+        assert_eq!(summary.reassembly.gap_bytes, 1042 + 54 - 200);
+    }
+}
