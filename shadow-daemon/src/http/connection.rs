@@ -85,40 +85,72 @@ fn seq_le(a: u32, b: u32) -> bool {
     b.wrapping_sub(a) as i32 >= 0
 }
 
-/// One direction's bytes not yet consumed, with what is known of their first byte.
+/// Capture time and ack of the segment that carried the stream bytes up to `end`.
+#[derive(Debug, Clone, Copy)]
+struct ChunkMark {
+    /// Stream offset just past the chunk.
+    end: u64,
+    ts: u64,
+    ack: Option<u32>,
+}
+
+/// One direction's bytes not yet consumed, with the capture time and ack of the segment each
+/// byte came in, so messages get the times of their own first and last bytes.
 #[derive(Debug, Default)]
 struct Side {
     buf: BytesMut,
-    /// Capture time, sequence and ack of the segment holding `buf[0]`.
-    front_ts: u64,
+    /// Chunks overlapping `buf`, oldest first.
+    marks: VecDeque<ChunkMark>,
+    /// Stream offset of `buf[0]`.
+    taken: u64,
+    /// Sequence number of `buf[0]`.
     front_seq: u32,
-    front_ack: Option<u32>,
-    /// Capture time and ack of the latest bytes.
-    cur_ts: u64,
-    cur_ack: Option<u32>,
+    /// Capture time of the last byte taken off the front.
+    last_taken_ts: u64,
 }
 
 impl Side {
     fn append(&mut self, seq: u32, ack: Option<u32>, ts: u64, bytes: &Bytes) {
         if self.buf.is_empty() {
-            self.front_ts = ts;
             self.front_seq = seq;
-            self.front_ack = ack;
         }
-        self.cur_ts = ts;
-        self.cur_ack = ack;
         self.buf.extend_from_slice(bytes);
+        self.marks.push_back(ChunkMark {
+            end: self.taken + self.buf.len() as u64,
+            ts,
+            ack,
+        });
     }
 
-    /// `n` bytes were taken off the front of `buf`.
-    fn consumed(&mut self, n: usize) {
-        self.front_seq = self.front_seq.wrapping_add(n as u32);
-        if !self.buf.is_empty() {
-            // Messages are parsed as soon as they complete, so what follows one came with
-            // the latest bytes.
-            self.front_ts = self.cur_ts;
-            self.front_ack = self.cur_ack;
+    /// Capture time and ack of the segment holding `buf[0]`.
+    fn front(&self) -> (u64, Option<u32>) {
+        self.marks
+            .front()
+            .map_or((self.last_taken_ts, None), |m| (m.ts, m.ack))
+    }
+
+    /// Capture time of the newest bytes.
+    fn latest_ts(&self) -> u64 {
+        self.marks.back().map_or(self.last_taken_ts, |m| m.ts)
+    }
+
+    /// `n` bytes were taken off the front of `buf`; returns the capture time of the last one.
+    fn consumed(&mut self, n: usize) -> u64 {
+        if n > 0 {
+            self.taken += n as u64;
+            self.front_seq = self.front_seq.wrapping_add(n as u32);
+            let last = self.taken - 1;
+            while self.marks.front().is_some_and(|m| m.end <= last) {
+                self.marks.pop_front();
+            }
+            if let Some(m) = self.marks.front() {
+                self.last_taken_ts = m.ts;
+            }
+            while self.marks.front().is_some_and(|m| m.end <= self.taken) {
+                self.marks.pop_front();
+            }
         }
+        self.last_taken_ts
     }
 
     /// Drops `n` bytes that belong to no message.
@@ -133,8 +165,10 @@ impl Side {
 
     /// Forgets everything after a gap.
     fn reset(&mut self, stats: &mut HttpStats) {
-        stats.skipped_bytes += self.buf.len() as u64;
+        let n = self.buf.len();
         self.buf.clear();
+        stats.skipped_bytes += n as u64;
+        self.consumed(n);
     }
 }
 
@@ -367,8 +401,8 @@ impl ConnectionParser {
             head_end_seq: 0,
             outcome,
             timing: ExchangeTiming {
-                request_first_byte: self.req.front_ts,
-                request_last_byte: self.req.cur_ts,
+                request_first_byte: self.req.front().0,
+                request_last_byte: self.req.latest_ts(),
                 ..ExchangeTiming::default()
             },
         });
@@ -412,7 +446,7 @@ impl ConnectionParser {
                     if self.req.buf.is_empty() {
                         return;
                     }
-                    let first_ts = self.req.front_ts;
+                    let first_ts = self.req.front().0;
                     let start_seq = self.req.front_seq;
                     match head::parse_request(&mut self.req.buf) {
                         Parsed::Partial if self.req.buf.len() <= self.config.max_head => return,
@@ -433,8 +467,7 @@ impl ConnectionParser {
                     let before = self.req.buf.len();
                     let result = reader.feed(&mut self.req.buf);
                     let used = before - self.req.buf.len();
-                    self.req.consumed(used);
-                    let last_ts = self.req.cur_ts;
+                    let last_ts = self.req.consumed(used);
                     let slot = self.slots.back_mut().expect("a body belongs to a slot");
                     match result {
                         Ok(None) => return,
@@ -525,8 +558,7 @@ impl ConnectionParser {
                     if self.candidate().is_none() && self.resp.buf.len() <= self.config.max_head {
                         return;
                     }
-                    let first_ts = self.resp.front_ts;
-                    let ack = self.resp.front_ack;
+                    let (first_ts, ack) = self.resp.front();
                     match head::parse_response(&mut self.resp.buf) {
                         Parsed::Partial if self.resp.buf.len() <= self.config.max_head => return,
                         Parsed::Partial | Parsed::Invalid => {
@@ -552,10 +584,10 @@ impl ConnectionParser {
                     let before = self.resp.buf.len();
                     let result = reader.feed(&mut self.resp.buf);
                     let used = before - self.resp.buf.len();
-                    self.resp.consumed(used);
+                    let last_ts = self.resp.consumed(used);
                     match result {
                         Ok(None) => return,
-                        Ok(Some(body)) => self.response_done(slot_id, body),
+                        Ok(Some(body)) => self.response_done(slot_id, body, last_ts),
                         Err(_) => {
                             if let Some(slot) = slot_id.and_then(|id| self.slot_mut(id)) {
                                 slot.fail(Outcome::Unparsable);
@@ -608,9 +640,8 @@ impl ConnectionParser {
         };
     }
 
-    fn response_done(&mut self, slot_id: Option<u64>, body: Body) {
+    fn response_done(&mut self, slot_id: Option<u64>, body: Body, last_ts: u64) {
         self.resp_state = RespState::Head { resynced: false };
-        let last_ts = self.resp.cur_ts;
         let Some(slot) = slot_id.and_then(|id| self.slot_mut(id)) else {
             return;
         };
@@ -648,10 +679,12 @@ impl ConnectionParser {
                         slot.timing.request_last_byte = ts;
                     }
                     ReqState::Head { .. } => {
-                        if self.req.buf.is_empty() {
-                            self.req.front_ts = ts;
+                        let empty = self.req.buf.is_empty();
+                        let slot = self.new_slot(None, Outcome::Gap);
+                        if empty {
+                            slot.timing.request_first_byte = ts;
+                            slot.timing.request_last_byte = ts;
                         }
-                        self.new_slot(None, Outcome::Gap);
                     }
                     ReqState::Resync => {}
                 }
@@ -697,15 +730,16 @@ impl ConnectionParser {
 
     /// After the server's FIN, a close-delimited body being read is complete.
     fn finish_close_delimited(&mut self) {
-        let Some(ts) = self.resp_fin else {
+        if self.resp_fin.is_none() {
             return;
-        };
+        }
+        let before = self.resp.buf.len();
         if let RespState::Body { reader, slot } = &mut self.resp_state
             && let Some(body) = reader.finish_at_close(&mut self.resp.buf)
         {
             let slot = *slot;
-            self.resp.cur_ts = self.resp.cur_ts.max(ts);
-            self.response_done(slot, body);
+            let last_ts = self.resp.consumed(before - self.resp.buf.len());
+            self.response_done(slot, body, last_ts);
         }
     }
 

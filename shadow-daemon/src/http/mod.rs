@@ -19,4 +19,6 @@ pub use connection::{ConnectionParser, HttpConfig, HttpStats};
 pub use exchange::{Exchange, ExchangeTiming, Header, HttpRequest, HttpResponse, Outcome};
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;
