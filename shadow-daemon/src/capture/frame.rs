@@ -149,7 +149,7 @@ pub fn decode(link: LinkType, data: &[u8], ports: &[u16], ts_ns: u64) -> Option<
             data.get(16..)?,
         ),
         LinkType::LinuxSll2 => (
-            u16::from_be_bytes([*data.get(0)?, *data.get(1)?]),
+            u16::from_be_bytes([*data.first()?, *data.get(1)?]),
             data.get(20..)?,
         ),
     };
