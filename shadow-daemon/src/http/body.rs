@@ -184,6 +184,13 @@ impl BodyReader {
                     if take == 0 {
                         return Ok(false);
                     }
+                    // The framed bytes are kept too: bound them (tiny chunks with long
+                    // extensions could otherwise pile up far beyond the decoded cap).
+                    if !self.over && self.pos as u64 > self.cap.saturating_mul(2) + MAX_LINE as u64
+                    {
+                        self.over = true;
+                        self.decoded = BytesMut::new();
+                    }
                     if !self.over && self.len + take as u64 > self.cap {
                         self.over = true;
                         self.decoded = BytesMut::new();

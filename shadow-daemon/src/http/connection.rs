@@ -205,8 +205,8 @@ enum ReqState {
     /// Expecting a request head; `resynced` if found by [`ReqState::Resync`] (a parse
     /// failure then means "not a request start after all").
     Head { resynced: bool },
-    /// Reading the body of the newest slot.
-    Body(BodyReader),
+    /// Reading the body of the request in slot `.1`.
+    Body(BodyReader, u64),
 }
 
 enum RespState {
@@ -459,31 +459,37 @@ impl ConnectionParser {
                             let slot = self.new_slot(Some(head), Outcome::Complete);
                             slot.timing.request_first_byte = first_ts;
                             slot.head_end_seq = start_seq.wrapping_add(len as u32);
-                            self.req_state = ReqState::Body(reader);
+                            let id = slot.id;
+                            self.req_state = ReqState::Body(reader, id);
                         }
                     }
                 }
-                ReqState::Body(reader) => {
+                ReqState::Body(reader, id) => {
+                    let id = *id;
                     let before = self.req.buf.len();
                     let result = reader.feed(&mut self.req.buf);
                     let used = before - self.req.buf.len();
                     let last_ts = self.req.consumed(used);
-                    let slot = self.slots.back_mut().expect("a body belongs to a slot");
+                    let slot = self.slots.iter_mut().find(|s| s.id == id);
                     match result {
                         Ok(None) => return,
                         Ok(Some(body)) => {
-                            if body.decoded.is_none() {
-                                slot.fail(Outcome::Truncated);
+                            if let Some(slot) = slot {
+                                if body.decoded.is_none() {
+                                    slot.fail(Outcome::Truncated);
+                                }
+                                slot.body = Some(body);
+                                slot.req_done = true;
+                                slot.timing.request_last_byte = last_ts;
                             }
-                            slot.body = Some(body);
-                            slot.req_done = true;
-                            slot.timing.request_last_byte = last_ts;
                             self.req_state = ReqState::Head { resynced: false };
                         }
                         Err(_) => {
-                            slot.fail(Outcome::Unparsable);
-                            slot.req_done = true;
-                            slot.timing.request_last_byte = last_ts;
+                            if let Some(slot) = slot {
+                                slot.fail(Outcome::Unparsable);
+                                slot.req_done = true;
+                                slot.timing.request_last_byte = last_ts;
+                            }
                             self.ack_check = true;
                             self.req_state = ReqState::Resync;
                         }
@@ -660,8 +666,10 @@ impl ConnectionParser {
         self.ack_check = false;
         if upgrade {
             self.opaque = true;
-            // Whatever was waiting can no longer be answered over HTTP/1.
-            for slot in self.slots.iter_mut() {
+            self.req_state = ReqState::Resync;
+            // Bytes after the switch are not HTTP/1: a request still being read is not one.
+            for slot in self.slots.iter_mut().filter(|s| !s.req_done) {
+                slot.fail(Outcome::Unparsable);
                 slot.req_done = true;
             }
         }
@@ -672,11 +680,12 @@ impl ConnectionParser {
         match dir {
             Direction::Request => {
                 match self.req_state {
-                    ReqState::Body(_) => {
-                        let slot = self.slots.back_mut().expect("a body belongs to a slot");
-                        slot.fail(Outcome::Gap);
-                        slot.req_done = true;
-                        slot.timing.request_last_byte = ts;
+                    ReqState::Body(_, id) => {
+                        if let Some(slot) = self.slot_mut(id) {
+                            slot.fail(Outcome::Gap);
+                            slot.req_done = true;
+                            slot.timing.request_last_byte = ts;
+                        }
                     }
                     ReqState::Head { .. } => {
                         let empty = self.req.buf.is_empty();
@@ -746,10 +755,11 @@ impl ConnectionParser {
     /// The request stream ended: an unfinished request fails with `outcome`.
     fn end_requests(&mut self, outcome: Outcome, ts: u64, stats: &mut HttpStats) {
         match self.req_state {
-            ReqState::Body(_) => {
-                let slot = self.slots.back_mut().expect("a body belongs to a slot");
-                slot.fail(outcome);
-                slot.req_done = true;
+            ReqState::Body(_, id) => {
+                if let Some(slot) = self.slot_mut(id) {
+                    slot.fail(outcome);
+                    slot.req_done = true;
+                }
             }
             ReqState::Head { .. } if !self.req.buf.is_empty() => {
                 self.new_slot(None, outcome).timing.request_last_byte = ts;

@@ -800,3 +800,26 @@ fn per_flow_buffer_cap_declares_gap() {
             .all(|e| e.outcome != Outcome::Complete || e.request.as_ref().unwrap().method == "GET")
     );
 }
+
+#[test]
+fn protocol_switch_ends_http_parsing() {
+    // Found by fuzzing: a 101 while a pipelined request body was still being read.
+    let mut c = conn();
+    c.request(b"GET /ws HTTP/1.1\r\nUpgrade: x\r\nConnection: Upgrade\r\n\r\nPOST /p HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc");
+    c.response(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n\x81\x05hello");
+    c.request(b"GET /not-http HTTP/1.1\r\n\r\n").close();
+    let x = run(c.into_segments());
+    assert_eq!(
+        x.iter()
+            .map(|e| (
+                e.request.as_ref().unwrap().target.clone(),
+                e.prod_response.as_ref().map(|r| r.status),
+                e.outcome
+            ))
+            .collect::<Vec<_>>(),
+        vec![
+            ("/ws".to_string(), Some(101), Outcome::Complete),
+            ("/p".to_string(), None, Outcome::Unparsable)
+        ]
+    );
+}

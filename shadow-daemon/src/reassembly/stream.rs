@@ -10,6 +10,9 @@ use crate::capture::{Direction, FlowKey};
 use bytes::Bytes;
 use std::collections::BTreeMap;
 
+/// What a recorded missing range counts against the buffer caps.
+const MISSING_RANGE_COST: usize = 64;
+
 /// Bytes that arrived ahead of the next expected one.
 #[derive(Debug)]
 struct Pending {
@@ -90,8 +93,10 @@ impl HalfStream {
         self.fin_done
     }
 
+    /// Memory held for out-of-order data: payload bytes plus a charge per recorded missing
+    /// range, so that neither grows past the caps.
     pub fn buffered(&self) -> usize {
-        self.ooo_bytes
+        self.ooo_bytes + self.missing.len() * MISSING_RANGE_COST
     }
 
     pub fn hole_since_ns(&self) -> Option<u64> {
@@ -261,11 +266,14 @@ impl HalfStream {
     /// Declares the first hole permanent: a gap up to the first buffered segment, which is then
     /// delivered with whatever follows it. Returns false if there was no hole.
     pub fn skip_first_hole(&mut self, ts_ns: u64, sink: &mut Sink<'_>) -> bool {
-        let Some((&at, _)) = self.ooo.first_key_value() else {
+        let next_data = self.ooo.first_key_value().map(|(&at, _)| at);
+        let next_missing = self.missing.first_key_value().map(|(&at, _)| at);
+        let Some(at) = next_data.into_iter().chain(next_missing).min() else {
             return false;
         };
         self.skip(at.saturating_sub(self.delivered), ts_ns, sink);
         self.hole_since_ns = None;
+        // A missing range starting here is skipped by the drain below.
         self.drain(ts_ns, sink);
         if self.hole_since_ns.is_none() && !self.ooo.is_empty() {
             self.hole_since_ns = Some(ts_ns);
@@ -284,5 +292,6 @@ impl HalfStream {
             self.drain(ts_ns, sink);
         }
         self.ooo_bytes = 0;
+        self.missing.clear();
     }
 }
