@@ -19,7 +19,8 @@
 //! configuration of `shadowd run`.
 //!
 //! [`cli`] and [`commands`] wire these into the `shadowd` subcommands; [`error`] holds one error
-//! enum per boundary; [`shutdown`] coordinates Ctrl-C/SIGTERM.
+//! enum per boundary; [`shutdown`] coordinates Ctrl-C/SIGTERM. [`testkit`] builds synthetic
+//! captures for tests, benchmarks and fuzzing.
 
 pub mod capture;
 pub mod cli;
@@ -35,4 +36,5 @@ pub mod reassembly;
 pub mod replay;
 pub mod shutdown;
 pub mod sinks;
+pub mod testkit;
 pub mod verdict;

@@ -1,0 +1,317 @@
+//! Message heads: request and status lines plus header fields, parsed with `httparse`, and the
+//! body framing they announce (RFC 9112 §6).
+
+use super::exchange::Header;
+use bytes::{Bytes, BytesMut};
+
+/// Header fields parsed per message at most.
+const MAX_HEADERS: usize = 128;
+
+/// How the body of a message is delimited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BodyKind {
+    /// No body.
+    Empty,
+    /// Exactly this many bytes.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+    /// Everything until the server closes the connection (responses only).
+    CloseDelimited,
+}
+
+/// Outcome of one parse attempt over the start of a buffer.
+pub(crate) enum Parsed<T> {
+    /// The head is complete: its value and its length in bytes.
+    Complete(T),
+    /// More bytes are needed.
+    Partial,
+    /// Not a valid head.
+    Invalid,
+}
+
+/// A parsed request head.
+#[derive(Clone, Debug)]
+pub(crate) struct RequestHead {
+    pub method: String,
+    pub target: String,
+    pub version: u8,
+    pub headers: Vec<Header>,
+    pub body: BodyKind,
+}
+
+/// A parsed response head.
+#[derive(Clone, Debug)]
+pub(crate) struct ResponseHead {
+    pub status: u16,
+    pub version: u8,
+    pub headers: Vec<Header>,
+    /// Framing announced by the headers alone (the request method may override it).
+    pub body: BodyKind,
+}
+
+/// Header name/value offsets into the head bytes, so values can be sliced zero-copy.
+type Spans = Vec<(String, usize, usize)>;
+
+fn spans(base: &[u8], headers: &[httparse::Header<'_>]) -> Spans {
+    let start = base.as_ptr() as usize;
+    headers
+        .iter()
+        .map(|h| {
+            let off = h.value.as_ptr() as usize - start;
+            (h.name.to_owned(), off, off + h.value.len())
+        })
+        .collect()
+}
+
+fn to_headers(head: &Bytes, spans: Spans) -> Vec<Header> {
+    spans
+        .into_iter()
+        .map(|(name, from, to)| Header {
+            name,
+            value: head.slice(from..to),
+        })
+        .collect()
+}
+
+/// Tries to parse a request head at the start of `buf`; on success the head bytes are split
+/// off `buf`.
+pub(crate) fn parse_request(buf: &mut BytesMut) -> Parsed<(RequestHead, usize)> {
+    let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut storage);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Parsed::Partial,
+        Err(_) => return Parsed::Invalid,
+    };
+    let (Some(method), Some(target), Some(version)) = (req.method, req.path, req.version) else {
+        return Parsed::Invalid;
+    };
+    let Some(body) = request_framing(req.headers) else {
+        return Parsed::Invalid;
+    };
+    let method = method.to_owned();
+    let target = target.to_owned();
+    let spans = spans(buf, req.headers);
+    let head = buf.split_to(len).freeze();
+    Parsed::Complete((
+        RequestHead {
+            method,
+            target,
+            version,
+            headers: to_headers(&head, spans),
+            body,
+        },
+        len,
+    ))
+}
+
+/// Tries to parse a response head at the start of `buf`; on success the head bytes are split
+/// off `buf`.
+pub(crate) fn parse_response(buf: &mut BytesMut) -> Parsed<(ResponseHead, usize)> {
+    let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut storage);
+    let len = match resp.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Parsed::Partial,
+        Err(_) => return Parsed::Invalid,
+    };
+    let (Some(status), Some(version)) = (resp.code, resp.version) else {
+        return Parsed::Invalid;
+    };
+    let Some(body) = response_framing(status, resp.headers) else {
+        return Parsed::Invalid;
+    };
+    let spans = spans(buf, resp.headers);
+    let head = buf.split_to(len).freeze();
+    Parsed::Complete((
+        ResponseHead {
+            status,
+            version,
+            headers: to_headers(&head, spans),
+            body,
+        },
+        len,
+    ))
+}
+
+/// Whether the last transfer coding is `chunked`; `None` when there is no Transfer-Encoding.
+fn chunked(headers: &[httparse::Header<'_>]) -> Option<bool> {
+    let mut last: Option<&[u8]> = None;
+    for h in headers {
+        if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            for coding in h.value.split(|&b| b == b',') {
+                let coding = coding.trim_ascii();
+                if !coding.is_empty() {
+                    last = Some(coding);
+                }
+            }
+            last.get_or_insert(b"");
+        }
+    }
+    last.map(|c| c.eq_ignore_ascii_case(b"chunked"))
+}
+
+/// The Content-Length value; `Err` when present but invalid or contradictory.
+fn content_length(headers: &[httparse::Header<'_>]) -> Result<Option<u64>, ()> {
+    let mut found: Option<u64> = None;
+    for h in headers {
+        if !h.name.eq_ignore_ascii_case("content-length") {
+            continue;
+        }
+        for part in h.value.split(|&b| b == b',') {
+            let part = part.trim_ascii();
+            if part.is_empty() || part.len() > 19 || !part.iter().all(u8::is_ascii_digit) {
+                return Err(());
+            }
+            let n: u64 = std::str::from_utf8(part)
+                .map_err(|_| ())?
+                .parse()
+                .map_err(|_| ())?;
+            if found.is_some_and(|f| f != n) {
+                return Err(());
+            }
+            found = Some(n);
+        }
+    }
+    Ok(found)
+}
+
+/// RFC 9112 §6.3 for requests: chunked, else Content-Length, else no body. A
+/// Transfer-Encoding whose last coding is not chunked is invalid in a request.
+fn request_framing(headers: &[httparse::Header<'_>]) -> Option<BodyKind> {
+    match chunked(headers) {
+        Some(true) => Some(BodyKind::Chunked),
+        Some(false) => None,
+        None => match content_length(headers).ok()? {
+            Some(0) | None => Some(BodyKind::Empty),
+            Some(n) => Some(BodyKind::Length(n)),
+        },
+    }
+}
+
+/// RFC 9112 §6.3 for responses, before the request method is known.
+fn response_framing(status: u16, headers: &[httparse::Header<'_>]) -> Option<BodyKind> {
+    if (100..200).contains(&status) || status == 204 || status == 304 {
+        return Some(BodyKind::Empty);
+    }
+    match chunked(headers) {
+        Some(true) => Some(BodyKind::Chunked),
+        Some(false) => Some(BodyKind::CloseDelimited),
+        None => match content_length(headers).ok()? {
+            Some(0) => Some(BodyKind::Empty),
+            Some(n) => Some(BodyKind::Length(n)),
+            None => Some(BodyKind::CloseDelimited),
+        },
+    }
+}
+
+/// HTTP methods recognised when looking for the start of a request in the middle of a stream.
+pub(crate) const METHODS: [&[u8]; 9] = [
+    b"GET ",
+    b"POST ",
+    b"PUT ",
+    b"DELETE ",
+    b"HEAD ",
+    b"OPTIONS ",
+    b"PATCH ",
+    b"TRACE ",
+    b"CONNECT ",
+];
+
+/// How `data` relates to a request line start: `Some(true)` if it begins with a method and a
+/// space, `Some(false)` if it could still become one with more bytes, `None` if it cannot.
+pub(crate) fn request_start(data: &[u8]) -> Option<bool> {
+    let mut maybe = false;
+    for m in METHODS {
+        if data.starts_with(m) {
+            return Some(true);
+        }
+        if m.starts_with(data) {
+            maybe = true;
+        }
+    }
+    maybe.then_some(false)
+}
+
+/// Like [`request_start`] for a status line (`HTTP/1.`).
+pub(crate) fn response_start(data: &[u8]) -> Option<bool> {
+    const PREFIX: &[u8] = b"HTTP/1.";
+    if data.starts_with(PREFIX) {
+        Some(true)
+    } else if PREFIX.starts_with(data) {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(raw: &str) -> Option<(RequestHead, BytesMut)> {
+        let mut buf = BytesMut::from(raw.as_bytes());
+        match parse_request(&mut buf) {
+            Parsed::Complete((h, _)) => Some((h, buf)),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn request_head_keeps_names_values_and_rest() {
+        let (h, rest) =
+            req("POST /v1/m?x=1 HTTP/1.1\r\nHost: a\r\nX-Y:  z \r\nContent-Length: 3\r\n\r\nabc")
+                .unwrap();
+        assert_eq!(h.method, "POST");
+        assert_eq!(h.target, "/v1/m?x=1");
+        assert_eq!(h.version, 1);
+        assert_eq!(h.headers.len(), 3);
+        assert_eq!(h.headers[1].name, "X-Y");
+        assert_eq!(&h.headers[1].value[..], b"z");
+        assert_eq!(h.body, BodyKind::Length(3));
+        assert_eq!(&rest[..], b"abc");
+    }
+
+    #[test]
+    fn framing_rules() {
+        let te =
+            req("POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\nContent-Length: 5\r\n\r\n")
+                .unwrap();
+        assert_eq!(te.0.body, BodyKind::Chunked);
+        assert!(req("POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n").is_none());
+        assert!(req("POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n").is_none());
+        assert!(req("POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n").is_none());
+        assert_eq!(
+            req("POST / HTTP/1.1\r\nContent-Length: 7, 7\r\n\r\n")
+                .unwrap()
+                .0
+                .body,
+            BodyKind::Length(7)
+        );
+        assert_eq!(
+            req("GET / HTTP/1.1\r\n\r\n").unwrap().0.body,
+            BodyKind::Empty
+        );
+        let mut buf = BytesMut::from(&b"HTTP/1.1 200 OK\r\n\r\n"[..]);
+        let Parsed::Complete((r, _)) = parse_response(&mut buf) else {
+            panic!()
+        };
+        assert_eq!(r.body, BodyKind::CloseDelimited);
+        let mut buf = BytesMut::from(&b"HTTP/1.1 204 No Content\r\nContent-Length: 9\r\n\r\n"[..]);
+        let Parsed::Complete((r, _)) = parse_response(&mut buf) else {
+            panic!()
+        };
+        assert_eq!(r.body, BodyKind::Empty);
+    }
+
+    #[test]
+    fn start_detection() {
+        assert_eq!(request_start(b"GET /"), Some(true));
+        assert_eq!(request_start(b"PO"), Some(false));
+        assert_eq!(request_start(b"xGET"), None);
+        assert_eq!(response_start(b"HTTP/1.1 200"), Some(true));
+        assert_eq!(response_start(b"HTT"), Some(false));
+        assert_eq!(response_start(b"HTTP/2"), None);
+    }
+}

@@ -1,0 +1,93 @@
+//! `shadowd inspect` as a user runs it: output on stdout, summary on stderr, exit codes.
+
+use shadow_daemon::capture::frame::LinkType;
+use shadow_daemon::testkit::{self, Conn};
+use std::process::Command;
+
+fn shadowd(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_shadowd"))
+        .args(args)
+        .output()
+        .expect("run shadowd");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn prints_exchanges_and_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.pcapng");
+    let mut c = Conn::new("127.0.0.1:50000", "127.0.0.1:8080");
+    c.handshake()
+        .request(b"GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n")
+        .response(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+        .close();
+    std::fs::write(
+        &path,
+        testkit::pcapng_bytes(LinkType::LinuxSll2, c.segments(), false),
+    )
+    .unwrap();
+    let (code, stdout, stderr) = shadowd(&[
+        "inspect",
+        "--pcap",
+        path.to_str().unwrap(),
+        "--port",
+        "8080",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        stdout,
+        "{\"flow\":\"127.0.0.1:50000 -> 127.0.0.1:8080\",\"latency_us\":1,\"method\":\"GET\",\"outcome\":\"complete\",\"path\":\"/v1/models\",\"request_body_len\":0,\"response_body_len\":2,\"status\":200}\n"
+    );
+    assert!(stderr.contains("exchanges complete=1 gap=0"), "{stderr}");
+}
+
+#[test]
+fn file_problems_exit_2_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.pcap");
+    let (code, _, stderr) = shadowd(&[
+        "inspect",
+        "--pcap",
+        missing.to_str().unwrap(),
+        "--port",
+        "80",
+    ]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("cannot open") && stderr.contains("missing.pcap"),
+        "{stderr}"
+    );
+
+    let text = dir.path().join("notes.txt");
+    std::fs::write(&text, "hello, not a capture").unwrap();
+    let (code, _, stderr) = shadowd(&["inspect", "--pcap", text.to_str().unwrap(), "--port", "80"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("is not a pcap or pcapng file"), "{stderr}");
+
+    let null_link = dir.path().join("null.pcap");
+    let mut bytes = testkit::pcap_bytes_with(LinkType::Ethernet, &[], 65535);
+    bytes[20..24].copy_from_slice(&0u32.to_be_bytes()); // DLT_NULL
+    std::fs::write(&null_link, bytes).unwrap();
+    let (code, _, stderr) = shadowd(&[
+        "inspect",
+        "--pcap",
+        null_link.to_str().unwrap(),
+        "--port",
+        "80",
+    ]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("link type NULL"), "{stderr}");
+
+    let (code, _, stderr) = shadowd(&[
+        "inspect",
+        "--pcap",
+        dir.path().to_str().unwrap(),
+        "--port",
+        "80",
+    ]);
+    assert_eq!(code, 2, "{stderr}");
+}
