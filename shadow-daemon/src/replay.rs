@@ -315,6 +315,7 @@ mod tests {
                 })
                 .collect(),
             body: Bytes::from(body.to_string()),
+            wire_body: None,
         }
     }
 
