@@ -60,7 +60,7 @@ impl Default for CaptureConfig {
             interface: String::new(),
             ports: Vec::new(),
             kind: CaptureKind::Ebpf,
-            max_body_bytes: 8 << 20,
+            max_body_bytes: 16 << 20,
             exchange_channel: 4096,
         }
     }

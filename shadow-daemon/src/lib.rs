@@ -29,6 +29,7 @@ pub mod compare;
 pub mod config;
 pub mod error;
 pub mod evaluation;
+pub mod exchange_source;
 pub mod http;
 pub mod mirror;
 pub mod pipeline;

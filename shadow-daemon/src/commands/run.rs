@@ -188,8 +188,7 @@ pub fn start_exchange_source(
     metrics: &Metrics,
     shutdown: Shutdown,
 ) -> anyhow::Result<mpsc::Receiver<Exchange>> {
-    let _ = (config, metrics, shutdown);
-    anyhow::bail!("live capture front end not wired yet (capture → reassembly → http)")
+    crate::exchange_source::start(config, metrics, shutdown)
 }
 
 #[cfg(test)]
