@@ -214,6 +214,19 @@ fn settle(admin: SocketAddr, expected: f64) -> anyhow::Result<Metrics> {
     }
 }
 
+/// Prints the non-zero series of `name`, one row per value of `label`.
+fn print_breakdown(m: &Metrics, name: &str, label: &str) {
+    for (labels, value) in m.series(name) {
+        if value > 0.0 {
+            println!(
+                "    {:<32} {:>10}",
+                labels.get(label).map_or("?", String::as_str),
+                value
+            );
+        }
+    }
+}
+
 fn print_summary(m: &Metrics, traffic: &str, admin: SocketAddr, log: &Path, dir: &Path) {
     let served = m.sum("shadowtap_exchanges_total", &[]);
     let mirrored = m.sum("shadowtap_mirrored_requests_total", &[]);
@@ -223,33 +236,15 @@ fn print_summary(m: &Metrics, traffic: &str, admin: SocketAddr, log: &Path, dir:
         "  {:<34} {:>10}",
         "requests served (seen on the wire)", served
     );
-    for (labels, value) in m.series("shadowtap_exchanges_total") {
-        println!(
-            "    {:<32} {:>10}",
-            labels.get("outcome").map_or("?", String::as_str),
-            value
-        );
-    }
+    print_breakdown(m, "shadowtap_exchanges_total", "outcome");
     println!("  {:<34} {:>10}", "mirrored to the shadow", mirrored);
-    for (labels, value) in m.series("shadowtap_mirrored_requests_total") {
-        println!(
-            "    {:<32} {:>10}",
-            labels.get("result").map_or("?", String::as_str),
-            value
-        );
-    }
+    print_breakdown(m, "shadowtap_mirrored_requests_total", "result");
     println!(
         "  {:<34} {:>10}",
         "skipped",
         m.sum("shadowtap_mirror_skipped_total", &[])
     );
-    for (labels, value) in m.series("shadowtap_mirror_skipped_total") {
-        println!(
-            "    {:<32} {:>10}",
-            labels.get("reason").map_or("?", String::as_str),
-            value
-        );
-    }
+    print_breakdown(m, "shadowtap_mirror_skipped_total", "reason");
     match m.get("shadowtap_agreement_ratio") {
         Some(ratio) => println!("  {:<34} {:>9.1}%", "label agreement", ratio * 100.0),
         None => println!("  {:<34} {:>10}", "label agreement", "n/a"),
@@ -279,13 +274,7 @@ fn print_summary(m: &Metrics, traffic: &str, admin: SocketAddr, log: &Path, dir:
         "discrepancies",
         m.sum("shadowtap_discrepancies_total", &[])
     );
-    for (labels, value) in m.series("shadowtap_discrepancies_total") {
-        println!(
-            "    {:<32} {:>10}",
-            labels.get("kind").map_or("?", String::as_str),
-            value
-        );
-    }
+    print_breakdown(m, "shadowtap_discrepancies_total", "kind");
     println!("  traffic driver: {traffic}");
     println!("  metrics:           http://{admin}/metrics   (summary: http://{admin}/api/summary)");
     println!("  discrepancy log:   {}", log.display());
@@ -356,7 +345,8 @@ impl Metrics {
                     .all(|(k, v)| labels.get(*k).is_some_and(|x| x == v))
             })
             .map(|(_, v)| v)
-            .sum()
+            .sum::<f64>()
+            + 0.0 // the empty sum is -0.0
     }
 
     fn get(&self, name: &str) -> Option<f64> {

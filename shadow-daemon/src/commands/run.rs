@@ -151,15 +151,17 @@ async fn run(config: Arc<Config>) -> CommandResult {
     trigger.trip_on_signals();
     let metrics = Metrics::new();
     let mirror = Mirror::new(config.clone(), metrics.clone())?;
+    // Bind first (a taken port fails before anything is attached), but answer /healthz only
+    // once the tap is attached: "healthy" means traffic is being captured.
     let listener = bind_admin(config.admin.addr).await?;
     let admin_addr = listener.local_addr()?;
+    let exchanges = start_exchange_source(&config, &metrics, shutdown.clone())?;
     tracing::info!(addr = %admin_addr, "admin server: /metrics /healthz /api/summary");
     let admin = tokio::spawn(serve_admin(
         listener,
         mirror.admin_state(),
         shutdown.clone(),
     ));
-    let exchanges = start_exchange_source(&config, &metrics, shutdown.clone())?;
     tracing::info!(
         interface = %config.capture.interface,
         ports = ?config.capture.ports,

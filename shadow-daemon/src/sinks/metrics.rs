@@ -15,9 +15,11 @@ use prometheus::{
 };
 use std::sync::{Arc, Mutex};
 
-/// Latency histogram buckets, seconds (1 ms .. 30 s).
+/// Latency histogram buckets, seconds (50 µs .. 30 s): model servers on the same host answer
+/// in well under a millisecond, remote GPUs in seconds.
 const LATENCY_BUCKETS: &[f64] = &[
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 5.0, 10.0, 30.0,
 ];
 
 /// The daemon's metrics. Cheap to clone (shared registry).
