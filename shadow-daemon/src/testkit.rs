@@ -8,7 +8,7 @@
 //!     .request(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
 //!     .response(b"HTTP/1.1 204 No Content\r\n\r\n")
 //!     .close();
-//! assert_eq!(c.segments().len(), 9);
+//! assert_eq!(c.segments().len(), 8); // 3 handshake, 1 request, 1 response, 3 closing
 //! ```
 
 use crate::capture::frame::{LinkType, encode_ethernet};

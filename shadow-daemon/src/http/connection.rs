@@ -41,6 +41,7 @@ impl Default for HttpConfig {
 /// HTTP counters, read by the metrics layer (`exchanges_total{outcome}`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct HttpStats {
+    /// Exchanges emitted per [`Outcome`].
     pub complete: u64,
     pub gap: u64,
     pub truncated: u64,

@@ -3,6 +3,7 @@
 
 use super::exchange::Header;
 use bytes::{Bytes, BytesMut};
+use std::mem::MaybeUninit;
 
 /// Header fields parsed per message at most.
 const MAX_HEADERS: usize = 128;
@@ -77,9 +78,9 @@ fn to_headers(head: &Bytes, spans: Spans) -> Vec<Header> {
 /// Tries to parse a request head at the start of `buf`; on success the head bytes are split
 /// off `buf`.
 pub(crate) fn parse_request(buf: &mut BytesMut) -> Parsed<(RequestHead, usize)> {
-    let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut storage);
-    let len = match req.parse(buf) {
+    let mut storage = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    let len = match req.parse_with_uninit_headers(buf, &mut storage) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return Parsed::Partial,
         Err(_) => return Parsed::Invalid,
@@ -109,9 +110,13 @@ pub(crate) fn parse_request(buf: &mut BytesMut) -> Parsed<(RequestHead, usize)> 
 /// Tries to parse a response head at the start of `buf`; on success the head bytes are split
 /// off `buf`.
 pub(crate) fn parse_response(buf: &mut BytesMut) -> Parsed<(ResponseHead, usize)> {
-    let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut resp = httparse::Response::new(&mut storage);
-    let len = match resp.parse(buf) {
+    let mut storage = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut []);
+    let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut resp,
+        buf,
+        &mut storage,
+    ) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return Parsed::Partial,
         Err(_) => return Parsed::Invalid,

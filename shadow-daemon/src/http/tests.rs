@@ -823,3 +823,73 @@ fn protocol_switch_ends_http_parsing() {
         ]
     );
 }
+
+#[test]
+fn response_captured_before_its_request_waits_for_it() {
+    // Per-CPU rings can hand the response segments over before the request's.
+    let mut c = conn();
+    c.request(GET).response(OK_HELLO);
+    c.request(&post(b"late")).response(&ok(b"early")).close();
+    let mut segs = c.into_segments();
+    let req = segs
+        .iter()
+        .position(|s| s.payload.ends_with(b"late"))
+        .unwrap();
+    let resp = segs
+        .iter()
+        .position(|s| s.payload.ends_with(b"early"))
+        .unwrap();
+    let moved = segs.remove(req);
+    segs.insert(resp, moved); // now after the response
+    let (x, a) = run_with(segs, ReassemblyConfig::default(), HttpConfig::default());
+    assert_eq!(
+        x.iter().map(summary).collect::<Vec<_>>(),
+        vec![
+            s(
+                "GET",
+                "/v1/models/m",
+                b"",
+                Some(200),
+                b"hello",
+                Outcome::Complete
+            ),
+            s(
+                "POST",
+                "/v1/models/m:predict",
+                b"late",
+                Some(200),
+                b"early",
+                Outcome::Complete
+            ),
+        ]
+    );
+    assert_eq!(a.http_stats().orphan_responses, 0);
+}
+
+#[test]
+fn chunked_response_over_cap_is_truncated() {
+    let mut c = conn();
+    c.request(GET).response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n8\r\n01234567\r\n8\r\n89abcdef\r\n0\r\n\r\n");
+    c.request(GET).response(OK_HELLO).close();
+    let http = HttpConfig {
+        max_body: 10,
+        ..HttpConfig::default()
+    };
+    let (x, _) = run_with(c.into_segments(), ReassemblyConfig::default(), http);
+    assert_eq!(
+        x.iter().map(|e| e.outcome).collect::<Vec<_>>(),
+        vec![Outcome::Truncated, Outcome::Complete]
+    );
+    assert_eq!(x[0].prod_response.as_ref().unwrap().body.len(), 0);
+    assert_eq!(
+        summary(&x[1]),
+        s(
+            "GET",
+            "/v1/models/m",
+            b"",
+            Some(200),
+            b"hello",
+            Outcome::Complete
+        )
+    );
+}
