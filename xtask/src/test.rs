@@ -30,7 +30,8 @@ pub fn run(args: TestArgs) -> anyhow::Result<()> {
     run_cmd(
         cargo()
             .env("SHADOWD_BIN", &shadowd)
-            .args(["test", "--workspace", "--no-fail-fast", "--"])
+            // The default members: everything but the eBPF crate, which only builds for BPF.
+            .args(["test", "--no-fail-fast", "--"])
             .args(&args.cargo_test_args),
     )?;
     if args.fuzz_seconds > 0 {
