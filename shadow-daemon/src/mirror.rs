@@ -243,7 +243,6 @@ impl Worker {
                 return;
             }
         };
-        self.metrics.mirrored(MirrorResult::of(&answer));
         self.breaker
             .record(counts_as_failure(&answer, self.slow_call), Instant::now());
         let comparison = self.comparer.compare(
@@ -252,6 +251,8 @@ impl Worker {
             &answer,
         );
         self.publish(&job.exchange, &comparison);
+        // Counted last: once a request shows as mirrored, its comparison is in every sink.
+        self.metrics.mirrored(MirrorResult::of(&answer));
     }
 
     /// Metrics, evaluation and discrepancy log for one comparison.
@@ -272,13 +273,13 @@ impl Worker {
         for kind in &c.discrepancies {
             m.discrepancy(*kind);
         }
-        let ratio = {
+        {
+            // The gauge is set under the lock: concurrent workers cannot leave a stale ratio.
             let mut e = self.evaluation.lock().unwrap_or_else(|e| e.into_inner());
             e.record(c);
-            e.agreement_ratio()
-        };
-        if let Some(r) = ratio {
-            m.set_agreement(r);
+            if let Some(r) = e.agreement_ratio() {
+                m.set_agreement(r);
+            }
         }
         if let Some(log) = &self.log
             && !c.discrepancies.is_empty()

@@ -169,16 +169,22 @@ fn record_afpacket_on_veth_writes_an_exact_pcap() {
     }
 }
 
+/// A fresh namespace with `lo` up and a keep-alive HTTP server on 127.0.0.1:PORT in it.
+fn loopback_server(tag: &str) -> (NetNs, SocketAddr, HttpServer) {
+    let ns = NetNs::new(tag).expect("netns");
+    let addr: SocketAddr = ([127, 0, 0, 1], PORT).into();
+    let server = HttpServer::start(ns.run(|| TcpListener::bind(addr)).unwrap()).unwrap();
+    (ns, addr, server)
+}
+
 /// On `lo` (of a fresh namespace) every packet passes the tap point twice; the pcap must hold
-/// it once, and `--duration` stops the recording by itself.
+/// it once.
 #[test]
 fn record_ebpf_on_loopback_writes_each_packet_once() {
     if !require_root("record_ebpf_on_loopback_writes_each_packet_once") {
         return;
     }
-    let ns = NetNs::new("rlo").expect("netns");
-    let addr: SocketAddr = ([127, 0, 0, 1], PORT).into();
-    let server = HttpServer::start(ns.run(|| TcpListener::bind(addr)).unwrap()).unwrap();
+    let (ns, addr, server) = loopback_server("rlo");
     let pcap = TempPcap::new("record-lo");
     let port = PORT.to_string();
     let args = [
@@ -213,9 +219,7 @@ fn record_stops_by_itself_after_duration_and_count() {
     if !require_root("record_stops_by_itself_after_duration_and_count") {
         return;
     }
-    let ns = NetNs::new("rdc").expect("netns");
-    let addr: SocketAddr = ([127, 0, 0, 1], PORT).into();
-    let _server = HttpServer::start(ns.run(|| TcpListener::bind(addr)).unwrap()).unwrap();
+    let (ns, addr, _server) = loopback_server("rdc");
     let pcap = TempPcap::new("record-dur");
     let port = PORT.to_string();
     let mut daemon = Daemon::spawn(
