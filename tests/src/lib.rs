@@ -10,6 +10,10 @@
 //! - [`scenario`]: whole veth and loopback capture scenarios, parameterised by the capture
 //!   source, with the exact checks (bytes, drops, truncation, duplicates, timestamps).
 //! - [`tc`]: what tc/TCX/XDP programs are attached to an interface (leak checks).
+//! - [`model`]: production and fake shadow model servers (KServe v2 JSON; the shadow disagrees
+//!   on a known subset, or hangs, or answers garbage) and a keep-alive / pipelined / chunked
+//!   client, for `shadowd run` tests.
+//! - [`admin`]: `/metrics` and `/healthz` of a running `shadowd run`, with bounded waits.
 //!
 //! The tests need root (namespaces, raw sockets, eBPF); [`require_root`] skips them otherwise,
 //! unless `SHADOWTAP_E2E_REQUIRED=1` is set (CI), which turns the skip into a failure.
@@ -22,8 +26,10 @@
 //! `--test-threads=1` gives steadier numbers. `SHADOWD_BIN=/path/to/shadowd` skips the
 //! nested `cargo build` of the daemon (see [`shadowd`]).
 
+pub mod admin;
 pub mod capture;
 pub mod http_peer;
+pub mod model;
 pub mod netns;
 pub mod scenario;
 pub mod shadowd;
