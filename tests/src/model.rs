@@ -142,6 +142,16 @@ fn line_end(stream: &mut impl Read, buf: &mut Vec<u8>, from: usize) -> io::Resul
 /// and trailers allowed); `Ok(None)` on a clean EOF before any byte. `buf` carries bytes read
 /// past the previous message (pipelining).
 pub fn read_message(stream: &mut impl Read, buf: &mut Vec<u8>) -> io::Result<Option<Message>> {
+    read_message_with(stream, buf, |_| Ok(()))
+}
+
+/// [`read_message`], calling `on_head` with the head (empty body) before reading the body
+/// (to answer `Expect: 100-continue`).
+pub fn read_message_with(
+    stream: &mut impl Read,
+    buf: &mut Vec<u8>,
+    on_head: impl FnOnce(&Message) -> io::Result<()>,
+) -> io::Result<Option<Message>> {
     let head_end = loop {
         if let Some(pos) = find(buf, b"\r\n\r\n") {
             break pos + 4;
@@ -172,6 +182,7 @@ pub fn read_message(stream: &mut impl Read, buf: &mut Vec<u8>) -> io::Result<Opt
         headers,
         body: Vec::new(),
     };
+    on_head(&message)?;
     let chunked = message
         .header("transfer-encoding")
         .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
@@ -334,7 +345,14 @@ fn serve(
     stream.set_read_timeout(Some(IO_TIMEOUT))?;
     stream.set_write_timeout(Some(IO_TIMEOUT))?;
     let mut buf = Vec::new();
-    while let Some(request) = read_message(&mut stream, &mut buf)? {
+    let mut interim = stream.try_clone()?;
+    let mut continue_100 = |head: &Message| match head.header("expect") {
+        Some(v) if v.eq_ignore_ascii_case("100-continue") && role != Role::Hang => {
+            interim.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+        }
+        _ => Ok(()),
+    };
+    while let Some(request) = read_message_with(&mut stream, &mut buf, &mut continue_100)? {
         let id = id_of(&request.body);
         let mut parts = request.start_line.splitn(3, ' ');
         seen.lock().unwrap_or_else(|e| e.into_inner()).push(Seen {
@@ -386,6 +404,8 @@ pub struct Req {
     pub method: &'static str,
     pub body: Vec<u8>,
     pub framing: Framing,
+    /// Sent with `Expect: 100-continue`: the body only after the server's `100 Continue`.
+    pub expect_continue: bool,
 }
 
 impl Req {
@@ -396,6 +416,7 @@ impl Req {
             method: "POST",
             body: request_body(id, 0),
             framing: Framing::Length,
+            expect_continue: false,
         }
     }
 
@@ -408,6 +429,12 @@ impl Req {
     /// The same request with a chunked body.
     pub fn chunked(mut self) -> Req {
         self.framing = Framing::Chunked;
+        self
+    }
+
+    /// The same request with `Expect: 100-continue`.
+    pub fn expect_continue(mut self) -> Req {
+        self.expect_continue = true;
         self
     }
 
@@ -424,21 +451,32 @@ impl Req {
 
     /// The bytes put on the wire.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = format!(
+        let (mut out, body) = self.encode_parts();
+        out.extend_from_slice(&body);
+        out
+    }
+
+    /// The bytes put on the wire: head, then (framed) body.
+    pub fn encode_parts(&self) -> (Vec<u8>, Vec<u8>) {
+        let mut head = format!(
             "{} {} HTTP/1.1\r\nHost: prod.example:8080\r\nContent-Type: application/json\r\n",
             self.method,
             self.target()
         )
         .into_bytes();
+        if self.expect_continue {
+            head.extend_from_slice(b"Expect: 100-continue\r\n");
+        }
+        let mut out = Vec::new();
         match self.framing {
             Framing::Length => {
-                out.extend_from_slice(
+                head.extend_from_slice(
                     format!("Content-Length: {}\r\n\r\n", self.body.len()).as_bytes(),
                 );
                 out.extend_from_slice(&self.body);
             }
             Framing::Chunked => {
-                out.extend_from_slice(b"Transfer-Encoding: chunked\r\n\r\n");
+                head.extend_from_slice(b"Transfer-Encoding: chunked\r\n\r\n");
                 let sizes = [1usize, 7, 100, 4093, 65_536];
                 let mut rest = &self.body[..];
                 for (i, size) in sizes.iter().cycle().enumerate() {
@@ -455,7 +493,7 @@ impl Req {
                 out.extend_from_slice(b"0\r\nX-Trailer: done\r\n\r\n");
             }
         }
-        out
+        (head, out)
     }
 }
 
@@ -484,24 +522,35 @@ pub fn send(mut stream: TcpStream, reqs: &[Req], pipelined: bool) -> io::Result<
     stream.set_write_timeout(Some(IO_TIMEOUT))?;
     let mut buf = Vec::new();
     let mut verified = 0;
-    let mut read_answer = |stream: &mut TcpStream, req: &Req| -> io::Result<()> {
-        let response = read_message(stream, &mut buf)?
-            .ok_or_else(|| io::Error::other(format!("request {}: connection closed", req.id)))?;
-        check_answer(req.id, &response)?;
-        verified += 1;
-        Ok(())
+    let mut read = |stream: &mut TcpStream, req: &Req| {
+        read_message(stream, &mut buf)?
+            .ok_or_else(|| io::Error::other(format!("request {}: connection closed", req.id)))
     };
     if pipelined {
         let all: Vec<u8> = reqs.iter().flat_map(Req::encode).collect();
         stream.write_all(&all)?;
-        for req in reqs {
-            read_answer(&mut stream, req)?;
+    }
+    for req in reqs {
+        if !pipelined {
+            let (head, body) = req.encode_parts();
+            stream.write_all(&head)?;
+            if req.expect_continue {
+                let interim = read(&mut stream, req)?;
+                if interim.start_line != "HTTP/1.1 100 Continue" {
+                    return Err(io::Error::other(format!(
+                        "request {}: `{}` instead of 100 Continue",
+                        req.id, interim.start_line
+                    )));
+                }
+            }
+            stream.write_all(&body)?;
         }
-    } else {
-        for req in reqs {
-            stream.write_all(&req.encode())?;
-            read_answer(&mut stream, req)?;
+        let mut response = read(&mut stream, req)?;
+        while response.start_line.starts_with("HTTP/1.1 1") {
+            response = read(&mut stream, req)?;
         }
+        check_answer(req.id, &response)?;
+        verified += 1;
     }
     stream.shutdown(Shutdown::Write)?;
     let mut rest = Vec::new();
@@ -556,6 +605,14 @@ mod tests {
             assert_eq!(s.body_sha256, sha256_hex(&r.body));
             assert_eq!(s.target, r.target());
         }
+        // Expect: 100-continue, with both framings: the body follows the interim answer.
+        let expecting = [
+            Req::post(20).sized(1000).expect_continue(),
+            Req::post(21).chunked().expect_continue(),
+        ];
+        let n = send(TcpStream::connect(prod.addr()).unwrap(), &expecting, false).unwrap();
+        assert_eq!(n, 2);
+        assert_eq!(prod.seen()[9].body_sha256, sha256_hex(&expecting[1].body));
         // The shadow disagrees on ids divisible by 7, so production's client rejects id 7.
         let shadow =
             ModelServer::start(TcpListener::bind("127.0.0.1:0").unwrap(), Role::Shadow).unwrap();

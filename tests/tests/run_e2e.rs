@@ -107,9 +107,14 @@ impl Setup {
     /// Sends every connection's requests (concurrently, one client thread per connection;
     /// `true` = pipelined) to production and returns how many were answered correctly.
     fn drive(&self, conns: &[(Vec<Req>, bool)]) -> usize {
+        self.drive_to(PROD, conns)
+    }
+
+    /// [`Setup::drive`] to another production address.
+    fn drive_to(&self, prod: SocketAddr, conns: &[(Vec<Req>, bool)]) -> usize {
         let streams: Vec<TcpStream> = conns
             .iter()
-            .map(|_| self.ns.run(|| TcpStream::connect(PROD)).unwrap())
+            .map(|_| self.ns.run(|| TcpStream::connect(prod)).unwrap())
             .collect();
         std::thread::scope(|scope| {
             let clients: Vec<_> = streams
@@ -319,6 +324,14 @@ fn run_mirrors_every_request_and_logs_known_discrepancies() {
         assert_eq!(line["request"]["method"], "POST");
         assert_eq!(line["request"]["path"], req.target());
         assert_eq!(line["request"]["body_len"], req.body.len());
+        // Bodies up to body_max_bytes (4096 by default) are logged parsed, longer ones cut.
+        let whole = req.body.len() <= 4096;
+        assert_eq!(line["request"]["body_truncated"], !whole);
+        if whole {
+            assert_eq!(line["request"]["body"]["id"], req.id);
+        }
+        let flow = line["flow"].as_str().unwrap();
+        assert!(flow.ends_with(" -> 127.0.0.1:8080"), "{flow}");
         assert_eq!(line["production"]["status"], 200);
         assert_eq!(line["shadow"]["status"], 200);
         assert_eq!(
@@ -511,5 +524,86 @@ fn run_does_not_mirror_put_or_delete_by_default() {
             ("POST".into(), Some(8))
         ]
     );
+    s.stop();
+}
+
+/// IPv6 and `Expect: 100-continue`: production also listens on `[::1]:8080`; requests over
+/// IPv6 (keep-alive and pipelined) and requests whose body follows a `100 Continue` (over both
+/// families, up to 4 MiB) are all mirrored, with the decoded bodies, and compared.
+#[test]
+fn run_mirrors_ipv6_and_expect_continue() {
+    if !require_root("run_mirrors_ipv6_and_expect_continue") {
+        return;
+    }
+    let mut s = start("r6e", Some(Role::Shadow), &[]);
+    let prod6 = SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, PROD.port()));
+    let _prod6 = ModelServer::start(
+        s.ns.run(|| TcpListener::bind(prod6)).unwrap(),
+        Role::Production,
+    )
+    .unwrap();
+    let v6 = vec![
+        (
+            vec![
+                Req::post(100),
+                Req::post(101).chunked(),
+                Req::post(102).sized(200_000).expect_continue(),
+                Req::post(103).sized(5000).chunked().expect_continue(),
+            ],
+            false,
+        ),
+        ((104..109).map(Req::post).collect(), true),
+    ];
+    let v4 = vec![(
+        vec![
+            Req::post(109).expect_continue(),
+            Req::post(110).sized(4 << 20).expect_continue(),
+            Req::post(111).sized(70_000).chunked().expect_continue(),
+            Req::post(112),
+        ],
+        false,
+    )];
+    let reqs: Vec<&Req> = v6.iter().chain(&v4).flat_map(|(r, _)| r).collect();
+    let n = reqs.len();
+    let disagreeing = reqs.iter().filter(|r| disagrees(r.id)).count();
+    assert_eq!((n, disagreeing), (13, 2), "the plan: ids 105 and 112");
+    let answered = std::thread::scope(|scope| {
+        let v6 = scope.spawn(|| s.drive_to(prod6, &v6));
+        s.drive(&v4) + v6.join().unwrap()
+    });
+    assert_eq!(answered, n, "production answered every request correctly");
+    let text = s.wait_accounted(n);
+    assert_eq!(mirrored(&text, "ok"), n as f64, "{text}");
+    assert_only(&text, &["ok"], &[]);
+    assert_eq!(
+        metric(&text, "shadowtap_exchanges_total{outcome=\"complete\"}"),
+        n as f64
+    );
+    assert_eq!(
+        metric(&text, "shadowtap_discrepancies_total{kind=\"label\"}"),
+        disagreeing as f64
+    );
+    assert_eq!(
+        sum_of(&text, "shadowtap_discrepancies_total"),
+        disagreeing as f64,
+        "{text}"
+    );
+    let seen = s.shadow.as_ref().unwrap().seen();
+    let mut got: Vec<(Option<u64>, String)> =
+        seen.iter().map(|x| (x.id, x.body_sha256.clone())).collect();
+    let mut sent: Vec<(Option<u64>, String)> = reqs
+        .iter()
+        .map(|r| (Some(r.id), sha256_hex(&r.body)))
+        .collect();
+    got.sort();
+    sent.sort();
+    assert_eq!(got, sent);
+    for x in &seen {
+        let expect = x
+            .headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case("expect"));
+        assert!(!expect, "Expect is not forwarded to the shadow");
+    }
     s.stop();
 }
