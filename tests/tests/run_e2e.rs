@@ -607,3 +607,85 @@ fn run_mirrors_ipv6_and_expect_continue() {
     }
     s.stop();
 }
+
+/// SIGTERM while replays hang at a shadow that never answers: the daemon still stops cleanly
+/// (in-flight replays end at their timeout, exit code 0), and production was never affected.
+#[test]
+fn run_stops_cleanly_with_replays_in_flight() {
+    if !require_root("run_stops_cleanly_with_replays_in_flight") {
+        return;
+    }
+    let mut s = start("rsi", Some(Role::Hang), &["--timeout-ms", "3000"]);
+    let plan = vec![
+        ((1..7).map(Req::post).collect(), false),
+        ((8..14).map(Req::post).collect(), true),
+    ];
+    assert_eq!(
+        s.drive(&plan),
+        12,
+        "production answered every request correctly"
+    );
+    // Bounded wait until every replay is in flight at the shadow.
+    let shadow = s.shadow.as_ref().unwrap();
+    for _ in 0..600 {
+        if shadow.seen().len() == 12 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(shadow.seen().len(), 12, "{}", s.daemon.output());
+    let (_, text) = admin::get(&s.ns, ADMIN, "/metrics").unwrap();
+    s.stop();
+    assert_eq!(
+        metric(&text, "shadowtap_exchanges_total{outcome=\"complete\"}"),
+        12.0,
+        "{text}"
+    );
+    let out = s.daemon.output();
+    assert!(out.contains("stopped exchanges=12 replayed=12"), "{out}");
+}
+
+/// A shadow that never answers, one replay at a time, a queue of 1, no breaker: requests beyond
+/// what is in flight or queued are dropped as `queue_full` (capture and production never wait),
+/// the others time out; together they account for every request.
+#[test]
+fn run_with_full_queue_drops_and_counts() {
+    if !require_root("run_with_full_queue_drops_and_counts") {
+        return;
+    }
+    let config = TempFile::new("run-q", "toml");
+    std::fs::write(&config.0, "[circuit_breaker]\nenabled = false\n").unwrap();
+    let args = [
+        "--config",
+        config.as_str(),
+        "--queue",
+        "1",
+        "--concurrency",
+        "1",
+        "--timeout-ms",
+        "1000",
+    ];
+    let mut s = start("rqf", Some(Role::Hang), &args);
+    let plan = vec![((1..13).map(Req::post).collect(), true)];
+    assert_eq!(
+        s.drive(&plan),
+        12,
+        "production answered every request correctly"
+    );
+    let text = s.wait_accounted(12);
+    let (timeouts, full) = (mirrored(&text, "timeout"), skipped(&text, "queue_full"));
+    println!("rqf: {timeouts} timeout, {full} queue_full of 12");
+    assert_eq!(timeouts + full, 12.0, "{text}");
+    // 12 exchanges arrive within moments of each other; at most 1 in flight, 1 waiting for
+    // the permit and 1 queued are taken at a time (each then hangs for the 1 s timeout).
+    assert!((1.0..=3.0).contains(&timeouts) && full >= 1.0, "{text}");
+    assert_only(&text, &["timeout"], &["queue_full"]);
+    assert_eq!(
+        metric(&text, "shadowtap_circuit_state"),
+        0.0,
+        "breaker disabled"
+    );
+    assert!(s.shadow.as_ref().unwrap().seen().len() as f64 <= timeouts);
+    admin::assert_running(&mut s.daemon);
+    s.stop();
+}
