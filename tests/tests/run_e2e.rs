@@ -279,9 +279,14 @@ fn run_mirrors_every_request_and_logs_known_discrepancies() {
     // The shadow got exactly the production bodies (a multiset), decoded, each once, with the
     // production method and target, framed by Content-Length.
     let seen = s.shadow.as_ref().unwrap().seen();
-    let mut got: Vec<&str> = seen.iter().map(|x| x.body_sha256.as_str()).collect();
+    let mut got: Vec<String> = seen.iter().map(|x| x.body_sha256.clone()).collect();
+    let mut sent: Vec<String> = reqs.iter().map(|r| sha256_hex(&r.body)).collect();
     let bodies: BTreeMap<String, &Req> = reqs.iter().map(|r| (sha256_hex(&r.body), *r)).collect();
-    let mut sent: Vec<&str> = bodies.keys().map(String::as_str).collect();
+    assert_eq!(
+        bodies.len(),
+        n,
+        "distinct bodies, so a hash names its request"
+    );
     got.sort_unstable();
     sent.sort_unstable();
     assert_eq!(got, sent);
