@@ -353,8 +353,8 @@ fn run_mirrors_every_request_and_logs_known_discrepancies() {
     assert_eq!(logged, disagreeing);
 }
 
-/// A small plan for the failure modes: 24 requests on two keep-alive connections and one
-/// pipelined one, a few chunked (ids 1.., none divisible by 7 matters here).
+/// A small plan for the failure modes: 24 requests (ids 1 to 24, every 4th chunked) on two
+/// keep-alive connections and one pipelined one.
 fn small_plan() -> Vec<(Vec<Req>, bool)> {
     let conn = |first: u64, pipelined: bool| {
         let reqs = (first..first + 8)
@@ -375,14 +375,9 @@ fn small_plan() -> Vec<(Vec<Req>, bool)> {
 /// request; every request is accounted for as `result` or `circuit_open`, with at least
 /// `min_requests` tried before the breaker opened (it stays open: `open_ms` is long); each
 /// failure is an `errors_total{model="shadow",class}`; nothing is compared; the daemon is still
-/// running and healthy afterwards, and stops cleanly. Returns the final scrape.
-fn failing_shadow(
-    tag: &str,
-    role: Option<Role>,
-    extra: &[&str],
-    result: &str,
-    class: &str,
-) -> String {
+/// running and healthy afterwards (two more requests: production fine, both `circuit_open`),
+/// and stops cleanly.
+fn failing_shadow(tag: &str, role: Option<Role>, extra: &[&str], result: &str, class: &str) {
     let config = TempFile::new("run-cb", "toml");
     std::fs::write(&config.0, "[circuit_breaker]\nopen_ms = 600000\n").unwrap();
     let mut args = vec!["--config", config.as_str()];
@@ -452,7 +447,6 @@ fn failing_shadow(
         "{text}"
     );
     s.stop();
-    text
 }
 
 /// Shadow down (nothing listens on its port): connect errors, then the breaker opens.
