@@ -1,7 +1,8 @@
 //! Stand-ins for the model servers of a `shadowd run` test, and the client that drives them.
 //!
 //! - [`ModelServer`] with [`Role::Production`] answers every request with KServe v2 JSON whose
-//!   label is [`label`]`(id)`, `id` being the request body's JSON `id`. With [`Role::Shadow`] it
+//!   label is [`label`]`(id)`, `id` being the request body's JSON `id` (a chunked answer where
+//!   [`chunked_answer`]`(id)`, else `Content-Length`). With [`Role::Shadow`] it
 //!   answers the same label except where [`disagrees`]`(id)` (ids divisible by 7), where it
 //!   predicts another class. [`Role::Hang`] reads requests and never answers; [`Role::Garbage`]
 //!   answers bytes that are not HTTP and closes. Every role records what it received
@@ -324,6 +325,11 @@ impl Drop for ModelServer {
     }
 }
 
+/// Whether production answers request `id` with a chunked body (else `Content-Length`).
+pub fn chunked_answer(id: u64) -> bool {
+    id.is_multiple_of(5)
+}
+
 fn respond(stream: &mut TcpStream, status: &str, body: &[u8]) -> io::Result<()> {
     let head = format!(
         "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
@@ -331,6 +337,21 @@ fn respond(stream: &mut TcpStream, status: &str, body: &[u8]) -> io::Result<()> 
     );
     let mut out = head.into_bytes();
     out.extend_from_slice(body);
+    stream.write_all(&out)
+}
+
+/// A `200 OK` with `body` in two chunks.
+fn respond_chunked(stream: &mut TcpStream, body: &[u8]) -> io::Result<()> {
+    let (a, b) = body.split_at(body.len() / 2);
+    let mut out =
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+            .to_vec();
+    for chunk in [a, b] {
+        out.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        out.extend_from_slice(chunk);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"0\r\n\r\n");
     stream.write_all(&out)
 }
 
@@ -376,6 +397,9 @@ fn serve(
                 return Ok(());
             }
             (_, None) => respond(&mut stream, "400 Bad Request", b"{\"error\":\"no id\"}")?,
+            (Role::Production, Some(id)) if chunked_answer(id) => {
+                respond_chunked(&mut stream, &answer_body(id, label(id)))?
+            }
             (Role::Production, Some(id)) => {
                 respond(&mut stream, "200 OK", &answer_body(id, label(id)))?
             }
