@@ -206,10 +206,10 @@ fn mixed_plan() -> Vec<(Vec<Req>, bool)> {
 }
 
 /// Happy path ([`mixed_plan`]; production answers every 5th id with a chunked body): every
-/// production request is answered, mirrored once and compared. The shadow
-/// receives exactly the production request bodies (decoded: chunked framing removed), the
-/// label discrepancies are exactly the ids divisible by 7, and the discrepancy log (mode 0600)
-/// holds exactly those requests, flushed on SIGTERM.
+/// production request is answered, mirrored once and compared. The shadow receives exactly the
+/// production request bodies (decoded: chunked framing removed), the label discrepancies are
+/// exactly the ids divisible by 7, and the discrepancy log (mode 0600) holds exactly those
+/// requests, flushed on SIGTERM.
 #[test]
 fn run_mirrors_every_request_and_logs_known_discrepancies() {
     if !require_root("run_mirrors_every_request_and_logs_known_discrepancies") {
