@@ -10,6 +10,10 @@
 //! - [`scenario`]: whole veth and loopback capture scenarios, parameterised by the capture
 //!   source, with the exact checks (bytes, drops, truncation, duplicates, timestamps).
 //! - [`tc`]: what tc/TCX/XDP programs are attached to an interface (leak checks).
+//! - [`model`]: production and fake shadow model servers (KServe v2 JSON; the shadow disagrees
+//!   on a known subset, or hangs, or answers garbage) and a keep-alive / pipelined / chunked
+//!   client, for `shadowd run` tests.
+//! - [`admin`]: `/metrics` and `/healthz` of a running `shadowd run`, with bounded waits.
 //!
 //! The tests need root (namespaces, raw sockets, eBPF); [`require_root`] skips them otherwise,
 //! unless `SHADOWTAP_E2E_REQUIRED=1` is set (CI), which turns the skip into a failure.
@@ -17,13 +21,16 @@
 //! ```text
 //! sudo -E cargo test -p shadowtap-tests                       # everything
 //! sudo -E cargo test -p shadowtap-tests --test afpacket_e2e -- --nocapture   # with capture rates
+//! sudo -E cargo test -p shadowtap-tests --test run_e2e        # `shadowd run` end to end
 //! ```
 //! Tests are independent (own namespaces, unique names) and may run in parallel;
 //! `--test-threads=1` gives steadier numbers. `SHADOWD_BIN=/path/to/shadowd` skips the
 //! nested `cargo build` of the daemon (see [`shadowd`]).
 
+pub mod admin;
 pub mod capture;
 pub mod http_peer;
+pub mod model;
 pub mod netns;
 pub mod scenario;
 pub mod shadowd;
