@@ -117,6 +117,7 @@ impl Mirror {
             metrics: self.worker.metrics.clone(),
             evaluation: self.worker.evaluation.clone(),
             breaker: Some(self.worker.breaker.clone()),
+            capturing: Arc::new(std::sync::atomic::AtomicBool::new(true)),
         }
     }
 

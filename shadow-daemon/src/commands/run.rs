@@ -15,6 +15,7 @@ use clap::Args;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use tokio::sync::mpsc;
 
 /// Flags of `shadowd run` (each overrides the config file key named in its help).
@@ -151,17 +152,17 @@ async fn run(config: Arc<Config>) -> CommandResult {
     trigger.trip_on_signals();
     let metrics = Metrics::new();
     let mirror = Mirror::new(config.clone(), metrics.clone())?;
-    // Bind first (a taken port fails before anything is attached), but answer /healthz only
-    // once the tap is attached: "healthy" means traffic is being captured.
+    // The admin server answers at once (a taken port fails before anything is attached), and
+    // /healthz says 200 only once the tap is attached: "healthy" means traffic is captured.
     let listener = bind_admin(config.admin.addr).await?;
     let admin_addr = listener.local_addr()?;
-    let exchanges = start_exchange_source(&config, &metrics, shutdown.clone())?;
+    let state = mirror.admin_state();
+    state.capturing.store(false, Ordering::Relaxed);
+    let capturing = state.capturing.clone();
     tracing::info!(addr = %admin_addr, "admin server: /metrics /healthz /api/summary");
-    let admin = tokio::spawn(serve_admin(
-        listener,
-        mirror.admin_state(),
-        shutdown.clone(),
-    ));
+    let admin = tokio::spawn(serve_admin(listener, state, shutdown.clone()));
+    let exchanges = start_exchange_source(&config, &metrics, shutdown.clone())?;
+    capturing.store(true, Ordering::Relaxed);
     tracing::info!(
         interface = %config.capture.interface,
         ports = ?config.capture.ports,

@@ -14,6 +14,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::net::TcpListener;
 
@@ -24,6 +25,8 @@ pub struct AdminState {
     pub evaluation: Arc<Mutex<Evaluation>>,
     /// The shadow circuit breaker, once the mirror runs.
     pub breaker: Option<Arc<SharedBreaker>>,
+    /// Whether traffic is being captured: `/healthz` answers 503 until it is.
+    pub capturing: Arc<AtomicBool>,
 }
 
 /// Binds the admin address (errors say which address).
@@ -96,7 +99,14 @@ fn route(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> {
             "text/plain; version=0.0.4",
             state.metrics.render(),
         ),
-        "/healthz" => respond(StatusCode::OK, "text/plain", "ok\n"),
+        "/healthz" if state.capturing.load(Ordering::Relaxed) => {
+            respond(StatusCode::OK, "text/plain", "ok\n")
+        }
+        "/healthz" => respond(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain",
+            "starting: the tap is not attached yet\n",
+        ),
         "/api/summary" => {
             let summary = state
                 .evaluation
