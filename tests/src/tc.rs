@@ -171,9 +171,16 @@ pub fn attached(iface: &str) -> io::Result<Vec<String>> {
     Ok(found)
 }
 
-/// Panics listing whatever is still attached to `iface`.
+/// Panics listing whatever is still attached to `iface`. A link whose last fd was just
+/// closed can outlive the close briefly (a process forked at that moment holds the fd until
+/// it execs; the kernel frees links in deferred work), so detachment is awaited, bounded.
 pub fn assert_nothing_attached(iface: &str) {
-    let found = attached(iface).unwrap_or_else(|e| panic!("inspecting {iface}: {e}"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut found = attached(iface).unwrap_or_else(|e| panic!("inspecting {iface}: {e}"));
+    while !found.is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        found = attached(iface).unwrap_or_else(|e| panic!("inspecting {iface}: {e}"));
+    }
     assert!(
         found.is_empty(),
         "left attached to {iface}:\n  {}",
