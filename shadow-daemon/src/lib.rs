@@ -3,7 +3,7 @@
 //!
 //! # Layout
 //!
-//! Follow one request from the wire to the verdict by reading the modules in this order:
+//! Follow one request from the wire to the comparison by reading the modules in this order:
 //!
 //! 1. [`capture`]: TCP segments from the eBPF tap, AF_PACKET or a pcap file ([`capture::Segment`]).
 //! 2. [`reassembly`]: ordered byte streams per connection and direction; gaps are detected, never guessed.
@@ -12,8 +12,7 @@
 //! 5. [`replay`]: the request re-sent to the shadow model.
 //! 6. [`compare`]: status, latency and body/prediction differences.
 //! 7. [`evaluation`]: running agreement, accuracy, precision, recall, F1, latency.
-//! 8. [`sinks`]: Prometheus metrics, discrepancy log, report; [`verdict`] turns criteria into
-//!    promote / hold / reject.
+//! 8. [`sinks`]: Prometheus metrics and the admin server, discrepancy log.
 //!
 //! [`mirror`] joins stages 4-8 behind a channel of exchanges; [`config`] is the TOML/flag
 //! configuration of `shadowd run`.
@@ -38,4 +37,3 @@ pub mod replay;
 pub mod shutdown;
 pub mod sinks;
 pub mod testkit;
-pub mod verdict;
