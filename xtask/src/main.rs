@@ -6,6 +6,8 @@ mod bench_capture;
 mod bootstrap;
 mod build;
 mod demo;
+mod prom;
+mod services;
 mod test;
 mod util;
 
