@@ -3,6 +3,9 @@
 
 mod bench;
 mod bench_capture;
+mod bench_mirror;
+mod bench_proc;
+mod bench_wrk;
 mod bootstrap;
 mod build;
 mod demo;
