@@ -405,7 +405,7 @@ fn conclusion(rows: &[Row]) -> String {
          p99 at worst ×{worst_p99:.2} of untapped, while other work on the host used up to \
          {others:.1} cores",
         if keeps_up {
-            "shadowd mirrors every request"
+            "shadowd keeps up"
         } else {
             "shadowd does NOT keep up"
         },
