@@ -23,6 +23,12 @@ const INFER_BODY: &str = r#"{"inputs":[{"name":"input-0","shape":[1,11],"datatyp
 /// How long the daemon's idle CPU use is measured before each tapped run.
 const IDLE_WINDOW: Duration = Duration::from_millis(1500);
 
+/// Other work on the host above this many cores makes a step's latency ratios unreliable.
+const QUIET_CORES: f64 = 0.25;
+
+/// Attempts per step when other work makes it noisy.
+const ATTEMPTS: usize = 3;
+
 /// One offered load.
 #[derive(Clone, Copy, Debug)]
 pub struct Step {
@@ -74,6 +80,14 @@ impl Row {
             .metrics
             .sum("shadowtap_mirror_skipped_total", &[])
     }
+    fn p99_ratio(&self) -> f64 {
+        ms(self.tapped.wrk.p99) / ms(self.base.p99).max(1e-9)
+    }
+    /// Whether other work on the host used more than [`QUIET_CORES`] during either run, which
+    /// makes the latency ratios noise rather than the tap's cost.
+    fn noisy(&self) -> bool {
+        self.base_others.max(self.tapped.others) > QUIET_CORES
+    }
 }
 
 /// Runs every step with `bin` holding release `shadowd` and `demo-model`; prints the table.
@@ -119,6 +133,15 @@ pub fn run(bin: &Path, steps: &[Step]) -> anyhow::Result<()> {
     eprintln!("bench mirror: warming up production (1 s, untapped)");
     crate::bench_wrk::run(&script, &url, Pace::new(500.0, 1))?;
 
+    let setup = Setup {
+        bin,
+        dir: &dir,
+        model_pids: &model_pids,
+        production,
+        shadow,
+        script: &script,
+        url: &url,
+    };
     let mut rows = Vec::new();
     for (i, step) in steps.iter().enumerate() {
         let pace = Pace::new(step.requests_per_second, step.seconds);
@@ -131,10 +154,58 @@ pub fn run(bin: &Path, steps: &[Step]) -> anyhow::Result<()> {
             crate::bench_wrk::PERIOD_MS,
             pace.seconds
         );
+        // On a shared host, other work makes latency noise: repeat a noisy step (bounded) and
+        // keep the quietest attempt.
+        let mut best: Option<Row> = None;
+        for attempt in 1..=ATTEMPTS {
+            let row = setup.step(pace, &label)?;
+            models.check_running()?;
+            let others = row.base_others.max(row.tapped.others);
+            let quiet = !row.noisy();
+            if best
+                .as_ref()
+                .is_none_or(|b| others < b.base_others.max(b.tapped.others))
+            {
+                best = Some(row);
+            }
+            if quiet {
+                break;
+            }
+            if attempt < ATTEMPTS {
+                eprintln!(
+                    "bench mirror: {label}: other work used {others:.2} cores meanwhile; repeating ({}/{ATTEMPTS})",
+                    attempt + 1
+                );
+            }
+        }
+        rows.extend(best);
+    }
+    print_table(&rows);
+    println!("{}", conclusion(&rows));
+    drop(models);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// What every step runs against.
+#[derive(Clone, Copy)]
+struct Setup<'a> {
+    bin: &'a Path,
+    dir: &'a Path,
+    model_pids: &'a [u32],
+    production: SocketAddr,
+    shadow: SocketAddr,
+    script: &'a Path,
+    url: &'a str,
+}
+
+impl Setup<'_> {
+    /// One untapped and one tapped run at `pace`.
+    fn step(&self, pace: Pace, label: &str) -> anyhow::Result<Row> {
         eprintln!("bench mirror: {label}: untapped");
-        let meter = OthersMeter::start(&model_pids)?;
-        let base = crate::bench_wrk::run(&script, &url, pace)?;
-        let base_others = meter.cores(&model_pids)?;
+        let meter = OthersMeter::start(self.model_pids)?;
+        let base = crate::bench_wrk::run(self.script, self.url, pace)?;
+        let base_others = meter.cores(self.model_pids)?;
         eprintln!(
             "bench mirror: {label}: untapped served {} ({:.0}/s), p99 {:.2} ms, max {:.2} ms; now tapped",
             base.requests,
@@ -142,15 +213,7 @@ pub fn run(bin: &Path, steps: &[Step]) -> anyhow::Result<()> {
             ms(base.p99),
             ms(base.max)
         );
-        let tapped = run_tapped(
-            bin,
-            &dir,
-            &model_pids,
-            [production, shadow],
-            &script,
-            &url,
-            pace,
-        )?;
+        let tapped = run_tapped(self, pace)?;
         let row = Row {
             pace,
             base,
@@ -166,27 +229,22 @@ pub fn run(bin: &Path, steps: &[Step]) -> anyhow::Result<()> {
             row.ratio() * 100.0,
             row.cpu_us_per_mirrored()
         );
-        models.check_running()?;
-        rows.push(row);
+        Ok(row)
     }
-    print_table(&rows);
-    println!("{}", conclusion(&rows));
-    drop(models);
-    let _ = std::fs::remove_dir_all(&dir);
-    Ok(())
 }
 
 /// Starts shadowd, runs wrk, waits for the mirror to finish the backlog, and reads the daemon's
 /// metrics and /proc figures. The daemon is stopped (SIGTERM) when this returns, on every path.
-fn run_tapped(
-    bin: &Path,
-    dir: &Path,
-    model_pids: &[u32],
-    [production, shadow]: [SocketAddr; 2],
-    script: &Path,
-    url: &str,
-    pace: Pace,
-) -> anyhow::Result<Tapped> {
+fn run_tapped(setup: &Setup<'_>, pace: Pace) -> anyhow::Result<Tapped> {
+    let Setup {
+        bin,
+        dir,
+        model_pids,
+        production,
+        shadow,
+        script,
+        url,
+    } = *setup;
     let admin = free_port()?;
     let mut daemon = Processes::default();
     let child = spawn_logged(
@@ -341,12 +399,21 @@ fn print_table(rows: &[Row]) {
             ms(r.base.p50),
             ms(t.wrk.p50) / ms(r.base.p50).max(1e-9),
             ms(r.base.p99),
-            ms(t.wrk.p99) / ms(r.base.p99).max(1e-9),
+            r.p99_ratio(),
             r.dropped(),
             r.skipped(),
             errors,
             r.base_others,
             t.others
+        );
+    }
+    for r in rows.iter().filter(|r| r.noisy()) {
+        println!(
+            "  at {:.0} req/s: other work used {:.2} / {:.2} cores during the untapped / tapped \
+             run: its latency ratios measure the host, not the tap",
+            r.pace.offered(),
+            r.base_others,
+            r.tapped.others
         );
     }
     for r in rows {
@@ -385,29 +452,32 @@ fn conclusion(rows: &[Row]) -> String {
         return "conclusion: no steps ran".into();
     };
     let worst_ratio = rows.iter().map(Row::ratio).fold(f64::INFINITY, f64::min);
-    let worst_p99 = rows
-        .iter()
-        .map(|r| ms(r.tapped.wrk.p99) / ms(r.base.p99).max(1e-9))
-        .fold(0.0, f64::max);
     let max_cpu = rows
         .iter()
         .map(Row::cpu_us_per_mirrored)
         .fold(0.0, f64::max);
     let lost: f64 = rows.iter().map(|r| r.dropped() + r.skipped()).sum();
-    let others = rows
-        .iter()
-        .map(|r| r.base_others.max(r.tapped.others))
-        .fold(0.0, f64::max);
+    let quiet: Vec<&Row> = rows.iter().filter(|r| !r.noisy()).collect();
+    let latency = match quiet.iter().map(|r| r.p99_ratio()).reduce(f64::max) {
+        Some(worst) => format!(
+            "production p99 at worst ×{worst:.2} of untapped in the {} of {} steps run on a \
+             quiet host",
+            quiet.len(),
+            rows.len()
+        ),
+        None => format!(
+            "latency ratios not conclusive: other work on the host used over {QUIET_CORES} \
+             cores during every step"
+        ),
+    };
     let keeps_up = worst_ratio >= 0.99 && lost == 0.0;
     format!(
-        "conclusion: {} up to {:.0} req/s offered: worst mirrored/served {:.2}%, at most \
-         {max_cpu:.0} µs daemon CPU per mirrored request, {lost} dropped or skipped; production \
-         p99 at worst ×{worst_p99:.2} of untapped, while other work on the host used up to \
-         {others:.1} cores",
+        "conclusion: {} (up to {:.0} req/s offered): worst mirrored/served {:.2}%, at most \
+         {max_cpu:.0} µs daemon CPU per mirrored request, {lost} dropped or skipped; {latency}",
         if keeps_up {
-            "shadowd keeps up"
+            "shadowd kept up at every step"
         } else {
-            "shadowd does NOT keep up"
+            "shadowd fell behind"
         },
         top.pace.offered(),
         worst_ratio * 100.0,
@@ -423,4 +493,64 @@ fn load_average() -> String {
         .ok()
         .and_then(|s| s.split_whitespace().next().map(str::to_string))
         .unwrap_or_else(|| "?".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(offered: f64, mirrored: u64, base_others: f64, tapped_others: f64, p99_us: u64) -> Row {
+        let wrk = |p99| WrkResult {
+            requests: 1000,
+            duration: Duration::from_secs(5),
+            p99: Duration::from_micros(p99),
+            ..WrkResult::default()
+        };
+        Row {
+            pace: Pace::new(offered, 5),
+            base: wrk(500),
+            base_others,
+            tapped: Tapped {
+                wrk: wrk(p99_us),
+                metrics: Metrics::parse(&format!(
+                    "shadowtap_mirrored_requests_total{{result=\"ok\"}} {mirrored}\n\
+                     shadowtap_mirror_skipped_total{{reason=\"queue_full\"}} {}\n",
+                    1000 - mirrored
+                )),
+                cpu: Duration::from_millis(100),
+                wall: Duration::from_secs(6),
+                memory: Memory::default(),
+                idle_cpu: 0.0,
+                others: tapped_others,
+            },
+        }
+    }
+
+    #[test]
+    fn row_figures() {
+        let r = row(500.0, 1000, 0.0, 0.0, 600);
+        assert_eq!(r.ratio(), 1.0);
+        assert_eq!(r.cpu_us_per_mirrored(), 100.0);
+        assert!((r.p99_ratio() - 1.2).abs() < 1e-9);
+        assert!(!r.noisy());
+        assert!(row(500.0, 1000, 0.1, 0.9, 600).noisy());
+    }
+
+    #[test]
+    fn conclusion_judges_latency_on_quiet_steps_only() {
+        let rows = [
+            row(500.0, 1000, 0.0, 0.1, 550),
+            row(2000.0, 1000, 1.5, 0.0, 50_000),
+        ];
+        let c = conclusion(&rows);
+        assert!(c.contains("kept up at every step (up to 2000 req/s"), "{c}");
+        assert!(c.contains("×1.10 of untapped in the 1 of 2 steps"), "{c}");
+        let c = conclusion(&[row(500.0, 900, 0.0, 0.0, 500)]);
+        assert!(
+            c.contains("fell behind") && c.contains("100 dropped or skipped"),
+            "{c}"
+        );
+        let c = conclusion(&[row(500.0, 1000, 1.0, 1.0, 500)]);
+        assert!(c.contains("not conclusive"), "{c}");
+    }
 }
