@@ -4,7 +4,9 @@
 //! production and mirroring to the shadow (a fresh daemon per step, so its counters start at
 //! zero). A row reports served and mirrored requests, the mirrored/served ratio, the daemon's
 //! CPU per mirrored request and memory (from /proc), production latency tapped vs untapped, and
-//! anything dropped or skipped.
+//! anything dropped or skipped. The CPU that other work on the host uses meanwhile is measured
+//! too (from /proc/stat): above a quarter of a core the latency ratios measure the host rather
+//! than the tap, so such a step is repeated (at most three times) and the quietest run is kept.
 
 use crate::bench_proc::{Memory, cpu_time, machine_busy_time, memory, self_and_children_cpu_time};
 use crate::bench_wrk::{Pace, WrkResult};
