@@ -19,6 +19,9 @@ pub enum Bench {
     Parse,
     /// eBPF tap on lo: segments/s and MB/s recorded with zero drops, and the cost to the traffic.
     Capture,
+    /// `shadowd run` on the demo models: mirrored/served, daemon CPU per mirrored request, memory,
+    /// and production latency tapped vs untapped, at fixed offered loads (wrk).
+    Mirror,
 }
 
 /// Runs the chosen benchmarks.
@@ -31,7 +34,21 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         let shadowd = crate::build::release()?.join("shadowd");
         crate::bench_capture::run(&shadowd, &capture_loads())?;
     }
+    if all || args.which == Some(Bench::Mirror) {
+        let bin = crate::build::release()?;
+        crate::bench_mirror::run(&bin, &mirror_steps())?;
+    }
     Ok(())
+}
+
+/// Offered loads for `bench mirror`: OIP inference requests, five seconds per step.
+fn mirror_steps() -> Vec<crate::bench_mirror::Step> {
+    [500.0, 1_000.0, 2_000.0]
+        .map(|requests_per_second| crate::bench_mirror::Step {
+            requests_per_second,
+            seconds: 5,
+        })
+        .to_vec()
 }
 
 /// Offered loads for `bench capture`: small JSON-sized requests stepping up in request rate,

@@ -3,9 +3,14 @@
 
 mod bench;
 mod bench_capture;
+mod bench_mirror;
+mod bench_proc;
+mod bench_wrk;
 mod bootstrap;
 mod build;
 mod demo;
+mod prom;
+mod services;
 mod test;
 mod util;
 

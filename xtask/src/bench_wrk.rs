@@ -1,0 +1,206 @@
+//! wrk as a paced, bounded load generator for the benches. wrk 4 has no rate option, so a Lua
+//! `delay()` hook makes each keep-alive connection wait a fixed period before each request, and a
+//! `done()` hook prints the totals and latency percentiles on one parseable line.
+
+use anyhow::{Context, bail};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Each connection waits this long before each request (wrk's timers have 1 ms resolution).
+pub const PERIOD_MS: u64 = 10;
+
+/// Marker of the line printed by the `done()` hook.
+const RESULT_MARKER: &str = "shadowtap-wrk";
+
+/// A paced load: `connections` connections, one request per [`PERIOD_MS`] each, for `seconds`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Pace {
+    pub connections: usize,
+    pub seconds: u64,
+}
+
+impl Pace {
+    /// The pace closest to `requests_per_second` (at least one connection).
+    pub fn new(requests_per_second: f64, seconds: u64) -> Self {
+        let connections = (requests_per_second * PERIOD_MS as f64 / 1000.0).round() as usize;
+        Pace {
+            connections: connections.max(1),
+            seconds,
+        }
+    }
+
+    /// The offered load, requests per second, if responses were instantaneous (each
+    /// connection's cycle is the period plus the response time, so the served rate is a little
+    /// lower).
+    pub fn offered(&self) -> f64 {
+        self.connections as f64 * 1000.0 / PERIOD_MS as f64
+    }
+}
+
+/// What one wrk run reported.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct WrkResult {
+    /// Completed requests (responses received, any status).
+    pub requests: u64,
+    pub duration: Duration,
+    pub p50: Duration,
+    pub p90: Duration,
+    pub p99: Duration,
+    pub max: Duration,
+    /// Responses with a status outside 2xx/3xx.
+    pub non_2xx: u64,
+    /// Connect, read, write and timeout errors.
+    pub socket_errors: u64,
+}
+
+impl WrkResult {
+    /// Completed requests per second.
+    pub fn rate(&self) -> f64 {
+        self.requests as f64 / self.duration.as_secs_f64().max(1e-9)
+    }
+}
+
+/// Writes the Lua script that POSTs `body` (JSON) to the URL wrk is given; returns its path.
+pub fn write_script(dir: &Path, body: &str) -> anyhow::Result<PathBuf> {
+    let script = format!(
+        r#"-- Paced POSTs for `cargo xtask bench` (written by xtask; safe to delete).
+wrk.method = "POST"
+wrk.body = [==[{body}]==]
+wrk.headers["Content-Type"] = "application/json"
+
+local period = {PERIOD_MS}
+
+function init(args)
+  period = tonumber(args[1]) or period
+end
+
+function delay()
+  return period
+end
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    "{RESULT_MARKER} requests=%d duration_us=%d p50_us=%d p90_us=%d p99_us=%d max_us=%d non2xx=%d connect=%d read=%d write=%d timeout=%d\n",
+    summary.requests, summary.duration,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max,
+    e.status, e.connect, e.read, e.write, e.timeout))
+end
+"#
+    );
+    let file = dir.join("bench-wrk.lua");
+    std::fs::write(&file, script).with_context(|| format!("cannot write {}", file.display()))?;
+    Ok(file)
+}
+
+/// Runs wrk with `script` against `url` at `pace`, one thread; killed if it outlives its
+/// duration by 30 s.
+pub fn run(script: &Path, url: &str, pace: Pace) -> anyhow::Result<WrkResult> {
+    let mut child = Command::new("wrk")
+        .args(["-t1", "-c", &pace.connections.to_string()])
+        .args(["-d", &format!("{}s", pace.seconds), "--timeout", "5s", "-s"])
+        .arg(script)
+        .arg(url)
+        .args(["--", &PERIOD_MS.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("cannot start wrk (apt-get install wrk)")?;
+    let deadline = Instant::now() + Duration::from_secs(pace.seconds + 30);
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("wrk did not finish within {} s", pace.seconds + 30);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let (mut out, mut err) = (String::new(), String::new());
+    child
+        .stdout
+        .take()
+        .context("no stdout")?
+        .read_to_string(&mut out)?;
+    child
+        .stderr
+        .take()
+        .context("no stderr")?
+        .read_to_string(&mut err)?;
+    if !status.success() {
+        bail!("wrk failed ({status}): {err}{out}");
+    }
+    parse(&out).with_context(|| format!("no `{RESULT_MARKER}` line in wrk's output:\n{out}{err}"))
+}
+
+/// Parses the line printed by the script's `done()` hook.
+fn parse(stdout: &str) -> Option<WrkResult> {
+    let line = stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(RESULT_MARKER))?;
+    let field = |key: &str| -> Option<u64> {
+        line.split_whitespace()
+            .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))?
+            .parse()
+            .ok()
+    };
+    let us = |key: &str| field(key).map(Duration::from_micros);
+    Some(WrkResult {
+        requests: field("requests")?,
+        duration: us("duration_us")?,
+        p50: us("p50_us")?,
+        p90: us("p90_us")?,
+        p99: us("p99_us")?,
+        max: us("max_us")?,
+        non_2xx: field("non2xx")?,
+        socket_errors: field("connect")? + field("read")? + field("write")? + field("timeout")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OUTPUT: &str = "Running 5s test @ http://127.0.0.1:4000
+  1 threads and 10 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency   301.12us  120.50us   4.10ms   91.00%
+  4950 requests in 5.00s, 2.10MB read
+Requests/sec:    989.95
+Transfer/sec:    430.00KB
+shadowtap-wrk requests=4950 duration_us=5000250 p50_us=280 p90_us=410 p99_us=900 max_us=4100 non2xx=2 connect=0 read=1 write=0 timeout=3
+";
+
+    #[test]
+    fn done_line_is_parsed() {
+        let r = parse(OUTPUT).unwrap();
+        assert_eq!(r.requests, 4950);
+        assert_eq!(r.duration, Duration::from_micros(5_000_250));
+        assert_eq!(r.p50, Duration::from_micros(280));
+        assert_eq!(r.p90, Duration::from_micros(410));
+        assert_eq!(r.p99, Duration::from_micros(900));
+        assert_eq!(r.max, Duration::from_micros(4100));
+        assert_eq!((r.non_2xx, r.socket_errors), (2, 4));
+        assert!((r.rate() - 989.95).abs() < 0.01, "{}", r.rate());
+    }
+
+    #[test]
+    fn missing_or_partial_line_is_none() {
+        assert_eq!(parse("Requests/sec: 10\n"), None);
+        assert_eq!(parse("shadowtap-wrk requests=10 duration_us=5\n"), None);
+        assert_eq!(parse("shadowtap-wrk requests=x duration_us=5\n"), None);
+    }
+
+    #[test]
+    fn pace_rounds_to_whole_connections() {
+        assert_eq!(Pace::new(500.0, 5).connections, 5);
+        assert_eq!(Pace::new(2000.0, 5).connections, 20);
+        assert_eq!(Pace::new(10.0, 5).connections, 1);
+        assert_eq!(Pace::new(1000.0, 5).offered(), 1000.0);
+    }
+}

@@ -1,0 +1,108 @@
+//! Loopback services that xtask starts (model servers, `shadowd`): spawned with their output in
+//! a log file, waited for until they answer, and stopped when their guard is dropped, also on
+//! error paths.
+
+use anyhow::{Context, bail};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Named child processes, stopped in reverse start order when dropped: SIGTERM first (so
+/// `shadowd` detaches and flushes), SIGKILL after 5 s.
+#[derive(Default)]
+pub struct Processes(Vec<(&'static str, Child)>);
+
+impl Processes {
+    /// Takes ownership of `child`; it is stopped when `self` is dropped.
+    pub fn push(&mut self, name: &'static str, child: Child) {
+        self.0.push((name, child));
+    }
+
+    /// Fails, naming the process, if any of them has exited.
+    pub fn check_running(&mut self) -> anyhow::Result<()> {
+        for (name, child) in self.0.iter_mut() {
+            if let Ok(Some(status)) = child.try_wait() {
+                bail!("{name} exited ({status}); see its log");
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        for (name, child) in self.0.iter_mut().rev() {
+            if let Ok(Some(_)) = child.try_wait() {
+                continue;
+            }
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            if let Ok(None) = child.try_wait() {
+                eprintln!("xtask: {name} did not stop on SIGTERM; killing it");
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+/// A port free on 127.0.0.1 right now.
+pub fn free_port() -> anyhow::Result<SocketAddr> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+}
+
+/// Spawns `cmd` with stdin closed and stdout and stderr written to `log`.
+pub fn spawn_logged(cmd: &mut Command, log: &Path) -> anyhow::Result<Child> {
+    let file =
+        std::fs::File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
+    cmd.stdin(Stdio::null())
+        .stdout(file.try_clone()?)
+        .stderr(file)
+        .spawn()
+        .with_context(|| format!("cannot start {:?}", cmd.get_program()))
+}
+
+/// Waits (at most 60 s) until `GET path` answers 200, failing early if a process died.
+pub fn wait_ready(addr: SocketAddr, path: &str, procs: &mut Processes) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if http_get(addr, path).is_ok_and(|(status, _)| status == 200) {
+            return Ok(());
+        }
+        procs.check_running()?;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bail!("http://{addr}{path} not ready after 60 s")
+}
+
+/// `GET path` over a fresh connection; returns status and body.
+pub fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .context("malformed HTTP response")?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}
