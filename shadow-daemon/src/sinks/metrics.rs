@@ -15,6 +15,17 @@ use prometheus::{
 };
 use std::sync::{Arc, Mutex};
 
+/// Where the live front end can lose data, as `capture_dropped_total{stage}` labels: the
+/// tap's ring or socket (`capture`), segments longer than the tap copies
+/// (`segment_truncated`), reassembly memory caps (`reassembly`) and a full exchange channel
+/// (`exchange_channel`).
+pub const CAPTURE_DROP_STAGES: [&str; 4] = [
+    "capture",
+    "segment_truncated",
+    "reassembly",
+    "exchange_channel",
+];
+
 /// Latency histogram buckets, seconds (50 µs .. 30 s): model servers on the same host answer
 /// in well under a millisecond, remote GPUs in seconds.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -168,6 +179,20 @@ impl Metrics {
         }
         for m in [Model::Production, Model::Shadow] {
             inner.latency.with_label_values(&[m.as_str()]);
+            for class in [
+                ErrorClass::Connect,
+                ErrorClass::Timeout,
+                ErrorClass::Protocol,
+                ErrorClass::ServerError,
+                ErrorClass::ClientError,
+            ] {
+                inner
+                    .errors
+                    .with_label_values(&[m.as_str(), class.as_str()]);
+            }
+        }
+        for stage in CAPTURE_DROP_STAGES {
+            inner.capture_dropped.with_label_values(&[stage]);
         }
         Metrics {
             inner: Arc::new(inner),
