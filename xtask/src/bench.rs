@@ -61,7 +61,7 @@ fn capture_loads() -> Vec<crate::bench_capture::Load> {
         requests_per_second: rps,
         requests: (rps * 2.0) as usize,
     });
-    let large = [25.0, 50.0, 100.0, 200.0, 400.0].map(|rps: f64| Load {
+    let large = [25.0, 50.0, 100.0, 200.0, 400.0, 800.0].map(|rps: f64| Load {
         connections: 4,
         body_bytes: 1 << 20,
         requests_per_second: rps,

@@ -1,7 +1,7 @@
 //! `cargo xtask bench capture`: how much loopback HTTP traffic the eBPF tap records with zero
 //! drops, and what it costs the traffic. For each offered rate, an untapped run (baseline) and a
 //! tapped run of the same paced, bounded load are compared: request latency p50/p99 ratios
-//! (tapped / untapped), records captured per second and payload MB/s, and drops. Stepping stops
+//! (tapped / untapped), segments captured per second and payload MB/s, and drops. Stepping stops
 //! at the first rate with drops.
 
 use anyhow::{Context, bail};
@@ -55,7 +55,7 @@ pub fn run(shadowd: &Path, loads: &[Load]) -> anyhow::Result<()> {
         "p50 ratio",
         "p99 base",
         "p99 ratio",
-        "records/s",
+        "segments/s",
         "MB/s",
         "drops"
     );
@@ -63,7 +63,7 @@ pub fn run(shadowd: &Path, loads: &[Load]) -> anyhow::Result<()> {
     for &load in loads {
         let base = drive(server.addr, load)?;
         let (tapped, rec, wall) = drive_tapped(shadowd, server.addr, load)?;
-        let records_per_s = rec.segments as f64 / wall.as_secs_f64();
+        let segments_per_s = rec.segments as f64 / wall.as_secs_f64();
         let mb_per_s = rec.bytes as f64 / wall.as_secs_f64() / 1e6;
         println!(
             "{:>7}KiB {:>8.0} {:>7} | {:>7.2}ms {:>9.2} | {:>7.2}ms {:>9.2} | {:>10.0} {:>9.1} {:>8}",
@@ -74,7 +74,7 @@ pub fn run(shadowd: &Path, loads: &[Load]) -> anyhow::Result<()> {
             ms(tapped.quantile(0.5)) / ms(base.quantile(0.5)),
             ms(base.quantile(0.99)),
             ms(tapped.quantile(0.99)) / ms(base.quantile(0.99)),
-            records_per_s,
+            segments_per_s,
             mb_per_s,
             rec.dropped
         );
@@ -83,12 +83,12 @@ pub fn run(shadowd: &Path, loads: &[Load]) -> anyhow::Result<()> {
             break;
         }
         if best_zero_drop.is_none_or(|(_, _, best)| mb_per_s > best) {
-            best_zero_drop = Some((load, records_per_s, mb_per_s));
+            best_zero_drop = Some((load, segments_per_s, mb_per_s));
         }
     }
     match best_zero_drop {
         Some((load, rps, mbps)) => println!(
-            "highest zero-drop load: {:.0} req/s of {} KiB bodies: {rps:.0} records/s, {mbps:.1} MB/s captured",
+            "highest zero-drop load: {:.0} req/s of {} KiB bodies: {rps:.0} segments/s, {mbps:.1} MB/s captured",
             load.requests_per_second,
             load.body_bytes / 1024
         ),
