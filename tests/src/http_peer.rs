@@ -151,29 +151,13 @@ impl HttpServer {
         let stop = Arc::new(AtomicBool::new(false));
         let served = Arc::new(AtomicU64::new(0));
         let accept = {
-            let stop = Arc::clone(&stop);
             let served = Arc::clone(&served);
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    match listener.accept() {
-                        Ok((stream, _)) => {
-                            let served = Arc::clone(&served);
-                            std::thread::spawn(move || {
-                                if let Err(e) = serve(stream, &served) {
-                                    eprintln!("http server: connection failed: {e}");
-                                }
-                            });
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                            std::thread::sleep(Duration::from_millis(5));
-                        }
-                        Err(e) => {
-                            eprintln!("http server: accept failed: {e}");
-                            break;
-                        }
-                    }
-                }
-            })
+            crate::accept::spawn_accept_loop(
+                listener,
+                Arc::clone(&stop),
+                "http server",
+                move |stream| serve(stream, &served),
+            )
         };
         Ok(HttpServer {
             addr,

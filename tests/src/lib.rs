@@ -27,6 +27,7 @@
 //! `--test-threads=1` gives steadier numbers. `SHADOWD_BIN=/path/to/shadowd` skips the
 //! nested `cargo build` of the daemon (see [`shadowd`]).
 
+pub mod accept;
 pub mod admin;
 pub mod capture;
 pub mod http_peer;

@@ -274,27 +274,10 @@ impl ModelServer {
         let stop = Arc::new(AtomicBool::new(false));
         let seen = Arc::new(Mutex::new(Vec::new()));
         let accept = {
-            let (stop, seen) = (Arc::clone(&stop), Arc::clone(&seen));
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    match listener.accept() {
-                        Ok((stream, _)) => {
-                            let (stop, seen) = (Arc::clone(&stop), Arc::clone(&seen));
-                            std::thread::spawn(move || {
-                                if let Err(e) = serve(stream, role, &seen, &stop) {
-                                    eprintln!("{role:?} server: connection failed: {e}");
-                                }
-                            });
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                            std::thread::sleep(Duration::from_millis(5));
-                        }
-                        Err(e) => {
-                            eprintln!("{role:?} server: accept failed: {e}");
-                            break;
-                        }
-                    }
-                }
+            let (stop_conn, seen) = (Arc::clone(&stop), Arc::clone(&seen));
+            let what = format!("{role:?} server");
+            crate::accept::spawn_accept_loop(listener, Arc::clone(&stop), &what, move |stream| {
+                serve(stream, role, &seen, &stop_conn)
             })
         };
         Ok(ModelServer {

@@ -101,28 +101,10 @@ pub fn run(bin: &Path, steps: &[Step]) -> anyhow::Result<()> {
     }
     let dir = std::env::temp_dir().join(format!("shadowtap-bench-mirror-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let production = free_port()?;
-    let shadow = free_port()?;
     let mut models = Processes::default();
-    let mut model_pids = Vec::new();
-    for (name, model, addr) in [
-        ("production model v1", "v1", production),
-        ("shadow model v2", "v2", shadow),
-    ] {
-        let child = spawn_logged(
-            Command::new(bin.join("demo-model")).args([
-                "--model",
-                model,
-                "--listen",
-                &addr.to_string(),
-            ]),
-            &dir.join(format!("model-{model}.log")),
-        )?;
-        model_pids.push(child.id());
-        models.push(name, child);
-        wait_ready(addr, "/v2/health/ready", &mut models)
-            .with_context(|| format!("{name} did not start"))?;
-    }
+    let started = crate::services::start_demo_models(bin, &dir, &mut models)?;
+    let (production, shadow) = (started.production, started.shadow);
+    let model_pids = started.pids;
     let script = crate::bench_wrk::write_script(&dir, INFER_BODY)?;
     let url = format!("http://{production}{INFER_PATH}");
     println!(

@@ -4,7 +4,9 @@
 
 use crate::build::release;
 use crate::prom::Metrics;
-use crate::services::{Processes, free_port, http_get, spawn_logged, wait_ready};
+use crate::services::{
+    DemoModels, Processes, free_port, http_get, spawn_logged, start_demo_models, wait_ready,
+};
 use crate::util::is_root;
 use anyhow::{Context, bail};
 use clap::Args;
@@ -41,32 +43,15 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let bin = release()?;
     std::fs::create_dir_all(&args.dir)
         .with_context(|| format!("cannot create {}", args.dir.display()))?;
-    let production = free_port()?;
-    let shadow = free_port()?;
     let admin = free_port()?;
     let log_path = args.dir.join("discrepancies.jsonl");
     let labels_path = args.dir.join("labels.jsonl");
     let _ = std::fs::remove_file(&log_path);
 
     let mut procs = Processes::default();
-    for (name, model, addr) in [
-        ("production model v1", "v1", production),
-        ("shadow model v2", "v2", shadow),
-    ] {
-        let child = spawn_logged(
-            Command::new(bin.join("demo-model")).args([
-                "--model",
-                model,
-                "--listen",
-                &addr.to_string(),
-            ]),
-            &args.dir.join(format!("model-{model}.log")),
-        )?;
-        procs.push(name, child);
-        wait_ready(addr, "/v2/health/ready", &mut procs)
-            .with_context(|| format!("{name} did not start"))?;
-        eprintln!("xtask demo: {name} (wine-quality, {model}) serving on http://{addr}");
-    }
+    let DemoModels {
+        production, shadow, ..
+    } = start_demo_models(&bin, &args.dir, &mut procs)?;
 
     let shadowd = spawn_logged(
         Command::new(bin.join("shadowd"))

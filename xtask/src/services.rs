@@ -106,3 +106,51 @@ pub fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
         .unwrap_or_default();
     Ok((status, body))
 }
+
+/// The demo's model servers, started and ready: production (v1) and shadow (v2).
+pub struct DemoModels {
+    pub production: SocketAddr,
+    pub shadow: SocketAddr,
+    /// Process ids, production first (for resource accounting).
+    pub pids: [u32; 2],
+}
+
+/// Starts `demo-model` v1 (production) and v2 (shadow) from `bin` on free loopback ports,
+/// logging to `log_dir/model-v*.log`, owned by `procs`; returns once both are ready.
+pub fn start_demo_models(
+    bin: &std::path::Path,
+    log_dir: &std::path::Path,
+    procs: &mut Processes,
+) -> anyhow::Result<DemoModels> {
+    use anyhow::Context as _;
+    let production = free_port()?;
+    let shadow = free_port()?;
+    let mut pids = [0; 2];
+    for (i, (name, model, addr)) in [
+        ("production model v1", "v1", production),
+        ("shadow model v2", "v2", shadow),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let child = spawn_logged(
+            std::process::Command::new(bin.join("demo-model")).args([
+                "--model",
+                model,
+                "--listen",
+                &addr.to_string(),
+            ]),
+            &log_dir.join(format!("model-{model}.log")),
+        )?;
+        pids[i] = child.id();
+        procs.push(name, child);
+        wait_ready(addr, "/v2/health/ready", procs)
+            .with_context(|| format!("{name} did not start"))?;
+        eprintln!("{name} (wine-quality, {model}) serving on http://{addr}");
+    }
+    Ok(DemoModels {
+        production,
+        shadow,
+        pids,
+    })
+}
