@@ -194,10 +194,17 @@ fn print_summary(m: &Metrics, traffic: &str, admin: SocketAddr, log: &Path, dir:
     }
     println!(
         "  {:<34} {:>10}",
+        "lost before mirroring",
+        m.sum("shadowtap_capture_dropped_total", &[])
+    );
+    print_breakdown(m, "shadowtap_capture_dropped_total", "stage");
+    println!(
+        "  {:<34} {:>10}",
         "discrepancies",
         m.sum("shadowtap_discrepancies_total", &[])
     );
     print_breakdown(m, "shadowtap_discrepancies_total", "kind");
+    println!("    (label: different class; prediction: same class, different scores)");
     println!("  traffic driver: {traffic}");
     println!("  metrics:           http://{admin}/metrics   (summary: http://{admin}/api/summary)");
     println!("  discrepancy log:   {}", log.display());
