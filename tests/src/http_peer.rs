@@ -101,17 +101,7 @@ fn read_message(
         log.extend_from_slice(&chunk[..n]);
         buf.extend_from_slice(&chunk[..n]);
     };
-    let head = std::str::from_utf8(&buf[..head_end - 4])
-        .map_err(|_| io::Error::other("non-UTF-8 message head"))?;
-    let mut lines = head.split("\r\n");
-    let start_line = lines.next().unwrap_or_default().to_owned();
-    let mut headers = Vec::new();
-    for line in lines {
-        let (name, value) = line
-            .split_once(':')
-            .ok_or_else(|| io::Error::other(format!("bad header line {line:?}")))?;
-        headers.push((name.trim().to_owned(), value.trim().to_owned()));
-    }
+    let (start_line, headers) = crate::http_peer::parse_head(&buf[..head_end - 4])?;
     let mut message = Message {
         start_line,
         headers,
@@ -276,6 +266,22 @@ pub fn run_client(mut stream: TcpStream, plan: &Plan) -> io::Result<Transcript> 
         return Err(io::Error::other("unexpected bytes after the last response"));
     }
     Ok(t)
+}
+
+/// Splits a message head (without its final blank line) into the start line and the
+/// `(name, value)` header pairs.
+pub fn parse_head(head: &[u8]) -> io::Result<(String, Vec<(String, String)>)> {
+    let head = std::str::from_utf8(head).map_err(|_| io::Error::other("non-UTF-8 message head"))?;
+    let mut lines = head.split("\r\n");
+    let start_line = lines.next().unwrap_or_default().to_owned();
+    let mut headers = Vec::new();
+    for line in lines {
+        let (name, value) = line
+            .split_once(':')
+            .ok_or_else(|| io::Error::other(format!("bad header line {line:?}")))?;
+        headers.push((name.trim().to_owned(), value.trim().to_owned()));
+    }
+    Ok((start_line, headers))
 }
 
 #[cfg(test)]

@@ -167,17 +167,7 @@ pub fn read_message_with(
             r => r?,
         }
     };
-    let head = std::str::from_utf8(&buf[..head_end - 4])
-        .map_err(|_| io::Error::other("non-UTF-8 message head"))?;
-    let mut lines = head.split("\r\n");
-    let start_line = lines.next().unwrap_or_default().to_owned();
-    let mut headers = Vec::new();
-    for line in lines {
-        let (name, value) = line
-            .split_once(':')
-            .ok_or_else(|| io::Error::other(format!("bad header line {line:?}")))?;
-        headers.push((name.trim().to_owned(), value.trim().to_owned()));
-    }
+    let (start_line, headers) = crate::http_peer::parse_head(&buf[..head_end - 4])?;
     let mut message = Message {
         start_line,
         headers,
