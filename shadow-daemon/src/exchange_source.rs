@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::http::{Exchange, ExchangeAssembler, HttpConfig};
 use crate::reassembly::{ReassemblyConfig, ReassemblyStats};
 use crate::shutdown::Shutdown;
-use crate::sinks::metrics::Metrics;
+use crate::sinks::metrics::{DropStage, Metrics};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 
@@ -93,7 +93,7 @@ impl Source {
             match self.tx.try_send(exchange) {
                 Ok(()) => {}
                 Err(mpsc::error::TrySendError::Full(_)) => {
-                    self.metrics.capture_dropped("exchange_channel", 1)
+                    self.metrics.capture_dropped(DropStage::ExchangeChannel, 1)
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => return false,
             }
@@ -105,13 +105,16 @@ impl Source {
         let now = capture.stats.snapshot();
         let was = self.reported.capture;
         self.metrics.segments_captured(now.segments - was.segments);
-        self.dropped("capture", now.dropped - was.dropped);
-        self.dropped("segment_truncated", now.truncated - was.truncated);
+        self.dropped(DropStage::Capture, now.dropped - was.dropped);
+        self.dropped(DropStage::SegmentTruncated, now.truncated - was.truncated);
         self.reported.capture = now;
 
         let re = self.assembler.reassembly_stats();
         let was = self.reported.reassembly;
-        self.dropped("reassembly", re.memory_evictions - was.memory_evictions);
+        self.dropped(
+            DropStage::Reassembly,
+            re.memory_evictions - was.memory_evictions,
+        );
         self.metrics
             .set_reassembly(re.flows_active as i64, re.bytes_buffered as i64);
         self.reported.reassembly = re;
@@ -119,7 +122,7 @@ impl Source {
 }
 
 impl Source {
-    fn dropped(&self, stage: &str, n: u64) {
+    fn dropped(&self, stage: DropStage, n: u64) {
         if n > 0 {
             self.metrics.capture_dropped(stage, n);
         }

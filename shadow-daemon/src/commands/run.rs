@@ -183,7 +183,7 @@ async fn run(config: Arc<Config>) -> CommandResult {
 /// Starts the live front end (capture → reassembly → http) and returns the channel of
 /// exchanges it produces, of depth `config.capture.exchange_channel`. The front end must never
 /// block on this channel: `try_send`, and count a full channel with
-/// `metrics.capture_dropped("exchange_channel", 1)`. It should stop when `shutdown` fires
+/// `metrics.capture_dropped(DropStage::ExchangeChannel, 1)`. It should stop when `shutdown` fires
 /// (dropping the sender ends the mirror cleanly). Capture counters go to
 /// [`Metrics::segments_captured`], [`Metrics::capture_dropped`] and [`Metrics::set_reassembly`].
 pub fn start_exchange_source(

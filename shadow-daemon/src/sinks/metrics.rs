@@ -15,16 +15,38 @@ use prometheus::{
 };
 use std::sync::{Arc, Mutex};
 
-/// Where the live front end can lose data, as `capture_dropped_total{stage}` labels: the
-/// tap's ring or socket (`capture`), segments longer than the tap copies
-/// (`segment_truncated`), reassembly memory caps (`reassembly`) and a full exchange channel
-/// (`exchange_channel`).
-pub const CAPTURE_DROP_STAGES: [&str; 4] = [
-    "capture",
-    "segment_truncated",
-    "reassembly",
-    "exchange_channel",
-];
+/// Where the live front end can lose data (`capture_dropped_total{stage}`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DropStage {
+    /// The tap's ring buffer or socket was full (kernel side or the segment channel).
+    Capture,
+    /// A segment was longer than the tap copies.
+    SegmentTruncated,
+    /// Reassembly declared holes early to stay within its memory caps.
+    Reassembly,
+    /// The channel from the HTTP stage to the mirror was full.
+    ExchangeChannel,
+}
+
+impl DropStage {
+    /// Every stage, for zero-valued series at start.
+    pub const ALL: [DropStage; 4] = [
+        DropStage::Capture,
+        DropStage::SegmentTruncated,
+        DropStage::Reassembly,
+        DropStage::ExchangeChannel,
+    ];
+
+    /// Metric label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropStage::Capture => "capture",
+            DropStage::SegmentTruncated => "segment_truncated",
+            DropStage::Reassembly => "reassembly",
+            DropStage::ExchangeChannel => "exchange_channel",
+        }
+    }
+}
 
 /// Latency histogram buckets, seconds (50 µs .. 30 s): model servers on the same host answer
 /// in well under a millisecond, remote GPUs in seconds.
@@ -191,8 +213,8 @@ impl Metrics {
                     .with_label_values(&[m.as_str(), class.as_str()]);
             }
         }
-        for stage in CAPTURE_DROP_STAGES {
-            inner.capture_dropped.with_label_values(&[stage]);
+        for stage in DropStage::ALL {
+            inner.capture_dropped.with_label_values(&[stage.as_str()]);
         }
         Metrics {
             inner: Arc::new(inner),
@@ -219,12 +241,12 @@ impl Metrics {
         self.inner.captured_segments.inc_by(n);
     }
 
-    /// `n` segments or exchanges lost at `stage` (e.g. `ring`, `channel`, `exchange_channel`).
-    pub fn capture_dropped(&self, stage: &str, n: u64) {
-        tracing::debug!(stage, n, "capture dropped");
+    /// `n` segments or exchanges lost at `stage`.
+    pub fn capture_dropped(&self, stage: DropStage, n: u64) {
+        tracing::debug!(stage = stage.as_str(), n, "capture dropped");
         self.inner
             .capture_dropped
-            .with_label_values(&[stage])
+            .with_label_values(&[stage.as_str()])
             .inc_by(n);
     }
 
@@ -366,7 +388,7 @@ mod tests {
         m.error(Model::Shadow, ErrorClass::Timeout);
         m.discrepancy(DiscrepancyKind::Label);
         m.segments_captured(3);
-        m.capture_dropped("ring", 1);
+        m.capture_dropped(DropStage::Capture, 1);
         let text = m.render();
         for needle in [
             "shadowtap_mirror_skipped_total{reason=\"queue_full\"} 1",
@@ -375,7 +397,7 @@ mod tests {
             "shadowtap_errors_total{class=\"timeout\",model=\"shadow\"} 1",
             "shadowtap_discrepancies_total{kind=\"label\"} 1",
             "shadowtap_captured_segments_total 3",
-            "shadowtap_capture_dropped_total{stage=\"ring\"} 1",
+            "shadowtap_capture_dropped_total{stage=\"capture\"} 1",
             "shadowtap_circuit_state 0",
             "shadowtap_resource_memory_bytes{process=\"shadowd\"}",
             "shadowtap_latency_seconds_bucket{model=\"shadow\"",
