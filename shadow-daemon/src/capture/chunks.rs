@@ -3,7 +3,10 @@
 //! downstream stages and pcap files see real packets, and a retransmitted packet counts once.
 //!
 //! Chunks of one segment are written consecutively by one CPU, but records of different CPUs
-//! interleave in the ring: pending segments are kept per connection direction. A chunk lost to
+//! interleave in the ring, also for one connection (the packets of one flow can be processed by
+//! two CPUs at once, e.g. on `lo` when the sender migrates): pending segments are kept per
+//! segment, named by connection direction and capture time (one program run stamps all the
+//! chunks of its packet with the same nanosecond). A chunk lost to
 //! a full ring leaves its segment short: what arrived is delivered as it is (the reassembly sees
 //! the hole and marks a gap), never padded or guessed.
 
@@ -23,10 +26,13 @@ struct Pending {
     round: u64,
 }
 
+/// Names one segment: its chunks share the connection direction and the capture time.
+type SegmentKey = (FlowKey, Direction, u64);
+
 /// Joins chunk records into segments.
 #[derive(Default)]
 pub struct ChunkJoiner {
-    pending: HashMap<(FlowKey, Direction), Pending>,
+    pending: HashMap<SegmentKey, Pending>,
     round: u64,
 }
 
@@ -40,12 +46,8 @@ impl ChunkJoiner {
         out: &mut Vec<Segment>,
     ) {
         let chunk = segment_from_event(event, payload, clock_offset_ns);
-        let key = (chunk.flow, chunk.dir);
+        let key = (chunk.flow, chunk.dir, event.ts_ns);
         if event.chunk_index == 0 {
-            // A new segment: anything still pending here lost its tail.
-            if let Some(stale) = self.pending.remove(&key) {
-                out.push(stale.finish());
-            }
             if payload.len() >= event.segment_len as usize {
                 out.push(chunk);
                 return;
@@ -65,7 +67,7 @@ impl ChunkJoiner {
             return;
         }
         match self.pending.get_mut(&key) {
-            Some(p) if p.next_seq == chunk.seq && p.segment.ts_ns == chunk.ts_ns => {
+            Some(p) if p.next_seq == chunk.seq => {
                 p.body.extend_from_slice(payload);
                 p.next_seq = p.next_seq.wrapping_add(payload.len() as u32);
                 p.segment.flags = TcpFlags(p.segment.flags.0 | chunk.flags.0);
@@ -76,7 +78,7 @@ impl ChunkJoiner {
                 }
             }
             _ => {
-                // The segment's first chunks were lost: deliver what came, as it came.
+                // Chunks of this segment were lost: deliver what came, as it came.
                 if let Some(stale) = self.pending.remove(&key) {
                     out.push(stale.finish());
                 }
@@ -192,6 +194,27 @@ mod tests {
         );
         assert_eq!(out.len(), 2);
         assert_eq!((out[1].seq, &out[1].payload[..]), (500, &a[..]));
+    }
+
+    #[test]
+    fn two_segments_of_one_connection_interleaved_by_two_cpus_are_rejoined() {
+        let mut j = ChunkJoiner::default();
+        let mut out = Vec::new();
+        let data: Vec<u8> = (0..16).collect();
+        let ack = tcp_flags::ACK;
+        // One connection, two packets captured at different times by two CPUs, their chunk
+        // records interleaved in the ring.
+        let s1 = [event(1, 0, 0, 8, 4, ack), event(1, 1, 4, 8, 4, ack)];
+        let mut s2 = [event(1, 0, 8, 8, 4, ack), event(1, 1, 12, 8, 4, ack)];
+        for e in &mut s2 {
+            e.ts_ns += 1;
+        }
+        j.push(&s1[0], &data[0..4], 0, &mut out);
+        j.push(&s2[0], &data[8..12], 0, &mut out);
+        j.push(&s1[1], &data[4..8], 0, &mut out);
+        j.push(&s2[1], &data[12..16], 0, &mut out);
+        let got: Vec<_> = out.iter().map(|s| (s.seq, &s.payload[..])).collect();
+        assert_eq!(got, vec![(0, &data[0..8]), (8, &data[8..16])]);
     }
 
     #[test]
