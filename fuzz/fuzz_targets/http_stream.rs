@@ -6,9 +6,9 @@
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use shadow_daemon::capture::{Direction, FlowKey};
-use shadow_daemon::http::{ConnectionParser, HttpConfig, HttpStats};
-use shadow_daemon::reassembly::{CloseReason, StreamEvent};
+use shadow_core::segment::{Direction, FlowKey};
+use shadow_core::http::{ConnectionParser, HttpConfig, HttpStats};
+use shadow_core::reassembly::{CloseReason, StreamEvent};
 
 fuzz_target!(|data: &[u8]| {
     let flow = FlowKey {

@@ -5,9 +5,9 @@
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use shadow_daemon::capture::{Direction, FlowKey, Segment, TcpFlags};
-use shadow_daemon::http::{ExchangeAssembler, HttpConfig};
-use shadow_daemon::reassembly::ReassemblyConfig;
+use shadow_core::segment::{Direction, FlowKey, Segment, TcpFlags};
+use shadow_core::http::{ExchangeAssembler, HttpConfig};
+use shadow_core::reassembly::ReassemblyConfig;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 const CONFIG: ReassemblyConfig = ReassemblyConfig {

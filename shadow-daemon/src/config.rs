@@ -3,6 +3,8 @@
 
 use crate::capture::CaptureKind;
 use serde::{Deserialize, Serialize};
+pub use shadow_core::compare::PresetName;
+use shadow_core::compare::{Comparer, DiffOptions, PathPattern, Preset};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -229,23 +231,6 @@ impl Default for CircuitBreakerConfig {
     }
 }
 
-/// Where the prediction lives in a response body.
-#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
-pub enum PresetName {
-    /// Open Inference Protocol: `outputs[*].data`.
-    #[default]
-    KserveV2,
-    /// TensorFlow Serving: `predictions`.
-    Tfserving,
-    /// MLflow scoring server: `predictions`.
-    Mlflow,
-    /// A custom JSON pointer (`compare.prediction_pointer`).
-    JsonPointer,
-    /// No prediction extraction: bodies are compared only.
-    None,
-}
-
 /// How answers are compared.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -281,6 +266,26 @@ impl Default for CompareConfig {
             unordered_arrays: Vec::new(),
             max_diffs: 50,
         }
+    }
+}
+
+impl CompareConfig {
+    /// The comparer these settings describe.
+    pub fn comparer(&self) -> Comparer {
+        let patterns = |v: &[String]| v.iter().map(|p| PathPattern::parse(p)).collect();
+        let body = DiffOptions {
+            abs_tolerance: self.abs_tolerance,
+            rel_tolerance: self.rel_tolerance,
+            ignore: patterns(&self.ignore_paths),
+            unordered: patterns(&self.unordered_arrays),
+            max_diffs: self.max_diffs,
+        };
+        let preset = Preset::named(
+            self.preset,
+            self.label_output.clone(),
+            self.prediction_pointer.clone(),
+        );
+        Comparer::new(preset, body)
     }
 }
 

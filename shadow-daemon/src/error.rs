@@ -1,7 +1,5 @@
 //! Errors, one enum per boundary, each saying which side failed.
 
-use std::path::PathBuf;
-
 /// Failures of a live capture source (eBPF tap or AF_PACKET socket).
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
@@ -28,27 +26,4 @@ pub enum CaptureError {
     /// Reading from the ring buffer or socket failed.
     #[error("reading captured packets failed: {0}")]
     Read(#[from] std::io::Error),
-}
-
-/// Failures reading or writing capture files.
-#[derive(Debug, thiserror::Error)]
-pub enum PcapError {
-    #[error("cannot open `{path}`: {source}")]
-    Open {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("cannot create `{path}`: {source}")]
-    Create {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("`{path}` is not a pcap or pcapng file: {reason}")]
-    Format { path: PathBuf, reason: String },
-    #[error(
-        "`{path}` uses link type {linktype}, which shadowd does not read (Ethernet, raw IP, Linux cooked SLL/SLL2)"
-    )]
-    LinkType { path: PathBuf, linktype: String },
-    #[error("writing `{path}` failed: {reason}")]
-    Write { path: PathBuf, reason: String },
 }

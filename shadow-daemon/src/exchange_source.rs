@@ -7,10 +7,11 @@
 
 use crate::capture::{CaptureStats, LiveCapture, TapSpec, open_live};
 use crate::config::Config;
-use crate::http::{Exchange, ExchangeAssembler, HttpConfig};
-use crate::reassembly::{ReassemblyConfig, ReassemblyStats};
 use crate::shutdown::Shutdown;
-use crate::sinks::metrics::{DropStage, Metrics};
+use crate::sinks::metrics::Metrics;
+use shadow_core::http::{Exchange, ExchangeAssembler, HttpConfig};
+use shadow_core::reassembly::{ReassemblyConfig, ReassemblyStats};
+use shadow_core::vocabulary::DropStage;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 

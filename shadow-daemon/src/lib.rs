@@ -21,19 +21,14 @@
 //! enum per boundary; [`shutdown`] coordinates Ctrl-C/SIGTERM. [`testkit`] builds synthetic
 //! captures for tests, benchmarks and fuzzing.
 
+pub mod admission;
 pub mod capture;
 pub mod cli;
 pub mod commands;
-pub mod compare;
 pub mod config;
 pub mod error;
-pub mod evaluation;
 pub mod exchange_source;
-pub mod http;
 pub mod mirror;
-pub mod pipeline;
-pub mod reassembly;
 pub mod replay;
 pub mod shutdown;
 pub mod sinks;
-pub mod testkit;

@@ -10,18 +10,19 @@
 //! queued request was replayed) or when shutdown is requested (in-flight replays finish, queued
 //! ones are abandoned and counted in [`RunSummary::abandoned`]).
 
-use crate::compare::{Comparer, Comparison, Model};
+use crate::admission::circuit_breaker::{CircuitBreaker, counts_as_failure};
+use crate::admission::{Job, Pipeline, PipelineStats, SharedBreaker, run_pipeline};
 use crate::config::{Config, ConfigError};
-use crate::evaluation::{Evaluation, Summary};
-use crate::http::Exchange;
-use crate::pipeline::circuit_breaker::{CircuitBreaker, counts_as_failure};
-use crate::pipeline::{Job, Pipeline, PipelineStats, SharedBreaker, run_pipeline};
-use crate::replay::{MirrorResult, ShadowClient};
+use crate::replay::ShadowClient;
 use crate::shutdown::Shutdown;
 use crate::sinks::admin::AdminState;
 use crate::sinks::discrepancy_log::{DiscrepancyLog, LogWriter, Record, Redactor};
 use crate::sinks::metrics::Metrics;
 use serde::Serialize;
+use shadow_core::compare::{Comparer, Comparison, Model};
+use shadow_core::evaluation::{Evaluation, Summary};
+use shadow_core::http::Exchange;
+use shadow_core::vocabulary::MirrorResult;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -91,7 +92,7 @@ impl Mirror {
         };
         let worker = Worker {
             client: ShadowClient::new(&config.shadow)?,
-            comparer: Comparer::new(&config.compare),
+            comparer: config.compare.comparer(),
             breaker: Arc::new(SharedBreaker::new(
                 CircuitBreaker::new(&config.circuit_breaker),
                 metrics.clone(),

@@ -6,9 +6,7 @@
 //! `TE`, `Trailer`, `Transfer-Encoding`, `Upgrade`) and `Expect` are dropped, `Content-Length`
 //! is recomputed from the body, then the configured Host rewrite and header removals/sets apply.
 
-use crate::compare::{ErrorClass, ShadowAnswer};
 use crate::config::{ConfigError, HostHeader, ShadowConfig};
-use crate::http::HttpRequest;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::header::{CONTENT_LENGTH, HOST, HeaderName, HeaderValue};
@@ -16,56 +14,9 @@ use hyper::{Request, Uri};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use shadow_core::compare::{ErrorClass, ShadowAnswer};
+use shadow_core::http::HttpRequest;
 use std::time::{Duration, Instant};
-
-/// Result of one replay attempt (label of `mirrored_requests_total{result}`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum MirrorResult {
-    /// The shadow answered with a complete HTTP response (any status).
-    Ok,
-    /// Could not connect to the shadow.
-    ConnectError,
-    /// The shadow did not answer in time.
-    Timeout,
-    /// The shadow's answer was not valid HTTP, was cut short or too large.
-    ProtocolError,
-    /// The production request could not be turned into a shadow request (our side).
-    RequestError,
-}
-
-impl MirrorResult {
-    /// Every result, for zero-initialised metrics.
-    pub const ALL: [MirrorResult; 5] = [
-        MirrorResult::Ok,
-        MirrorResult::ConnectError,
-        MirrorResult::Timeout,
-        MirrorResult::ProtocolError,
-        MirrorResult::RequestError,
-    ];
-
-    /// Metric label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MirrorResult::Ok => "ok",
-            MirrorResult::ConnectError => "connect_error",
-            MirrorResult::Timeout => "timeout",
-            MirrorResult::ProtocolError => "protocol_error",
-            MirrorResult::RequestError => "request_error",
-        }
-    }
-
-    /// The result of a shadow answer.
-    pub fn of(answer: &ShadowAnswer) -> MirrorResult {
-        match answer {
-            ShadowAnswer::Response { .. } => MirrorResult::Ok,
-            ShadowAnswer::Failed { class, .. } => match class {
-                ErrorClass::Connect => MirrorResult::ConnectError,
-                ErrorClass::Timeout => MirrorResult::Timeout,
-                _ => MirrorResult::ProtocolError,
-            },
-        }
-    }
-}
 
 /// A production request that cannot be replayed as is.
 #[derive(Debug, thiserror::Error)]
@@ -296,7 +247,8 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::Header;
+    use shadow_core::http::Header;
+    use shadow_core::vocabulary::MirrorResult;
 
     fn client(c: ShadowConfig) -> ShadowClient {
         ShadowClient::new(&c).unwrap()

@@ -1,7 +1,7 @@
 //! `shadowd inspect` as a user runs it: output on stdout, summary on stderr, exit codes.
 
-use shadow_daemon::capture::frame::LinkType;
-use shadow_daemon::testkit::{self, Conn};
+use shadow_core::frame::LinkType;
+use shadow_core::testkit::{self, Conn};
 use std::process::Command;
 
 fn shadowd(args: &[&str]) -> (i32, String, String) {

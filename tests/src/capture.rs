@@ -2,7 +2,8 @@
 
 use crate::http_peer::Transcript;
 use crate::streams;
-use shadow_daemon::capture::{Direction, FlowKey, LiveCapture, Segment};
+use shadow_core::segment::{Direction, FlowKey, Segment};
+use shadow_daemon::capture::LiveCapture;
 use std::time::{Duration, Instant};
 
 /// Receives segments until `done(&segments)` holds or `limit` has passed (then returns what

@@ -14,7 +14,8 @@
 use crate::capture::{Verified, collect_until, fins_seen, verify_against};
 use crate::http_peer::{HttpServer, STANDARD_PLAN, Transcript, run_client};
 use crate::netns::{NetNs, VethPair, tcp_retransmitted_segments};
-use shadow_daemon::capture::{CaptureStats, LiveCapture, Segment, TapSpec};
+use shadow_core::segment::Segment;
+use shadow_daemon::capture::{CaptureStats, LiveCapture, TapSpec};
 use shadow_daemon::error::CaptureError;
 use shadow_daemon::shutdown::{self, Shutdown, ShutdownTrigger};
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -2,7 +2,7 @@
 //! direction. Deliberately simple and strict (needs the SYN, refuses holes and conflicting
 //! overlaps), so it can judge a capture source independently of the daemon's `reassembly`.
 
-use shadow_daemon::capture::{Direction, FlowKey, Segment};
+use shadow_core::segment::{Direction, FlowKey, Segment};
 use std::collections::BTreeMap;
 
 /// The bytes of one direction of a connection.
@@ -92,7 +92,7 @@ fn one_direction(segs: &[&Segment]) -> Result<Stream, String> {
 mod tests {
     use super::*;
     use bytes::Bytes;
-    use shadow_daemon::capture::TcpFlags;
+    use shadow_core::segment::TcpFlags;
 
     const CLIENT: &str = "10.0.0.1:40000";
     const SERVER: &str = "10.0.0.2:8080";

@@ -9,8 +9,8 @@
 
 use nix::sys::signal::Signal;
 use pcap_file::pcap::PcapReader;
-use shadow_daemon::capture::frame::{LinkType, decode};
-use shadow_daemon::capture::{Direction, Segment};
+use shadow_core::frame::{LinkType, decode};
+use shadow_core::segment::{Direction, Segment};
 use shadowtap_tests::capture::fins_seen;
 use shadowtap_tests::http_peer::{HttpServer, STANDARD_PLAN, Transcript, run_client};
 use shadowtap_tests::netns::{NetNs, VethPair, tcp_retransmitted_segments};

@@ -28,7 +28,15 @@ pub enum Bench {
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let all = args.which.is_none();
     if all || args.which == Some(Bench::Parse) {
-        run_cmd(cargo().args(["bench", "-p", "shadow-daemon", "--bench", "parse"]))?;
+        run_cmd(cargo().args([
+            "bench",
+            "-p",
+            "shadow-core",
+            "--features",
+            "testkit",
+            "--bench",
+            "parse",
+        ]))?;
     }
     if all || args.which == Some(Bench::Capture) {
         let shadowd = crate::build::release()?.join("shadowd");

@@ -69,7 +69,6 @@ fn fuzz(seconds: u64) -> anyhow::Result<()> {
         run_cmd(
             Command::new("cargo")
                 .current_dir(workspace_root())
-                .env("AYA_BUILD_SKIP", "1")
                 .args(["+nightly", "fuzz", "run", target, "--"])
                 .arg(format!("-max_total_time={seconds}"))
                 .arg("-rss_limit_mb=2048")

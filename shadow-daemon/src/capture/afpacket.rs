@@ -18,10 +18,11 @@
 //!   own socket drops (`PACKET_STATISTICS.tp_drops`) are added to `dropped` as well.
 //! - It stops within [`READ_TIMEOUT`] of a shutdown request or of the receiver being dropped.
 
-use super::frame::{self, LinkType};
-use super::{LIVE_CHANNEL_DEPTH, LiveCapture, Segment, SharedStats, TapSpec};
+use super::{LIVE_CHANNEL_DEPTH, LiveCapture, SharedStats, TapSpec};
 use crate::error::CaptureError;
 use crate::shutdown::Shutdown;
+use shadow_core::frame::{self, LinkType};
+use shadow_core::segment::Segment;
 use std::io;
 use std::mem::{size_of, zeroed};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -469,8 +470,8 @@ fn port_filter(ports: &[u16]) -> Vec<libc::sock_filter> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::capture::{Direction, FlowKey, TcpFlags};
     use bytes::Bytes;
+    use shadow_core::segment::{Direction, FlowKey, TcpFlags};
 
     /// Runs the subset of classic BPF that [`port_filter`] emits; returns the snap length.
     fn run_filter(prog: &[libc::sock_filter], pkt: &[u8]) -> u32 {

@@ -11,9 +11,9 @@
 //! the hole and marks a gap), never padded or guessed.
 
 use super::ebpf::segment_from_event;
-use super::{Direction, FlowKey, Segment, TcpFlags};
 use bytes::BytesMut;
 use shadow_common::SegmentEvent;
+use shadow_core::segment::{Direction, FlowKey, Segment, TcpFlags};
 use std::collections::HashMap;
 
 /// A segment whose chunks are still arriving.

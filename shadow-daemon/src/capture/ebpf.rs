@@ -7,9 +7,7 @@
 //! the netlink fallback the next start removes stale filters of the same name.
 
 use super::chunks::ChunkJoiner;
-use super::{
-    Direction, FlowKey, LIVE_CHANNEL_DEPTH, LiveCapture, Segment, SharedStats, TapSpec, TcpFlags,
-};
+use super::{LIVE_CHANNEL_DEPTH, LiveCapture, SharedStats, TapSpec};
 use crate::error::CaptureError;
 use crate::shutdown::Shutdown;
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
@@ -17,6 +15,7 @@ use aya::programs::{SchedClassifier, TcAttachType, tc};
 use aya::util::KernelVersion;
 use bytes::Bytes;
 use shadow_common::{FAMILY_IPV4, SEGMENT_EVENT_SIZE, SegmentEvent, counter};
+use shadow_core::segment::{Direction, FlowKey, Segment, TcpFlags};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd};
 use std::sync::Arc;

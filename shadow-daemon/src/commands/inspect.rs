@@ -4,13 +4,13 @@
 //! sent), a summary line on stderr. Needs no privileges.
 
 use super::{CommandResult, EXIT_OK, UsageError};
-use crate::capture::pcap::PcapSource;
-use crate::error::PcapError;
-use crate::http::{Exchange, ExchangeAssembler, HttpStats, Outcome};
-use crate::reassembly::ReassemblyStats;
 use base64::Engine as _;
 use clap::Args;
 use serde_json::{Value, json};
+use shadow_core::http::{Exchange, ExchangeAssembler, HttpStats, Outcome};
+use shadow_core::pcap::PcapError;
+use shadow_core::pcap::PcapSource;
+use shadow_core::reassembly::ReassemblyStats;
 use std::io::{BufWriter, Read, Write};
 use std::path::PathBuf;
 
@@ -155,8 +155,8 @@ pub fn to_json(exchange: &Exchange, bodies: bool) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::capture::frame::LinkType;
-    use crate::testkit::{self, Conn};
+    use shadow_core::frame::LinkType;
+    use shadow_core::testkit::{self, Conn};
     use std::path::Path;
 
     fn inspect(bytes: &[u8], bodies: bool) -> (Vec<Value>, Summary) {

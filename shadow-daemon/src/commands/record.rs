@@ -2,11 +2,11 @@
 //! payload, to a pcap file that tcpdump and Wireshark read.
 
 use super::{CommandResult, EXIT_OK, UsageError};
-use crate::capture::pcap_writer::SegmentPcapWriter;
 use crate::capture::{CaptureKind, TapSpec, open_live};
-use crate::error::PcapError;
 use crate::shutdown;
 use clap::Args;
+use shadow_core::pcap::PcapError;
+use shadow_core::pcap_writer::SegmentPcapWriter;
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::PathBuf;

@@ -6,12 +6,12 @@
 use super::{CommandResult, EXIT_OK, UsageError};
 use crate::capture::CaptureKind;
 use crate::config::{Config, HostHeader, PresetName};
-use crate::http::Exchange;
 use crate::mirror::Mirror;
 use crate::shutdown::{self, Shutdown};
 use crate::sinks::admin::{bind_admin, serve_admin};
 use crate::sinks::metrics::Metrics;
 use clap::Args;
+use shadow_core::http::Exchange;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -1,8 +1,7 @@
 //! Admin HTTP server (hyper 1): `GET /metrics` (Prometheus text), `GET /healthz`,
 //! `GET /api/summary` (JSON of the running aggregates).
 
-use crate::evaluation::Evaluation;
-use crate::pipeline::SharedBreaker;
+use crate::admission::SharedBreaker;
 use crate::shutdown::Shutdown;
 use crate::sinks::metrics::Metrics;
 use bytes::Bytes;
@@ -12,6 +11,7 @@ use hyper::header::CONTENT_TYPE;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use shadow_core::evaluation::Evaluation;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};

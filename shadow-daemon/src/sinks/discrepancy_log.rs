@@ -8,14 +8,16 @@
 //! request body and in the diff values. A non-JSON body cannot be field-redacted: when
 //! `redact_fields` is set, such bodies are left out (only their sha256 is logged).
 
-use crate::compare::{Comparison, DiscrepancyKind, ErrorClass, FieldDiff, PathPattern, Prediction};
 use crate::config::DiscrepancyLogConfig;
-use crate::http::{Exchange, Header};
 use crate::sinks::metrics::Metrics;
 use base64::Engine as _;
 use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use shadow_core::compare::{
+    Comparison, DiscrepancyKind, ErrorClass, FieldDiff, PathPattern, Prediction,
+};
+use shadow_core::http::{Exchange, Header};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -183,7 +185,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
-fn side(s: &crate::compare::Side) -> SideRecord {
+fn side(s: &shadow_core::compare::Side) -> SideRecord {
     SideRecord {
         status: s.status,
         error: s.error,
@@ -421,10 +423,10 @@ impl LogWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::compare::{Comparer, ShadowAnswer};
     use crate::config::CompareConfig;
     use bytes::Bytes;
     use serde_json::json;
+    use shadow_core::compare::ShadowAnswer;
 
     #[test]
     fn rfc3339_formats_known_instants() {
@@ -467,7 +469,7 @@ mod tests {
         );
         let mut diffs = vec![FieldDiff {
             path: "/user/id".into(),
-            kind: crate::compare::DiffKind::Number,
+            kind: shadow_core::compare::DiffKind::Number,
             production: Some(json!(7)),
             shadow: Some(json!(8)),
         }];
@@ -478,12 +480,12 @@ mod tests {
 
     #[test]
     fn record_carries_sha_body_and_redacted_headers() {
-        let mut ex = crate::pipeline::tests::exchange("POST", "/v2/models/m/infer", "{\"a\":1}");
+        let mut ex = crate::admission::tests::exchange("POST", "/v2/models/m/infer", "{\"a\":1}");
         ex.request.as_mut().unwrap().headers.push(Header {
             name: "Authorization".into(),
             value: Bytes::from_static(b"Bearer x"),
         });
-        let cmp = Comparer::new(&CompareConfig::default()).compare(
+        let cmp = CompareConfig::default().comparer().compare(
             ex.prod_response.as_ref().unwrap(),
             Some(1_000_000),
             &ShadowAnswer::Response {

@@ -4,49 +4,15 @@
 //! metric, so that logs and metrics never disagree (vector's style). Metric names follow
 //! design.md.
 
-use crate::compare::{DiscrepancyKind, ErrorClass, Model};
-use crate::http::Outcome;
-use crate::pipeline::SkipReason;
-use crate::pipeline::circuit_breaker::BreakerState;
-use crate::replay::MirrorResult;
+use crate::admission::circuit_breaker::BreakerState;
 use prometheus::{
     Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     Opts, Registry, TextEncoder,
 };
+use shadow_core::compare::{DiscrepancyKind, ErrorClass, Model};
+use shadow_core::http::Outcome;
+use shadow_core::vocabulary::{DropStage, MirrorResult, SkipReason};
 use std::sync::{Arc, Mutex};
-
-/// Where the live front end can lose data (`capture_dropped_total{stage}`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DropStage {
-    /// The tap's ring buffer or socket was full (kernel side or the segment channel).
-    Capture,
-    /// A segment was longer than the tap copies.
-    SegmentTruncated,
-    /// Reassembly declared holes early to stay within its memory caps.
-    Reassembly,
-    /// The channel from the HTTP stage to the mirror was full.
-    ExchangeChannel,
-}
-
-impl DropStage {
-    /// Every stage, for zero-valued series at start.
-    pub const ALL: [DropStage; 4] = [
-        DropStage::Capture,
-        DropStage::SegmentTruncated,
-        DropStage::Reassembly,
-        DropStage::ExchangeChannel,
-    ];
-
-    /// Metric label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DropStage::Capture => "capture",
-            DropStage::SegmentTruncated => "segment_truncated",
-            DropStage::Reassembly => "reassembly",
-            DropStage::ExchangeChannel => "exchange_channel",
-        }
-    }
-}
 
 /// Latency histogram buckets, seconds (50 µs .. 30 s): model servers on the same host answer
 /// in well under a millisecond, remote GPUs in seconds.

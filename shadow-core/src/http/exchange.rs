@@ -1,7 +1,7 @@
 //! The unit the rest of the daemon works on: one request and the production response seen on
 //! the wire, with wire timestamps and an outcome saying whether it may be replayed.
 
-use crate::capture::FlowKey;
+use crate::segment::FlowKey;
 use bytes::Bytes;
 use serde::Serialize;
 

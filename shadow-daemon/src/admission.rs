@@ -12,57 +12,17 @@ pub mod sampling;
 pub mod token_bucket;
 
 use crate::config::Config;
-use crate::http::{Exchange, HttpRequest, HttpResponse, Outcome};
 use crate::shutdown::Shutdown;
 use crate::sinks::metrics::Metrics;
 use circuit_breaker::{BreakerState, CircuitBreaker};
 use filter::RequestFilter;
 use sampling::Sampler;
+use shadow_core::http::{Exchange, HttpRequest, HttpResponse, Outcome};
+use shadow_core::vocabulary::SkipReason;
 use std::sync::Mutex;
 use std::time::Instant;
 use token_bucket::TokenBucket;
 use tokio::sync::mpsc;
-
-/// Why an exchange was not replayed (label of `mirror_skipped_total{reason}`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum SkipReason {
-    /// Not in the deterministic sample.
-    SampledOut,
-    /// Over the token-bucket rate.
-    RateLimited,
-    /// The replay queue was full.
-    QueueFull,
-    /// The circuit breaker is open.
-    CircuitOpen,
-    /// Method or path not mirrored.
-    Filtered,
-    /// A body exceeded the capture cap.
-    Truncated,
-}
-
-impl SkipReason {
-    /// Every reason, for zero-initialised metrics.
-    pub const ALL: [SkipReason; 6] = [
-        SkipReason::SampledOut,
-        SkipReason::RateLimited,
-        SkipReason::QueueFull,
-        SkipReason::CircuitOpen,
-        SkipReason::Filtered,
-        SkipReason::Truncated,
-    ];
-
-    /// Metric label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SkipReason::SampledOut => "sampled_out",
-            SkipReason::RateLimited => "rate_limited",
-            SkipReason::QueueFull => "queue_full",
-            SkipReason::CircuitOpen => "circuit_open",
-            SkipReason::Filtered => "filtered",
-            SkipReason::Truncated => "truncated",
-        }
-    }
-}
 
 /// One exchange admitted for replay.
 #[derive(Debug)]
@@ -275,9 +235,9 @@ pub async fn run_pipeline(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::capture::FlowKey;
-    use crate::http::{ExchangeTiming, Header};
     use bytes::Bytes;
+    use shadow_core::http::{ExchangeTiming, Header};
+    use shadow_core::segment::FlowKey;
 
     /// A complete exchange for tests.
     pub(crate) fn exchange(method: &str, target: &str, body: &str) -> Exchange {

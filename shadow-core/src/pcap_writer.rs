@@ -1,8 +1,8 @@
 //! Writes captured segments to a standard pcap file (Ethernet link type, nanosecond
 //! timestamps) that `tcpdump -r` and Wireshark read and reassemble.
 
-use super::Segment;
-use super::frame::encode_ethernet;
+use crate::frame::encode_ethernet;
+use crate::segment::Segment;
 use pcap_file::pcap::PcapHeader;
 use pcap_file::{DataLink, Endianness, TsResolution};
 use std::io::Write;
@@ -94,8 +94,8 @@ impl<W: Write> SegmentPcapWriter<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::capture::frame::{LinkType, decode};
-    use crate::capture::{Direction, FlowKey, TcpFlags};
+    use crate::frame::{LinkType, decode};
+    use crate::segment::{Direction, FlowKey, TcpFlags};
     use bytes::Bytes;
     use pcap_file::pcap::PcapReader;
 

@@ -1,13 +1,12 @@
-//! Offline capture source: reads pcap and pcapng files into [`super::Segment`]s.
+//! Offline capture source: reads pcap and pcapng files into [`crate::segment::Segment`]s.
 //!
 //! The format is told by the file's magic number. Ethernet, raw IP and Linux cooked (SLL,
 //! SLL2) link types are read, IPv4 and IPv6. A packet cut by the capture's snap length is
 //! returned with the number of payload bytes that are missing, so that reassembly marks them
 //! as a gap instead of stitching a shortened body.
 
-use super::Segment;
-use super::frame::{LinkType, decode};
-use crate::error::PcapError;
+use crate::frame::{LinkType, decode};
+use crate::segment::Segment;
 use pcap_file::DataLink;
 use pcap_file::pcap::PcapReader;
 use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption;
@@ -289,10 +288,33 @@ fn ts_units(options: &[InterfaceDescriptionOption<'_>]) -> (u64, u64) {
     }
 }
 
+/// Failures reading or writing capture files.
+#[derive(Debug, thiserror::Error)]
+pub enum PcapError {
+    #[error("cannot open `{path}`: {source}")]
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot create `{path}`: {source}")]
+    Create {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("`{path}` is not a pcap or pcapng file: {reason}")]
+    Format { path: PathBuf, reason: String },
+    #[error(
+        "`{path}` uses link type {linktype}, which shadowd does not read (Ethernet, raw IP, Linux cooked SLL/SLL2)"
+    )]
+    LinkType { path: PathBuf, linktype: String },
+    #[error("writing `{path}` failed: {reason}")]
+    Write { path: PathBuf, reason: String },
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::capture::Direction;
+    use crate::segment::Direction;
     use crate::testkit::{self, Conn};
 
     fn sample() -> Vec<Segment> {

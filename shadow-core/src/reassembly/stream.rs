@@ -6,7 +6,7 @@
 //! incoming sequence number is placed by its signed distance to `next_seq`.
 
 use super::{ReassemblyStats, StreamEvent};
-use crate::capture::{Direction, FlowKey};
+use crate::segment::{Direction, FlowKey};
 use bytes::Bytes;
 use std::collections::BTreeMap;
 

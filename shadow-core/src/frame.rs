@@ -1,7 +1,7 @@
 //! Packet bytes ⇄ [`Segment`]: decoding captured frames (Ethernet, raw IP, Linux cooked) and
 //! encoding segments as Ethernet/IP/TCP frames for pcap files.
 
-use super::{Direction, FlowKey, Segment, TcpFlags};
+use crate::segment::{Direction, FlowKey, Segment, TcpFlags};
 use bytes::{BufMut, Bytes, BytesMut};
 use std::net::{IpAddr, SocketAddr};
 

@@ -1,5 +1,5 @@
 //! TCP reassembly: per connection and direction, ordered byte streams from
-//! [`crate::capture::Segment`]s. Pure and synchronous (no I/O), so it can be fuzzed.
+//! [`crate::segment::Segment`]s. Pure and synchronous (no I/O), so it can be fuzzed.
 //!
 //! [`Reassembler::push`] takes segments in capture order and appends [`StreamEvent`]s:
 //! in-order [`StreamEvent::Data`] (zero-copy slices of the segment payloads), a
@@ -21,7 +21,7 @@ mod table;
 
 pub use table::Reassembler;
 
-use crate::capture::{Direction, FlowKey};
+use crate::segment::{Direction, FlowKey};
 use bytes::Bytes;
 
 /// Limits of the reassembler. Over a limit it declares gaps and evicts; it never grows

@@ -3,7 +3,7 @@
 
 use super::stream::{HalfStream, Sink};
 use super::{CloseReason, ReassemblyConfig, ReassemblyStats, StreamEvent};
-use crate::capture::{Direction, FlowKey, Segment};
+use crate::segment::{Direction, FlowKey, Segment};
 use std::collections::HashMap;
 
 /// Both directions of one connection.

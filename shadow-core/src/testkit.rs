@@ -2,7 +2,7 @@
 //! as [`Segment`]s or as pcap/pcapng files of any supported link type.
 //!
 //! ```
-//! use shadow_daemon::testkit::Conn;
+//! use shadow_core::testkit::Conn;
 //! let mut c = Conn::new("10.0.0.1:40000", "10.0.0.2:8080");
 //! c.handshake()
 //!     .request(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
@@ -11,9 +11,9 @@
 //! assert_eq!(c.segments().len(), 8); // 3 handshake, 1 request, 1 response, 3 closing
 //! ```
 
-use crate::capture::frame::{LinkType, encode_ethernet};
-use crate::capture::pcap_writer::SegmentPcapWriter;
-use crate::capture::{Direction, FlowKey, Segment, TcpFlags};
+use crate::frame::{LinkType, encode_ethernet};
+use crate::pcap_writer::SegmentPcapWriter;
+use crate::segment::{Direction, FlowKey, Segment, TcpFlags};
 use bytes::Bytes;
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
 use pcap_file::pcapng::PcapNgWriter;

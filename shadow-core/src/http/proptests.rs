@@ -3,7 +3,7 @@
 //! are the exchanges that were generated.
 
 use super::*;
-use crate::capture::Segment;
+use crate::segment::Segment;
 use crate::testkit::Conn;
 use proptest::prelude::*;
 

@@ -3,14 +3,14 @@
 //! the same run: reading the same pcap with pcap-file alone, and copying the same TCP payload
 //! bytes into one buffer (the least any reassembler must do).
 //!
-//! `cargo bench -p shadow-daemon --bench parse`
+//! `cargo bench -p shadow-core --features testkit --bench parse`
 
 use bytes::BytesMut;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use shadow_daemon::capture::Segment;
-use shadow_daemon::capture::pcap::PcapSource;
-use shadow_daemon::http::{ExchangeAssembler, Outcome};
-use shadow_daemon::testkit::{self, Conn};
+use shadow_core::http::{ExchangeAssembler, Outcome};
+use shadow_core::pcap::PcapSource;
+use shadow_core::segment::Segment;
+use shadow_core::testkit::{self, Conn};
 use std::hint::black_box;
 use std::path::Path;
 use std::time::Duration;

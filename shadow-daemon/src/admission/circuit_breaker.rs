@@ -8,8 +8,8 @@
 //! half-open --all probes succeed--> closed      half-open --a probe fails--> open
 //! ```
 
-use crate::compare::ShadowAnswer;
 use crate::config::CircuitBreakerConfig;
+use shadow_core::compare::ShadowAnswer;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
@@ -186,7 +186,7 @@ mod tests {
 
     #[test]
     fn what_counts_as_a_failure() {
-        use crate::compare::ErrorClass;
+        use shadow_core::compare::ErrorClass;
         let ok = |status, ms: u64| ShadowAnswer::Response {
             status,
             body: bytes::Bytes::new(),

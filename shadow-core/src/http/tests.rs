@@ -2,8 +2,8 @@
 //! [`crate::testkit`]. Expected values are written out by hand.
 
 use super::*;
-use crate::capture::{Direction, Segment};
 use crate::reassembly::ReassemblyConfig;
+use crate::segment::{Direction, Segment};
 use crate::testkit::{Conn, interleave};
 
 const CLIENT: &str = "10.0.0.1:40000";

@@ -3,8 +3,8 @@
 
 use super::connection::{ConnectionParser, HttpConfig, HttpStats};
 use super::exchange::Exchange;
-use crate::capture::{FlowKey, Segment};
 use crate::reassembly::{Reassembler, ReassemblyConfig, ReassemblyStats, StreamEvent};
+use crate::segment::{FlowKey, Segment};
 use std::collections::HashMap;
 
 /// Rebuilds HTTP exchanges from the segments of many connections, incrementally.

@@ -1,7 +1,7 @@
 //! Segments → stream events, one TCP situation per test, with hand-written expectations.
 
 use super::*;
-use crate::capture::{Segment, TcpFlags};
+use crate::segment::{Segment, TcpFlags};
 use bytes::Bytes;
 
 fn flow(n: u16) -> FlowKey {

@@ -14,8 +14,8 @@
 use super::body::{Body, BodyReader};
 use super::exchange::{Exchange, ExchangeTiming, HttpRequest, HttpResponse, Outcome};
 use super::head::{self, BodyKind, Parsed, RequestHead, ResponseHead};
-use crate::capture::{Direction, FlowKey};
 use crate::reassembly::{CloseReason, StreamEvent};
+use crate::segment::{Direction, FlowKey};
 use bytes::{Buf, Bytes, BytesMut};
 use std::collections::VecDeque;
 

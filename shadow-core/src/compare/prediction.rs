@@ -8,8 +8,7 @@
 //!
 //! Plain floats (regression outputs) have no label.
 
-use crate::config::{CompareConfig, PresetName};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// How to find the prediction in a body.
@@ -25,6 +24,23 @@ pub enum Preset {
     None,
 }
 
+/// Where the prediction lives in a response body.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum PresetName {
+    /// Open Inference Protocol: `outputs[*].data`.
+    #[default]
+    KserveV2,
+    /// TensorFlow Serving: `predictions`.
+    Tfserving,
+    /// MLflow scoring server: `predictions`.
+    Mlflow,
+    /// A custom JSON pointer (`compare.prediction_pointer`).
+    JsonPointer,
+    /// No prediction extraction: bodies are compared only.
+    None,
+}
+
 /// What a model predicted for one request.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Prediction {
@@ -36,16 +52,17 @@ pub struct Prediction {
 }
 
 impl Preset {
-    /// The preset named in the config.
-    pub fn from_config(c: &CompareConfig) -> Preset {
-        match c.preset {
-            PresetName::KserveV2 => Preset::KserveV2 {
-                label_output: c.label_output.clone(),
-            },
+    /// The preset called `name`; `label_output` and `pointer` are used by the presets that
+    /// take them (`kserve-v2` and `json-pointer`).
+    pub fn named(
+        name: PresetName,
+        label_output: Option<String>,
+        pointer: Option<String>,
+    ) -> Preset {
+        match name {
+            PresetName::KserveV2 => Preset::KserveV2 { label_output },
             PresetName::Tfserving | PresetName::Mlflow => Preset::Predictions,
-            PresetName::JsonPointer => {
-                Preset::Pointer(c.prediction_pointer.clone().unwrap_or_default())
-            }
+            PresetName::JsonPointer => Preset::Pointer(pointer.unwrap_or_default()),
             PresetName::None => Preset::None,
         }
     }

@@ -10,10 +10,9 @@ pub mod prediction;
 pub mod status;
 
 pub use json_diff::{DiffKind, DiffOptions, FieldDiff, PathPattern};
-pub use prediction::{Prediction, Preset};
+pub use prediction::{Prediction, Preset, PresetName};
 pub use status::{ErrorClass, Model};
 
-use crate::config::CompareConfig;
 use crate::http::HttpResponse;
 use bytes::Bytes;
 use serde::Serialize;
@@ -110,23 +109,16 @@ pub struct Comparer {
 }
 
 impl Comparer {
-    /// A comparer for `config`.
-    pub fn new(config: &CompareConfig) -> Comparer {
-        let patterns = |v: &[String]| v.iter().map(|p| PathPattern::parse(p)).collect();
-        let body = DiffOptions {
-            abs_tolerance: config.abs_tolerance,
-            rel_tolerance: config.rel_tolerance,
-            ignore: patterns(&config.ignore_paths),
-            unordered: patterns(&config.unordered_arrays),
-            max_diffs: config.max_diffs,
-        };
+    /// A comparer that finds predictions with `preset` and diffs bodies with `body` (the
+    /// prediction itself is diffed with the same tolerances but no ignored paths).
+    pub fn new(preset: Preset, body: DiffOptions) -> Comparer {
         let prediction = DiffOptions {
             ignore: Vec::new(),
             unordered: Vec::new(),
             ..body.clone()
         };
         Comparer {
-            preset: Preset::from_config(config),
+            preset,
             body,
             prediction,
         }
@@ -258,11 +250,12 @@ mod tests {
     }
 
     fn comparer() -> Comparer {
-        Comparer::new(&CompareConfig {
-            ignore_paths: vec!["/id".into()],
+        let body = DiffOptions {
+            ignore: vec![PathPattern::parse("/id")],
             abs_tolerance: 0.01,
-            ..CompareConfig::default()
-        })
+            ..DiffOptions::default()
+        };
+        Comparer::new(Preset::named(PresetName::KserveV2, None, None), body)
     }
 
     #[test]

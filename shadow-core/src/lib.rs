@@ -1,0 +1,33 @@
+//! shadowtap's sans-IO core: everything between captured bytes and a comparison that does no
+//! I/O of its own, so it builds, tests and fuzzes on stable Rust with no eBPF toolchain.
+//!
+//! Follow one request from the wire to the comparison by reading the modules in this order:
+//!
+//! 1. [`segment`]: one TCP segment of a tapped connection ([`segment::Segment`]), as every
+//!    capture source produces it; [`frame`] decodes and encodes raw packets, [`pcap`] reads
+//!    capture files and [`pcap_writer`] writes them.
+//! 2. [`reassembly`]: ordered byte streams per connection and direction; gaps are detected,
+//!    never guessed.
+//! 3. [`http`]: HTTP/1.1 requests paired with production responses ([`http::Exchange`]).
+//! 4. [`compare`]: a shadow answer against the production response: status, latency, body and
+//!    prediction differences.
+//! 5. [`evaluation`]: running agreement, accuracy, precision, recall, F1, latency.
+//!
+//! [`vocabulary`] names the outcomes, skip reasons, drop stages and results that every later
+//! layer (daemon, metrics, logs, tests) reports. `testkit` (feature `testkit`) builds synthetic
+//! captures for tests, benchmarks and fuzzing.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod compare;
+pub mod evaluation;
+pub mod frame;
+pub mod http;
+pub mod pcap;
+pub mod pcap_writer;
+pub mod reassembly;
+pub mod segment;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
+pub mod vocabulary;

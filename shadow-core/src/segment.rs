@@ -1,0 +1,79 @@
+//! The unit every capture source produces: one TCP segment of a tapped connection, with the
+//! connection named from the client's side.
+
+use bytes::Bytes;
+use std::fmt;
+use std::net::SocketAddr;
+
+/// One TCP connection, named from the client's side: `client` → `server` (the production port).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FlowKey {
+    /// The peer that sent the request (ephemeral port).
+    pub client: SocketAddr,
+    /// The production model server (watched port).
+    pub server: SocketAddr,
+}
+
+impl fmt::Display for FlowKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} -> {}", self.client, self.server)
+    }
+}
+
+/// Which way a segment travelled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// Client → production server: request bytes.
+    Request,
+    /// Production server → client: response bytes.
+    Response,
+}
+
+/// TCP flag bits of a segment (the TCP header's flag byte).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct TcpFlags(pub u8);
+
+impl TcpFlags {
+    pub const FIN: u8 = shadow_common::tcp_flags::FIN;
+    pub const SYN: u8 = shadow_common::tcp_flags::SYN;
+    pub const RST: u8 = shadow_common::tcp_flags::RST;
+    pub const PSH: u8 = shadow_common::tcp_flags::PSH;
+    pub const ACK: u8 = shadow_common::tcp_flags::ACK;
+
+    pub fn fin(self) -> bool {
+        self.0 & Self::FIN != 0
+    }
+    pub fn syn(self) -> bool {
+        self.0 & Self::SYN != 0
+    }
+    pub fn rst(self) -> bool {
+        self.0 & Self::RST != 0
+    }
+    pub fn ack(self) -> bool {
+        self.0 & Self::ACK != 0
+    }
+}
+
+/// One TCP segment of a tapped connection, as every capture source produces it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Segment {
+    pub flow: FlowKey,
+    pub dir: Direction,
+    /// Sequence number of the first payload byte.
+    pub seq: u32,
+    pub ack: u32,
+    pub flags: TcpFlags,
+    /// When the segment was seen, nanoseconds since the Unix epoch.
+    pub ts_ns: u64,
+    pub payload: Bytes,
+}
+
+impl Segment {
+    /// Source and destination socket addresses as they were on the wire.
+    pub fn endpoints(&self) -> (SocketAddr, SocketAddr) {
+        match self.dir {
+            Direction::Request => (self.flow.client, self.flow.server),
+            Direction::Response => (self.flow.server, self.flow.client),
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! The shared vocabulary: every enum whose values become metric labels or log fields, so that
+//! stages, sinks and tests name the same things the same way (and list them from `ALL`).
+
+pub use crate::compare::{DiscrepancyKind, ErrorClass, Model, ShadowAnswer};
+pub use crate::http::Outcome;
+
+/// Why an exchange was not replayed (label of `mirror_skipped_total{reason}`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SkipReason {
+    /// Not in the deterministic sample.
+    SampledOut,
+    /// Over the token-bucket rate.
+    RateLimited,
+    /// The replay queue was full.
+    QueueFull,
+    /// The circuit breaker is open.
+    CircuitOpen,
+    /// Method or path not mirrored.
+    Filtered,
+    /// A body exceeded the capture cap.
+    Truncated,
+}
+
+impl SkipReason {
+    /// Every reason, for zero-initialised metrics.
+    pub const ALL: [SkipReason; 6] = [
+        SkipReason::SampledOut,
+        SkipReason::RateLimited,
+        SkipReason::QueueFull,
+        SkipReason::CircuitOpen,
+        SkipReason::Filtered,
+        SkipReason::Truncated,
+    ];
+
+    /// Metric label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SkipReason::SampledOut => "sampled_out",
+            SkipReason::RateLimited => "rate_limited",
+            SkipReason::QueueFull => "queue_full",
+            SkipReason::CircuitOpen => "circuit_open",
+            SkipReason::Filtered => "filtered",
+            SkipReason::Truncated => "truncated",
+        }
+    }
+}
+
+/// Result of one replay attempt (label of `mirrored_requests_total{result}`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MirrorResult {
+    /// The shadow answered with a complete HTTP response (any status).
+    Ok,
+    /// Could not connect to the shadow.
+    ConnectError,
+    /// The shadow did not answer in time.
+    Timeout,
+    /// The shadow's answer was not valid HTTP, was cut short or too large.
+    ProtocolError,
+    /// The production request could not be turned into a shadow request (our side).
+    RequestError,
+}
+
+impl MirrorResult {
+    /// Every result, for zero-initialised metrics.
+    pub const ALL: [MirrorResult; 5] = [
+        MirrorResult::Ok,
+        MirrorResult::ConnectError,
+        MirrorResult::Timeout,
+        MirrorResult::ProtocolError,
+        MirrorResult::RequestError,
+    ];
+
+    /// Metric label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MirrorResult::Ok => "ok",
+            MirrorResult::ConnectError => "connect_error",
+            MirrorResult::Timeout => "timeout",
+            MirrorResult::ProtocolError => "protocol_error",
+            MirrorResult::RequestError => "request_error",
+        }
+    }
+
+    /// The result of a shadow answer.
+    pub fn of(answer: &ShadowAnswer) -> MirrorResult {
+        match answer {
+            ShadowAnswer::Response { .. } => MirrorResult::Ok,
+            ShadowAnswer::Failed { class, .. } => match class {
+                ErrorClass::Connect => MirrorResult::ConnectError,
+                ErrorClass::Timeout => MirrorResult::Timeout,
+                _ => MirrorResult::ProtocolError,
+            },
+        }
+    }
+}
+
+/// Where the live front end can lose data (`capture_dropped_total{stage}`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DropStage {
+    /// The tap's ring buffer or socket was full (kernel side or the segment channel).
+    Capture,
+    /// A segment was longer than the tap copies.
+    SegmentTruncated,
+    /// Reassembly declared holes early to stay within its memory caps.
+    Reassembly,
+    /// The channel from the HTTP stage to the mirror was full.
+    ExchangeChannel,
+}
+
+impl DropStage {
+    /// Every stage, for zero-valued series at start.
+    pub const ALL: [DropStage; 4] = [
+        DropStage::Capture,
+        DropStage::SegmentTruncated,
+        DropStage::Reassembly,
+        DropStage::ExchangeChannel,
+    ];
+
+    /// Metric label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropStage::Capture => "capture",
+            DropStage::SegmentTruncated => "segment_truncated",
+            DropStage::Reassembly => "reassembly",
+            DropStage::ExchangeChannel => "exchange_channel",
+        }
+    }
+}
