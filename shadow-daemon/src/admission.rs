@@ -1,10 +1,12 @@
-//! Pipeline: decides which exchanges are replayed and hands them to [`crate::replay`] through a
-//! bounded queue. It never waits on anything the capture side waits on: the queue is fed with
-//! `try_send`, and a full queue means drop and count (`mirror_skipped_total{reason="queue_full"}`).
+//! Admission: decides which exchanges are replayed and queues them, as [`Job`]s, for the
+//! replay workers of [`crate::mirror`]. It never waits on anything the capture side waits on:
+//! the queue is fed with `try_send`, and a full queue means drop and count
+//! ([`SkipReason::QueueFull`]).
 //!
 //! Checks, in order (the first that fails names the skip reason):
 //! outcome (`truncated`) → [`filter`] (`filtered`) → [`sampling`] (`sampled_out`) →
 //! [`circuit_breaker`] (`circuit_open`) → [`token_bucket`] (`rate_limited`) → queue (`queue_full`).
+//! Every decision is reported through [`Telemetry`].
 
 pub mod circuit_breaker;
 pub mod filter;
@@ -12,45 +14,63 @@ pub mod sampling;
 pub mod token_bucket;
 
 use crate::config::Config;
-use crate::shutdown::Shutdown;
-use crate::sinks::metrics::Metrics;
-use circuit_breaker::{BreakerState, CircuitBreaker};
+use crate::telemetry::Telemetry;
+use circuit_breaker::SharedBreaker;
 use filter::RequestFilter;
 use sampling::Sampler;
-use shadow_core::http::{Exchange, HttpRequest, HttpResponse, Outcome};
+use shadow_core::http::{Exchange, ExchangeTiming, HttpRequest, HttpResponse, Outcome};
+use shadow_core::segment::FlowKey;
 use shadow_core::vocabulary::SkipReason;
-use std::sync::Mutex;
+use std::sync::Arc;
 use std::time::Instant;
 use token_bucket::TokenBucket;
 use tokio::sync::mpsc;
 
-/// One exchange admitted for replay.
-#[derive(Debug)]
+/// One exchange to replay: a complete one, so the request and the production response are
+/// both there. Built from an [`Exchange`] with `Job::try_from`.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Job {
-    pub exchange: Exchange,
-    /// When the pipeline admitted it.
-    pub admitted: Instant,
+    pub flow: FlowKey,
+    pub request: HttpRequest,
+    pub prod_response: HttpResponse,
+    pub timing: ExchangeTiming,
 }
 
-impl Job {
-    /// The request (always present in a job).
-    pub fn request(&self) -> &HttpRequest {
-        self.exchange
-            .request
-            .as_ref()
-            .expect("jobs carry a request")
-    }
+/// Why an exchange cannot become a [`Job`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NotReplayable {
+    /// The exchange was not seen whole: only `complete` exchanges are replayed.
+    #[error("the exchange is `{}`, not complete: only complete exchanges are replayed", .0.as_str())]
+    Outcome(Outcome),
+    /// The exchange says `complete` but lacks a part (a bug in the HTTP stage).
+    #[error("the exchange is marked complete but has no {0}")]
+    Missing(&'static str),
+}
 
-    /// The production response (always present in a job).
-    pub fn prod_response(&self) -> &HttpResponse {
-        self.exchange
-            .prod_response
-            .as_ref()
-            .expect("jobs carry a response")
+impl TryFrom<Exchange> for Job {
+    type Error = NotReplayable;
+
+    fn try_from(exchange: Exchange) -> Result<Job, NotReplayable> {
+        let Exchange {
+            flow,
+            request,
+            prod_response,
+            timing,
+            outcome,
+        } = exchange;
+        if outcome != Outcome::Complete {
+            return Err(NotReplayable::Outcome(outcome));
+        }
+        Ok(Job {
+            flow,
+            request: request.ok_or(NotReplayable::Missing("request"))?,
+            prod_response: prod_response.ok_or(NotReplayable::Missing("production response"))?,
+            timing,
+        })
     }
 }
 
-/// What the pipeline did with an exchange.
+/// What admission did with an exchange.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Admission {
     /// Queued for replay.
@@ -61,60 +81,9 @@ pub enum Admission {
     Incomplete,
 }
 
-/// The circuit breaker shared by the pipeline (admission) and the replay workers (outcomes);
-/// every state change is logged and exported.
-#[derive(Debug)]
-pub struct SharedBreaker {
-    inner: Mutex<CircuitBreaker>,
-    metrics: Metrics,
-}
-
-impl SharedBreaker {
-    /// A closed breaker reporting to `metrics`.
-    pub fn new(breaker: CircuitBreaker, metrics: Metrics) -> Self {
-        metrics.circuit_changed(breaker.state());
-        SharedBreaker {
-            inner: Mutex::new(breaker),
-            metrics,
-        }
-    }
-
-    fn with<T>(&self, f: impl FnOnce(&mut CircuitBreaker) -> T) -> T {
-        let mut b = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let before = b.state();
-        let out = f(&mut b);
-        let after = b.state();
-        drop(b);
-        if after != before {
-            self.metrics.circuit_changed(after);
-        }
-        out
-    }
-
-    /// See [`CircuitBreaker::admit`].
-    pub fn admit(&self, now: Instant) -> bool {
-        self.with(|b| b.admit(now))
-    }
-
-    /// See [`CircuitBreaker::cancel`].
-    pub fn cancel(&self) {
-        self.with(CircuitBreaker::cancel)
-    }
-
-    /// See [`CircuitBreaker::record`].
-    pub fn record(&self, failure: bool, now: Instant) {
-        self.with(|b| b.record(failure, now))
-    }
-
-    /// Current state.
-    pub fn state(&self) -> BreakerState {
-        self.with(|b| b.state())
-    }
-}
-
-/// What the pipeline did, counted (also in the metrics).
+/// What admission did, counted (the same counts go to [`Telemetry`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct PipelineStats {
+pub struct AdmissionStats {
     /// Exchanges received.
     pub exchanges: u64,
     /// Exchanges queued for replay.
@@ -126,46 +95,46 @@ pub struct PipelineStats {
 }
 
 /// The admission stage: synchronous, never blocks.
-pub struct Pipeline {
-    stats: PipelineStats,
+pub struct Admitter {
+    stats: AdmissionStats,
     filter: RequestFilter,
     sampler: Sampler,
     bucket: Option<TokenBucket>,
-    breaker: std::sync::Arc<SharedBreaker>,
+    breaker: Arc<SharedBreaker>,
     queue: mpsc::Sender<Job>,
-    metrics: Metrics,
+    telemetry: Arc<dyn Telemetry>,
 }
 
-impl Pipeline {
-    /// A pipeline feeding `queue`.
+impl Admitter {
+    /// Admission feeding `queue`.
     pub fn new(
         config: &Config,
-        breaker: std::sync::Arc<SharedBreaker>,
+        breaker: Arc<SharedBreaker>,
         queue: mpsc::Sender<Job>,
-        metrics: Metrics,
+        telemetry: Arc<dyn Telemetry>,
     ) -> Self {
         let m = &config.mirror;
-        Pipeline {
-            stats: PipelineStats::default(),
+        Admitter {
+            stats: AdmissionStats::default(),
             filter: RequestFilter::new(m),
             sampler: Sampler::new(m.sample_percent, m.sample_seed),
             bucket: (m.rate_limit > 0.0)
                 .then(|| TokenBucket::new(m.rate_limit, m.burst, Instant::now())),
             breaker,
             queue,
-            metrics,
+            telemetry,
         }
     }
 
     /// Counts the exchange and queues it for replay if every check passes.
     pub fn offer(&mut self, exchange: Exchange) -> Admission {
-        self.metrics.exchange_seen(exchange.outcome);
+        self.telemetry.exchange_seen(exchange.outcome);
         let admission = self.admit(exchange);
         self.stats.exchanges += 1;
         match admission {
             Admission::Queued => self.stats.queued += 1,
             Admission::Skipped(reason) => {
-                self.metrics.mirror_skipped(reason);
+                self.telemetry.skipped(reason);
                 *self.stats.skipped.entry(reason.as_str()).or_default() += 1;
             }
             Admission::Incomplete => self.stats.incomplete += 1,
@@ -173,15 +142,20 @@ impl Pipeline {
         admission
     }
 
+    /// What was admitted so far.
+    pub fn stats(&self) -> &AdmissionStats {
+        &self.stats
+    }
+
     fn admit(&mut self, exchange: Exchange) -> Admission {
-        match exchange.outcome {
-            Outcome::Complete => {}
-            Outcome::Truncated => return Admission::Skipped(SkipReason::Truncated),
-            _ => return Admission::Incomplete,
-        }
-        let (Some(req), Some(_)) = (&exchange.request, &exchange.prod_response) else {
-            return Admission::Incomplete;
+        let job = match Job::try_from(exchange) {
+            Ok(job) => job,
+            Err(NotReplayable::Outcome(Outcome::Truncated)) => {
+                return Admission::Skipped(SkipReason::Truncated);
+            }
+            Err(_) => return Admission::Incomplete,
         };
+        let req = &job.request;
         if !self.filter.allows(&req.method, &req.target) {
             return Admission::Skipped(SkipReason::Filtered);
         }
@@ -198,10 +172,6 @@ impl Pipeline {
             self.breaker.cancel();
             return Admission::Skipped(SkipReason::RateLimited);
         }
-        let job = Job {
-            exchange,
-            admitted: now,
-        };
         match self.queue.try_send(job) {
             Ok(()) => Admission::Queued,
             Err(_) => {
@@ -212,32 +182,13 @@ impl Pipeline {
     }
 }
 
-/// Runs the pipeline until `exchanges` closes or shutdown is requested; dropping the pipeline
-/// then closes the replay queue.
-pub async fn run_pipeline(
-    mut pipeline: Pipeline,
-    mut exchanges: mpsc::Receiver<Exchange>,
-    mut shutdown: Shutdown,
-) -> PipelineStats {
-    loop {
-        tokio::select! {
-            biased;
-            _ = shutdown.requested() => break,
-            next = exchanges.recv() => match next {
-                Some(exchange) => { pipeline.offer(exchange); }
-                None => break,
-            },
-        }
-    }
-    pipeline.stats
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::telemetry::{BreakerState, Event, Recorder};
     use bytes::Bytes;
-    use shadow_core::http::{ExchangeTiming, Header};
-    use shadow_core::segment::FlowKey;
+    use circuit_breaker::CircuitBreaker;
+    use shadow_core::http::Header;
 
     /// A complete exchange for tests.
     pub(crate) fn exchange(method: &str, target: &str, body: &str) -> Exchange {
@@ -268,18 +219,56 @@ pub(crate) mod tests {
         }
     }
 
-    fn pipeline(config: &Config, depth: usize) -> (Pipeline, mpsc::Receiver<Job>, Metrics) {
-        let metrics = Metrics::new();
-        let breaker = std::sync::Arc::new(SharedBreaker::new(
+    /// A job for tests.
+    pub(crate) fn job(method: &str, target: &str, body: &str) -> Job {
+        Job::try_from(exchange(method, target, body)).unwrap()
+    }
+
+    fn admitter(config: &Config, depth: usize) -> (Admitter, mpsc::Receiver<Job>, Arc<Recorder>) {
+        let recorder = Arc::new(Recorder::new());
+        let breaker = Arc::new(SharedBreaker::new(
             CircuitBreaker::new(&config.circuit_breaker),
-            metrics.clone(),
+            recorder.clone(),
         ));
         let (tx, rx) = mpsc::channel(depth);
         (
-            Pipeline::new(config, breaker, tx, metrics.clone()),
+            Admitter::new(config, breaker, tx, recorder.clone()),
             rx,
-            metrics,
+            recorder,
         )
+    }
+
+    #[test]
+    fn only_complete_exchanges_become_jobs() {
+        let ex = exchange("POST", "/p", "a");
+        let job = Job::try_from(ex.clone()).unwrap();
+        assert_eq!(Some(&job.request), ex.request.as_ref());
+        assert_eq!(Some(&job.prod_response), ex.prod_response.as_ref());
+        assert_eq!((job.flow, job.timing), (ex.flow, ex.timing));
+        for outcome in [
+            Outcome::Gap,
+            Outcome::Truncated,
+            Outcome::NoResponse,
+            Outcome::Unparsable,
+        ] {
+            let mut ex = exchange("POST", "/p", "a");
+            ex.outcome = outcome;
+            let err = Job::try_from(ex).unwrap_err();
+            assert_eq!(err, NotReplayable::Outcome(outcome));
+            assert!(err.to_string().contains(outcome.as_str()), "{err}");
+        }
+        let mut no_response = exchange("POST", "/p", "a");
+        no_response.prod_response = None;
+        assert_eq!(
+            Job::try_from(no_response),
+            Err(NotReplayable::Missing("production response"))
+        );
+        let mut no_request = exchange("POST", "/p", "a");
+        no_request.request = None;
+        assert_eq!(
+            Job::try_from(no_request),
+            Err(NotReplayable::Missing("request"))
+        );
     }
 
     #[test]
@@ -289,7 +278,7 @@ pub(crate) mod tests {
         // the machine is.
         config.mirror.rate_limit = 0.001;
         config.mirror.burst = 2;
-        let (mut p, _rx, _) = pipeline(&config, 2);
+        let (mut p, _rx, events) = admitter(&config, 2);
         let mut truncated = exchange("POST", "/p", "a");
         truncated.outcome = Outcome::Truncated;
         assert_eq!(
@@ -299,6 +288,9 @@ pub(crate) mod tests {
         let mut gap = exchange("POST", "/p", "a");
         gap.outcome = Outcome::Gap;
         assert_eq!(p.offer(gap), Admission::Incomplete);
+        let mut half = exchange("POST", "/p", "a");
+        half.prod_response = None;
+        assert_eq!(p.offer(half), Admission::Incomplete);
         assert_eq!(
             p.offer(exchange("DELETE", "/p", "")),
             Admission::Skipped(SkipReason::Filtered)
@@ -309,12 +301,32 @@ pub(crate) mod tests {
             p.offer(exchange("POST", "/p", "3")),
             Admission::Skipped(SkipReason::RateLimited)
         );
+        use Event::*;
+        assert_eq!(
+            events.events(),
+            vec![
+                BreakerChanged(BreakerState::Closed),
+                ExchangeSeen(Outcome::Truncated),
+                Skipped(SkipReason::Truncated),
+                ExchangeSeen(Outcome::Gap),
+                ExchangeSeen(Outcome::Complete),
+                ExchangeSeen(Outcome::Complete),
+                Skipped(SkipReason::Filtered),
+                ExchangeSeen(Outcome::Complete),
+                ExchangeSeen(Outcome::Complete),
+                ExchangeSeen(Outcome::Complete),
+                Skipped(SkipReason::RateLimited),
+            ]
+        );
+        let stats = p.stats();
+        assert_eq!((stats.exchanges, stats.queued, stats.incomplete), (7, 2, 2));
+        assert_eq!(stats.skipped["rate_limited"], 1);
     }
 
     #[test]
     fn full_queue_drops_without_waiting() {
         let config = Config::default();
-        let (mut p, mut rx, metrics) = pipeline(&config, 3);
+        let (mut p, mut rx, events) = admitter(&config, 3);
         let got: Vec<Admission> = (0..10)
             .map(|i| p.offer(exchange("POST", "/p", &i.to_string())))
             .collect();
@@ -326,20 +338,17 @@ pub(crate) mod tests {
             7
         );
         assert_eq!(
-            rx.try_recv().unwrap().request().body,
+            rx.try_recv().unwrap().request.body,
             Bytes::from_static(b"0")
         );
-        assert!(
-            metrics
-                .render()
-                .contains("shadowtap_mirror_skipped_total{reason=\"queue_full\"} 7")
-        );
+        assert_eq!(events.count(&Event::Skipped(SkipReason::QueueFull)), 7);
+        assert_eq!(events.count(&Event::ExchangeSeen(Outcome::Complete)), 10);
     }
 
     #[test]
     fn open_breaker_skips_with_circuit_open() {
         let config = Config::default();
-        let (mut p, _rx, metrics) = pipeline(&config, 100);
+        let (mut p, _rx, events) = admitter(&config, 100);
         for _ in 0..config.circuit_breaker.min_requests {
             p.breaker.record(true, Instant::now());
         }
@@ -348,17 +357,24 @@ pub(crate) mod tests {
             p.offer(exchange("POST", "/p", "x")),
             Admission::Skipped(SkipReason::CircuitOpen)
         );
-        assert!(metrics.render().contains("shadowtap_circuit_state 1"));
+        assert_eq!(
+            events.count(&Event::BreakerChanged(BreakerState::Open)),
+            1,
+            "{:?}",
+            events.events()
+        );
+        assert_eq!(events.count(&Event::Skipped(SkipReason::CircuitOpen)), 1);
     }
 
     #[test]
     fn sampled_out_is_counted() {
         let mut config = Config::default();
         config.mirror.sample_percent = 0.0;
-        let (mut p, _rx, _) = pipeline(&config, 10);
+        let (mut p, _rx, events) = admitter(&config, 10);
         assert_eq!(
             p.offer(exchange("POST", "/p", "x")),
             Admission::Skipped(SkipReason::SampledOut)
         );
+        assert_eq!(events.count(&Event::Skipped(SkipReason::SampledOut)), 1);
     }
 }

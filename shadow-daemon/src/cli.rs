@@ -3,6 +3,7 @@
 
 use crate::commands;
 use clap::{Parser, Subcommand};
+use std::process::ExitCode;
 
 /// shadowtap: shadow-test a new model version on real production traffic, with zero changes to
 /// the application. The production model server is tapped with eBPF; its requests are replayed
@@ -32,4 +33,16 @@ pub enum Command {
     Run(commands::run::RunArgs),
     /// Validate a config file (and flags) as `run` would and print the effective config.
     CheckConfig(commands::check_config::CheckConfigArgs),
+}
+
+/// Runs the parsed command line and maps the outcome to an exit code.
+pub fn run(cli: Cli) -> ExitCode {
+    commands::init_tracing(&cli.log);
+    let result = match cli.command {
+        Command::Record(args) => commands::record::main(args),
+        Command::Inspect(args) => commands::inspect::main(args),
+        Command::Run(args) => commands::run::main(args),
+        Command::CheckConfig(args) => commands::check_config::main(args),
+    };
+    commands::exit_code(result)
 }

@@ -1,21 +1,22 @@
 //! The live front half of `shadowd run`: capture → reassembly → http. Segments from the tap
 //! become [`Exchange`]s on a bounded channel that the mirror reads.
 //!
-//! Nothing here ever waits on the mirror: a full channel drops the exchange and counts it
-//! (`capture_dropped_total{stage="exchange_channel"}`), so a slow shadow can never slow the
-//! capture, let alone production.
+//! Nothing here ever waits on the mirror: a full channel drops the exchange and reports it
+//! ([`DropStage::ExchangeChannel`]), so a slow shadow can never slow the capture, let alone
+//! production. Capture and reassembly counters go to [`Telemetry`].
 
 use crate::capture::{CaptureStats, LiveCapture, TapSpec, open_live};
 use crate::config::Config;
 use crate::shutdown::Shutdown;
-use crate::sinks::metrics::Metrics;
+use crate::telemetry::Telemetry;
 use shadow_core::http::{Exchange, ExchangeAssembler, HttpConfig};
 use shadow_core::reassembly::{ReassemblyConfig, ReassemblyStats};
 use shadow_core::vocabulary::DropStage;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 
-/// How often idle connections are expired and counters exported.
+/// How often idle connections are expired and counters reported.
 const HOUSEKEEPING: Duration = Duration::from_millis(500);
 
 /// Starts the tap described by `config.capture` and a task turning its segments into
@@ -23,7 +24,7 @@ const HOUSEKEEPING: Duration = Duration::from_millis(500);
 /// (shutdown), after every pending exchange has been flushed.
 pub fn start(
     config: &Config,
-    metrics: &Metrics,
+    telemetry: Arc<dyn Telemetry>,
     shutdown: Shutdown,
 ) -> anyhow::Result<mpsc::Receiver<Exchange>> {
     let spec = TapSpec {
@@ -40,7 +41,7 @@ pub fn start(
     let source = Source {
         assembler,
         tx,
-        metrics: metrics.clone(),
+        telemetry,
         ready: Vec::new(),
         reported: Reported::default(),
     };
@@ -48,7 +49,7 @@ pub fn start(
     Ok(rx)
 }
 
-/// Counters already exported (the sources keep running totals; metrics get the deltas).
+/// Counters already reported (the sources keep running totals; telemetry gets the deltas).
 #[derive(Default)]
 struct Reported {
     capture: CaptureStats,
@@ -58,7 +59,7 @@ struct Reported {
 struct Source {
     assembler: ExchangeAssembler,
     tx: mpsc::Sender<Exchange>,
-    metrics: Metrics,
+    telemetry: Arc<dyn Telemetry>,
     ready: Vec<Exchange>,
     reported: Reported,
 }
@@ -94,7 +95,7 @@ impl Source {
             match self.tx.try_send(exchange) {
                 Ok(()) => {}
                 Err(mpsc::error::TrySendError::Full(_)) => {
-                    self.metrics.capture_dropped(DropStage::ExchangeChannel, 1)
+                    self.telemetry.dropped(DropStage::ExchangeChannel, 1)
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => return false,
             }
@@ -105,7 +106,8 @@ impl Source {
     fn report(&mut self, capture: &LiveCapture) {
         let now = capture.stats.snapshot();
         let was = self.reported.capture;
-        self.metrics.segments_captured(now.segments - was.segments);
+        self.telemetry
+            .segments_captured(now.segments - was.segments);
         self.dropped(DropStage::Capture, now.dropped - was.dropped);
         self.dropped(DropStage::SegmentTruncated, now.truncated - was.truncated);
         self.reported.capture = now;
@@ -116,8 +118,8 @@ impl Source {
             DropStage::Reassembly,
             re.memory_evictions - was.memory_evictions,
         );
-        self.metrics
-            .set_reassembly(re.flows_active as i64, re.bytes_buffered as i64);
+        self.telemetry
+            .reassembly_load(re.flows_active, re.bytes_buffered);
         self.reported.reassembly = re;
     }
 }
@@ -125,7 +127,7 @@ impl Source {
 impl Source {
     fn dropped(&self, stage: DropStage, n: u64) {
         if n > 0 {
-            self.metrics.capture_dropped(stage, n);
+            self.telemetry.dropped(stage, n);
         }
     }
 }

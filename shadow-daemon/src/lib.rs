@@ -1,25 +1,37 @@
 //! shadowtap daemon: taps the traffic of a production model server, replays each request to a
-//! shadow model and compares the two answers.
+//! shadow model and compares the two answers. The sans-IO parts (segments, reassembly, HTTP,
+//! comparison, evaluation, the shared vocabulary) are in `shadow_core`.
 //!
 //! # Layout
 //!
 //! Follow one request from the wire to the comparison by reading the modules in this order:
 //!
-//! 1. [`capture`]: TCP segments from the eBPF tap, AF_PACKET or a pcap file ([`capture::Segment`]).
-//! 2. [`reassembly`]: ordered byte streams per connection and direction; gaps are detected, never guessed.
-//! 3. [`http`]: HTTP/1.1 requests paired with production responses ([`http::Exchange`]).
-//! 4. [`pipeline`]: filters, sampling, rate limit, bounded queue (never backpressures capture).
-//! 5. [`replay`]: the request re-sent to the shadow model.
-//! 6. [`compare`]: status, latency and body/prediction differences.
-//! 7. [`evaluation`]: running agreement, accuracy, precision, recall, F1, latency.
-//! 8. [`sinks`]: Prometheus metrics and the admin server, discrepancy log.
+//! 1. [`capture`]: TCP segments from the eBPF tap or AF_PACKET.
+//! 2. [`exchange_source`]: segments → reassembly → HTTP exchanges (`shadow_core`), on a channel.
+//! 3. [`admission`]: outcome, filters, sampling, circuit breaker, rate limit, bounded queue
+//!    (never backpressures capture).
+//! 4. [`replay`]: the request re-sent to the shadow model.
+//! 5. [`mirror`]: the runtime joining admission → replay → compare (`shadow_core::compare`) →
+//!    evaluation, and handing the results on.
+//! 6. [`sinks`]: Prometheus metrics and the admin server, discrepancy log.
 //!
-//! [`mirror`] joins stages 4-8 behind a channel of exchanges; [`config`] is the TOML/flag
-//! configuration of `shadowd run`.
+//! # Dependencies point one way
 //!
-//! [`cli`] and [`commands`] wire these into the `shadowd` subcommands; [`error`] holds one error
-//! enum per boundary; [`shutdown`] coordinates Ctrl-C/SIGTERM. [`testkit`] builds synthetic
-//! captures for tests, benchmarks and fuzzing.
+//! A module imports only from the layers before it (checked by `xtask/tests/layers.rs`):
+//!
+//! ```text
+//! shutdown, error → capture → config, telemetry → exchange_source, admission, replay
+//!   → mirror → sinks → commands → cli
+//! ```
+//!
+//! Stages never name a sink: they report events through [`telemetry::Telemetry`] (which
+//! [`sinks::metrics::Metrics`] implements), the mirror hands differing comparisons to a
+//! [`mirror::DiscrepancySink`] (which the discrepancy log implements), and
+//! [`commands`] wires stages and sinks together.
+//!
+//! [`cli`] parses the `shadowd` command line and dispatches to [`commands`]; [`config`] is the
+//! TOML/flag configuration of `shadowd run`; [`error`] holds one error enum per boundary;
+//! [`shutdown`] coordinates Ctrl-C/SIGTERM.
 
 pub mod admission;
 pub mod capture;
@@ -32,3 +44,4 @@ pub mod mirror;
 pub mod replay;
 pub mod shutdown;
 pub mod sinks;
+pub mod telemetry;

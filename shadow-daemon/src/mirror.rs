@@ -1,31 +1,34 @@
-//! The back half of the data path, fed by a channel of exchanges:
+//! The runtime of the back half of the data path: it joins admission → replay → compare and
+//! hands the results on, fed by a channel of exchanges:
 //!
 //! ```text
-//! exchanges ─▶ pipeline (admit, try_send) ─▶ queue ─▶ replay workers (≤ concurrency)
-//!                                                       └▶ compare ─▶ metrics, evaluation,
-//!                                                                     discrepancy log
+//! exchanges ─▶ admission (admit, try_send) ─▶ queue ─▶ replay workers (≤ concurrency)
+//!                                                       └▶ compare ─▶ telemetry, evaluation,
+//!                                                                     discrepancy sink
 //! ```
 //!
-//! [`run_mirror`] (or [`Mirror::run`]) returns when the exchange channel closes (after every
-//! queued request was replayed) or when shutdown is requested (in-flight replays finish, queued
-//! ones are abandoned and counted in [`RunSummary::abandoned`]).
+//! The mirror names no sink: events go to a [`Telemetry`], differing comparisons to a
+//! [`DiscrepancySink`], and [`MirrorStatus`] is what an admin endpoint may read.
+//!
+//! [`Mirror::run`] returns when the exchange channel closes (after every queued request was
+//! replayed) or when shutdown is requested (in-flight replays finish, queued ones are abandoned
+//! and counted in [`RunSummary::abandoned`]).
 
-use crate::admission::circuit_breaker::{CircuitBreaker, counts_as_failure};
-use crate::admission::{Job, Pipeline, PipelineStats, SharedBreaker, run_pipeline};
+use crate::admission::circuit_breaker::{
+    BreakerState, CircuitBreaker, SharedBreaker, counts_as_failure,
+};
+use crate::admission::{AdmissionStats, Admitter, Job};
 use crate::config::{Config, ConfigError};
 use crate::replay::ShadowClient;
 use crate::shutdown::Shutdown;
-use crate::sinks::admin::AdminState;
-use crate::sinks::discrepancy_log::{DiscrepancyLog, LogWriter, Record, Redactor};
-use crate::sinks::metrics::Metrics;
+use crate::telemetry::Telemetry;
 use serde::Serialize;
-use shadow_core::compare::{Comparer, Comparison, Model};
+use shadow_core::compare::{Comparer, Comparison};
 use shadow_core::evaluation::{Evaluation, Summary};
 use shadow_core::http::Exchange;
 use shadow_core::vocabulary::MirrorResult;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 
@@ -35,23 +38,48 @@ pub enum MirrorError {
     /// The shadow side of the config is unusable.
     #[error("shadow: {0}")]
     Config(#[from] ConfigError),
-    /// The discrepancy log cannot be opened.
-    #[error("cannot open discrepancy log `{path}`: {source}")]
-    DiscrepancyLog {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+}
+
+/// Where the mirror hands every comparison that found a difference (the discrepancy log
+/// implements it). Called on the replay workers: it must not wait.
+pub trait DiscrepancySink: Send + Sync {
+    /// `comparison` of `job` has at least one discrepancy.
+    fn discrepancy(&self, job: &Job, comparison: &Comparison);
 }
 
 /// What a run did.
 #[derive(Clone, Debug, Serialize)]
 pub struct RunSummary {
-    pub pipeline: PipelineStats,
+    /// What admission did with the exchanges.
+    pub admission: AdmissionStats,
     /// Replays that finished (any result).
     pub replayed: u64,
     /// Queued but never sent because shutdown came first.
     pub abandoned: u64,
+    /// Agreement, accuracy and latency over the compared requests.
     pub evaluation: Summary,
+}
+
+/// A read-only view of a mirror's running aggregates (for `/api/summary`).
+#[derive(Clone, Debug)]
+pub struct MirrorStatus {
+    evaluation: Arc<Mutex<Evaluation>>,
+    breaker: Arc<SharedBreaker>,
+}
+
+impl MirrorStatus {
+    /// Agreement, accuracy and latency so far.
+    pub fn evaluation(&self) -> Summary {
+        self.evaluation
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .summary()
+    }
+
+    /// The shadow circuit breaker's state now.
+    pub fn breaker(&self) -> BreakerState {
+        self.breaker.state()
+    }
 }
 
 /// Everything the replay workers share.
@@ -60,10 +88,8 @@ struct Worker {
     comparer: Comparer,
     breaker: Arc<SharedBreaker>,
     evaluation: Arc<Mutex<Evaluation>>,
-    metrics: Metrics,
-    log: Option<LogWriter>,
-    redactor: Redactor,
-    body_max_bytes: usize,
+    telemetry: Arc<dyn Telemetry>,
+    discrepancies: Option<Box<dyn DiscrepancySink>>,
     /// Answers slower than this count as shadow failures for the breaker.
     slow_call: Option<Duration>,
 }
@@ -72,75 +98,56 @@ struct Worker {
 pub struct Mirror {
     config: Arc<Config>,
     worker: Worker,
-    log: Option<DiscrepancyLog>,
 }
 
 impl Mirror {
-    /// Builds the shadow client, comparer, breaker and opens the discrepancy log. Needs a tokio
-    /// runtime (the log writer is a blocking task).
-    pub fn new(config: Arc<Config>, metrics: Metrics) -> Result<Mirror, MirrorError> {
-        let log = match &config.discrepancy_log.path {
-            None => None,
-            Some(path) => Some(
-                DiscrepancyLog::open(&config.discrepancy_log, path, metrics.clone()).map_err(
-                    |source| MirrorError::DiscrepancyLog {
-                        path: path.clone(),
-                        source,
-                    },
-                )?,
-            ),
-        };
+    /// Builds the shadow client, comparer and breaker, reporting to `telemetry`.
+    pub fn new(config: Arc<Config>, telemetry: Arc<dyn Telemetry>) -> Result<Mirror, MirrorError> {
         let worker = Worker {
             client: ShadowClient::new(&config.shadow)?,
             comparer: config.compare.comparer(),
             breaker: Arc::new(SharedBreaker::new(
                 CircuitBreaker::new(&config.circuit_breaker),
-                metrics.clone(),
+                telemetry.clone(),
             )),
             evaluation: Arc::new(Mutex::new(Evaluation::default())),
-            metrics,
-            log: log.as_ref().map(DiscrepancyLog::writer),
-            redactor: Redactor::new(&config.discrepancy_log),
-            body_max_bytes: config.discrepancy_log.body_max_bytes,
+            telemetry,
+            discrepancies: None,
             slow_call: (config.circuit_breaker.slow_call_ms > 0)
                 .then(|| Duration::from_millis(config.circuit_breaker.slow_call_ms)),
         };
-        Ok(Mirror {
-            config,
-            worker,
-            log,
-        })
+        Ok(Mirror { config, worker })
     }
 
-    /// What the admin server needs to serve `/metrics` and `/api/summary` for this mirror.
-    pub fn admin_state(&self) -> AdminState {
-        AdminState {
-            metrics: self.worker.metrics.clone(),
+    /// Hands every comparison that found a difference to `sink`.
+    pub fn with_discrepancy_sink(mut self, sink: impl DiscrepancySink + 'static) -> Self {
+        self.worker.discrepancies = Some(Box::new(sink));
+        self
+    }
+
+    /// What an admin endpoint reads while the mirror runs.
+    pub fn status(&self) -> MirrorStatus {
+        MirrorStatus {
             evaluation: self.worker.evaluation.clone(),
-            breaker: Some(self.worker.breaker.clone()),
-            capturing: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+            breaker: self.worker.breaker.clone(),
         }
     }
 
-    /// Runs pipeline and replay until `exchanges` closes or shutdown is requested.
+    /// Runs admission and replay until `exchanges` closes or shutdown is requested.
     pub async fn run(
         self,
         exchanges: mpsc::Receiver<Exchange>,
         shutdown: Shutdown,
     ) -> Result<RunSummary, MirrorError> {
-        let Mirror {
-            config,
-            worker,
-            log,
-        } = self;
+        let Mirror { config, worker } = self;
         let (queue_tx, queue_rx) = mpsc::channel::<Job>(config.mirror.queue);
-        let pipeline = Pipeline::new(
+        let admitter = Admitter::new(
             &config,
             worker.breaker.clone(),
             queue_tx,
-            worker.metrics.clone(),
+            worker.telemetry.clone(),
         );
-        let pipeline_task = tokio::spawn(run_pipeline(pipeline, exchanges, shutdown.clone()));
+        let admission_task = tokio::spawn(admit(admitter, exchanges, shutdown.clone()));
         let worker = Arc::new(worker);
         let (replayed, abandoned) = dispatch(
             queue_rx,
@@ -149,19 +156,14 @@ impl Mirror {
             shutdown,
         )
         .await;
-        let stats = pipeline_task.await.unwrap_or_default();
+        let stats = admission_task.await.unwrap_or_default();
         let evaluation = worker
             .evaluation
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .summary();
-        // Every task is done: dropping the last worker handle lets the log writer finish.
-        drop(worker);
-        if let Some(log) = log {
-            log.close().await;
-        }
         Ok(RunSummary {
-            pipeline: stats,
+            admission: stats,
             replayed,
             abandoned,
             evaluation,
@@ -169,14 +171,24 @@ impl Mirror {
     }
 }
 
-/// Builds a [`Mirror`] and runs it: the back half of `shadowd run`.
-pub async fn run_mirror(
-    config: Arc<Config>,
-    exchanges: mpsc::Receiver<Exchange>,
-    shutdown: Shutdown,
-    metrics: Metrics,
-) -> Result<RunSummary, MirrorError> {
-    Mirror::new(config, metrics)?.run(exchanges, shutdown).await
+/// Offers each exchange to admission until `exchanges` closes or shutdown is requested;
+/// dropping the admitter then closes the replay queue.
+async fn admit(
+    mut admitter: Admitter,
+    mut exchanges: mpsc::Receiver<Exchange>,
+    mut shutdown: Shutdown,
+) -> AdmissionStats {
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.requested() => break,
+            next = exchanges.recv() => match next {
+                Some(exchange) => { admitter.offer(exchange); }
+                None => break,
+            },
+        }
+    }
+    admitter.stats().clone()
 }
 
 /// Takes jobs off the queue and replays at most `concurrency` at once. Returns (replayed,
@@ -234,68 +246,141 @@ async fn dispatch(
 }
 
 impl Worker {
-    /// Replay → compare → sinks for one job.
+    /// Replay → compare → telemetry, evaluation and discrepancy sink for one job.
     async fn process(&self, job: Job) {
-        let answer = match self.client.replay(job.request()).await {
+        let answer = match self.client.replay(&job.request).await {
             Ok(a) => a,
             Err(e) => {
                 tracing::warn!("not replayed: {e}");
-                self.metrics.mirrored(MirrorResult::RequestError);
+                self.telemetry.replayed(MirrorResult::RequestError);
                 self.breaker.cancel();
                 return;
             }
         };
         self.breaker
             .record(counts_as_failure(&answer, self.slow_call), Instant::now());
-        let comparison = self.comparer.compare(
-            job.prod_response(),
-            job.exchange.timing.latency_ns(),
-            &answer,
-        );
-        self.publish(&job.exchange, &comparison);
-        // Counted last: once a request shows as mirrored, its comparison is in every sink.
-        self.metrics.mirrored(MirrorResult::of(&answer));
+        let comparison =
+            self.comparer
+                .compare(&job.prod_response, job.timing.latency_ns(), &answer);
+        self.publish(&job, &comparison);
+        // Reported last: once a request shows as replayed, its comparison is in every sink.
+        self.telemetry.replayed(MirrorResult::of(&answer));
     }
 
-    /// Metrics, evaluation and discrepancy log for one comparison.
-    fn publish(&self, exchange: &Exchange, c: &Comparison) {
-        let m = &self.metrics;
-        if let Some(ns) = c.production.latency_ns {
-            m.latency(Model::Production, ns as f64 / 1e9);
-        }
-        if let (Some(ns), true) = (c.shadow.latency_ns, c.shadow_answered()) {
-            m.latency(Model::Shadow, ns as f64 / 1e9);
-        }
-        if let Some(class) = c.production.error {
-            m.error(Model::Production, class);
-        }
-        if let Some(class) = c.shadow.error {
-            m.error(Model::Shadow, class);
-        }
-        for kind in &c.discrepancies {
-            m.discrepancy(*kind);
-        }
+    /// Telemetry, evaluation and discrepancy sink for one comparison.
+    fn publish(&self, job: &Job, c: &Comparison) {
+        self.telemetry.compared(c);
         {
-            // The gauge is set under the lock: concurrent workers cannot leave a stale ratio.
+            // The ratio is reported under the lock: concurrent workers cannot leave a stale one.
             let mut e = self.evaluation.lock().unwrap_or_else(|e| e.into_inner());
             e.record(c);
             if let Some(r) = e.agreement_ratio() {
-                m.set_agreement(r);
+                self.telemetry.agreement(r);
             }
         }
-        if let Some(log) = &self.log
+        if let Some(sink) = &self.discrepancies
             && !c.discrepancies.is_empty()
         {
-            let now_ns = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos() as u64);
-            log.write(Record::new(
-                exchange,
-                c,
-                &self.redactor,
-                self.body_max_bytes,
-                now_ns,
-            ));
+            sink.discrepancy(job, c);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::admission::tests::exchange;
+    use crate::telemetry::{Event, Recorder};
+    use shadow_core::vocabulary::{DiscrepancyKind, Outcome, SkipReason};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Keeps the jobs handed to it.
+    #[derive(Clone, Default)]
+    struct Jobs(Arc<Mutex<Vec<(Job, Comparison)>>>);
+
+    impl DiscrepancySink for Jobs {
+        fn discrepancy(&self, job: &Job, comparison: &Comparison) {
+            self.0
+                .lock()
+                .unwrap()
+                .push((job.clone(), comparison.clone()));
+        }
+    }
+
+    /// A shadow on 127.0.0.1 answering every request with an empty 503.
+    async fn unavailable_shadow() -> std::net::SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let _ = stream
+                        .write_all(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                        .await;
+                });
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn reports_each_stage_and_hands_discrepancies_to_the_sink() {
+        let mut config = Config::default();
+        config.shadow.url = format!("http://{}", unavailable_shadow().await);
+        let recorder = Arc::new(Recorder::new());
+        let jobs = Jobs::default();
+        let mirror = Mirror::new(Arc::new(config), recorder.clone())
+            .unwrap()
+            .with_discrepancy_sink(jobs.clone());
+        let status = mirror.status();
+        let (tx, rx) = mpsc::channel(4);
+        tx.send(exchange("POST", "/infer", "{\"x\":1}"))
+            .await
+            .unwrap();
+        tx.send(exchange("DELETE", "/infer", "")).await.unwrap();
+        drop(tx);
+        let (_trigger, shutdown) = crate::shutdown::channel();
+        let summary = mirror.run(rx, shutdown).await.unwrap();
+
+        assert_eq!(
+            (summary.admission.exchanges, summary.admission.queued),
+            (2, 1)
+        );
+        assert_eq!(summary.replayed, 1);
+        assert_eq!(status.evaluation().compared, 1);
+        let events = recorder.events();
+        assert_eq!(events[0], Event::BreakerChanged(BreakerState::Closed));
+        assert_eq!(recorder.count(&Event::ExchangeSeen(Outcome::Complete)), 2);
+        assert_eq!(recorder.count(&Event::Skipped(SkipReason::Filtered)), 1);
+        let compared = events
+            .iter()
+            .position(|e| matches!(e, Event::Compared(_)))
+            .expect("the replayed request was compared");
+        let replayed = events
+            .iter()
+            .position(|e| *e == Event::Replayed(MirrorResult::Ok))
+            .expect("the replay was reported");
+        assert!(compared < replayed, "replayed is reported last: {events:?}");
+        let Event::Compared(c) = &events[compared] else {
+            unreachable!()
+        };
+        assert!(c.discrepancies.contains(&DiscrepancyKind::Status), "{c:?}");
+
+        let handed = jobs.0.lock().unwrap().clone();
+        assert_eq!(handed.len(), 1, "only the replayed request differs");
+        assert_eq!(handed[0].0.request.method, "POST");
+        assert_eq!(
+            handed[0].0.request.body,
+            bytes::Bytes::from_static(b"{\"x\":1}")
+        );
+        assert_eq!(&handed[0].1, c);
     }
 }

@@ -18,8 +18,10 @@ use shadow_core::segment::FlowKey;
 use shadow_daemon::config::Config;
 use shadow_daemon::mirror::{Mirror, RunSummary};
 use shadow_daemon::shutdown::{self, Shutdown, ShutdownTrigger};
-use shadow_daemon::sinks::admin::{bind_admin, serve_admin};
+use shadow_daemon::sinks::admin::{AdminState, bind_admin, serve_admin};
+use shadow_daemon::sinks::discrepancy_log::DiscrepancyLog;
 use shadow_daemon::sinks::metrics::Metrics;
+use shadow_daemon::telemetry::Telemetry;
 use std::collections::{BTreeMap, HashSet};
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -279,21 +281,35 @@ struct Running {
     _admin_task: JoinHandle<()>,
 }
 
+/// Wires the mirror to the sinks as `shadowd run` does: metrics as its telemetry, the
+/// discrepancy log (when configured) as its discrepancy sink, the admin server reading both.
 async fn start(config: Config) -> Running {
     let (trigger, shutdown): (ShutdownTrigger, Shutdown) = shutdown::channel();
     let metrics = Metrics::new();
-    let mirror = Mirror::new(Arc::new(config), metrics.clone()).unwrap();
+    let telemetry: Arc<dyn Telemetry> = Arc::new(metrics.clone());
+    let log = DiscrepancyLog::from_config(&config.discrepancy_log, telemetry.clone()).unwrap();
+    let mut mirror = Mirror::new(Arc::new(config), telemetry).unwrap();
+    if let Some(log) = &log {
+        mirror = mirror.with_discrepancy_sink(log.writer());
+    }
     let listener = bind_admin(SocketAddr::from(([127, 0, 0, 1], 0)))
         .await
         .unwrap();
     let admin = listener.local_addr().unwrap();
     let admin_task = tokio::spawn(serve_admin(
         listener,
-        mirror.admin_state(),
+        AdminState::new(metrics.clone(), mirror.status()),
         trigger.subscribe(),
     ));
     let (feed, rx) = mpsc::channel(256);
-    let run = tokio::spawn(async move { mirror.run(rx, shutdown).await.unwrap() });
+    // The run ends once the log is written out, so tests read it complete.
+    let run = tokio::spawn(async move {
+        let summary = mirror.run(rx, shutdown).await.unwrap();
+        if let Some(log) = log {
+            log.close().await;
+        }
+        summary
+    });
     Running {
         feed,
         run,
@@ -479,7 +495,7 @@ async fn agreeing_and_disagreeing_shadow_end_to_end() {
     assert!((m("shadowtap_latency_seconds_sum{model=\"production\"}") - 0.1).abs() < 1e-9);
     assert_eq!(m("shadowtap_circuit_state"), 0.0);
 
-    assert_eq!(summary.pipeline.queued, N);
+    assert_eq!(summary.admission.queued, N);
     assert_eq!(summary.replayed, N);
     assert_eq!(summary.evaluation.agreed, 17);
     assert_eq!(summary.evaluation.compared, N);
@@ -600,7 +616,7 @@ async fn failing_shadow(behaviour: Behaviour, timeout_ms: u64) -> (String, FakeS
     let text = http_get(r.admin, "/metrics").await;
     drop(r.feed);
     let summary = r.run.await.unwrap();
-    assert_eq!(summary.pipeline.exchanges, 10);
+    assert_eq!(summary.admission.exchanges, 10);
     let stats = FakeShadowStats {
         requests: shadow.seen.lock().unwrap().len(),
     };
@@ -662,7 +678,7 @@ async fn shadow_down_counts_connect_errors_then_opens_the_breaker() {
         4.0
     );
     drop(r.feed);
-    assert_eq!(r.run.await.unwrap().pipeline.exchanges, 10);
+    assert_eq!(r.run.await.unwrap().admission.exchanges, 10);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -754,12 +770,12 @@ async fn slow_shadow_fills_the_queue_without_blocking_the_feed() {
     r.trigger.trigger();
     let summary = r.run.await.unwrap();
     assert_eq!(
-        summary.pipeline.queued + summary.pipeline.skipped["queue_full"],
+        summary.admission.queued + summary.admission.skipped["queue_full"],
         10
     );
     assert_eq!(
         summary.replayed + summary.abandoned,
-        summary.pipeline.queued
+        summary.admission.queued
     );
 }
 
@@ -849,5 +865,5 @@ async fn breaker_pauses_probes_and_resumes_when_the_shadow_recovers() {
     wait_for(&r.metrics, "handled", |t| handled(t) == fed as f64).await;
     assert_eq!(shadow.seen.lock().unwrap().len(), 7);
     drop(r.feed);
-    assert_eq!(r.run.await.unwrap().pipeline.exchanges, fed);
+    assert_eq!(r.run.await.unwrap().admission.exchanges, fed);
 }

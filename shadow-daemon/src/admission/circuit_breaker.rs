@@ -13,36 +13,9 @@ use shadow_core::compare::ShadowAnswer;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-/// The breaker's state (exported as `shadowtap_circuit_state`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BreakerState {
-    /// Mirroring.
-    Closed,
-    /// Paused: every request is skipped (`circuit_open`).
-    Open,
-    /// Probing with a few requests.
-    HalfOpen,
-}
-
-impl BreakerState {
-    /// Log/JSON name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BreakerState::Closed => "closed",
-            BreakerState::Open => "open",
-            BreakerState::HalfOpen => "half_open",
-        }
-    }
-
-    /// Gauge value: 0 closed, 1 open, 2 half-open.
-    pub fn gauge_value(self) -> i64 {
-        match self {
-            BreakerState::Closed => 0,
-            BreakerState::Open => 1,
-            BreakerState::HalfOpen => 2,
-        }
-    }
-}
+pub use crate::telemetry::BreakerState;
+use crate::telemetry::Telemetry;
+use std::sync::{Arc, Mutex};
 
 /// Whether a replay outcome counts against the shadow: no usable answer (connect error,
 /// timeout, invalid HTTP), a 5xx, or an answer slower than `slow_call` (when set). A 4xx is the
@@ -180,6 +153,64 @@ impl CircuitBreaker {
     }
 }
 
+/// The circuit breaker shared by admission (which asks it) and the replay workers (which tell
+/// it outcomes); every state change is reported as [`Telemetry::breaker_changed`].
+pub struct SharedBreaker {
+    inner: Mutex<CircuitBreaker>,
+    telemetry: Arc<dyn Telemetry>,
+}
+
+impl std::fmt::Debug for SharedBreaker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedBreaker")
+            .field("state", &self.state())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SharedBreaker {
+    /// `breaker`, shared, reporting its initial state and every change to `telemetry`.
+    pub fn new(breaker: CircuitBreaker, telemetry: Arc<dyn Telemetry>) -> Self {
+        telemetry.breaker_changed(breaker.state());
+        SharedBreaker {
+            inner: Mutex::new(breaker),
+            telemetry,
+        }
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut CircuitBreaker) -> T) -> T {
+        let mut b = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let before = b.state();
+        let out = f(&mut b);
+        let after = b.state();
+        drop(b);
+        if after != before {
+            self.telemetry.breaker_changed(after);
+        }
+        out
+    }
+
+    /// See [`CircuitBreaker::admit`].
+    pub fn admit(&self, now: Instant) -> bool {
+        self.with(|b| b.admit(now))
+    }
+
+    /// See [`CircuitBreaker::cancel`].
+    pub fn cancel(&self) {
+        self.with(CircuitBreaker::cancel)
+    }
+
+    /// See [`CircuitBreaker::record`].
+    pub fn record(&self, failure: bool, now: Instant) {
+        self.with(|b| b.record(failure, now))
+    }
+
+    /// Current state.
+    pub fn state(&self) -> BreakerState {
+        self.with(|b| b.state())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -294,5 +325,36 @@ mod tests {
         }
         assert!(b.admit(t));
         assert_eq!(b.state(), BreakerState::Closed);
+    }
+
+    #[test]
+    fn shared_breaker_reports_its_start_and_each_change() {
+        use crate::telemetry::{Event, Recorder};
+        let t = Instant::now();
+        let recorder = Arc::new(Recorder::new());
+        let b = SharedBreaker::new(CircuitBreaker::new(&cfg()), recorder.clone());
+        for _ in 0..4 {
+            b.record(true, t);
+        }
+        // Open: nothing is admitted, nothing changes, nothing is reported.
+        assert!(!b.admit(t));
+        b.record(true, t);
+        let t1 = t + Duration::from_secs(1);
+        assert!(b.admit(t1));
+        b.cancel();
+        assert!(b.admit(t1));
+        assert!(b.admit(t1));
+        b.record(false, t1);
+        b.record(false, t1);
+        assert_eq!(b.state(), BreakerState::Closed);
+        assert_eq!(
+            recorder.events(),
+            vec![
+                Event::BreakerChanged(BreakerState::Closed),
+                Event::BreakerChanged(BreakerState::Open),
+                Event::BreakerChanged(BreakerState::HalfOpen),
+                Event::BreakerChanged(BreakerState::Closed),
+            ]
+        );
     }
 }

@@ -1,11 +1,11 @@
-//! One module per `shadowd` subcommand: its flags and its `main`.
+//! One module per `shadowd` subcommand: its flags and its `main`; [`crate::cli`] dispatches to
+//! them.
 
 pub mod check_config;
 pub mod inspect;
 pub mod record;
 pub mod run;
 
-use crate::cli::{Cli, Command};
 use std::process::ExitCode;
 
 /// Exit code: success, or verdict "promote".
@@ -27,15 +27,8 @@ pub struct UsageError(pub String);
 /// What a subcommand returns: its exit code, or an error (usage errors exit 2, others 1).
 pub type CommandResult = anyhow::Result<u8>;
 
-/// Runs the parsed command line and maps the outcome to an exit code.
-pub fn run(cli: Cli) -> ExitCode {
-    init_tracing(&cli.log);
-    let result = match cli.command {
-        Command::Record(args) => record::main(args),
-        Command::Inspect(args) => inspect::main(args),
-        Command::Run(args) => run::main(args),
-        Command::CheckConfig(args) => check_config::main(args),
-    };
+/// The exit code of a subcommand's outcome (printing the error, if any).
+pub fn exit_code(result: CommandResult) -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
@@ -57,7 +50,8 @@ pub fn run(cli: Cli) -> ExitCode {
     }
 }
 
-fn init_tracing(filter: &str) {
+/// Logs to stderr, filtered by `filter` (tracing `EnvFilter` syntax; `info` if invalid).
+pub fn init_tracing(filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()

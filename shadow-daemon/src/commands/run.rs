@@ -8,8 +8,10 @@ use crate::capture::CaptureKind;
 use crate::config::{Config, HostHeader, PresetName};
 use crate::mirror::Mirror;
 use crate::shutdown::{self, Shutdown};
-use crate::sinks::admin::{bind_admin, serve_admin};
+use crate::sinks::admin::{AdminState, bind_admin, serve_admin};
+use crate::sinks::discrepancy_log::DiscrepancyLog;
 use crate::sinks::metrics::Metrics;
+use crate::telemetry::Telemetry;
 use clap::Args;
 use shadow_core::http::Exchange;
 use std::net::SocketAddr;
@@ -151,17 +153,22 @@ async fn run(config: Arc<Config>) -> CommandResult {
     let (trigger, shutdown) = shutdown::channel();
     trigger.trip_on_signals();
     let metrics = Metrics::new();
-    let mirror = Mirror::new(config.clone(), metrics.clone())?;
+    let telemetry: Arc<dyn Telemetry> = Arc::new(metrics.clone());
+    let log = DiscrepancyLog::from_config(&config.discrepancy_log, telemetry.clone())?;
+    let mut mirror = Mirror::new(config.clone(), telemetry.clone())?;
+    if let Some(log) = &log {
+        mirror = mirror.with_discrepancy_sink(log.writer());
+    }
     // The admin server answers at once (a taken port fails before anything is attached), and
     // /healthz says 200 only once the tap is attached: "healthy" means traffic is captured.
     let listener = bind_admin(config.admin.addr).await?;
     let admin_addr = listener.local_addr()?;
-    let state = mirror.admin_state();
+    let state = AdminState::new(metrics, mirror.status());
     state.capturing.store(false, Ordering::Relaxed);
     let capturing = state.capturing.clone();
     tracing::info!(addr = %admin_addr, "admin server: /metrics /healthz /api/summary");
     let admin = tokio::spawn(serve_admin(listener, state, shutdown.clone()));
-    let exchanges = start_exchange_source(&config, &metrics, shutdown.clone())?;
+    let exchanges = start_exchange_source(&config, telemetry, shutdown.clone())?;
     capturing.store(true, Ordering::Relaxed);
     tracing::info!(
         interface = %config.capture.interface,
@@ -170,9 +177,12 @@ async fn run(config: Arc<Config>) -> CommandResult {
         "mirroring"
     );
     let summary = mirror.run(exchanges, shutdown).await?;
+    if let Some(log) = log {
+        log.close().await;
+    }
     admin.abort();
     tracing::info!(
-        exchanges = summary.pipeline.exchanges,
+        exchanges = summary.admission.exchanges,
         replayed = summary.replayed,
         agreement = ?summary.evaluation.agreement_ratio,
         "stopped"
@@ -182,16 +192,16 @@ async fn run(config: Arc<Config>) -> CommandResult {
 
 /// Starts the live front end (capture → reassembly → http) and returns the channel of
 /// exchanges it produces, of depth `config.capture.exchange_channel`. The front end must never
-/// block on this channel: `try_send`, and count a full channel with
-/// `metrics.capture_dropped(DropStage::ExchangeChannel, 1)`. It should stop when `shutdown` fires
+/// block on this channel: `try_send`, and report a full channel with
+/// `telemetry.dropped(DropStage::ExchangeChannel, 1)`. It should stop when `shutdown` fires
 /// (dropping the sender ends the mirror cleanly). Capture counters go to
-/// [`Metrics::segments_captured`], [`Metrics::capture_dropped`] and [`Metrics::set_reassembly`].
+/// [`Telemetry::segments_captured`], [`Telemetry::dropped`] and [`Telemetry::reassembly_load`].
 pub fn start_exchange_source(
     config: &Config,
-    metrics: &Metrics,
+    telemetry: Arc<dyn Telemetry>,
     shutdown: Shutdown,
 ) -> anyhow::Result<mpsc::Receiver<Exchange>> {
-    crate::exchange_source::start(config, metrics, shutdown)
+    crate::exchange_source::start(config, telemetry, shutdown)
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! Admin HTTP server (hyper 1): `GET /metrics` (Prometheus text), `GET /healthz`,
 //! `GET /api/summary` (JSON of the running aggregates).
 
-use crate::admission::SharedBreaker;
+use crate::mirror::MirrorStatus;
 use crate::shutdown::Shutdown;
 use crate::sinks::metrics::Metrics;
 use bytes::Bytes;
@@ -11,22 +11,32 @@ use hyper::header::CONTENT_TYPE;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use shadow_core::evaluation::Evaluation;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use tokio::net::TcpListener;
 
 /// What the admin endpoints read.
 #[derive(Clone, Debug)]
 pub struct AdminState {
     pub metrics: Metrics,
-    pub evaluation: Arc<Mutex<Evaluation>>,
-    /// The shadow circuit breaker, once the mirror runs.
-    pub breaker: Option<Arc<SharedBreaker>>,
+    /// The running mirror's aggregates and breaker.
+    pub mirror: MirrorStatus,
     /// Whether traffic is being captured: `/healthz` answers 503 until it is.
     pub capturing: Arc<AtomicBool>,
+}
+
+impl AdminState {
+    /// The admin view of `metrics` and a mirror, reporting healthy (capturing) until told
+    /// otherwise through [`AdminState::capturing`].
+    pub fn new(metrics: Metrics, mirror: MirrorStatus) -> Self {
+        AdminState {
+            metrics,
+            mirror,
+            capturing: Arc::new(AtomicBool::new(true)),
+        }
+    }
 }
 
 /// Binds the admin address (errors say which address).
@@ -108,14 +118,13 @@ fn route(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> {
             "starting: the tap is not attached yet\n",
         ),
         "/api/summary" => {
-            let summary = state
-                .evaluation
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .summary();
+            let summary = state.mirror.evaluation();
             let mut v = serde_json::to_value(&summary).unwrap_or_default();
-            if let (Some(b), Some(obj)) = (&state.breaker, v.as_object_mut()) {
-                obj.insert("circuit_state".into(), b.state().as_str().into());
+            if let Some(obj) = v.as_object_mut() {
+                obj.insert(
+                    "circuit_state".into(),
+                    state.mirror.breaker().as_str().into(),
+                );
             }
             respond(StatusCode::OK, "application/json", v.to_string())
         }

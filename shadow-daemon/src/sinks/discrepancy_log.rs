@@ -8,8 +8,10 @@
 //! request body and in the diff values. A non-JSON body cannot be field-redacted: when
 //! `redact_fields` is set, such bodies are left out (only their sha256 is logged).
 
+use crate::admission::Job;
 use crate::config::DiscrepancyLogConfig;
-use crate::sinks::metrics::Metrics;
+use crate::mirror::DiscrepancySink;
+use crate::telemetry::Telemetry;
 use base64::Engine as _;
 use serde::Serialize;
 use serde_json::Value;
@@ -17,11 +19,13 @@ use sha2::{Digest, Sha256};
 use shadow_core::compare::{
     Comparison, DiscrepancyKind, ErrorClass, FieldDiff, PathPattern, Prediction,
 };
-use shadow_core::http::{Exchange, Header};
+use shadow_core::http::Header;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 
 /// What replaces a redacted value.
@@ -195,16 +199,16 @@ fn side(s: &shadow_core::compare::Side) -> SideRecord {
 }
 
 impl Record {
-    /// The line for `comparison` of `exchange`, redacted.
+    /// The line for `comparison` of `job`, redacted.
     pub fn new(
-        exchange: &Exchange,
+        job: &Job,
         comparison: &Comparison,
         redactor: &Redactor,
         body_max_bytes: usize,
         now_ns: u64,
     ) -> Record {
-        let req = exchange.request.as_ref();
-        let body = req.map(|r| r.body.clone()).unwrap_or_default();
+        let req = &job.request;
+        let body = req.body.clone();
         let (body_encoding, body_value, body_truncated) = if body_max_bytes == 0 {
             ("omitted", None, !body.is_empty())
         } else if let Ok(mut v) = serde_json::from_slice::<Value>(&body)
@@ -232,13 +236,11 @@ impl Record {
         redactor.diffs(&mut diff);
         Record {
             time: rfc3339(now_ns),
-            flow: exchange.flow.to_string(),
+            flow: job.flow.to_string(),
             request: RequestRecord {
-                method: req.map(|r| r.method.clone()).unwrap_or_default(),
-                path: req.map(|r| r.target.clone()).unwrap_or_default(),
-                headers: req
-                    .map(|r| redactor.headers(&r.headers))
-                    .unwrap_or_default(),
+                method: req.method.clone(),
+                path: req.target.clone(),
+                headers: redactor.headers(&req.headers),
                 body_sha256: sha256_hex(&body),
                 body_len: body.len(),
                 body_encoding,
@@ -354,46 +356,90 @@ impl RotatingFile {
     }
 }
 
+/// The discrepancy log cannot be opened.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot open discrepancy log `{}`: {source}", path.display())]
+pub struct OpenError {
+    pub path: PathBuf,
+    #[source]
+    pub source: std::io::Error,
+}
+
 /// Handle to the writer thread. Lines are queued without waiting; a full queue drops the line.
-#[derive(Debug)]
 pub struct DiscrepancyLog {
     tx: mpsc::Sender<Record>,
     writer: tokio::task::JoinHandle<()>,
-    metrics: Metrics,
+    redactor: Redactor,
+    body_max_bytes: usize,
+    telemetry: Arc<dyn Telemetry>,
+}
+
+impl std::fmt::Debug for DiscrepancyLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DiscrepancyLog")
+            .field("redactor", &self.redactor)
+            .field("body_max_bytes", &self.body_max_bytes)
+            .finish_non_exhaustive()
+    }
 }
 
 impl DiscrepancyLog {
+    /// The log `c` configures, opened (errors now, not later) with its writer started, or
+    /// `None` when no path is set. Needs a tokio runtime (the writer is a blocking task).
+    pub fn from_config(
+        c: &DiscrepancyLogConfig,
+        telemetry: Arc<dyn Telemetry>,
+    ) -> Result<Option<Self>, OpenError> {
+        match &c.path {
+            None => Ok(None),
+            Some(path) => Self::open(c, path, telemetry)
+                .map(Some)
+                .map_err(|source| OpenError {
+                    path: path.clone(),
+                    source,
+                }),
+        }
+    }
+
     /// Opens the file (errors now, not later) and starts the writer.
-    pub fn open(c: &DiscrepancyLogConfig, path: &Path, metrics: Metrics) -> std::io::Result<Self> {
+    pub fn open(
+        c: &DiscrepancyLogConfig,
+        path: &Path,
+        telemetry: Arc<dyn Telemetry>,
+    ) -> std::io::Result<Self> {
         let mut file = RotatingFile::open(path, c.max_bytes, c.max_files)?;
         let (tx, mut rx) = mpsc::channel::<Record>(WRITER_QUEUE);
-        let m = metrics.clone();
+        let t = telemetry.clone();
         let writer = tokio::task::spawn_blocking(move || {
             while let Some(record) = rx.blocking_recv() {
                 let line = match serde_json::to_vec(&record) {
                     Ok(l) => l,
                     Err(e) => {
-                        m.discrepancy_log_dropped(&format!("serialize: {e}"));
+                        t.discrepancy_log_dropped(&format!("serialize: {e}"));
                         continue;
                     }
                 };
                 if let Err(e) = file.write_line(&line) {
-                    m.discrepancy_log_dropped(&format!("write: {e}"));
+                    t.discrepancy_log_dropped(&format!("write: {e}"));
                 }
             }
         });
         Ok(DiscrepancyLog {
             tx,
             writer,
-            metrics,
+            redactor: Redactor::new(c),
+            body_max_bytes: c.body_max_bytes,
+            telemetry,
         })
     }
 
-    /// A handle that queues lines (cloneable, for the replay workers).
+    /// A handle that queues lines (cloneable, for the replay workers; a [`DiscrepancySink`]).
     pub fn writer(&self) -> LogWriter {
         LogWriter {
             tx: self.tx.clone(),
-            metrics: self.metrics.clone(),
+            redactor: self.redactor.clone(),
+            body_max_bytes: self.body_max_bytes,
+            telemetry: self.telemetry.clone(),
         }
     }
 
@@ -405,18 +451,36 @@ impl DiscrepancyLog {
 }
 
 /// Queues lines for the writer thread without waiting.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct LogWriter {
     tx: mpsc::Sender<Record>,
-    metrics: Metrics,
+    redactor: Redactor,
+    body_max_bytes: usize,
+    telemetry: Arc<dyn Telemetry>,
 }
 
 impl LogWriter {
     /// Queues a line; a full queue drops it (counted).
     pub fn write(&self, record: Record) {
         if self.tx.try_send(record).is_err() {
-            self.metrics.discrepancy_log_dropped("writer queue full");
+            self.telemetry.discrepancy_log_dropped("writer queue full");
         }
+    }
+}
+
+impl DiscrepancySink for LogWriter {
+    /// Queues the redacted line of `comparison`, timed now.
+    fn discrepancy(&self, job: &Job, comparison: &Comparison) {
+        let now_ns = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        self.write(Record::new(
+            job,
+            comparison,
+            &self.redactor,
+            self.body_max_bytes,
+            now_ns,
+        ));
     }
 }
 
@@ -480,13 +544,13 @@ mod tests {
 
     #[test]
     fn record_carries_sha_body_and_redacted_headers() {
-        let mut ex = crate::admission::tests::exchange("POST", "/v2/models/m/infer", "{\"a\":1}");
-        ex.request.as_mut().unwrap().headers.push(Header {
+        let mut ex = crate::admission::tests::job("POST", "/v2/models/m/infer", "{\"a\":1}");
+        ex.request.headers.push(Header {
             name: "Authorization".into(),
             value: Bytes::from_static(b"Bearer x"),
         });
         let cmp = CompareConfig::default().comparer().compare(
-            ex.prod_response.as_ref().unwrap(),
+            &ex.prod_response,
             Some(1_000_000),
             &ShadowAnswer::Response {
                 status: 500,
@@ -511,7 +575,7 @@ mod tests {
         assert_eq!(v["discrepancies"], json!(["status", "body"]));
         // Truncation of a non-JSON body.
         let mut ex2 = ex.clone();
-        ex2.request.as_mut().unwrap().body = Bytes::from_static(b"0123456789");
+        ex2.request.body = Bytes::from_static(b"0123456789");
         let r = Record::new(&ex2, &cmp, &Redactor::new(&Default::default()), 4, 0);
         assert_eq!(r.request.body, Some(json!("0123")));
         assert!(r.request.body_truncated);

@@ -1,17 +1,16 @@
-//! Prometheus registry (prefix `shadowtap_`) and the events that feed it.
+//! Prometheus registry (prefix `shadowtap_`), fed by the stages' events: [`Metrics`]
+//! implements [`Telemetry`].
 //!
-//! Each internal event has exactly one method here that both logs it (tracing) and bumps its
-//! metric, so that logs and metrics never disagree (vector's style). Metric names follow
-//! design.md.
+//! Each event has exactly one method here that both logs it (tracing) and bumps its metric, so
+//! that logs and metrics never disagree (vector's style). Metric names follow design.md.
 
-use crate::admission::circuit_breaker::BreakerState;
+use crate::telemetry::{BreakerState, Telemetry};
 use prometheus::{
     Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     Opts, Registry, TextEncoder,
 };
-use shadow_core::compare::{DiscrepancyKind, ErrorClass, Model};
-use shadow_core::http::Outcome;
-use shadow_core::vocabulary::{DropStage, MirrorResult, SkipReason};
+use shadow_core::compare::Comparison;
+use shadow_core::vocabulary::{DropStage, ErrorClass, MirrorResult, Model, Outcome, SkipReason};
 use std::sync::{Arc, Mutex};
 
 /// Latency histogram buckets, seconds (50 µs .. 30 s): model servers on the same host answer
@@ -200,77 +199,14 @@ impl Metrics {
         String::from_utf8(buf).unwrap_or_default()
     }
 
-    // ---- capture front end (reassembly / http stages) ----
-
-    /// `n` segments delivered by capture.
-    pub fn segments_captured(&self, n: u64) {
-        self.inner.captured_segments.inc_by(n);
-    }
-
-    /// `n` segments or exchanges lost at `stage`.
-    pub fn capture_dropped(&self, stage: DropStage, n: u64) {
-        tracing::debug!(stage = stage.as_str(), n, "capture dropped");
-        self.inner
-            .capture_dropped
-            .with_label_values(&[stage.as_str()])
-            .inc_by(n);
-    }
-
-    /// Flows currently tracked and bytes buffered by reassembly.
-    pub fn set_reassembly(&self, flows: i64, bytes: i64) {
-        self.inner.flows_active.set(flows);
-        self.inner.reassembly_bytes.set(bytes);
-    }
-
-    // ---- pipeline ----
-
-    /// One exchange reached the pipeline.
-    pub fn exchange_seen(&self, outcome: Outcome) {
-        tracing::trace!(outcome = outcome.as_str(), "exchange");
-        self.inner
-            .exchanges
-            .with_label_values(&[outcome.as_str()])
-            .inc();
-    }
-
-    /// One exchange was not replayed.
-    pub fn mirror_skipped(&self, reason: SkipReason) {
-        tracing::trace!(reason = reason.as_str(), "mirror skipped");
-        self.inner
-            .skipped
-            .with_label_values(&[reason.as_str()])
-            .inc();
-    }
-
-    /// The circuit breaker changed state.
-    pub fn circuit_changed(&self, state: BreakerState) {
-        tracing::info!(state = state.as_str(), "shadow circuit breaker");
-        self.inner.circuit_state.set(state.gauge_value());
-    }
-
-    // ---- replay / compare ----
-
-    /// One replay attempt finished.
-    pub fn mirrored(&self, result: MirrorResult) {
-        if result != MirrorResult::Ok {
-            tracing::debug!(result = result.as_str(), "shadow request failed");
-        }
-        self.inner
-            .mirrored
-            .with_label_values(&[result.as_str()])
-            .inc();
-    }
-
-    /// A response latency for `model`.
-    pub fn latency(&self, model: Model, seconds: f64) {
+    fn latency(&self, model: Model, ns: u64) {
         self.inner
             .latency
             .with_label_values(&[model.as_str()])
-            .observe(seconds);
+            .observe(ns as f64 / 1e9);
     }
 
-    /// An error answer or failure of `model`.
-    pub fn error(&self, model: Model, class: ErrorClass) {
+    fn error(&self, model: Model, class: ErrorClass) {
         tracing::debug!(
             model = model.as_str(),
             class = class.as_str(),
@@ -280,26 +216,6 @@ impl Metrics {
             .errors
             .with_label_values(&[model.as_str(), class.as_str()])
             .inc();
-    }
-
-    /// One compared request differs in `kind`.
-    pub fn discrepancy(&self, kind: DiscrepancyKind) {
-        tracing::debug!(kind = kind.as_str(), "discrepancy");
-        self.inner
-            .discrepancies
-            .with_label_values(&[kind.as_str()])
-            .inc();
-    }
-
-    /// The running label agreement ratio.
-    pub fn set_agreement(&self, ratio: f64) {
-        self.inner.agreement_ratio.set(ratio);
-    }
-
-    /// A discrepancy log line was dropped.
-    pub fn discrepancy_log_dropped(&self, why: &str) {
-        tracing::warn!(why, "discrepancy log line dropped");
-        self.inner.discrepancy_log_dropped.inc();
     }
 
     // ---- process resources ----
@@ -326,6 +242,96 @@ impl Metrics {
     }
 }
 
+impl Telemetry for Metrics {
+    // ---- capture front end (reassembly / http stages) ----
+
+    fn segments_captured(&self, n: u64) {
+        self.inner.captured_segments.inc_by(n);
+    }
+
+    fn dropped(&self, stage: DropStage, n: u64) {
+        tracing::debug!(stage = stage.as_str(), n, "capture dropped");
+        self.inner
+            .capture_dropped
+            .with_label_values(&[stage.as_str()])
+            .inc_by(n);
+    }
+
+    fn reassembly_load(&self, flows: u64, bytes: u64) {
+        self.inner.flows_active.set(flows as i64);
+        self.inner.reassembly_bytes.set(bytes as i64);
+    }
+
+    // ---- admission ----
+
+    fn exchange_seen(&self, outcome: Outcome) {
+        tracing::trace!(outcome = outcome.as_str(), "exchange");
+        self.inner
+            .exchanges
+            .with_label_values(&[outcome.as_str()])
+            .inc();
+    }
+
+    fn skipped(&self, reason: SkipReason) {
+        tracing::trace!(reason = reason.as_str(), "mirror skipped");
+        self.inner
+            .skipped
+            .with_label_values(&[reason.as_str()])
+            .inc();
+    }
+
+    fn breaker_changed(&self, state: BreakerState) {
+        tracing::info!(state = state.as_str(), "shadow circuit breaker");
+        self.inner.circuit_state.set(state.gauge_value());
+    }
+
+    // ---- replay / compare ----
+
+    fn replayed(&self, result: MirrorResult) {
+        if result != MirrorResult::Ok {
+            tracing::debug!(result = result.as_str(), "shadow request failed");
+        }
+        self.inner
+            .mirrored
+            .with_label_values(&[result.as_str()])
+            .inc();
+    }
+
+    /// Latency per model (the shadow's only when it answered), error classes, discrepancies.
+    fn compared(&self, c: &Comparison) {
+        if let Some(ns) = c.production.latency_ns {
+            self.latency(Model::Production, ns);
+        }
+        if let (Some(ns), true) = (c.shadow.latency_ns, c.shadow_answered()) {
+            self.latency(Model::Shadow, ns);
+        }
+        if let Some(class) = c.production.error {
+            self.error(Model::Production, class);
+        }
+        if let Some(class) = c.shadow.error {
+            self.error(Model::Shadow, class);
+        }
+        for kind in &c.discrepancies {
+            tracing::debug!(kind = kind.as_str(), "discrepancy");
+            self.inner
+                .discrepancies
+                .with_label_values(&[kind.as_str()])
+                .inc();
+        }
+    }
+
+    fn agreement(&self, ratio: f64) {
+        self.inner.agreement_ratio.set(ratio);
+    }
+
+    // ---- discrepancy log ----
+
+    fn discrepancy_log_dropped(&self, why: &str) {
+        tracing::warn!(why, "discrepancy log line dropped");
+        self.inner.discrepancy_log_dropped.inc();
+    }
+}
+
 /// (CPU seconds user+system, resident bytes) of this process from `/proc/self`.
 fn read_self_resources() -> Option<(f64, f64)> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
@@ -345,16 +351,48 @@ fn read_self_resources() -> Option<(f64, f64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use shadow_core::compare::Side;
+    use shadow_core::vocabulary::DiscrepancyKind;
 
     #[test]
     fn renders_design_names_with_prefix() {
         let m = Metrics::new();
-        m.mirror_skipped(SkipReason::QueueFull);
+        let text = m.render();
+        for zero in [
+            "shadowtap_mirror_skipped_total{reason=\"sampled_out\"} 0",
+            "shadowtap_mirrored_requests_total{result=\"request_error\"} 0",
+            "shadowtap_capture_dropped_total{stage=\"exchange_channel\"} 0",
+            "shadowtap_errors_total{class=\"4xx\",model=\"production\"} 0",
+            "shadowtap_circuit_state 0",
+        ] {
+            assert!(text.contains(zero), "missing {zero} at start in\n{text}");
+        }
+        m.skipped(SkipReason::QueueFull);
         m.exchange_seen(Outcome::Complete);
-        m.error(Model::Shadow, ErrorClass::Timeout);
-        m.discrepancy(DiscrepancyKind::Label);
         m.segments_captured(3);
-        m.capture_dropped(DropStage::Capture, 1);
+        m.dropped(DropStage::Capture, 1);
+        m.reassembly_load(2, 300);
+        m.breaker_changed(BreakerState::HalfOpen);
+        m.replayed(MirrorResult::Timeout);
+        // The shadow timed out: its latency is not an answer's and is not observed.
+        m.compared(&Comparison {
+            production: Side {
+                status: Some(200),
+                latency_ns: Some(2_000_000),
+                ..Side::default()
+            },
+            shadow: Side {
+                error: Some(ErrorClass::Timeout),
+                latency_ns: Some(5_000_000_000),
+                ..Side::default()
+            },
+            body_equal: None,
+            agreement: None,
+            diffs: Vec::new(),
+            discrepancies: vec![DiscrepancyKind::Label],
+        });
+        m.agreement(0.5);
+        m.discrepancy_log_dropped("test");
         let text = m.render();
         for needle in [
             "shadowtap_mirror_skipped_total{reason=\"queue_full\"} 1",
@@ -364,7 +402,15 @@ mod tests {
             "shadowtap_discrepancies_total{kind=\"label\"} 1",
             "shadowtap_captured_segments_total 3",
             "shadowtap_capture_dropped_total{stage=\"capture\"} 1",
-            "shadowtap_circuit_state 0",
+            "shadowtap_flows_active 2",
+            "shadowtap_reassembly_bytes 300",
+            "shadowtap_circuit_state 2",
+            "shadowtap_mirrored_requests_total{result=\"timeout\"} 1",
+            "shadowtap_latency_seconds_count{model=\"production\"} 1",
+            "shadowtap_latency_seconds_sum{model=\"production\"} 0.002",
+            "shadowtap_latency_seconds_count{model=\"shadow\"} 0",
+            "shadowtap_agreement_ratio 0.5",
+            "shadowtap_discrepancy_log_dropped_total 1",
             "shadowtap_resource_memory_bytes{process=\"shadowd\"}",
             "shadowtap_latency_seconds_bucket{model=\"shadow\"",
         ] {
