@@ -12,7 +12,7 @@
 
 use crate::admission::circuit_breaker::{CircuitBreaker, counts_as_failure};
 use crate::admission::{Job, Pipeline, PipelineStats, SharedBreaker, run_pipeline};
-use crate::config::{Config, ConfigError};
+use crate::config::Config;
 use crate::replay::ShadowClient;
 use crate::shutdown::Shutdown;
 use crate::sinks::admin::AdminState;
@@ -32,9 +32,6 @@ use tokio::task::JoinSet;
 /// Why the mirror could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum MirrorError {
-    /// The shadow side of the config is unusable.
-    #[error("shadow: {0}")]
-    Config(#[from] ConfigError),
     /// The discrepancy log cannot be opened.
     #[error("cannot open discrepancy log `{path}`: {source}")]
     DiscrepancyLog {
@@ -91,7 +88,7 @@ impl Mirror {
             ),
         };
         let worker = Worker {
-            client: ShadowClient::new(&config.shadow)?,
+            client: ShadowClient::new(&config.shadow),
             comparer: config.compare.comparer(),
             breaker: Arc::new(SharedBreaker::new(
                 CircuitBreaker::new(&config.circuit_breaker),
@@ -102,8 +99,7 @@ impl Mirror {
             log: log.as_ref().map(DiscrepancyLog::writer),
             redactor: Redactor::new(&config.discrepancy_log),
             body_max_bytes: config.discrepancy_log.body_max_bytes,
-            slow_call: (config.circuit_breaker.slow_call_ms > 0)
-                .then(|| Duration::from_millis(config.circuit_breaker.slow_call_ms)),
+            slow_call: config.circuit_breaker.slow_call,
         };
         Ok(Mirror {
             config,
@@ -133,7 +129,7 @@ impl Mirror {
             worker,
             log,
         } = self;
-        let (queue_tx, queue_rx) = mpsc::channel::<Job>(config.mirror.queue);
+        let (queue_tx, queue_rx) = mpsc::channel::<Job>(config.mirror.queue.get());
         let pipeline = Pipeline::new(
             &config,
             worker.breaker.clone(),
@@ -145,7 +141,7 @@ impl Mirror {
         let (replayed, abandoned) = dispatch(
             queue_rx,
             worker.clone(),
-            config.shadow.concurrency,
+            config.shadow.concurrency.get(),
             shutdown,
         )
         .await;
