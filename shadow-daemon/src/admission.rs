@@ -118,8 +118,9 @@ impl Admitter {
             stats: AdmissionStats::default(),
             filter: RequestFilter::new(m),
             sampler: Sampler::new(m.sample_percent, m.sample_seed),
-            bucket: (m.rate_limit > 0.0)
-                .then(|| TokenBucket::new(m.rate_limit, m.burst, Instant::now())),
+            bucket: m
+                .rate_limit
+                .map(|r| TokenBucket::new(r.per_second, r.burst, Instant::now())),
             breaker,
             queue,
             telemetry,
@@ -185,6 +186,7 @@ impl Admitter {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::config::test_config;
     use crate::telemetry::{BreakerState, Event, Recorder};
     use bytes::Bytes;
     use circuit_breaker::CircuitBreaker;
@@ -273,11 +275,9 @@ pub(crate) mod tests {
 
     #[test]
     fn each_check_names_its_reason() {
-        let mut config = Config::default();
         // One token per 1000 s after a burst of 2: the third offer is limited however slow
         // the machine is.
-        config.mirror.rate_limit = 0.001;
-        config.mirror.burst = 2;
+        let config = test_config("[mirror]\nrate_limit = 0.001\nburst = 2\n");
         let (mut p, _rx, events) = admitter(&config, 2);
         let mut truncated = exchange("POST", "/p", "a");
         truncated.outcome = Outcome::Truncated;
@@ -325,7 +325,7 @@ pub(crate) mod tests {
 
     #[test]
     fn full_queue_drops_without_waiting() {
-        let config = Config::default();
+        let config = test_config("");
         let (mut p, mut rx, events) = admitter(&config, 3);
         let got: Vec<Admission> = (0..10)
             .map(|i| p.offer(exchange("POST", "/p", &i.to_string())))
@@ -347,9 +347,9 @@ pub(crate) mod tests {
 
     #[test]
     fn open_breaker_skips_with_circuit_open() {
-        let config = Config::default();
+        let config = test_config("");
         let (mut p, _rx, events) = admitter(&config, 100);
-        for _ in 0..config.circuit_breaker.min_requests {
+        for _ in 0..config.circuit_breaker.min_requests.get() {
             p.breaker.record(true, Instant::now());
         }
         assert_eq!(p.breaker.state(), BreakerState::Open);
@@ -368,8 +368,7 @@ pub(crate) mod tests {
 
     #[test]
     fn sampled_out_is_counted() {
-        let mut config = Config::default();
-        config.mirror.sample_percent = 0.0;
+        let config = test_config("[mirror]\nsample_percent = 0.0\n");
         let (mut p, _rx, events) = admitter(&config, 10);
         assert_eq!(
             p.offer(exchange("POST", "/p", "x")),

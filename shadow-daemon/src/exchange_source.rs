@@ -6,11 +6,11 @@
 //! production. Capture and reassembly counters go to [`Telemetry`].
 
 use crate::capture::{CaptureStats, LiveCapture, TapSpec, open_live};
-use crate::config::Config;
+use crate::config::{CaptureConfig, Config};
 use crate::shutdown::Shutdown;
 use crate::telemetry::Telemetry;
 use shadow_core::http::{Exchange, ExchangeAssembler, HttpConfig};
-use shadow_core::reassembly::{ReassemblyConfig, ReassemblyStats};
+use shadow_core::reassembly::ReassemblyStats;
 use shadow_core::vocabulary::DropStage;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -29,17 +29,12 @@ pub fn start(
 ) -> anyhow::Result<mpsc::Receiver<Exchange>> {
     let spec = TapSpec {
         interface: config.capture.interface.clone(),
-        ports: config.capture.ports.clone(),
+        ports: config.capture.ports.iter().map(|p| p.get()).collect(),
     };
     let capture = open_live(config.capture.kind, &spec, shutdown)?;
-    let (tx, rx) = mpsc::channel(config.capture.exchange_channel.max(1));
-    let http = HttpConfig {
-        max_body: config.capture.max_body_bytes,
-        ..HttpConfig::default()
-    };
-    let assembler = ExchangeAssembler::new(ReassemblyConfig::default(), http);
+    let (tx, rx) = mpsc::channel(config.capture.exchange_channel.get());
     let source = Source {
-        assembler,
+        assembler: assembler(&config.capture),
         tx,
         telemetry,
         ready: Vec::new(),
@@ -47,6 +42,15 @@ pub fn start(
     };
     tokio::spawn(source.run(capture));
     Ok(rx)
+}
+
+/// The reassembly and HTTP stages with the configured limits.
+fn assembler(capture: &CaptureConfig) -> ExchangeAssembler {
+    let http = HttpConfig {
+        max_body: capture.max_body_bytes,
+        ..HttpConfig::default()
+    };
+    ExchangeAssembler::new(capture.reassembly, http)
 }
 
 /// Counters already reported (the sources keep running totals; telemetry gets the deltas).
@@ -136,4 +140,47 @@ fn now_ns() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shadow_core::testkit::Conn;
+
+    /// Opens a connection (handshake and a request) from client port `port`.
+    fn connection(port: u16) -> Vec<shadow_core::segment::Segment> {
+        let mut c = Conn::new(&format!("10.0.0.1:{port}"), "10.0.0.2:8080");
+        c.handshake().request(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+        c.into_segments()
+    }
+
+    fn flow_evictions(config: &Config) -> u64 {
+        let mut assembler = assembler(&config.capture);
+        let mut out = Vec::new();
+        for segment in [connection(40000), connection(40001), connection(40002)].concat() {
+            assembler.push(segment, &mut out);
+        }
+        assembler.reassembly_stats().flow_evictions
+    }
+
+    #[test]
+    fn configured_reassembly_limits_reach_the_reassembler() {
+        let defaults = crate::config::test_config("");
+        assert_eq!(
+            flow_evictions(&defaults),
+            0,
+            "the default holds 100000 flows"
+        );
+        let tiny = Config::from_toml(
+            "[capture]\nports = [8080]\n[capture.reassembly]\nmax_flows = 1\n\
+             [shadow]\nurl = \"http://127.0.0.1:8081\"\n",
+            std::path::Path::new("test.toml"),
+        )
+        .unwrap();
+        assert_eq!(
+            flow_evictions(&tiny),
+            2,
+            "one flow kept: each new one evicts"
+        );
+    }
 }

@@ -18,7 +18,7 @@ use crate::admission::circuit_breaker::{
     BreakerState, CircuitBreaker, SharedBreaker, counts_as_failure,
 };
 use crate::admission::{AdmissionStats, Admitter, Job};
-use crate::config::{Config, ConfigError};
+use crate::config::Config;
 use crate::replay::ShadowClient;
 use crate::shutdown::Shutdown;
 use crate::telemetry::Telemetry;
@@ -31,14 +31,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
-
-/// Why the mirror could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum MirrorError {
-    /// The shadow side of the config is unusable.
-    #[error("shadow: {0}")]
-    Config(#[from] ConfigError),
-}
 
 /// Where the mirror hands every comparison that found a difference (the discrepancy log
 /// implements it). Called on the replay workers: it must not wait.
@@ -102,9 +94,9 @@ pub struct Mirror {
 
 impl Mirror {
     /// Builds the shadow client, comparer and breaker, reporting to `telemetry`.
-    pub fn new(config: Arc<Config>, telemetry: Arc<dyn Telemetry>) -> Result<Mirror, MirrorError> {
+    pub fn new(config: Arc<Config>, telemetry: Arc<dyn Telemetry>) -> Mirror {
         let worker = Worker {
-            client: ShadowClient::new(&config.shadow)?,
+            client: ShadowClient::new(&config.shadow),
             comparer: config.compare.comparer(),
             breaker: Arc::new(SharedBreaker::new(
                 CircuitBreaker::new(&config.circuit_breaker),
@@ -113,10 +105,9 @@ impl Mirror {
             evaluation: Arc::new(Mutex::new(Evaluation::default())),
             telemetry,
             discrepancies: None,
-            slow_call: (config.circuit_breaker.slow_call_ms > 0)
-                .then(|| Duration::from_millis(config.circuit_breaker.slow_call_ms)),
+            slow_call: config.circuit_breaker.slow_call,
         };
-        Ok(Mirror { config, worker })
+        Mirror { config, worker }
     }
 
     /// Hands every comparison that found a difference to `sink`.
@@ -134,13 +125,9 @@ impl Mirror {
     }
 
     /// Runs admission and replay until `exchanges` closes or shutdown is requested.
-    pub async fn run(
-        self,
-        exchanges: mpsc::Receiver<Exchange>,
-        shutdown: Shutdown,
-    ) -> Result<RunSummary, MirrorError> {
+    pub async fn run(self, exchanges: mpsc::Receiver<Exchange>, shutdown: Shutdown) -> RunSummary {
         let Mirror { config, worker } = self;
-        let (queue_tx, queue_rx) = mpsc::channel::<Job>(config.mirror.queue);
+        let (queue_tx, queue_rx) = mpsc::channel::<Job>(config.mirror.queue.get());
         let admitter = Admitter::new(
             &config,
             worker.breaker.clone(),
@@ -152,7 +139,7 @@ impl Mirror {
         let (replayed, abandoned) = dispatch(
             queue_rx,
             worker.clone(),
-            config.shadow.concurrency,
+            config.shadow.concurrency.get(),
             shutdown,
         )
         .await;
@@ -162,12 +149,12 @@ impl Mirror {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .summary();
-        Ok(RunSummary {
+        RunSummary {
             admission: stats,
             replayed,
             abandoned,
             evaluation,
-        })
+        }
     }
 }
 
@@ -333,13 +320,15 @@ mod tests {
 
     #[tokio::test]
     async fn reports_each_stage_and_hands_discrepancies_to_the_sink() {
-        let mut config = Config::default();
-        config.shadow.url = format!("http://{}", unavailable_shadow().await);
+        let shadow = unavailable_shadow().await;
+        let text = format!(
+            "[capture]\ninterface = \"lo\"\nports = [8080]\n[shadow]\nurl = \"http://{shadow}\"\n"
+        );
+        let config = Config::from_toml(&text, std::path::Path::new("test.toml")).unwrap();
         let recorder = Arc::new(Recorder::new());
         let jobs = Jobs::default();
-        let mirror = Mirror::new(Arc::new(config), recorder.clone())
-            .unwrap()
-            .with_discrepancy_sink(jobs.clone());
+        let mirror =
+            Mirror::new(Arc::new(config), recorder.clone()).with_discrepancy_sink(jobs.clone());
         let status = mirror.status();
         let (tx, rx) = mpsc::channel(4);
         tx.send(exchange("POST", "/infer", "{\"x\":1}"))
@@ -348,7 +337,7 @@ mod tests {
         tx.send(exchange("DELETE", "/infer", "")).await.unwrap();
         drop(tx);
         let (_trigger, shutdown) = crate::shutdown::channel();
-        let summary = mirror.run(rx, shutdown).await.unwrap();
+        let summary = mirror.run(rx, shutdown).await;
 
         assert_eq!(
             (summary.admission.exchanges, summary.admission.queued),

@@ -6,7 +6,7 @@
 //! `TE`, `Trailer`, `Transfer-Encoding`, `Upgrade`) and `Expect` are dropped, `Content-Length`
 //! is recomputed from the body, then the configured Host rewrite and header removals/sets apply.
 
-use crate::config::{ConfigError, HostHeader, ShadowConfig};
+use crate::config::{HostHeader, ShadowConfig};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::header::{CONTENT_LENGTH, HOST, HeaderName, HeaderValue};
@@ -54,8 +54,8 @@ pub struct ShadowClient {
     client: Client<HttpConnector, Full<Bytes>>,
     scheme_authority: String,
     prefix: String,
-    authority: String,
-    host: HostHeader,
+    /// The `Host` replayed requests carry; `None` keeps production's.
+    host: Option<HeaderValue>,
     set_headers: Vec<(HeaderName, HeaderValue)>,
     remove_headers: Vec<HeaderName>,
     timeout: Duration,
@@ -63,55 +63,29 @@ pub struct ShadowClient {
 }
 
 impl ShadowClient {
-    /// A client for the `[shadow]` config (validated).
-    pub fn new(c: &ShadowConfig) -> Result<Self, ConfigError> {
-        let uri: Uri = c
-            .url
-            .parse()
-            .map_err(|e| ConfigError::Invalid(format!("shadow.url `{}`: {e}", c.url)))?;
-        let authority = uri
-            .authority()
-            .ok_or_else(|| ConfigError::Invalid(format!("shadow.url `{}` has no host", c.url)))?
-            .to_string();
+    /// A client for the checked `[shadow]` config.
+    pub fn new(c: &ShadowConfig) -> Self {
         let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(Duration::from_millis(c.connect_timeout_ms)));
+        connector.set_connect_timeout(Some(c.connect_timeout));
         connector.set_nodelay(true);
         let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_millis(c.pool_idle_timeout_ms))
+            .pool_idle_timeout(c.pool_idle_timeout)
             .pool_max_idle_per_host(c.pool_max_idle)
             .build(connector);
-        let header = |n: &str| {
-            HeaderName::from_bytes(n.as_bytes())
-                .map_err(|_| ConfigError::Invalid(format!("shadow header `{n}` is not valid")))
-        };
-        let set_headers = c
-            .set_headers
-            .iter()
-            .map(|(n, v)| {
-                Ok((
-                    header(n)?,
-                    HeaderValue::from_str(v).map_err(|_| {
-                        ConfigError::Invalid(format!("shadow.set_headers.{n} is not valid"))
-                    })?,
-                ))
-            })
-            .collect::<Result<_, ConfigError>>()?;
-        let remove_headers = c
-            .remove_headers
-            .iter()
-            .map(|n| header(n))
-            .collect::<Result<_, _>>()?;
-        Ok(ShadowClient {
+        ShadowClient {
             client,
-            scheme_authority: format!("{}://{authority}", uri.scheme_str().unwrap_or("http")),
-            prefix: uri.path().trim_end_matches('/').to_string(),
-            authority,
-            host: c.host_header.clone(),
-            set_headers,
-            remove_headers,
-            timeout: Duration::from_millis(c.timeout_ms),
+            scheme_authority: format!("http://{}", c.url.authority()),
+            prefix: c.url.prefix().to_string(),
+            host: match &c.host_header {
+                HostHeader::Preserve => None,
+                HostHeader::Shadow => Some(c.url.host_header().clone()),
+                HostHeader::Literal(value) => Some(value.clone()),
+            },
+            set_headers: c.set_headers.clone(),
+            remove_headers: c.remove_headers.clone(),
+            timeout: c.timeout,
             max_response_bytes: c.max_response_bytes,
-        })
+        }
     }
 
     /// The shadow request for a production request.
@@ -165,17 +139,8 @@ impl ShadowClient {
             };
             headers.append(name, value);
         }
-        match &self.host {
-            HostHeader::Preserve => {}
-            HostHeader::Shadow => {
-                let v = HeaderValue::from_str(&self.authority)
-                    .map_err(|e| ReplayError::Build(e.to_string()))?;
-                headers.insert(HOST, v);
-            }
-            HostHeader::Literal(h) => {
-                let v = HeaderValue::from_str(h).map_err(|e| ReplayError::Build(e.to_string()))?;
-                headers.insert(HOST, v);
-            }
+        if let Some(host) = &self.host {
+            headers.insert(HOST, host.clone());
         }
         for name in &self.remove_headers {
             headers.remove(name);
@@ -250,8 +215,13 @@ mod tests {
     use shadow_core::http::Header;
     use shadow_core::vocabulary::MirrorResult;
 
-    fn client(c: ShadowConfig) -> ShadowClient {
-        ShadowClient::new(&c).unwrap()
+    /// A client for a `[shadow]` section (production port 1).
+    fn client(shadow: &str) -> ShadowClient {
+        let text = format!("[capture]\nports = [1]\n[shadow]\n{shadow}");
+        match crate::config::Config::from_toml(&text, std::path::Path::new("test.toml")) {
+            Ok(config) => ShadowClient::new(&config.shadow),
+            Err(e) => panic!("{e}"),
+        }
     }
 
     fn req(headers: &[(&str, &str)], body: &str) -> HttpRequest {
@@ -273,10 +243,7 @@ mod tests {
 
     #[test]
     fn drops_hop_by_hop_and_recomputes_length() {
-        let c = client(ShadowConfig {
-            url: "http://127.0.0.1:9/prefix/".into(),
-            ..Default::default()
-        });
+        let c = client("url = \"http://127.0.0.1:9/prefix/\"");
         let r = c
             .build_request(&req(
                 &[
@@ -314,15 +281,10 @@ mod tests {
 
     #[test]
     fn host_rewrite_and_header_set_remove() {
-        let mut set = std::collections::BTreeMap::new();
-        set.insert("x-shadowtap".to_string(), "1".to_string());
-        let c = client(ShadowConfig {
-            url: "http://127.0.0.1:9".into(),
-            host_header: HostHeader::Shadow,
-            set_headers: set,
-            remove_headers: vec!["authorization".into()],
-            ..Default::default()
-        });
+        let c = client(
+            "url = \"http://127.0.0.1:9\"\nhost_header = \"shadow\"\n\
+             set_headers = { \"x-shadowtap\" = \"1\" }\nremove_headers = [\"authorization\"]",
+        );
         let r = c
             .build_request(&req(&[("Host", "prod"), ("Authorization", "x")], ""))
             .unwrap();
@@ -333,21 +295,14 @@ mod tests {
             r.headers().get("content-length").is_none(),
             "GET-like, no body"
         );
-        let c = client(ShadowConfig {
-            url: "http://127.0.0.1:9".into(),
-            host_header: HostHeader::Literal("shadow.internal".into()),
-            ..Default::default()
-        });
+        let c = client("url = \"http://127.0.0.1:9\"\nhost_header = \"shadow.internal\"");
         let r = c.build_request(&req(&[("Host", "prod")], "")).unwrap();
         assert_eq!(r.headers()["host"], "shadow.internal");
     }
 
     #[test]
     fn absolute_targets_use_their_path_and_bad_targets_fail() {
-        let c = client(ShadowConfig {
-            url: "http://127.0.0.1:9".into(),
-            ..Default::default()
-        });
+        let c = client("url = \"http://127.0.0.1:9\"");
         let mut r = req(&[], "");
         r.target = "http://prod:8080/a?b".into();
         assert_eq!(
@@ -366,10 +321,7 @@ mod tests {
             .local_addr()
             .unwrap()
             .port();
-        let c = client(ShadowConfig {
-            url: format!("http://127.0.0.1:{port}"),
-            ..Default::default()
-        });
+        let c = client(&format!("url = \"http://127.0.0.1:{port}\""));
         let answer = c.replay(&req(&[], "x")).await.unwrap();
         assert_eq!(MirrorResult::of(&answer), MirrorResult::ConnectError);
     }

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use shadow_core::http::{Exchange, ExchangeTiming, Header, HttpRequest, HttpResponse, Outcome};
 use shadow_core::segment::FlowKey;
-use shadow_daemon::config::Config;
+use shadow_daemon::config::{Config, RawConfig, Setting};
 use shadow_daemon::mirror::{Mirror, RunSummary};
 use shadow_daemon::shutdown::{self, Shutdown, ShutdownTrigger};
 use shadow_daemon::sinks::admin::{AdminState, bind_admin, serve_admin};
@@ -25,6 +25,7 @@ use shadow_daemon::telemetry::Telemetry;
 use std::collections::{BTreeMap, HashSet};
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -261,15 +262,18 @@ fn exchange(id: u64, method: &str, outcome: Outcome) -> Exchange {
 // ---------- harness ----------
 
 fn config(shadow: SocketAddr, log: Option<&Path>) -> Config {
-    let mut c = Config::default();
-    c.capture.interface = "lo".into();
-    c.capture.ports = vec![8080];
-    c.shadow.url = format!("http://{shadow}");
-    c.admin.addr = SocketAddr::from(([127, 0, 0, 1], 0));
-    c.compare.ignore_paths = vec!["/model_version".into()];
-    c.discrepancy_log.path = log.map(Path::to_path_buf);
-    c.validate().expect("test config is valid");
-    c
+    let mut raw = RawConfig::default();
+    raw.capture.interface = Setting::builtin("lo".into());
+    raw.capture.ports = Setting::builtin_list([8080]);
+    raw.shadow.url = Some(Setting::builtin(format!("http://{shadow}")));
+    raw.admin.addr = Setting::builtin(SocketAddr::from(([127, 0, 0, 1], 0)));
+    raw.compare.ignore_paths = Setting::builtin_list(["/model_version".to_string()]);
+    raw.discrepancy_log.path = log.map(|p| Setting::builtin(p.to_path_buf()));
+    Config::try_from(raw).expect("test config is valid")
+}
+
+fn nz(n: usize) -> NonZeroUsize {
+    NonZeroUsize::new(n).expect("not zero")
 }
 
 struct Running {
@@ -288,7 +292,7 @@ async fn start(config: Config) -> Running {
     let metrics = Metrics::new();
     let telemetry: Arc<dyn Telemetry> = Arc::new(metrics.clone());
     let log = DiscrepancyLog::from_config(&config.discrepancy_log, telemetry.clone()).unwrap();
-    let mut mirror = Mirror::new(Arc::new(config), telemetry).unwrap();
+    let mut mirror = Mirror::new(Arc::new(config), telemetry);
     if let Some(log) = &log {
         mirror = mirror.with_discrepancy_sink(log.writer());
     }
@@ -304,7 +308,7 @@ async fn start(config: Config) -> Running {
     let (feed, rx) = mpsc::channel(256);
     // The run ends once the log is written out, so tests read it complete.
     let run = tokio::spawn(async move {
-        let summary = mirror.run(rx, shutdown).await.unwrap();
+        let summary = mirror.run(rx, shutdown).await;
         if let Some(log) = log {
             log.close().await;
         }
@@ -596,11 +600,11 @@ async fn failing_shadow(behaviour: Behaviour, timeout_ms: u64) -> (String, FakeS
         b => start_shadow(b).await,
     };
     let mut c = config(shadow.addr, None);
-    c.shadow.timeout_ms = timeout_ms;
-    c.circuit_breaker.window = 10;
-    c.circuit_breaker.min_requests = 4;
+    c.shadow.timeout = Duration::from_millis(timeout_ms);
+    c.circuit_breaker.window = nz(10);
+    c.circuit_breaker.min_requests = nz(4);
     c.circuit_breaker.failure_ratio = 0.5;
-    c.circuit_breaker.open_ms = 600_000;
+    c.circuit_breaker.open_for = Duration::from_millis(600_000);
     let r = start(c).await;
     for id in 0..10u64 {
         r.feed
@@ -653,9 +657,9 @@ async fn shadow_down_counts_connect_errors_then_opens_the_breaker() {
     drop(shadow);
     tokio::time::sleep(Duration::from_millis(50)).await;
     let mut c = config(addr, None);
-    c.circuit_breaker.window = 10;
-    c.circuit_breaker.min_requests = 4;
-    c.circuit_breaker.open_ms = 600_000;
+    c.circuit_breaker.window = nz(10);
+    c.circuit_breaker.min_requests = nz(4);
+    c.circuit_breaker.open_for = Duration::from_millis(600_000);
     let r = start(c).await;
     for id in 0..10u64 {
         r.feed
@@ -745,9 +749,9 @@ async fn slow_shadow_fills_the_queue_without_blocking_the_feed() {
     let shadow = start_shadow(Behaviour::Hang).await;
     let mut c = config(shadow.addr, None);
     c.circuit_breaker.enabled = false;
-    c.shadow.concurrency = 1;
-    c.shadow.timeout_ms = 1_000;
-    c.mirror.queue = 2;
+    c.shadow.concurrency = nz(1);
+    c.shadow.timeout = Duration::from_millis(1_000);
+    c.mirror.queue = nz(2);
     let r = start(c).await;
     for id in 0..10u64 {
         r.feed
@@ -784,8 +788,8 @@ async fn concurrency_cap_holds_with_a_hanging_shadow() {
     let shadow = start_shadow(Behaviour::Hang).await;
     let mut c = config(shadow.addr, None);
     c.circuit_breaker.enabled = false;
-    c.shadow.concurrency = 2;
-    c.shadow.timeout_ms = 150;
+    c.shadow.concurrency = nz(2);
+    c.shadow.timeout = Duration::from_millis(150);
     let r = start(c).await;
     for id in 0..6u64 {
         r.feed
@@ -815,10 +819,10 @@ async fn concurrency_cap_holds_with_a_hanging_shadow() {
 async fn breaker_pauses_probes_and_resumes_when_the_shadow_recovers() {
     let shadow = start_shadow(Behaviour::ServerError).await;
     let mut c = config(shadow.addr, None);
-    c.circuit_breaker.window = 10;
-    c.circuit_breaker.min_requests = 4;
-    c.circuit_breaker.open_ms = 100;
-    c.circuit_breaker.probes = 2;
+    c.circuit_breaker.window = nz(10);
+    c.circuit_breaker.min_requests = nz(4);
+    c.circuit_breaker.open_for = Duration::from_millis(100);
+    c.circuit_breaker.probes = nz(2);
     let r = start(c).await;
     let mut fed = 0u64;
     let feed_one = |id: u64| r.feed.send(exchange(id, "POST", Outcome::Complete));

@@ -52,11 +52,11 @@ impl CircuitBreaker {
     pub fn new(c: &CircuitBreakerConfig) -> Self {
         CircuitBreaker {
             enabled: c.enabled,
-            window_len: c.window.max(1),
-            min_requests: c.min_requests.max(1),
+            window_len: c.window.get(),
+            min_requests: c.min_requests.get(),
             failure_ratio: c.failure_ratio,
-            open_for: Duration::from_millis(c.open_ms),
-            probes: c.probes.max(1),
+            open_for: c.open_for,
+            probes: c.probes.get(),
             state: BreakerState::Closed,
             window: VecDeque::new(),
             failures: 0,
@@ -240,14 +240,15 @@ mod tests {
     }
 
     fn cfg() -> CircuitBreakerConfig {
+        let n = |n| std::num::NonZeroUsize::new(n).unwrap();
         CircuitBreakerConfig {
             enabled: true,
-            window: 10,
-            min_requests: 4,
+            window: n(10),
+            min_requests: n(4),
             failure_ratio: 0.5,
-            open_ms: 1_000,
-            probes: 2,
-            slow_call_ms: 0,
+            open_for: Duration::from_millis(1_000),
+            probes: n(2),
+            slow_call: None,
         }
     }
 

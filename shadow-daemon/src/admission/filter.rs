@@ -1,12 +1,12 @@
 //! Method and path allow/deny lists.
 
-use crate::config::MirrorConfig;
+use crate::config::{MethodSet, MirrorConfig};
 
 /// Decides from method and path whether a request may be mirrored.
 #[derive(Clone, Debug)]
 pub struct RequestFilter {
-    methods: Vec<String>,
-    deny_methods: Vec<String>,
+    methods: MethodSet,
+    deny_methods: MethodSet,
     paths: Vec<String>,
     deny_paths: Vec<String>,
 }
@@ -14,20 +14,20 @@ pub struct RequestFilter {
 impl RequestFilter {
     /// The filter of the `[mirror]` config.
     pub fn new(c: &MirrorConfig) -> Self {
-        let upper = |v: &[String]| v.iter().map(|m| m.to_ascii_uppercase()).collect();
         RequestFilter {
-            methods: upper(&c.methods),
-            deny_methods: upper(&c.deny_methods),
+            methods: c.methods.clone(),
+            deny_methods: c.deny_methods.clone(),
             paths: c.paths.clone(),
             deny_paths: c.deny_paths.clone(),
         }
     }
 
-    /// Whether `method target` passes: method allowed and not denied, path (target without
-    /// query) under an allowed prefix (if any are given) and under no denied prefix.
+    /// Whether `method target` passes: method allowed and not denied (methods are
+    /// case-sensitive on the wire, RFC 9110 §9.1; the config's were upper-cased when parsed),
+    /// path (target without query) under an allowed prefix (if any are given) and under no
+    /// denied prefix.
     pub fn allows(&self, method: &str, target: &str) -> bool {
-        let method = method.to_ascii_uppercase();
-        if self.deny_methods.contains(&method) || !self.methods.contains(&method) {
+        if self.deny_methods.contains(method) || !self.methods.contains(method) {
             return false;
         }
         let path = path_of(target);
@@ -53,23 +53,35 @@ pub fn path_of(target: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hyper::Method;
 
     #[test]
     fn default_methods_are_get_post_head_only() {
         let f = RequestFilter::new(&MirrorConfig::default());
-        for m in ["GET", "post", "HEAD"] {
+        for m in ["GET", "POST", "HEAD"] {
             assert!(f.allows(m, "/v2/models/m/infer"), "{m}");
         }
-        for m in ["PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT"] {
+        // Methods are case-sensitive: `post` is not POST.
+        for m in ["PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "post"] {
             assert!(!f.allows(m, "/x"), "{m}");
         }
     }
 
     #[test]
+    fn lowercase_config_methods_match_uppercase_requests() {
+        let c = crate::config::test_config("[mirror]\nmethods = [\"get\"]\ndeny_methods = []\n");
+        let f = RequestFilter::new(&c.mirror);
+        assert!(f.allows("GET", "/x"));
+        assert!(!f.allows("POST", "/x"));
+    }
+
+    #[test]
     fn deny_wins_over_allow_and_paths_are_prefixes() {
         let f = RequestFilter::new(&MirrorConfig {
-            methods: vec!["GET".into(), "POST".into(), "DELETE".into()],
-            deny_methods: vec!["DELETE".into()],
+            methods: [Method::GET, Method::POST, Method::DELETE]
+                .into_iter()
+                .collect(),
+            deny_methods: [Method::DELETE].into_iter().collect(),
             paths: vec!["/v2/models/".into()],
             deny_paths: vec!["/v2/models/secret".into()],
             ..MirrorConfig::default()

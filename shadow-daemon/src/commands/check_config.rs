@@ -1,8 +1,8 @@
-//! `shadowd check-config`: load the config file and flags as `run` would, validate, and print
-//! the effective configuration as TOML.
+//! `shadowd check-config`: load the config file and flags as `run` would, check them (reporting
+//! every problem at once), and print the effective configuration as TOML.
 
 use super::run::RunArgs;
-use super::{CommandResult, EXIT_OK};
+use super::{CommandResult, EXIT_OK, UsageError};
 use clap::Args;
 
 /// Flags of `shadowd check-config`: the same as `run`.
@@ -14,8 +14,8 @@ pub struct CheckConfigArgs {
 
 /// Runs `shadowd check-config`.
 pub fn main(args: CheckConfigArgs) -> CommandResult {
-    let config = args.run.effective_config()?;
-    let text = toml::to_string(&config)?;
+    let config = args.run.effective_config().map_err(UsageError::from)?;
+    let text = config.to_toml()?;
     println!("{text}");
     eprintln!("shadowd: configuration is valid");
     Ok(EXIT_OK)

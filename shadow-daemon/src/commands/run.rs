@@ -5,7 +5,7 @@
 
 use super::{CommandResult, EXIT_OK, UsageError};
 use crate::capture::CaptureKind;
-use crate::config::{Config, HostHeader, PresetName};
+use crate::config::{Config, ConfigError, PresetName, RawConfig, Setting};
 use crate::mirror::Mirror;
 use crate::shutdown::{self, Shutdown};
 use crate::sinks::admin::{AdminState, bind_admin, serve_admin};
@@ -63,8 +63,8 @@ pub struct RunArgs {
     #[arg(long)]
     pub host_header: Option<String>,
     /// Prediction preset: kserve-v2, tfserving, mlflow, json-pointer, none (`compare.preset`).
-    #[arg(long)]
-    pub preset: Option<String>,
+    #[arg(long, value_parser = parse_preset)]
+    pub preset: Option<PresetName>,
     /// JSON pointer of the prediction for `--preset json-pointer` (`compare.prediction_pointer`).
     #[arg(long)]
     pub prediction_pointer: Option<String>,
@@ -73,75 +73,79 @@ pub struct RunArgs {
     pub discrepancy_log: Option<PathBuf>,
 }
 
+fn parse_preset(name: &str) -> Result<PresetName, String> {
+    serde_json::from_value(name.into())
+        .map_err(|_| "expected kserve-v2, tfserving, mlflow, json-pointer or none".to_string())
+}
+
+impl From<ConfigError> for UsageError {
+    fn from(e: ConfigError) -> Self {
+        UsageError(e.to_string())
+    }
+}
+
 impl RunArgs {
-    /// The config file (or defaults) with these flags applied, validated.
-    pub fn effective_config(&self) -> Result<Config, UsageError> {
-        let mut c = Config::load(self.config.as_deref()).map_err(|e| UsageError(e.to_string()))?;
-        self.apply(&mut c)?;
-        c.validate().map_err(|e| UsageError(e.to_string()))?;
-        Ok(c)
+    /// The config file (or defaults) with these flags applied, checked: every problem at once.
+    pub fn effective_config(&self) -> Result<Config, ConfigError> {
+        let mut raw = RawConfig::load(self.config.as_deref())?;
+        self.apply(&mut raw);
+        Config::try_from(raw)
     }
 
-    /// Overrides config keys with the flags that were given.
-    pub fn apply(&self, c: &mut Config) -> Result<(), UsageError> {
+    /// Overrides config keys with the flags that were given (each remembers its flag, so a
+    /// problem with its value names the flag).
+    pub fn apply(&self, c: &mut RawConfig) {
         if let Some(v) = &self.interface {
-            c.capture.interface = v.clone();
+            c.capture.interface = Setting::flag("--interface", v.clone());
         }
         if !self.ports.is_empty() {
-            c.capture.ports = self.ports.clone();
+            c.capture.ports = Setting::flag_list("--port", self.ports.iter().copied());
         }
         if let Some(v) = self.capture {
-            c.capture.kind = v;
+            c.capture.kind = Setting::flag("--capture", v);
         }
         if let Some(v) = &self.shadow {
-            c.shadow.url = v.clone();
+            c.shadow.url = Some(Setting::flag("--shadow", v.clone()));
         }
         if let Some(v) = self.admin_addr {
-            c.admin.addr = v;
+            c.admin.addr = Setting::flag("--admin-addr", v);
         }
         if let Some(v) = self.sample {
-            c.mirror.sample_percent = v;
+            c.mirror.sample_percent = Setting::flag("--sample", v);
         }
         if let Some(v) = self.rate_limit {
-            c.mirror.rate_limit = v;
+            c.mirror.rate_limit = Setting::flag("--rate-limit", v);
         }
         if let Some(v) = self.queue {
-            c.mirror.queue = v;
+            c.mirror.queue = Setting::flag("--queue", v);
         }
         if !self.methods.is_empty() {
-            c.mirror.methods = self.methods.clone();
+            c.mirror.methods = Setting::flag_list("--method", self.methods.iter().cloned());
         }
         if let Some(v) = self.concurrency {
-            c.shadow.concurrency = v;
+            c.shadow.concurrency = Setting::flag("--concurrency", v);
         }
         if let Some(v) = self.timeout_ms {
-            c.shadow.timeout_ms = v;
+            c.shadow.timeout_ms = Setting::flag("--timeout-ms", v);
         }
         if let Some(v) = &self.host_header {
-            c.shadow.host_header = HostHeader::parse(v);
+            c.shadow.host_header = Setting::flag("--host-header", v.clone());
         }
-        if let Some(v) = &self.preset {
-            c.compare.preset = serde_json::from_value::<PresetName>(v.as_str().into()).map_err(
-                |_| {
-                    UsageError(format!(
-                        "--preset `{v}`: expected kserve-v2, tfserving, mlflow, json-pointer or none"
-                    ))
-                },
-            )?;
+        if let Some(v) = self.preset {
+            c.compare.preset = Setting::flag("--preset", v);
         }
         if let Some(v) = &self.prediction_pointer {
-            c.compare.prediction_pointer = Some(v.clone());
+            c.compare.prediction_pointer = Some(Setting::flag("--prediction-pointer", v.clone()));
         }
         if let Some(v) = &self.discrepancy_log {
-            c.discrepancy_log.path = Some(v.clone());
+            c.discrepancy_log.path = Some(Setting::flag("--discrepancy-log", v.clone()));
         }
-        Ok(())
     }
 }
 
 /// Runs `shadowd run`.
 pub fn main(args: RunArgs) -> CommandResult {
-    let config = Arc::new(args.effective_config()?);
+    let config = Arc::new(args.effective_config().map_err(UsageError::from)?);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("shadowd")
@@ -155,7 +159,7 @@ async fn run(config: Arc<Config>) -> CommandResult {
     let metrics = Metrics::new();
     let telemetry: Arc<dyn Telemetry> = Arc::new(metrics.clone());
     let log = DiscrepancyLog::from_config(&config.discrepancy_log, telemetry.clone())?;
-    let mut mirror = Mirror::new(config.clone(), telemetry.clone())?;
+    let mut mirror = Mirror::new(config.clone(), telemetry.clone());
     if let Some(log) = &log {
         mirror = mirror.with_discrepancy_sink(log.writer());
     }
@@ -176,7 +180,7 @@ async fn run(config: Arc<Config>) -> CommandResult {
         shadow = %config.shadow.url,
         "mirroring"
     );
-    let summary = mirror.run(exchanges, shutdown).await?;
+    let summary = mirror.run(exchanges, shutdown).await;
     if let Some(log) = log {
         log.close().await;
     }
@@ -207,6 +211,7 @@ pub fn start_exchange_source(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Location;
     use clap::Parser;
 
     #[derive(Parser)]
@@ -227,10 +232,16 @@ mod tests {
             "http://127.0.0.1:8081",
             "--admin-addr",
             "127.0.0.1:9464",
+            "--method",
+            "put",
         ]);
         let c = t.run.effective_config().unwrap();
-        assert_eq!(c.capture.ports, vec![8080]);
-        assert_eq!(c.shadow.url, "http://127.0.0.1:8081");
+        assert_eq!(
+            c.capture.ports,
+            vec![std::num::NonZeroU16::new(8080).unwrap()]
+        );
+        assert_eq!(c.shadow.url.uri(), "http://127.0.0.1:8081/");
+        assert!(c.mirror.methods.contains("PUT"));
     }
 
     #[test]
@@ -239,7 +250,7 @@ mod tests {
         let path = dir.path().join("c.toml");
         std::fs::write(
             &path,
-            "[capture]\ninterface = \"eth0\"\nports = [9000]\n[shadow]\nurl = \"http://10.0.0.2:9001\"\n[mirror]\nsample_percent = 5.0\n",
+            "[capture]\ninterface = \"eth0\"\nports = [9000]\n[shadow]\nurl = \"http://10.0.0.2:9001\"\ntimeout_ms = 50\n[mirror]\nsample_percent = 5.0\n",
         )
         .unwrap();
         let t = T::parse_from([
@@ -250,11 +261,14 @@ mod tests {
             "50",
             "--preset",
             "mlflow",
+            "--timeout-ms",
+            "70",
         ]);
         let c = t.run.effective_config().unwrap();
-        assert_eq!(c.capture.interface, "eth0");
+        assert_eq!(c.capture.interface, "eth0", "kept from the file");
         assert_eq!(c.mirror.sample_percent, 50.0);
-        assert_eq!(c.compare.preset, PresetName::Mlflow);
+        assert_eq!(c.compare.preset_name, PresetName::Mlflow);
+        assert_eq!(c.shadow.timeout, std::time::Duration::from_millis(70));
         let bad = T::parse_from([
             "t",
             "--config",
@@ -262,6 +276,67 @@ mod tests {
             "--shadow",
             "http://10.0.0.2:9000",
         ]);
-        assert!(bad.run.effective_config().is_err());
+        let err = bad.run.effective_config().unwrap_err();
+        assert_eq!(
+            err.problems()[0].location,
+            Location::Flag("--shadow"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn flag_and_file_problems_are_reported_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[shadow]\nurl = \"http://10.0.0.2:9001\"\nconcurrency = 0\n",
+        )
+        .unwrap();
+        let t = T::parse_from([
+            "t",
+            "--config",
+            path.to_str().unwrap(),
+            "--port",
+            "0",
+            "--sample",
+            "101",
+        ]);
+        let err = t.run.effective_config().unwrap_err();
+        let got: Vec<(Location, Option<String>)> = err
+            .problems()
+            .iter()
+            .map(|p| (p.location.clone(), p.key.clone()))
+            .collect();
+        let file = |line, column| Location::File {
+            path: path.clone(),
+            line,
+            column,
+        };
+        assert_eq!(
+            got,
+            vec![
+                (file(3, 15), Some("shadow.concurrency".into())),
+                (Location::Flag("--port"), Some("capture.ports".into())),
+                (
+                    Location::Flag("--sample"),
+                    Some("mirror.sample_percent".into())
+                ),
+            ],
+            "{err}"
+        );
+        assert!(
+            UsageError::from(err)
+                .to_string()
+                .contains("--sample: mirror.sample_percent: 101")
+        );
+    }
+
+    #[test]
+    fn an_unknown_preset_is_a_flag_error() {
+        let err = T::try_parse_from(["t", "--preset", "sklearn"])
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("kserve-v2, tfserving"), "{err}");
     }
 }

@@ -57,14 +57,10 @@ impl Redactor {
             .iter()
             .map(|s| s.to_string())
             .collect();
-        headers.extend(c.redact_headers.iter().map(|h| h.to_ascii_lowercase()));
+        headers.extend(c.redact_headers.iter().map(|h| h.as_str().to_string()));
         Redactor {
             headers,
-            fields: c
-                .redact_fields
-                .iter()
-                .map(|p| PathPattern::parse(p))
-                .collect(),
+            fields: c.redact_fields.clone(),
         }
     }
 
@@ -505,8 +501,11 @@ mod tests {
     #[test]
     fn headers_and_fields_are_redacted() {
         let r = Redactor::new(&DiscrepancyLogConfig {
-            redact_headers: vec!["X-Api-Key".into()],
-            redact_fields: vec!["/inputs/*/data".into(), "/user".into()],
+            redact_headers: vec![hyper::header::HeaderName::from_static("x-api-key")],
+            redact_fields: vec![
+                PathPattern::parse("/inputs/*/data"),
+                PathPattern::parse("/user"),
+            ],
             ..Default::default()
         });
         let h = |n: &str, v: &str| Header {

@@ -1,0 +1,568 @@
+//! `TryFrom<RawConfig> for Config`: every value is parsed into its typed form and every problem
+//! is recorded (named by key, located by origin) before anything is given up on, so one run
+//! reports them all.
+
+use super::error::{ConfigError, Finding, located};
+use super::raw::{
+    List, Origin, RawAdmin, RawCapture, RawCircuitBreaker, RawCompare, RawConfig,
+    RawDiscrepancyLog, RawMirror, RawReassembly, RawShadow, Setting,
+};
+use super::typed::{
+    AdminConfig, CaptureConfig, CircuitBreakerConfig, CompareConfig, Config, DiscrepancyLogConfig,
+    HostHeader, MethodSet, MirrorConfig, RateLimit, ShadowConfig, ShadowUrl,
+};
+use hyper::Method;
+use hyper::header::{HeaderName, HeaderValue};
+use shadow_core::compare::{DiffOptions, PathPattern, Preset, PresetName};
+use shadow_core::reassembly::ReassemblyConfig;
+use std::num::{NonZeroU16, NonZeroUsize};
+use std::time::Duration;
+
+/// The smallest rotating discrepancy log.
+const MIN_LOG_BYTES: u64 = 4096;
+
+impl TryFrom<RawConfig> for Config {
+    type Error = ConfigError;
+
+    fn try_from(raw: RawConfig) -> Result<Config, ConfigError> {
+        let mut checks = Checks::default();
+        let capture = capture(&raw.capture, &mut checks);
+        let shadow = shadow(&raw.shadow, &mut checks);
+        let mirror = mirror(&raw.mirror, &mut checks);
+        let circuit_breaker = circuit_breaker(&raw.circuit_breaker, &mut checks);
+        let compare = compare(&raw.compare, &mut checks);
+        let discrepancy_log = discrepancy_log(&raw.discrepancy_log, &mut checks);
+        let admin = admin(&raw.admin);
+        if let (Some(capture), Some(shadow)) = (&capture, &shadow) {
+            let port = shadow.url.port();
+            checks.ensure(
+                !capture.taps_port(port),
+                "shadow.url",
+                url_origin(&raw.shadow),
+                || {
+                    format!(
+                        "`{}` uses port {port}, which is a tapped production port: the tap filters \
+                         by port, so replayed requests would be captured and mirrored again. Run \
+                         the shadow on another port",
+                        shadow.url
+                    )
+                },
+            );
+        }
+        if let Some(capture) = &capture {
+            let port = admin.addr.port();
+            checks.ensure(
+                port == 0 || !capture.taps_port(port),
+                "admin.addr",
+                &raw.admin.addr.origin,
+                || {
+                    format!(
+                        "{} uses a tapped production port: give the admin server another port",
+                        admin.addr
+                    )
+                },
+            );
+        }
+        // Keys the file could not provide are reported once, not again through the defaults
+        // standing in for them. (A section is `None` only after a finding, so an error always
+        // lists at least one problem.)
+        let rejected = raw.file.as_ref().map_or(&[][..], |f| &f.rejected[..]);
+        let mut findings = rejected.to_vec();
+        findings.extend(checks.findings.into_iter().filter(|f| {
+            let stands_in = |gone: &String| {
+                f.key
+                    .as_ref()
+                    .is_some_and(|key| key == gone || key.starts_with(&format!("{gone}.")))
+            };
+            f.origin != Origin::Default
+                || !rejected
+                    .iter()
+                    .filter_map(|r| r.key.as_ref())
+                    .any(stands_in)
+        }));
+        match (
+            capture,
+            shadow,
+            mirror,
+            circuit_breaker,
+            compare,
+            discrepancy_log,
+        ) {
+            (
+                Some(capture),
+                Some(shadow),
+                Some(mirror),
+                Some(circuit_breaker),
+                Some(compare),
+                Some(discrepancy_log),
+            ) if findings.is_empty() => Ok(Config {
+                capture,
+                shadow,
+                mirror,
+                circuit_breaker,
+                compare,
+                discrepancy_log,
+                admin,
+            }),
+            _ => Err(located(findings, raw.file.as_ref())),
+        }
+    }
+}
+
+impl Config {
+    /// Parses a TOML document (every key optional) into a checked config.
+    pub fn from_toml(text: &str, path: &std::path::Path) -> Result<Config, ConfigError> {
+        Config::try_from(RawConfig::from_toml(text, path)?)
+    }
+}
+
+fn url_origin(raw: &RawShadow) -> &Origin {
+    raw.url.as_ref().map_or(&Origin::Default, |u| &u.origin)
+}
+
+/// The problems found so far. Every check runs (recording what is wrong) before any section
+/// is given up on, so that all problems are reported together.
+#[derive(Default)]
+struct Checks {
+    findings: Vec<Finding>,
+}
+
+impl Checks {
+    fn problem(&mut self, key: impl Into<String>, origin: &Origin, message: impl Into<String>) {
+        self.findings.push(Finding::new(key, origin, message));
+    }
+
+    /// Records a problem unless `ok`; `Some(())` when ok, for `?`.
+    fn ensure(
+        &mut self,
+        ok: bool,
+        key: &str,
+        origin: &Origin,
+        message: impl FnOnce() -> String,
+    ) -> Option<()> {
+        if !ok {
+            self.problem(key, origin, message());
+        }
+        ok.then_some(())
+    }
+
+    /// Parses one setting, recording the problem if it fails.
+    fn value<T, U>(
+        &mut self,
+        key: &str,
+        setting: &Setting<T>,
+        parse: impl FnOnce(&T) -> Result<U, String>,
+    ) -> Option<U> {
+        parse(&setting.value)
+            .map_err(|message| self.problem(key, &setting.origin, message))
+            .ok()
+    }
+
+    /// Parses every element of a list, recording each bad one; `None` if any was bad.
+    fn list<T, U>(
+        &mut self,
+        key: &str,
+        list: &List<T>,
+        parse: impl Fn(&T) -> Result<U, String>,
+    ) -> Option<Vec<U>> {
+        let parsed: Vec<Option<U>> = list
+            .value
+            .iter()
+            .map(|item| self.value(key, item, &parse))
+            .collect();
+        parsed.into_iter().collect()
+    }
+}
+
+fn at_least_one(n: &usize) -> Result<NonZeroUsize, String> {
+    NonZeroUsize::new(*n).ok_or_else(|| format!("{n} is too small: give at least 1"))
+}
+
+fn millis(ms: &u64) -> Duration {
+    Duration::from_millis(*ms)
+}
+
+fn positive_millis(ms: &u64) -> Result<Duration, String> {
+    if *ms == 0 {
+        return Err("0 ms is not a timeout: give at least 1".into());
+    }
+    Ok(millis(ms))
+}
+
+/// Milliseconds (> 0) as nanoseconds, for the capture-time clock of reassembly.
+fn positive_nanos(ms: &u64) -> Result<u64, String> {
+    let d = positive_millis(ms)?;
+    u64::try_from(d.as_nanos()).map_err(|_| {
+        format!(
+            "{ms} ms is too long: give at most {} ms",
+            u64::MAX / 1_000_000
+        )
+    })
+}
+
+/// `name` as written in a dotted TOML key: bare if it can be, else quoted.
+fn toml_key(name: &str) -> String {
+    let bare = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if bare {
+        name.to_string()
+    } else {
+        format!("{name:?}")
+    }
+}
+
+fn header_name(name: &String) -> Result<HeaderName, String> {
+    HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| format!("`{name}` is not a valid header name"))
+}
+
+fn method(text: &String) -> Result<Method, String> {
+    let upper = text.to_ascii_uppercase();
+    if upper.is_empty() {
+        return Err("an empty string is not an HTTP method".into());
+    }
+    Method::from_bytes(upper.as_bytes())
+        .map_err(|_| format!("`{text}` is not an HTTP method (a token such as GET or POST)"))
+}
+
+fn path_prefix(path: &String) -> Result<String, String> {
+    if path.starts_with('/') {
+        Ok(path.clone())
+    } else {
+        Err(format!(
+            "`{path}` must start with `/` (a path prefix such as /v2/models/)"
+        ))
+    }
+}
+
+/// A JSON pointer pattern (`""` is the whole document, `*` matches any one segment).
+fn json_pointer(pointer: &String) -> Result<PathPattern, String> {
+    if pointer.is_empty() || pointer.starts_with('/') {
+        Ok(PathPattern::parse(pointer))
+    } else {
+        Err(format!(
+            "`{pointer}` is not a JSON pointer: start it with `/` (`*` = any segment)"
+        ))
+    }
+}
+
+fn capture(raw: &RawCapture, c: &mut Checks) -> Option<CaptureConfig> {
+    let ports = c.list("capture.ports", &raw.ports, |port| {
+        NonZeroU16::new(*port).ok_or_else(|| {
+            "port 0 is not a valid production port: give the model server's TCP port (1-65535)"
+                .to_string()
+        })
+    });
+    let some_port = c.ensure(
+        !raw.ports.value.is_empty(),
+        "capture.ports",
+        &raw.ports.origin,
+        || {
+            "is empty: give the production model server's TCP port (--port 8080 or \
+             capture.ports = [8080])"
+                .into()
+        },
+    );
+    let exchange_channel = c.value(
+        "capture.exchange_channel",
+        &raw.exchange_channel,
+        at_least_one,
+    );
+    let reassembly = reassembly(&raw.reassembly, c);
+    some_port?;
+    Some(CaptureConfig {
+        interface: raw.interface.value.clone(),
+        ports: ports?,
+        kind: raw.kind.value,
+        max_body_bytes: raw.max_body_bytes.value,
+        exchange_channel: exchange_channel?,
+        reassembly: reassembly?,
+    })
+}
+
+fn reassembly(raw: &RawReassembly, c: &mut Checks) -> Option<ReassemblyConfig> {
+    const KEY: &str = "capture.reassembly";
+    let idle = c.value(
+        &format!("{KEY}.idle_timeout_ms"),
+        &raw.idle_timeout_ms,
+        positive_nanos,
+    );
+    let hole = c.value(
+        &format!("{KEY}.hole_timeout_ms"),
+        &raw.hole_timeout_ms,
+        positive_nanos,
+    );
+    let max_flows = c.value(&format!("{KEY}.max_flows"), &raw.max_flows, at_least_one);
+    let (per_flow, total) = (
+        raw.max_flow_buffer_bytes.value,
+        raw.max_buffered_bytes.value,
+    );
+    let buffers = c.ensure(
+        per_flow <= total,
+        &format!("{KEY}.max_flow_buffer_bytes"),
+        &raw.max_flow_buffer_bytes.origin,
+        || {
+            format!(
+                "{per_flow} is more than max_buffered_bytes ({total}), the limit over all \
+                 connections: lower it or raise max_buffered_bytes"
+            )
+        },
+    );
+    buffers?;
+    Some(ReassemblyConfig {
+        max_flow_buffer: per_flow,
+        max_buffered: total,
+        idle_timeout_ns: idle?,
+        hole_timeout_ns: hole?,
+        max_flows: max_flows?.get(),
+    })
+}
+
+fn shadow(raw: &RawShadow, c: &mut Checks) -> Option<ShadowConfig> {
+    let url = match &raw.url {
+        Some(url) => c.value("shadow.url", url, |u| ShadowUrl::parse(u)),
+        None => {
+            c.problem(
+                "shadow.url",
+                &Origin::Default,
+                "is missing: give the shadow model's base URL (--shadow http://127.0.0.1:8081 \
+                 or shadow.url)",
+            );
+            None
+        }
+    };
+    let timeout = c.value("shadow.timeout_ms", &raw.timeout_ms, positive_millis);
+    let connect_timeout = c.value(
+        "shadow.connect_timeout_ms",
+        &raw.connect_timeout_ms,
+        positive_millis,
+    );
+    let concurrency = c.value("shadow.concurrency", &raw.concurrency, at_least_one);
+    let host_header = c.value("shadow.host_header", &raw.host_header, |h| {
+        HostHeader::parse(h)
+    });
+    let set_headers: Vec<Option<(HeaderName, HeaderValue)>> = raw
+        .set_headers
+        .value
+        .iter()
+        .map(|(name, value)| {
+            let key = format!("shadow.set_headers.{}", toml_key(name));
+            let name = c.value(&key, value, |_| header_name(name));
+            let value = c.value(&key, value, |v| {
+                HeaderValue::from_str(v).map_err(|_| format!("`{v}` is not a valid header value"))
+            });
+            Some((name?, value?))
+        })
+        .collect();
+    let remove_headers = c.list("shadow.remove_headers", &raw.remove_headers, header_name);
+    Some(ShadowConfig {
+        url: url?,
+        timeout: timeout?,
+        connect_timeout: connect_timeout?,
+        concurrency: concurrency?,
+        pool_max_idle: raw.pool_max_idle.value,
+        pool_idle_timeout: millis(&raw.pool_idle_timeout_ms.value),
+        host_header: host_header?,
+        set_headers: set_headers.into_iter().collect::<Option<_>>()?,
+        remove_headers: remove_headers?,
+        max_response_bytes: raw.max_response_bytes.value,
+    })
+}
+
+fn mirror(raw: &RawMirror, c: &mut Checks) -> Option<MirrorConfig> {
+    let methods = c.list("mirror.methods", &raw.methods, method);
+    let deny_methods = c.list("mirror.deny_methods", &raw.deny_methods, method);
+    let paths = c.list("mirror.paths", &raw.paths, path_prefix);
+    let deny_paths = c.list("mirror.deny_paths", &raw.deny_paths, path_prefix);
+    let sample_percent = c.value("mirror.sample_percent", &raw.sample_percent, |p| {
+        if (0.0..=100.0).contains(p) {
+            Ok(*p)
+        } else {
+            Err(format!("{p} is outside 0..=100: give a percentage"))
+        }
+    });
+    let rate_limit = c.value("mirror.rate_limit", &raw.rate_limit, |r| {
+        if !r.is_finite() || *r < 0.0 {
+            Err(format!(
+                "{r} must be a number >= 0 (requests per second; 0 = unlimited)"
+            ))
+        } else {
+            Ok((*r > 0.0).then_some(RateLimit {
+                per_second: *r,
+                burst: raw.burst.value,
+            }))
+        }
+    });
+    let queue = c.value("mirror.queue", &raw.queue, at_least_one);
+    Some(MirrorConfig {
+        methods: methods?.into_iter().collect(),
+        deny_methods: deny_methods?.into_iter().collect::<MethodSet>(),
+        paths: paths?,
+        deny_paths: deny_paths?,
+        sample_percent: sample_percent?,
+        sample_seed: raw.sample_seed.value,
+        rate_limit: rate_limit?,
+        queue: queue?,
+    })
+}
+
+fn circuit_breaker(raw: &RawCircuitBreaker, c: &mut Checks) -> Option<CircuitBreakerConfig> {
+    const KEY: &str = "circuit_breaker";
+    let enabled = raw.enabled.value;
+    // A disabled breaker's other settings are unused: they are not held against the config.
+    let mut count = |name: &str, s: &Setting<usize>| {
+        if enabled {
+            c.value(&format!("{KEY}.{name}"), s, at_least_one)
+        } else {
+            Some(NonZeroUsize::new(s.value).unwrap_or(NonZeroUsize::MIN))
+        }
+    };
+    let window = count("window", &raw.window);
+    let min_requests = count("min_requests", &raw.min_requests);
+    let probes = count("probes", &raw.probes);
+    let within_window = match (window, min_requests) {
+        (Some(w), Some(m)) => c.ensure(
+            !enabled || m <= w,
+            &format!("{KEY}.min_requests"),
+            &raw.min_requests.origin,
+            || {
+                format!(
+                    "{m} is more than window ({w}): the window could never hold enough outcomes"
+                )
+            },
+        ),
+        _ => None,
+    };
+    let failure_ratio = c.value(&format!("{KEY}.failure_ratio"), &raw.failure_ratio, |r| {
+        if !enabled || (*r > 0.0 && *r <= 1.0) {
+            Ok(*r)
+        } else {
+            Err(format!(
+                "{r} must be in (0, 1]: the failing fraction that opens the breaker"
+            ))
+        }
+    });
+    within_window?;
+    Some(CircuitBreakerConfig {
+        enabled,
+        window: window?,
+        min_requests: min_requests?,
+        failure_ratio: failure_ratio?,
+        open_for: millis(&raw.open_ms.value),
+        probes: probes?,
+        slow_call: (raw.slow_call_ms.value > 0).then(|| millis(&raw.slow_call_ms.value)),
+    })
+}
+
+fn compare(raw: &RawCompare, c: &mut Checks) -> Option<CompareConfig> {
+    let tolerance = |c: &mut Checks, key: &str, s: &Setting<f64>| {
+        c.value(key, s, |t| {
+            if *t >= 0.0 {
+                Ok(*t)
+            } else {
+                Err(format!("{t} must be >= 0"))
+            }
+        })
+    };
+    let abs_tolerance = tolerance(c, "compare.abs_tolerance", &raw.abs_tolerance);
+    let rel_tolerance = tolerance(c, "compare.rel_tolerance", &raw.rel_tolerance);
+    let pointer = match &raw.prediction_pointer {
+        Some(p) => c
+            .value("compare.prediction_pointer", p, json_pointer)
+            .map(|_| Some(p.value.clone())),
+        None => Some(None),
+    };
+    let preset_name = raw.preset.value;
+    let has_pointer = c.ensure(
+        preset_name != PresetName::JsonPointer || raw.prediction_pointer.is_some(),
+        "compare.preset",
+        &raw.preset.origin,
+        || {
+            "\"json-pointer\" needs compare.prediction_pointer (--prediction-pointer), the JSON \
+             pointer of the prediction, e.g. /result/scores"
+                .into()
+        },
+    );
+    let ignore = c.list("compare.ignore_paths", &raw.ignore_paths, json_pointer);
+    let unordered = c.list(
+        "compare.unordered_arrays",
+        &raw.unordered_arrays,
+        json_pointer,
+    );
+    has_pointer?;
+    let label_output = raw.label_output.as_ref().map(|l| l.value.clone());
+    Some(CompareConfig {
+        preset_name,
+        preset: Preset::named(preset_name, label_output, pointer?),
+        diff: DiffOptions {
+            abs_tolerance: abs_tolerance?,
+            rel_tolerance: rel_tolerance?,
+            ignore: ignore?,
+            unordered: unordered?,
+            max_diffs: raw.max_diffs.value,
+        },
+    })
+}
+
+fn discrepancy_log(raw: &RawDiscrepancyLog, c: &mut Checks) -> Option<DiscrepancyLogConfig> {
+    let path = raw.path.as_ref().map(|p| p.value.clone());
+    let max_bytes = c.value("discrepancy_log.max_bytes", &raw.max_bytes, |b| {
+        if path.is_none() || *b >= MIN_LOG_BYTES {
+            Ok(*b)
+        } else {
+            Err(format!("{b} is too small: give at least {MIN_LOG_BYTES}"))
+        }
+    });
+    let redact_headers = c.list(
+        "discrepancy_log.redact_headers",
+        &raw.redact_headers,
+        header_name,
+    );
+    let redact_fields = c.list(
+        "discrepancy_log.redact_fields",
+        &raw.redact_fields,
+        json_pointer,
+    );
+    Some(DiscrepancyLogConfig {
+        path,
+        max_bytes: max_bytes?,
+        max_files: raw.max_files.value,
+        body_max_bytes: raw.body_max_bytes.value,
+        redact_headers: redact_headers?,
+        redact_fields: redact_fields?,
+    })
+}
+
+fn admin(raw: &RawAdmin) -> AdminConfig {
+    AdminConfig {
+        addr: raw.addr.value,
+    }
+}
+
+/// The built-in defaults of the sections that have valid ones (used by tests and as a base).
+macro_rules! default_from_raw {
+    ($typed:ty, $raw:ty, $parse:ident) => {
+        impl Default for $typed {
+            fn default() -> Self {
+                $parse(&<$raw>::default(), &mut Checks::default()).expect(concat!(
+                    "the built-in ",
+                    stringify!($raw),
+                    " defaults are valid"
+                ))
+            }
+        }
+    };
+}
+
+default_from_raw!(MirrorConfig, RawMirror, mirror);
+default_from_raw!(CircuitBreakerConfig, RawCircuitBreaker, circuit_breaker);
+default_from_raw!(CompareConfig, RawCompare, compare);
+default_from_raw!(DiscrepancyLogConfig, RawDiscrepancyLog, discrepancy_log);
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        admin(&RawAdmin::default())
+    }
+}

@@ -1,0 +1,141 @@
+//! A checked [`Config`] written back as TOML (`shadowd check-config` prints it): the same schema
+//! as the file, with every effective value, so the output is itself a valid config file.
+
+use super::raw::{
+    RawAdmin, RawCapture, RawCircuitBreaker, RawCompare, RawConfig, RawDiscrepancyLog, RawMirror,
+    RawReassembly, RawShadow, Setting,
+};
+use super::typed::{Config, HostHeader, MethodSet};
+use hyper::header::HeaderValue;
+use shadow_core::compare::{PathPattern, Preset};
+use std::time::Duration;
+
+impl Config {
+    /// The effective configuration as a TOML document.
+    pub fn to_toml(&self) -> Result<String, toml::ser::Error> {
+        toml::to_string(&RawConfig::from(self))
+    }
+}
+
+fn b<T>(value: T) -> Setting<T> {
+    Setting::builtin(value)
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn header_text(v: &HeaderValue) -> String {
+    String::from_utf8_lossy(v.as_bytes()).into_owned()
+}
+
+fn methods(set: &MethodSet) -> Vec<String> {
+    set.iter().map(|m| m.as_str().to_string()).collect()
+}
+
+/// The JSON pointer a pattern was parsed from (`~` and `/` escaped again).
+fn pointer(p: &PathPattern) -> String {
+    p.segments()
+        .iter()
+        .map(|s| format!("/{}", s.replace('~', "~0").replace('/', "~1")))
+        .collect()
+}
+
+fn pointers(patterns: &[PathPattern]) -> Vec<String> {
+    patterns.iter().map(pointer).collect()
+}
+
+impl From<&Config> for RawConfig {
+    fn from(c: &Config) -> RawConfig {
+        let (capture, shadow, mirror) = (&c.capture, &c.shadow, &c.mirror);
+        let (breaker, compare, log) = (&c.circuit_breaker, &c.compare, &c.discrepancy_log);
+        let r = &capture.reassembly;
+        let (prediction_pointer, label_output) = match &compare.preset {
+            Preset::Pointer(p) => (Some(p.clone()), None),
+            Preset::KserveV2 { label_output } => (None, label_output.clone()),
+            Preset::Predictions | Preset::None => (None, None),
+        };
+        RawConfig {
+            capture: RawCapture {
+                interface: b(capture.interface.clone()),
+                ports: Setting::builtin_list(capture.ports.iter().map(|p| p.get())),
+                kind: b(capture.kind),
+                max_body_bytes: b(capture.max_body_bytes),
+                exchange_channel: b(capture.exchange_channel.get()),
+                reassembly: RawReassembly {
+                    max_flow_buffer_bytes: b(r.max_flow_buffer),
+                    max_buffered_bytes: b(r.max_buffered),
+                    idle_timeout_ms: b(r.idle_timeout_ns / 1_000_000),
+                    hole_timeout_ms: b(r.hole_timeout_ns / 1_000_000),
+                    max_flows: b(r.max_flows),
+                },
+            },
+            shadow: RawShadow {
+                url: Some(b(shadow.url.to_string())),
+                timeout_ms: b(ms(shadow.timeout)),
+                connect_timeout_ms: b(ms(shadow.connect_timeout)),
+                concurrency: b(shadow.concurrency.get()),
+                pool_max_idle: b(shadow.pool_max_idle),
+                pool_idle_timeout_ms: b(ms(shadow.pool_idle_timeout)),
+                host_header: b(match &shadow.host_header {
+                    HostHeader::Preserve => "preserve".to_string(),
+                    HostHeader::Shadow => "shadow".to_string(),
+                    HostHeader::Literal(v) => header_text(v),
+                }),
+                set_headers: b(shadow
+                    .set_headers
+                    .iter()
+                    .map(|(n, v)| (n.as_str().to_string(), b(header_text(v))))
+                    .collect()),
+                remove_headers: Setting::builtin_list(
+                    shadow.remove_headers.iter().map(|n| n.as_str().to_string()),
+                ),
+                max_response_bytes: b(shadow.max_response_bytes),
+            },
+            mirror: RawMirror {
+                methods: Setting::builtin_list(methods(&mirror.methods)),
+                deny_methods: Setting::builtin_list(methods(&mirror.deny_methods)),
+                paths: Setting::builtin_list(mirror.paths.clone()),
+                deny_paths: Setting::builtin_list(mirror.deny_paths.clone()),
+                sample_percent: b(mirror.sample_percent),
+                sample_seed: b(mirror.sample_seed),
+                rate_limit: b(mirror.rate_limit.map_or(0.0, |r| r.per_second)),
+                burst: b(mirror.rate_limit.map_or(0, |r| r.burst)),
+                queue: b(mirror.queue.get()),
+            },
+            circuit_breaker: RawCircuitBreaker {
+                enabled: b(breaker.enabled),
+                window: b(breaker.window.get()),
+                min_requests: b(breaker.min_requests.get()),
+                failure_ratio: b(breaker.failure_ratio),
+                open_ms: b(ms(breaker.open_for)),
+                probes: b(breaker.probes.get()),
+                slow_call_ms: b(breaker.slow_call.map_or(0, ms)),
+            },
+            compare: RawCompare {
+                preset: b(compare.preset_name),
+                prediction_pointer: prediction_pointer.map(b),
+                label_output: label_output.map(b),
+                abs_tolerance: b(compare.diff.abs_tolerance),
+                rel_tolerance: b(compare.diff.rel_tolerance),
+                ignore_paths: Setting::builtin_list(pointers(&compare.diff.ignore)),
+                unordered_arrays: Setting::builtin_list(pointers(&compare.diff.unordered)),
+                max_diffs: b(compare.diff.max_diffs),
+            },
+            discrepancy_log: RawDiscrepancyLog {
+                path: log.path.clone().map(b),
+                max_bytes: b(log.max_bytes),
+                max_files: b(log.max_files),
+                body_max_bytes: b(log.body_max_bytes),
+                redact_headers: Setting::builtin_list(
+                    log.redact_headers.iter().map(|n| n.as_str().to_string()),
+                ),
+                redact_fields: Setting::builtin_list(pointers(&log.redact_fields)),
+            },
+            admin: RawAdmin {
+                addr: b(c.admin.addr),
+            },
+            file: None,
+        }
+    }
+}

@@ -1,0 +1,403 @@
+//! [`RawConfig`]: the TOML schema as written, every key optional with its default, each value
+//! remembering where it came from (the file, a flag or the default) so that a problem can be
+//! located. Nothing is checked here; [`super::Config`]'s `TryFrom` does that.
+
+use super::error::Finding;
+use crate::capture::CaptureKind;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use shadow_core::compare::PresetName;
+use shadow_core::reassembly::ReassemblyConfig;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::PathBuf;
+
+/// Where a configuration value came from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Origin {
+    /// Not given: the built-in default.
+    #[default]
+    Default,
+    /// The config file, at this byte range of its text.
+    File(Range<usize>),
+    /// This command-line flag (`--shadow`).
+    Flag(&'static str),
+}
+
+/// A configuration value and where it came from. In TOML it is just the value (read with the
+/// `toml` deserializer, which supplies the span).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Setting<T> {
+    /// The value as written.
+    pub value: T,
+    /// Where it was written.
+    pub origin: Origin,
+}
+
+/// A list whose elements are located one by one (a bad element is pointed at, not the list).
+pub type List<T> = Setting<Vec<Setting<T>>>;
+
+impl<T> Setting<T> {
+    /// A built-in default.
+    pub fn builtin(value: T) -> Self {
+        Setting {
+            value,
+            origin: Origin::Default,
+        }
+    }
+
+    /// A value given by a command-line flag.
+    pub fn flag(flag: &'static str, value: T) -> Self {
+        Setting {
+            value,
+            origin: Origin::Flag(flag),
+        }
+    }
+}
+
+impl<T> Setting<Vec<Setting<T>>> {
+    /// A built-in default list.
+    pub fn builtin_list(items: impl IntoIterator<Item = T>) -> Self {
+        Setting::builtin(items.into_iter().map(Setting::builtin).collect())
+    }
+
+    /// A list given by a (repeatable) command-line flag.
+    pub fn flag_list(flag: &'static str, items: impl IntoIterator<Item = T>) -> Self {
+        Setting::flag(
+            flag,
+            items.into_iter().map(|v| Setting::flag(flag, v)).collect(),
+        )
+    }
+
+    /// The values without their origins.
+    pub fn values(&self) -> impl Iterator<Item = &T> {
+        self.value.iter().map(|s| &s.value)
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Setting<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let spanned = toml::Spanned::<T>::deserialize(d)?;
+        Ok(Setting {
+            origin: Origin::File(spanned.span()),
+            value: spanned.into_inner(),
+        })
+    }
+}
+
+impl<T: Serialize> Serialize for Setting<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.value.serialize(s)
+    }
+}
+
+/// The config file a [`RawConfig`] was read from: its text (to turn byte offsets into
+/// line:column) and the keys dropped because their value could not be read.
+#[derive(Clone, Debug, Default)]
+pub struct ConfigFile {
+    /// The path given to `--config`.
+    pub path: PathBuf,
+    /// The file's text.
+    pub text: String,
+    /// Unknown keys and values of the wrong type, dropped (their defaults stand in).
+    pub(super) rejected: Vec<Finding>,
+}
+
+/// The whole configuration of `shadowd run` as written: today's TOML schema, `deny_unknown_fields`,
+/// every key optional with its default. Flags override keys (`commands::run`); `Config::try_from`
+/// checks every value and reports every problem.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawConfig {
+    /// `[capture]`
+    pub capture: RawCapture,
+    /// `[shadow]`
+    pub shadow: RawShadow,
+    /// `[mirror]`
+    pub mirror: RawMirror,
+    /// `[circuit_breaker]`
+    pub circuit_breaker: RawCircuitBreaker,
+    /// `[compare]`
+    pub compare: RawCompare,
+    /// `[discrepancy_log]`
+    pub discrepancy_log: RawDiscrepancyLog,
+    /// `[admin]`
+    pub admin: RawAdmin,
+    /// The file the values came from, if any.
+    #[serde(skip)]
+    pub file: Option<ConfigFile>,
+}
+
+/// `[capture]`: what to tap.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawCapture {
+    /// Interface to tap (`lo`, `eth0`).
+    pub interface: Setting<String>,
+    /// Production server TCP ports.
+    pub ports: List<u16>,
+    /// Capture backend.
+    #[serde(serialize_with = "capture_kind_name")]
+    pub kind: Setting<CaptureKind>,
+    /// Largest request or response body kept.
+    pub max_body_bytes: Setting<usize>,
+    /// Depth of the channel from the HTTP stage to admission.
+    pub exchange_channel: Setting<usize>,
+    /// `[capture.reassembly]`: limits of TCP reassembly.
+    pub reassembly: RawReassembly,
+}
+
+impl Default for RawCapture {
+    fn default() -> Self {
+        RawCapture {
+            interface: Setting::builtin(String::new()),
+            ports: Setting::builtin_list([]),
+            kind: Setting::builtin(CaptureKind::Ebpf),
+            max_body_bytes: Setting::builtin(16 << 20),
+            exchange_channel: Setting::builtin(4096),
+            reassembly: RawReassembly::default(),
+        }
+    }
+}
+
+fn capture_kind_name<S: Serializer>(kind: &Setting<CaptureKind>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(match kind.value {
+        CaptureKind::Ebpf => "ebpf",
+        CaptureKind::Afpacket => "afpacket",
+    })
+}
+
+/// `[capture.reassembly]`: limits of TCP reassembly (defaults: [`ReassemblyConfig::default`]).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawReassembly {
+    /// Out-of-order bytes buffered per connection before the oldest hole is declared a gap.
+    pub max_flow_buffer_bytes: Setting<usize>,
+    /// Out-of-order bytes buffered over all connections.
+    pub max_buffered_bytes: Setting<usize>,
+    /// Connections silent this long (ms, capture time) are closed.
+    pub idle_timeout_ms: Setting<u64>,
+    /// A hole still open this long (ms) after later bytes arrived is declared a gap.
+    pub hole_timeout_ms: Setting<u64>,
+    /// Connections tracked; the least recently seen is evicted to make room.
+    pub max_flows: Setting<usize>,
+}
+
+impl Default for RawReassembly {
+    fn default() -> Self {
+        let d = ReassemblyConfig::default();
+        RawReassembly {
+            max_flow_buffer_bytes: Setting::builtin(d.max_flow_buffer),
+            max_buffered_bytes: Setting::builtin(d.max_buffered),
+            idle_timeout_ms: Setting::builtin(d.idle_timeout_ns / 1_000_000),
+            hole_timeout_ms: Setting::builtin(d.hole_timeout_ns / 1_000_000),
+            max_flows: Setting::builtin(d.max_flows),
+        }
+    }
+}
+
+/// `[shadow]`: where and how requests are replayed.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawShadow {
+    /// Base URL of the shadow model server (`http://host:port[/prefix]`); required.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<Setting<String>>,
+    /// Per-request timeout (connect + response + body), ms.
+    pub timeout_ms: Setting<u64>,
+    /// Connect timeout, ms.
+    pub connect_timeout_ms: Setting<u64>,
+    /// Replayed requests in flight at most.
+    pub concurrency: Setting<usize>,
+    /// Keep-alive pool: idle connections kept per host.
+    pub pool_max_idle: Setting<usize>,
+    /// Keep-alive pool: idle connections closed after this many ms.
+    pub pool_idle_timeout_ms: Setting<u64>,
+    /// `Host` on replayed requests: `preserve`, `shadow` or a literal value.
+    pub host_header: Setting<String>,
+    /// Headers set (added or replaced) on replayed requests.
+    pub set_headers: Setting<BTreeMap<String, Setting<String>>>,
+    /// Headers removed from replayed requests (case-insensitive).
+    pub remove_headers: List<String>,
+    /// Largest shadow response body read.
+    pub max_response_bytes: Setting<usize>,
+}
+
+impl Default for RawShadow {
+    fn default() -> Self {
+        RawShadow {
+            url: None,
+            timeout_ms: Setting::builtin(5_000),
+            connect_timeout_ms: Setting::builtin(1_000),
+            concurrency: Setting::builtin(32),
+            pool_max_idle: Setting::builtin(32),
+            pool_idle_timeout_ms: Setting::builtin(90_000),
+            host_header: Setting::builtin("preserve".into()),
+            set_headers: Setting::builtin(BTreeMap::new()),
+            remove_headers: Setting::builtin_list([]),
+            max_response_bytes: Setting::builtin(16 << 20),
+        }
+    }
+}
+
+/// `[mirror]`: which exchanges are mirrored and how fast.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawMirror {
+    /// Methods mirrored (any case).
+    pub methods: List<String>,
+    /// Methods never mirrored, even if listed in `methods`.
+    pub deny_methods: List<String>,
+    /// Path prefixes mirrored; empty = all paths.
+    pub paths: List<String>,
+    /// Path prefixes never mirrored.
+    pub deny_paths: List<String>,
+    /// Percentage of eligible requests mirrored, 0-100.
+    pub sample_percent: Setting<f64>,
+    /// Seed mixed into the sampling hash.
+    pub sample_seed: Setting<u64>,
+    /// Requests per second sent to the shadow; 0 = unlimited.
+    pub rate_limit: Setting<f64>,
+    /// Token-bucket burst; 0 = max(1, rate_limit).
+    pub burst: Setting<u32>,
+    /// Queue between admission and replay.
+    pub queue: Setting<usize>,
+}
+
+impl Default for RawMirror {
+    fn default() -> Self {
+        let strings = |v: &[&str]| Setting::builtin_list(v.iter().map(|s| s.to_string()));
+        RawMirror {
+            methods: strings(&["GET", "POST", "HEAD"]),
+            deny_methods: strings(&["PUT", "PATCH", "DELETE"]),
+            paths: Setting::builtin_list([]),
+            deny_paths: Setting::builtin_list([]),
+            sample_percent: Setting::builtin(100.0),
+            sample_seed: Setting::builtin(0),
+            rate_limit: Setting::builtin(0.0),
+            burst: Setting::builtin(0),
+            queue: Setting::builtin(1024),
+        }
+    }
+}
+
+/// `[circuit_breaker]`: pauses mirroring while the shadow is failing.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawCircuitBreaker {
+    /// Turn the breaker off entirely.
+    pub enabled: Setting<bool>,
+    /// Outcomes remembered (sliding window, in requests).
+    pub window: Setting<usize>,
+    /// No decision before this many outcomes are in the window.
+    pub min_requests: Setting<usize>,
+    /// Open when the failure fraction reaches this, (0, 1].
+    pub failure_ratio: Setting<f64>,
+    /// Stay open this long before probing, ms.
+    pub open_ms: Setting<u64>,
+    /// Requests let through while half-open.
+    pub probes: Setting<usize>,
+    /// A shadow answer slower than this (ms) counts as a failure; 0 = off.
+    pub slow_call_ms: Setting<u64>,
+}
+
+impl Default for RawCircuitBreaker {
+    fn default() -> Self {
+        RawCircuitBreaker {
+            enabled: Setting::builtin(true),
+            window: Setting::builtin(50),
+            min_requests: Setting::builtin(10),
+            failure_ratio: Setting::builtin(0.5),
+            open_ms: Setting::builtin(10_000),
+            probes: Setting::builtin(3),
+            slow_call_ms: Setting::builtin(0),
+        }
+    }
+}
+
+/// `[compare]`: how answers are compared.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawCompare {
+    /// Prediction extraction preset.
+    pub preset: Setting<PresetName>,
+    /// JSON pointer to the prediction when `preset = "json-pointer"`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prediction_pointer: Option<Setting<String>>,
+    /// KServe v2: name of the output holding class labels.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label_output: Option<Setting<String>>,
+    /// Numbers are equal when |a-b| <= abs_tolerance ...
+    pub abs_tolerance: Setting<f64>,
+    /// ... or |a-b| <= rel_tolerance * max(|a|, |b|).
+    pub rel_tolerance: Setting<f64>,
+    /// JSON pointers ignored in body diffs.
+    pub ignore_paths: List<String>,
+    /// JSON pointers of arrays compared without regard to order.
+    pub unordered_arrays: List<String>,
+    /// At most this many field differences kept per comparison.
+    pub max_diffs: Setting<usize>,
+}
+
+impl Default for RawCompare {
+    fn default() -> Self {
+        RawCompare {
+            preset: Setting::builtin(PresetName::KserveV2),
+            prediction_pointer: None,
+            label_output: None,
+            abs_tolerance: Setting::builtin(1e-6),
+            rel_tolerance: Setting::builtin(1e-6),
+            ignore_paths: Setting::builtin_list([]),
+            unordered_arrays: Setting::builtin_list([]),
+            max_diffs: Setting::builtin(50),
+        }
+    }
+}
+
+/// `[discrepancy_log]`: JSON-lines log of the comparisons that differ.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawDiscrepancyLog {
+    /// File path; absent = no log.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<Setting<PathBuf>>,
+    /// Rotate when the file would exceed this many bytes.
+    pub max_bytes: Setting<u64>,
+    /// Rotated files kept.
+    pub max_files: Setting<u32>,
+    /// Request body bytes copied into each line.
+    pub body_max_bytes: Setting<usize>,
+    /// Headers redacted in addition to the defaults.
+    pub redact_headers: List<String>,
+    /// JSON pointers of body fields redacted.
+    pub redact_fields: List<String>,
+}
+
+impl Default for RawDiscrepancyLog {
+    fn default() -> Self {
+        RawDiscrepancyLog {
+            path: None,
+            max_bytes: Setting::builtin(64 << 20),
+            max_files: Setting::builtin(5),
+            body_max_bytes: Setting::builtin(4096),
+            redact_headers: Setting::builtin_list([]),
+            redact_fields: Setting::builtin_list([]),
+        }
+    }
+}
+
+/// `[admin]`: the admin HTTP server.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawAdmin {
+    /// Listen address for `/metrics`, `/healthz`, `/api/summary`.
+    pub addr: Setting<SocketAddr>,
+}
+
+impl Default for RawAdmin {
+    fn default() -> Self {
+        RawAdmin {
+            addr: Setting::builtin(SocketAddr::from(([127, 0, 0, 1], 9464))),
+        }
+    }
+}

@@ -1,0 +1,479 @@
+use super::error::line_column;
+use super::*;
+use hyper::Method;
+use hyper::header::{HeaderName, HeaderValue};
+use shadow_core::compare::{PathPattern, Preset};
+use std::num::{NonZeroU16, NonZeroUsize};
+use std::path::Path;
+use std::time::Duration;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::from_toml(text, Path::new("t.toml"))
+}
+
+/// `(location, key)` of each problem, rendered as the operator sees them.
+fn located(err: &ConfigError) -> Vec<(String, String)> {
+    err.problems()
+        .iter()
+        .map(|p| {
+            let at = match &p.location {
+                Location::File { path, line, column } => {
+                    format!("{}:{line}:{column}", path.display())
+                }
+                Location::Flag(flag) => flag.to_string(),
+                Location::Default => "default".into(),
+            };
+            (at, p.key.clone().unwrap_or_default())
+        })
+        .collect()
+}
+
+fn nz(n: usize) -> NonZeroUsize {
+    NonZeroUsize::new(n).unwrap()
+}
+
+#[test]
+fn minimal_config_is_valid_and_the_built_in_defaults_hold() {
+    let c = test_config("");
+    assert_eq!(c.capture.ports, vec![NonZeroU16::new(8080).unwrap()]);
+    assert_eq!(c.shadow.url.port(), 8081);
+    assert_eq!(c.shadow.timeout, Duration::from_secs(5));
+    assert_eq!(c.mirror, MirrorConfig::default());
+    assert_eq!(c.circuit_breaker, CircuitBreakerConfig::default());
+    assert_eq!(c.compare, CompareConfig::default());
+    assert_eq!(c.discrepancy_log, DiscrepancyLogConfig::default());
+    assert_eq!(c.admin, AdminConfig::default());
+    assert_eq!(
+        c.capture.reassembly,
+        shadow_core::reassembly::ReassemblyConfig::default()
+    );
+    assert!(c.mirror.methods.contains("GET") && !c.mirror.methods.contains("PUT"));
+    assert!(c.mirror.deny_methods.contains("DELETE"));
+}
+
+#[test]
+fn every_mistake_is_reported_at_once_with_its_line_and_column() {
+    let text = r#"[capture]
+ports = [8080, 0]
+kind = "xdp"
+[shadow]
+url = "ftp://10.0.0.2:9000"
+timeout_ms = 0
+colour = "blue"
+[mirror]
+methods = ["GET", "P OST"]
+sample_percent = 150.0
+queue = "big"
+[circuit_breaker]
+min_requests = 60
+[compare]
+preset = "json-pointer"
+ignore_paths = ["/ok", "id"]
+"#;
+    let err = parse(text).unwrap_err();
+    let want = [
+        ("t.toml:2:16", "capture.ports"),
+        ("t.toml:3:8", "capture.kind"),
+        ("t.toml:5:7", "shadow.url"),
+        ("t.toml:6:14", "shadow.timeout_ms"),
+        ("t.toml:7:1", "shadow.colour"),
+        ("t.toml:9:19", "mirror.methods"),
+        ("t.toml:10:18", "mirror.sample_percent"),
+        ("t.toml:11:9", "mirror.queue"),
+        ("t.toml:13:16", "circuit_breaker.min_requests"),
+        ("t.toml:15:10", "compare.preset"),
+        ("t.toml:16:24", "compare.ignore_paths"),
+    ];
+    let got = located(&err);
+    let got: Vec<(&str, &str)> = got.iter().map(|(a, k)| (a.as_str(), k.as_str())).collect();
+    assert_eq!(got, want, "{err}");
+    let text = err.to_string();
+    assert!(
+        text.starts_with("invalid configuration, 11 problems; fix them all"),
+        "{text}"
+    );
+    for needle in [
+        "t.toml:2:16: capture.ports: port 0 is not a valid production port",
+        "t.toml:3:8: capture.kind: unknown variant `xdp`, expected `ebpf` or `afpacket`; fix or remove it",
+        "t.toml:5:7: shadow.url: `ftp://10.0.0.2:9000` must start with http://",
+        "t.toml:7:1: shadow.colour: unknown field `colour`",
+        "t.toml:10:18: mirror.sample_percent: 150 is outside 0..=100",
+        "t.toml:13:16: circuit_breaker.min_requests: 60 is more than window (50)",
+        "t.toml:16:24: compare.ignore_paths: `id` is not a JSON pointer",
+    ] {
+        assert!(text.contains(needle), "missing `{needle}` in:\n{text}");
+    }
+}
+
+#[test]
+fn a_rejected_key_is_not_reported_again_through_its_default() {
+    // `ports` of the wrong type is dropped; its default (no port) must not add "is empty".
+    let err = parse("[capture]\nports = \"8080\"\n[shadow]\nurl = \"http://h:1\"\n").unwrap_err();
+    assert_eq!(
+        located(&err),
+        vec![("t.toml:2:9".to_string(), "capture.ports".to_string())],
+        "{err}"
+    );
+    // A misspelt key is reported, and so is the key it was meant to be.
+    let err = parse("[capture]\nports = [8080]\n[shadow]\nurll = \"http://h:1\"\n").unwrap_err();
+    assert_eq!(
+        located(&err),
+        vec![
+            ("t.toml:4:1".to_string(), "shadow.urll".to_string()),
+            ("default".to_string(), "shadow.url".to_string()),
+        ],
+        "{err}"
+    );
+}
+
+#[test]
+fn syntax_errors_are_all_reported() {
+    let err = parse("[capture]\nports = [8080\n[shadow]\nurl = \n").unwrap_err();
+    let problems = err.problems();
+    assert!(problems.len() >= 2, "{err}");
+    assert!(problems.iter().all(|p| p.key.is_none()), "{err}");
+    assert!(err.to_string().contains("(TOML syntax)"), "{err}");
+}
+
+#[test]
+fn missing_file_is_a_read_error_naming_the_path() {
+    let err = RawConfig::load(Some(Path::new("/nonexistent/shadowtap.toml"))).unwrap_err();
+    assert!(matches!(err, ConfigError::Read { .. }));
+    assert!(
+        err.to_string().contains("/nonexistent/shadowtap.toml"),
+        "{err}"
+    );
+    assert!(std::error::Error::source(&err).is_some());
+}
+
+#[test]
+fn missing_required_values_name_the_flag_to_give() {
+    let err = Config::try_from(RawConfig::default()).unwrap_err();
+    let text = err.to_string();
+    assert_eq!(
+        located(&err),
+        vec![
+            ("default".to_string(), "capture.ports".to_string()),
+            ("default".to_string(), "shadow.url".to_string()),
+        ]
+    );
+    assert!(
+        text.contains("--port") && text.contains("--shadow"),
+        "{text}"
+    );
+}
+
+#[test]
+fn shadow_on_a_production_port_is_rejected() {
+    let err = parse("[capture]\nports = [8080]\n[shadow]\nurl = \"http://127.0.0.1:8080\"\n")
+        .unwrap_err();
+    assert!(err.to_string().contains("tapped production port"), "{err}");
+    // No port in the URL means 80.
+    let err =
+        parse("[capture]\nports = [80]\n[shadow]\nurl = \"http://shadow.internal\"\n").unwrap_err();
+    assert_eq!(located(&err)[0].1, "shadow.url");
+    let err = parse(
+        "[capture]\nports = [9464]\n[shadow]\nurl = \"http://h:1\"\n[admin]\naddr = \"0.0.0.0:9464\"\n",
+    )
+    .unwrap_err();
+    assert_eq!(
+        located(&err),
+        vec![("t.toml:6:8".to_string(), "admin.addr".to_string())]
+    );
+}
+
+#[test]
+fn shadow_urls_must_be_plain_http_with_a_host() {
+    for (url, why) in [
+        ("not a url", "is not a URL"),
+        ("https://h:1", "https is not supported"),
+        ("127.0.0.1:8081", "must start with http://"),
+        ("", "is empty"),
+    ] {
+        let err = parse(&format!(
+            "[capture]\nports = [8080]\n[shadow]\nurl = \"{url}\"\n"
+        ))
+        .unwrap_err();
+        assert!(err.to_string().contains(why), "{url}: {err}");
+    }
+    let url = ShadowUrl::parse("http://10.0.0.2:9000/prefix/").unwrap();
+    assert_eq!(url.authority().as_str(), "10.0.0.2:9000");
+    assert_eq!(url.host_header(), "10.0.0.2:9000");
+    assert_eq!(url.prefix(), "/prefix");
+    assert_eq!(url.port(), 9000);
+}
+
+/// A file setting every key to something other than its default.
+const EVERY_KEY: &str = r#"
+[capture]
+interface = "eth1"
+ports = [8080, 8443]
+kind = "afpacket"
+max_body_bytes = 1024
+exchange_channel = 7
+[capture.reassembly]
+max_flow_buffer_bytes = 2048
+max_buffered_bytes = 4096
+idle_timeout_ms = 30000
+hole_timeout_ms = 250
+max_flows = 3
+[shadow]
+url = "http://10.0.0.2:9000/v1"
+timeout_ms = 1500
+connect_timeout_ms = 200
+concurrency = 4
+pool_max_idle = 2
+pool_idle_timeout_ms = 1000
+host_header = "shadow.internal"
+set_headers = { "X-Shadowtap" = "1" }
+remove_headers = ["Authorization"]
+max_response_bytes = 999
+[mirror]
+methods = ["get", "post", "GET"]
+deny_methods = ["delete"]
+paths = ["/v2/"]
+deny_paths = ["/v2/admin"]
+sample_percent = 12.5
+sample_seed = 42
+rate_limit = 2.5
+burst = 5
+queue = 9
+[circuit_breaker]
+enabled = true
+window = 20
+min_requests = 5
+failure_ratio = 0.25
+open_ms = 3000
+probes = 2
+slow_call_ms = 700
+[compare]
+preset = "json-pointer"
+prediction_pointer = "/result/scores"
+abs_tolerance = 0.01
+rel_tolerance = 0.02
+ignore_paths = ["/id", "/a~1b/*"]
+unordered_arrays = ["/tags"]
+max_diffs = 7
+[discrepancy_log]
+path = "/tmp/d.jsonl"
+max_bytes = 8192
+max_files = 2
+body_max_bytes = 10
+redact_headers = ["X-Api-Key"]
+redact_fields = ["/user"]
+[admin]
+addr = "127.0.0.1:9999"
+"#;
+
+#[test]
+fn every_typed_field_is_parsed_and_round_trips() {
+    let c = parse(EVERY_KEY).unwrap();
+    let cap = &c.capture;
+    assert_eq!(cap.interface, "eth1");
+    assert_eq!(
+        cap.ports,
+        vec![
+            NonZeroU16::new(8080).unwrap(),
+            NonZeroU16::new(8443).unwrap()
+        ]
+    );
+    assert_eq!(cap.kind, crate::capture::CaptureKind::Afpacket);
+    assert_eq!(cap.max_body_bytes, 1024);
+    assert_eq!(cap.exchange_channel, nz(7));
+    assert_eq!(
+        cap.reassembly,
+        shadow_core::reassembly::ReassemblyConfig {
+            max_flow_buffer: 2048,
+            max_buffered: 4096,
+            idle_timeout_ns: 30_000_000_000,
+            hole_timeout_ns: 250_000_000,
+            max_flows: 3,
+        }
+    );
+    let s = &c.shadow;
+    assert_eq!(s.url.uri(), "http://10.0.0.2:9000/v1");
+    assert_eq!(s.timeout, Duration::from_millis(1500));
+    assert_eq!(s.connect_timeout, Duration::from_millis(200));
+    assert_eq!(s.concurrency, nz(4));
+    assert_eq!(s.pool_max_idle, 2);
+    assert_eq!(s.pool_idle_timeout, Duration::from_secs(1));
+    assert_eq!(
+        s.host_header,
+        HostHeader::Literal(HeaderValue::from_static("shadow.internal"))
+    );
+    assert_eq!(
+        s.set_headers,
+        vec![(
+            HeaderName::from_static("x-shadowtap"),
+            HeaderValue::from_static("1")
+        )]
+    );
+    assert_eq!(s.remove_headers, vec![hyper::header::AUTHORIZATION]);
+    assert_eq!(s.max_response_bytes, 999);
+    let m = &c.mirror;
+    assert_eq!(
+        m.methods.iter().collect::<Vec<_>>(),
+        vec![&Method::GET, &Method::POST],
+        "upper-cased, duplicates removed"
+    );
+    assert_eq!(
+        m.deny_methods.iter().collect::<Vec<_>>(),
+        vec![&Method::DELETE]
+    );
+    assert_eq!(m.paths, vec!["/v2/"]);
+    assert_eq!(m.deny_paths, vec!["/v2/admin"]);
+    assert_eq!(m.sample_percent, 12.5);
+    assert_eq!(m.sample_seed, 42);
+    assert_eq!(
+        m.rate_limit,
+        Some(RateLimit {
+            per_second: 2.5,
+            burst: 5
+        })
+    );
+    assert_eq!(m.queue, nz(9));
+    assert_eq!(
+        c.circuit_breaker,
+        CircuitBreakerConfig {
+            enabled: true,
+            window: nz(20),
+            min_requests: nz(5),
+            failure_ratio: 0.25,
+            open_for: Duration::from_secs(3),
+            probes: nz(2),
+            slow_call: Some(Duration::from_millis(700)),
+        }
+    );
+    let cmp = &c.compare;
+    assert_eq!(cmp.preset_name, PresetName::JsonPointer);
+    assert_eq!(cmp.preset, Preset::Pointer("/result/scores".into()));
+    assert_eq!(cmp.diff.abs_tolerance, 0.01);
+    assert_eq!(cmp.diff.rel_tolerance, 0.02);
+    assert_eq!(
+        cmp.diff.ignore,
+        vec![PathPattern::parse("/id"), PathPattern::parse("/a~1b/*")]
+    );
+    assert_eq!(cmp.diff.ignore[1].segments(), ["a/b", "*"]);
+    assert_eq!(cmp.diff.unordered, vec![PathPattern::parse("/tags")]);
+    assert_eq!(cmp.diff.max_diffs, 7);
+    let d = &c.discrepancy_log;
+    assert_eq!(d.path.as_deref(), Some(Path::new("/tmp/d.jsonl")));
+    assert_eq!((d.max_bytes, d.max_files, d.body_max_bytes), (8192, 2, 10));
+    assert_eq!(d.redact_headers, vec![HeaderName::from_static("x-api-key")]);
+    assert_eq!(d.redact_fields, vec![PathPattern::parse("/user")]);
+    assert_eq!(c.admin.addr, "127.0.0.1:9999".parse().unwrap());
+
+    // What check-config prints is a config file that parses back to the same config.
+    let printed = c.to_toml().unwrap();
+    assert_eq!(parse(&printed).unwrap(), c, "{printed}");
+    let defaults = test_config("");
+    assert_eq!(parse(&defaults.to_toml().unwrap()).unwrap(), defaults);
+}
+
+#[test]
+fn host_header_words_and_kserve_label_output() {
+    let c = test_config("[compare]\nlabel_output = \"label\"\n");
+    assert_eq!(
+        c.compare.preset,
+        Preset::KserveV2 {
+            label_output: Some("label".into())
+        }
+    );
+    assert_eq!(parse(&c.to_toml().unwrap()).unwrap(), c);
+    assert_eq!(HostHeader::parse("shadow"), Ok(HostHeader::Shadow));
+    assert_eq!(HostHeader::parse(""), Ok(HostHeader::Preserve));
+    assert!(HostHeader::parse("bad\nhost").is_err());
+}
+
+#[test]
+fn a_disabled_breaker_does_not_hold_its_settings_against_the_config() {
+    let c = test_config("[circuit_breaker]\nenabled = false\nwindow = 0\nfailure_ratio = 7.0\n");
+    assert!(!c.circuit_breaker.enabled);
+    let err = parse(
+        "[capture]\nports = [1]\n[shadow]\nurl = \"http://h:2\"\n[circuit_breaker]\nwindow = 0\nfailure_ratio = 7.0\n",
+    )
+    .unwrap_err();
+    assert_eq!(
+        located(&err),
+        vec![
+            (
+                "t.toml:6:10".to_string(),
+                "circuit_breaker.window".to_string()
+            ),
+            (
+                "t.toml:7:17".to_string(),
+                "circuit_breaker.failure_ratio".to_string()
+            ),
+        ],
+        "{err}"
+    );
+}
+
+#[test]
+fn reassembly_limits_are_checked() {
+    let err = parse(
+        "[capture]\nports = [1]\n[capture.reassembly]\nmax_flows = 0\nidle_timeout_ms = 0\nmax_flow_buffer_bytes = 10\nmax_buffered_bytes = 5\n[shadow]\nurl = \"http://h:2\"\n",
+    )
+    .unwrap_err();
+    assert_eq!(
+        located(&err)
+            .into_iter()
+            .map(|(_, k)| k)
+            .collect::<Vec<_>>(),
+        vec![
+            "capture.reassembly.max_flows",
+            "capture.reassembly.idle_timeout_ms",
+            "capture.reassembly.max_flow_buffer_bytes",
+        ],
+        "{err}"
+    );
+}
+
+#[test]
+fn line_column_counts_characters_from_one() {
+    let text = "a = 1\nb = \"é\" # x\n";
+    assert_eq!(line_column(text, 0), (1, 1));
+    assert_eq!(line_column(text, 4), (1, 5));
+    assert_eq!(line_column(text, 6), (2, 1));
+    // After the two-byte `é`, the closing quote is the 7th character of line 2.
+    let quote = text.rfind('"').unwrap();
+    assert_eq!(line_column(text, quote), (2, 7));
+}
+
+#[test]
+fn example_config_parses_and_documents_every_key() {
+    let text = include_str!("../../../deploy/shadowtap.example.toml");
+    let c = parse(text).unwrap();
+    assert_eq!(c.capture.reassembly, Default::default());
+    // Every key of the schema, optional ones included, appears in the example file.
+    let mut raw = RawConfig::default();
+    raw.shadow.url = Some(Setting::builtin("http://x".into()));
+    raw.compare.prediction_pointer = Some(Setting::builtin("/x".into()));
+    raw.compare.label_output = Some(Setting::builtin("x".into()));
+    raw.discrepancy_log.path = Some(Setting::builtin("x".into()));
+    let full = toml::to_string(&raw).unwrap();
+    let mut section = String::new();
+    let mut keys = 0;
+    for line in full.lines() {
+        let documented = |key: &str| {
+            text.lines().any(|l| {
+                l.trim_start_matches('#')
+                    .trim_start()
+                    .starts_with(&format!("{key} ="))
+            })
+        };
+        if line.starts_with('[') {
+            section = line.to_string();
+            // A sub-table (`[shadow.set_headers]`) may be documented inline.
+            let inline = section
+                .trim_matches(['[', ']'])
+                .rsplit_once('.')
+                .is_some_and(|(_, key)| documented(key));
+            assert!(text.contains(&section) || inline, "example lacks {section}");
+        } else if let Some((key, _)) = line.split_once(" = ") {
+            assert!(documented(key), "example lacks {section} {key}");
+            keys += 1;
+        }
+    }
+    assert!(keys >= 50, "only {keys} keys found in:\n{full}");
+}

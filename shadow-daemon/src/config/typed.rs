@@ -1,0 +1,315 @@
+//! The checked configuration: every value already in the type its component uses, so nothing
+//! downstream parses or validates again.
+
+use crate::capture::CaptureKind;
+use hyper::Uri;
+use hyper::header::{HeaderName, HeaderValue};
+use hyper::http::Method;
+use hyper::http::uri::Authority;
+use shadow_core::compare::{Comparer, DiffOptions, PathPattern, Preset, PresetName};
+use shadow_core::reassembly::ReassemblyConfig;
+use std::fmt;
+use std::net::SocketAddr;
+use std::num::{NonZeroU16, NonZeroUsize};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The whole configuration of `shadowd run`, checked. Built with `Config::try_from(RawConfig)`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// `[capture]`
+    pub capture: CaptureConfig,
+    /// `[shadow]`
+    pub shadow: ShadowConfig,
+    /// `[mirror]`
+    pub mirror: MirrorConfig,
+    /// `[circuit_breaker]`
+    pub circuit_breaker: CircuitBreakerConfig,
+    /// `[compare]`
+    pub compare: CompareConfig,
+    /// `[discrepancy_log]`
+    pub discrepancy_log: DiscrepancyLogConfig,
+    /// `[admin]`
+    pub admin: AdminConfig,
+}
+
+/// What to tap: the production model server.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CaptureConfig {
+    /// Interface to tap (`lo`, `eth0`).
+    pub interface: String,
+    /// Production server TCP ports (at least one).
+    pub ports: Vec<NonZeroU16>,
+    /// Capture backend.
+    pub kind: CaptureKind,
+    /// Largest request or response body kept; larger exchanges are `truncated`, not replayed.
+    pub max_body_bytes: usize,
+    /// Depth of the channel carrying exchanges from the HTTP stage to admission.
+    pub exchange_channel: NonZeroUsize,
+    /// Limits of TCP reassembly (`[capture.reassembly]`).
+    pub reassembly: ReassemblyConfig,
+}
+
+impl CaptureConfig {
+    /// Whether `port` is a tapped production port.
+    pub fn taps_port(&self, port: u16) -> bool {
+        self.ports.iter().any(|p| p.get() == port)
+    }
+}
+
+/// The shadow model's base URL: `http://host[:port][/prefix]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShadowUrl {
+    uri: Uri,
+    authority: Authority,
+    host: HeaderValue,
+}
+
+impl ShadowUrl {
+    /// Parses and checks a base URL; the error says what is wrong and what to write instead.
+    pub fn parse(text: &str) -> Result<ShadowUrl, String> {
+        if text.is_empty() {
+            return Err(
+                "is empty: give the shadow model's base URL, e.g. http://127.0.0.1:8081".into(),
+            );
+        }
+        let uri: Uri = text
+            .parse()
+            .map_err(|e| format!("`{text}` is not a URL ({e}): give http://host:port[/prefix]"))?;
+        match uri.scheme_str() {
+            Some("http") => {}
+            Some("https") => {
+                return Err(format!("`{text}`: https is not supported yet; use http://"));
+            }
+            _ => return Err(format!("`{text}` must start with http://")),
+        }
+        let authority = match uri.authority() {
+            Some(a) if !a.host().is_empty() => a.clone(),
+            _ => return Err(format!("`{text}` has no host: give http://host:port")),
+        };
+        let host = HeaderValue::from_str(authority.as_str()).map_err(|_| {
+            format!("`{text}`: the host `{authority}` cannot be sent as a Host header")
+        })?;
+        Ok(ShadowUrl {
+            uri,
+            authority,
+            host,
+        })
+    }
+
+    /// The URL.
+    pub fn uri(&self) -> &Uri {
+        &self.uri
+    }
+
+    /// `host[:port]`.
+    pub fn authority(&self) -> &Authority {
+        &self.authority
+    }
+
+    /// The authority as a `Host` header value.
+    pub fn host_header(&self) -> &HeaderValue {
+        &self.host
+    }
+
+    /// The TCP port (80 when the URL names none).
+    pub fn port(&self) -> u16 {
+        self.authority.port_u16().unwrap_or(80)
+    }
+
+    /// The path prefix put before every replayed target, without a trailing `/` (`""` if none).
+    pub fn prefix(&self) -> &str {
+        self.uri.path().trim_end_matches('/')
+    }
+}
+
+impl fmt::Display for ShadowUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.uri.fmt(f)
+    }
+}
+
+/// How `Host` is set on replayed requests.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum HostHeader {
+    /// Keep the production request's `Host` (default).
+    #[default]
+    Preserve,
+    /// Use the shadow URL's authority.
+    Shadow,
+    /// Use this value.
+    Literal(HeaderValue),
+}
+
+impl HostHeader {
+    /// `preserve` (or empty), `shadow`, or any other string as a literal `Host` value.
+    pub fn parse(text: &str) -> Result<HostHeader, String> {
+        match text {
+            "preserve" | "" => Ok(HostHeader::Preserve),
+            "shadow" => Ok(HostHeader::Shadow),
+            other => HeaderValue::from_str(other).map(HostHeader::Literal).map_err(|_| {
+                format!(
+                    "`{other}` is not a valid Host header value: use preserve, shadow or host[:port]"
+                )
+            }),
+        }
+    }
+}
+
+/// Where and how requests are replayed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ShadowConfig {
+    /// Base URL of the shadow model server.
+    pub url: ShadowUrl,
+    /// Per-request timeout (connect + response + body).
+    pub timeout: Duration,
+    /// Connect timeout.
+    pub connect_timeout: Duration,
+    /// Replayed requests in flight at most.
+    pub concurrency: NonZeroUsize,
+    /// Keep-alive pool: idle connections kept per host.
+    pub pool_max_idle: usize,
+    /// Keep-alive pool: idle connections closed after this long.
+    pub pool_idle_timeout: Duration,
+    /// `Host` header on replayed requests.
+    pub host_header: HostHeader,
+    /// Headers set (added or replaced) on replayed requests, names lower-case.
+    pub set_headers: Vec<(HeaderName, HeaderValue)>,
+    /// Headers removed from replayed requests.
+    pub remove_headers: Vec<HeaderName>,
+    /// Largest shadow response body read; larger counts as a shadow protocol error.
+    pub max_response_bytes: usize,
+}
+
+/// A set of HTTP methods, upper-cased when parsed (config values are case-insensitive; methods
+/// on the wire are compared exactly, as RFC 9110 says).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MethodSet(Vec<Method>);
+
+impl MethodSet {
+    /// Whether `method` (as received) is in the set.
+    pub fn contains(&self, method: &str) -> bool {
+        self.0.iter().any(|m| m.as_str() == method)
+    }
+
+    /// The methods, in configured order.
+    pub fn iter(&self) -> impl Iterator<Item = &Method> {
+        self.0.iter()
+    }
+}
+
+impl FromIterator<Method> for MethodSet {
+    fn from_iter<I: IntoIterator<Item = Method>>(iter: I) -> Self {
+        let mut set = Vec::new();
+        for m in iter {
+            if !set.contains(&m) {
+                set.push(m);
+            }
+        }
+        MethodSet(set)
+    }
+}
+
+/// The token bucket limiting requests to the shadow.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RateLimit {
+    /// Requests per second (> 0).
+    pub per_second: f64,
+    /// Burst; 0 = max(1, per_second).
+    pub burst: u32,
+}
+
+/// Which exchanges are mirrored and how fast.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MirrorConfig {
+    /// Methods mirrored.
+    pub methods: MethodSet,
+    /// Methods never mirrored, even if in `methods`.
+    pub deny_methods: MethodSet,
+    /// Path prefixes mirrored (each starts with `/`); empty = all paths.
+    pub paths: Vec<String>,
+    /// Path prefixes never mirrored (each starts with `/`).
+    pub deny_paths: Vec<String>,
+    /// Percentage of eligible requests mirrored, 0-100. Deterministic per request.
+    pub sample_percent: f64,
+    /// Seed mixed into the sampling hash.
+    pub sample_seed: u64,
+    /// Token bucket; `None` = unlimited.
+    pub rate_limit: Option<RateLimit>,
+    /// Queue between admission and replay; when full, requests are dropped and counted.
+    pub queue: NonZeroUsize,
+}
+
+/// Pauses mirroring while the shadow is failing.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CircuitBreakerConfig {
+    /// Turn the breaker off entirely.
+    pub enabled: bool,
+    /// Outcomes remembered (sliding window, in requests).
+    pub window: NonZeroUsize,
+    /// No decision before this many outcomes are in the window (at most `window`).
+    pub min_requests: NonZeroUsize,
+    /// Open when the failure fraction reaches this, in (0, 1].
+    pub failure_ratio: f64,
+    /// Stay open this long before probing.
+    pub open_for: Duration,
+    /// Requests let through while half-open; all must succeed to close again.
+    pub probes: NonZeroUsize,
+    /// A shadow answer slower than this counts as a failure too.
+    pub slow_call: Option<Duration>,
+}
+
+/// How answers are compared: the preset and diff options of a [`Comparer`].
+#[derive(Clone, Debug)]
+pub struct CompareConfig {
+    /// The preset as configured (`tfserving` and `mlflow` extract alike).
+    pub preset_name: PresetName,
+    /// Where the prediction is found.
+    pub preset: Preset,
+    /// Tolerances, ignored paths, unordered arrays, diff limit.
+    pub diff: DiffOptions,
+}
+
+impl CompareConfig {
+    /// The comparer these settings describe.
+    pub fn comparer(&self) -> Comparer {
+        Comparer::new(self.preset.clone(), self.diff.clone())
+    }
+}
+
+impl PartialEq for CompareConfig {
+    fn eq(&self, other: &Self) -> bool {
+        let (a, b) = (&self.diff, &other.diff);
+        self.preset_name == other.preset_name
+            && self.preset == other.preset
+            && a.abs_tolerance == b.abs_tolerance
+            && a.rel_tolerance == b.rel_tolerance
+            && a.ignore == b.ignore
+            && a.unordered == b.unordered
+            && a.max_diffs == b.max_diffs
+    }
+}
+
+/// JSON-lines log of the comparisons that differ.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DiscrepancyLogConfig {
+    /// File path; `None` = no log.
+    pub path: Option<PathBuf>,
+    /// Rotate when the file would exceed this many bytes (at least 4096 when logging).
+    pub max_bytes: u64,
+    /// Rotated files kept (`path.1` .. `path.N`).
+    pub max_files: u32,
+    /// Request body bytes copied into each line (0 = only the sha256).
+    pub body_max_bytes: usize,
+    /// Headers redacted in addition to the defaults.
+    pub redact_headers: Vec<HeaderName>,
+    /// Body fields redacted (`*` = any segment).
+    pub redact_fields: Vec<PathPattern>,
+}
+
+/// The admin HTTP server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdminConfig {
+    /// Listen address for `/metrics`, `/healthz`, `/api/summary`.
+    pub addr: SocketAddr,
+}
