@@ -295,6 +295,7 @@ mod tests {
     use crate::traffic::{TrafficConfig, plan_jobs, run};
     use crate::training::train_demo_model;
     use serde_json::Value;
+    use shadowtap_test_support::http::parse_message;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpStream;
     use tokio::sync::oneshot;
@@ -338,38 +339,20 @@ mod tests {
         }
     }
 
-    /// Writes `raw` and reads one Content-Length-delimited response: (status, body JSON).
+    /// Writes `raw` and reads one response: (status, body JSON).
     async fn exchange(conn: &mut TcpStream, raw: &str) -> (u16, Value) {
         conn.write_all(raw.as_bytes()).await.unwrap();
         let mut buf = Vec::new();
         let mut chunk = [0u8; 4096];
-        let head_end = loop {
-            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i + 4;
+        loop {
+            if let Some((response, _)) = parse_message(&buf).unwrap() {
+                let status = response.status().expect("a status line");
+                return (status, serde_json::from_slice(&response.body).unwrap());
             }
             let n = conn.read(&mut chunk).await.unwrap();
-            assert!(n > 0, "connection closed before response headers");
-            buf.extend_from_slice(&chunk[..n]);
-        };
-        let head = String::from_utf8(buf[..head_end].to_vec()).unwrap();
-        let status: u16 = head[9..12].parse().unwrap();
-        let len: usize = head
-            .lines()
-            .find_map(|l| {
-                l.to_ascii_lowercase()
-                    .strip_prefix("content-length:")
-                    .map(|v| v.trim().parse().unwrap())
-            })
-            .expect("content-length");
-        while buf.len() < head_end + len {
-            let n = conn.read(&mut chunk).await.unwrap();
-            assert!(n > 0, "connection closed mid-body");
+            assert!(n > 0, "connection closed before the whole response");
             buf.extend_from_slice(&chunk[..n]);
         }
-        (
-            status,
-            serde_json::from_slice(&buf[head_end..head_end + len]).unwrap(),
-        )
     }
 
     fn post(path: &str, body: &str) -> String {

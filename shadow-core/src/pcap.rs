@@ -26,6 +26,7 @@ const PCAP_MAGICS: [[u8; 4]; 4] = [
 /// One segment read from a file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FileSegment {
+    /// The segment, with the payload as far as the file holds it.
     pub segment: Segment,
     /// Payload bytes cut off by the snap length (0 when the packet was captured whole).
     pub missing: u32,
@@ -291,24 +292,48 @@ fn ts_units(options: &[InterfaceDescriptionOption<'_>]) -> (u64, u64) {
 /// Failures reading or writing capture files.
 #[derive(Debug, thiserror::Error)]
 pub enum PcapError {
+    /// The file could not be opened for reading.
     #[error("cannot open `{path}`: {source}")]
     Open {
+        /// The file.
         path: PathBuf,
+        /// Why.
         source: std::io::Error,
     },
+    /// The file could not be created for writing.
     #[error("cannot create `{path}`: {source}")]
     Create {
+        /// The file.
         path: PathBuf,
+        /// Why.
         source: std::io::Error,
     },
+    /// The file is not a capture file, or is damaged.
     #[error("`{path}` is not a pcap or pcapng file: {reason}")]
-    Format { path: PathBuf, reason: String },
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The capture's link layer is one the frame decoder does not know.
     #[error(
         "`{path}` uses link type {linktype}, which shadowd does not read (Ethernet, raw IP, Linux cooked SLL/SLL2)"
     )]
-    LinkType { path: PathBuf, linktype: String },
+    LinkType {
+        /// The file.
+        path: PathBuf,
+        /// The link type as the file names it.
+        linktype: String,
+    },
+    /// Writing a packet or flushing the file failed.
     #[error("writing `{path}` failed: {reason}")]
-    Write { path: PathBuf, reason: String },
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
 }
 
 #[cfg(test)]

@@ -34,21 +34,30 @@ pub enum Direction {
 pub struct TcpFlags(pub u8);
 
 impl TcpFlags {
+    /// No more data from the sender.
     pub const FIN: u8 = shadow_common::tcp_flags::FIN;
+    /// Opens a connection; carries the initial sequence number.
     pub const SYN: u8 = shadow_common::tcp_flags::SYN;
+    /// Aborts the connection.
     pub const RST: u8 = shadow_common::tcp_flags::RST;
+    /// Push: the sender asks for the data to be delivered now.
     pub const PSH: u8 = shadow_common::tcp_flags::PSH;
+    /// The acknowledgement number is valid.
     pub const ACK: u8 = shadow_common::tcp_flags::ACK;
 
+    /// Whether FIN is set.
     pub fn fin(self) -> bool {
         self.0 & Self::FIN != 0
     }
+    /// Whether SYN is set.
     pub fn syn(self) -> bool {
         self.0 & Self::SYN != 0
     }
+    /// Whether RST is set.
     pub fn rst(self) -> bool {
         self.0 & Self::RST != 0
     }
+    /// Whether ACK is set.
     pub fn ack(self) -> bool {
         self.0 & Self::ACK != 0
     }
@@ -57,14 +66,19 @@ impl TcpFlags {
 /// One TCP segment of a tapped connection, as every capture source produces it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Segment {
+    /// The connection it belongs to.
     pub flow: FlowKey,
+    /// Request (client → server) or response bytes.
     pub dir: Direction,
     /// Sequence number of the first payload byte.
     pub seq: u32,
+    /// Acknowledgement number (meaningful when [`TcpFlags::ack`]).
     pub ack: u32,
+    /// TCP flags.
     pub flags: TcpFlags,
     /// When the segment was seen, nanoseconds since the Unix epoch.
     pub ts_ns: u64,
+    /// The TCP payload (may be shorter than on the wire if the capture cut it).
     pub payload: Bytes,
 }
 

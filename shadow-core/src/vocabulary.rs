@@ -4,6 +4,16 @@
 pub use crate::compare::{DiscrepancyKind, ErrorClass, Model, ShadowAnswer};
 pub use crate::http::Outcome;
 
+/// Every [`Outcome`] (label of `exchanges_total{outcome}`), for zero-initialised metrics and
+/// for tests that go through all of them.
+pub const OUTCOMES: [Outcome; 5] = [
+    Outcome::Complete,
+    Outcome::Gap,
+    Outcome::Truncated,
+    Outcome::NoResponse,
+    Outcome::Unparsable,
+];
+
 /// Why an exchange was not replayed (label of `mirror_skipped_total{reason}`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum SkipReason {

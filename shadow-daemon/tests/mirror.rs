@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use shadow_core::http::{Exchange, ExchangeTiming, Header, HttpRequest, HttpResponse, Outcome};
 use shadow_core::segment::FlowKey;
+use shadow_core::vocabulary::{MirrorResult, SkipReason};
 use shadow_daemon::config::{Config, RawConfig, Setting};
 use shadow_daemon::mirror::{Mirror, RunSummary};
 use shadow_daemon::shutdown::{self, Shutdown, ShutdownTrigger};
@@ -22,6 +23,7 @@ use shadow_daemon::sinks::admin::{AdminState, bind_admin, serve_admin};
 use shadow_daemon::sinks::discrepancy_log::DiscrepancyLog;
 use shadow_daemon::sinks::metrics::Metrics;
 use shadow_daemon::telemetry::Telemetry;
+use shadowtap_test_support::prom;
 use std::collections::{BTreeMap, HashSet};
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -340,11 +342,9 @@ async fn http_get(addr: SocketAddr, path: &str) -> String {
     text.split_once("\r\n\r\n").unwrap().1.to_string()
 }
 
-/// Value of one series in Prometheus text (`name{labels}` exactly as rendered), 0 if absent.
+/// Value of one series in Prometheus text (`name{labels}` as rendered), 0 if absent.
 fn metric(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .map_or(0.0, |v| v.trim().parse().unwrap())
+    prom::Metrics::parse(text).value(series)
 }
 
 /// Polls `cond` on the rendered metrics every 10 ms for at most 20 s.
@@ -370,37 +370,20 @@ fn in_flight(shadow: &FakeShadow, metrics: &Metrics) -> f64 {
 }
 
 fn handled(text: &str) -> f64 {
-    let mirrored: f64 = [
-        "ok",
-        "connect_error",
-        "timeout",
-        "protocol_error",
-        "request_error",
-    ]
-    .iter()
-    .map(|r| {
-        metric(
-            text,
-            &format!("shadowtap_mirrored_requests_total{{result=\"{r}\"}}"),
-        )
-    })
-    .sum();
-    let skipped: f64 = [
-        "sampled_out",
-        "rate_limited",
-        "queue_full",
-        "circuit_open",
-        "filtered",
-        "truncated",
-    ]
-    .iter()
-    .map(|r| {
-        metric(
-            text,
-            &format!("shadowtap_mirror_skipped_total{{reason=\"{r}\"}}"),
-        )
-    })
-    .sum();
+    let m = prom::Metrics::parse(text);
+    let mirrored: f64 = MirrorResult::ALL
+        .iter()
+        .map(|r| {
+            m.sum(
+                "shadowtap_mirrored_requests_total",
+                &[("result", r.as_str())],
+            )
+        })
+        .sum();
+    let skipped: f64 = SkipReason::ALL
+        .iter()
+        .map(|r| m.sum("shadowtap_mirror_skipped_total", &[("reason", r.as_str())]))
+        .sum();
     mirrored + skipped
 }
 

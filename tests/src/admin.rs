@@ -1,10 +1,16 @@
 //! Talking to a running `shadowd run` through its admin address from inside its namespace:
-//! `GET` a path, read one Prometheus series, and bounded waits on `/healthz` and `/metrics`.
+//! `GET` a path, read series of its Prometheus metrics (labels named by the
+//! [`shadow_core::vocabulary`] enums), and bounded waits on `/healthz` and `/metrics`.
 
 use crate::netns::NetNs;
 use crate::shadowd::Daemon;
-use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use shadow_core::vocabulary::{
+    DiscrepancyKind, ErrorClass, MirrorResult, Model, Outcome, SkipReason,
+};
+use shadowtap_test_support::http;
+use shadowtap_test_support::prom::Metrics;
+use std::io;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 /// Bound on every wait of this module (not a timing assertion: on expiry the test fails with
@@ -13,79 +19,80 @@ pub const WAIT: Duration = Duration::from_secs(60);
 /// Pause between polls.
 const POLL: Duration = Duration::from_millis(100);
 
-/// Every `result` label of `shadowtap_mirrored_requests_total`.
-pub const MIRROR_RESULTS: [&str; 5] = [
-    "ok",
-    "connect_error",
-    "timeout",
-    "protocol_error",
-    "request_error",
-];
-/// Every `reason` label of `shadowtap_mirror_skipped_total`.
-pub const SKIP_REASONS: [&str; 6] = [
-    "sampled_out",
-    "rate_limited",
-    "queue_full",
-    "circuit_open",
-    "filtered",
-    "truncated",
-];
-
 /// `GET path` on `addr` from inside `ns` (`Connection: close`, bounded reads); returns the
 /// status code and the body.
 pub fn get(ns: &NetNs, addr: SocketAddr, path: &str) -> io::Result<(u16, String)> {
-    ns.run(|| {
-        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-        s.set_read_timeout(Some(Duration::from_secs(5)))?;
-        s.set_write_timeout(Some(Duration::from_secs(5)))?;
-        s.write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n").as_bytes(),
-        )?;
-        let mut out = Vec::new();
-        s.read_to_end(&mut out)?;
-        let text = String::from_utf8_lossy(&out);
-        let (head, body) = text
-            .split_once("\r\n\r\n")
-            .ok_or_else(|| io::Error::other(format!("{path}: no response head in {text:?}")))?;
-        let status = head
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| io::Error::other(format!("{path}: bad status line {head:?}")))?;
-        Ok((status, body.to_owned()))
-    })
+    ns.run(|| http::get(addr, path))
 }
 
-/// Value of one series in Prometheus text (`name{labels}` exactly as rendered), 0 if absent.
+/// Value of one series in Prometheus text (`name{labels}` as rendered, labels in any order), 0
+/// if absent.
 pub fn metric(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .map_or(0.0, |v| v.trim().parse().expect("numeric sample"))
+    Metrics::parse(text).value(series)
+}
+
+/// Sum of every series of the metric `name`, whatever their labels.
+pub fn sum_of(text: &str, name: &str) -> f64 {
+    labelled(text, name, &[])
+}
+
+/// Sum of the series of `name` whose labels include every `(label, value)` of `matching`.
+pub fn labelled(text: &str, name: &str, matching: &[(&str, &str)]) -> f64 {
+    Metrics::parse(text).sum(name, matching)
 }
 
 /// `shadowtap_mirrored_requests_total{result}`.
-pub fn mirrored(text: &str, result: &str) -> f64 {
-    metric(
+pub fn mirrored(text: &str, result: MirrorResult) -> f64 {
+    labelled(
         text,
-        &format!("shadowtap_mirrored_requests_total{{result=\"{result}\"}}"),
+        "shadowtap_mirrored_requests_total",
+        &[("result", result.as_str())],
     )
 }
 
 /// `shadowtap_mirror_skipped_total{reason}`.
-pub fn skipped(text: &str, reason: &str) -> f64 {
-    metric(
+pub fn skipped(text: &str, reason: SkipReason) -> f64 {
+    labelled(
         text,
-        &format!("shadowtap_mirror_skipped_total{{reason=\"{reason}\"}}"),
+        "shadowtap_mirror_skipped_total",
+        &[("reason", reason.as_str())],
     )
+}
+
+/// `shadowtap_exchanges_total{outcome}`.
+pub fn exchanges(text: &str, outcome: Outcome) -> f64 {
+    labelled(
+        text,
+        "shadowtap_exchanges_total",
+        &[("outcome", outcome.as_str())],
+    )
+}
+
+/// `shadowtap_discrepancies_total{kind}`.
+pub fn discrepancies(text: &str, kind: DiscrepancyKind) -> f64 {
+    labelled(
+        text,
+        "shadowtap_discrepancies_total",
+        &[("kind", kind.as_str())],
+    )
+}
+
+/// `shadowtap_errors_total{class,model}`.
+pub fn errors(text: &str, model: Model, class: ErrorClass) -> f64 {
+    let matching = [("model", model.as_str()), ("class", class.as_str())];
+    labelled(text, "shadowtap_errors_total", &matching)
 }
 
 /// Exchanges the mirror has finished with: replayed (any result) plus skipped (any reason).
 pub fn accounted(text: &str) -> f64 {
-    MIRROR_RESULTS
+    MirrorResult::ALL
         .iter()
-        .map(|r| mirrored(text, r))
+        .map(|&r| mirrored(text, r))
         .sum::<f64>()
-        + SKIP_REASONS.iter().map(|r| skipped(text, r)).sum::<f64>()
+        + SkipReason::ALL
+            .iter()
+            .map(|&r| skipped(text, r))
+            .sum::<f64>()
 }
 
 /// Panics with the daemon's output if it has exited.

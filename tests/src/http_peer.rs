@@ -5,18 +5,15 @@
 //! [`payload`] seeded by that digest. The client can therefore check each response exactly,
 //! and it records every byte it wrote and read, so a capture can be compared byte for byte.
 
+use crate::{IO_TIMEOUT, sha256_hex};
 use sha2::{Digest, Sha256};
+use shadowtap_test_support::accept::spawn_accept_loop;
+use shadowtap_test_support::http::read_message;
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
-use std::time::Duration;
-
-/// Bound on any single blocking read or write of the peers.
-pub const IO_TIMEOUT: Duration = Duration::from_secs(30);
-/// Largest request or response head accepted.
-const MAX_HEAD: usize = 64 * 1024;
 
 /// Request body size and requested response payload size, one entry per request.
 pub type Plan = [(usize, usize)];
@@ -50,79 +47,24 @@ pub fn payload(seed: &[u8], len: usize) -> Vec<u8> {
 
 /// The response body the server sends for `request_body` and `response_size`.
 pub fn expected_response_body(request_body: &[u8], response_size: usize) -> Vec<u8> {
-    let hex = hex(&Sha256::digest(request_body));
+    let hex = sha256_hex(request_body);
     let mut body = format!("{hex}\n").into_bytes();
     body.extend_from_slice(&payload(hex.as_bytes(), response_size));
     body
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// Reads like the stream and appends every byte read to `log` (the client's transcript).
+struct Logged<'a> {
+    stream: &'a mut TcpStream,
+    log: &'a mut Vec<u8>,
 }
 
-/// A parsed message head plus the body that followed it.
-struct Message {
-    start_line: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Message {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+impl Read for Logged<'_> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let n = self.stream.read(out)?;
+        self.log.extend_from_slice(&out[..n]);
+        Ok(n)
     }
-}
-
-/// Reads one Content-Length-framed message; `Ok(None)` on a clean EOF before any byte.
-/// `buf` carries bytes read past the previous message.
-fn read_message(
-    stream: &mut TcpStream,
-    buf: &mut Vec<u8>,
-    log: &mut Vec<u8>,
-) -> io::Result<Option<Message>> {
-    let mut chunk = vec![0u8; 64 * 1024];
-    let head_end = loop {
-        if let Some(pos) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break pos + 4;
-        }
-        if buf.len() > MAX_HEAD {
-            return Err(io::Error::other("message head too large"));
-        }
-        let n = stream.read(&mut chunk)?;
-        if n == 0 {
-            if buf.is_empty() {
-                return Ok(None);
-            }
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-        log.extend_from_slice(&chunk[..n]);
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let (start_line, headers) = crate::http_peer::parse_head(&buf[..head_end - 4])?;
-    let mut message = Message {
-        start_line,
-        headers,
-        body: Vec::new(),
-    };
-    let len: usize = message
-        .header("content-length")
-        .unwrap_or("0")
-        .parse()
-        .map_err(|_| io::Error::other("bad Content-Length"))?;
-    buf.drain(..head_end);
-    while buf.len() < len {
-        let n = stream.read(&mut chunk)?;
-        if n == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-        log.extend_from_slice(&chunk[..n]);
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    message.body = buf.drain(..len).collect();
-    Ok(Some(message))
 }
 
 /// The production stand-in: serves keep-alive connections until dropped.
@@ -142,12 +84,9 @@ impl HttpServer {
         let served = Arc::new(AtomicU64::new(0));
         let accept = {
             let served = Arc::clone(&served);
-            crate::accept::spawn_accept_loop(
-                listener,
-                Arc::clone(&stop),
-                "http server",
-                move |stream| serve(stream, &served),
-            )
+            spawn_accept_loop(listener, Arc::clone(&stop), "http server", move |stream| {
+                serve(stream, &served)
+            })
         };
         Ok(HttpServer {
             addr,
@@ -183,9 +122,7 @@ fn serve(mut stream: TcpStream, served: &AtomicU64) -> io::Result<()> {
     stream.set_read_timeout(Some(IO_TIMEOUT))?;
     stream.set_write_timeout(Some(IO_TIMEOUT))?;
     let mut buf = Vec::new();
-    let mut sink = Vec::new();
-    while let Some(request) = read_message(&mut stream, &mut buf, &mut sink)? {
-        sink.clear();
+    while let Some(request) = read_message(&mut stream, &mut buf)? {
         let size: usize = request
             .header("x-response-size")
             .unwrap_or("0")
@@ -196,7 +133,7 @@ fn serve(mut stream: TcpStream, served: &AtomicU64) -> io::Result<()> {
             "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n\
              X-Request-Sha256: {}\r\nConnection: keep-alive\r\n\r\n",
             body.len(),
-            hex(&Sha256::digest(&request.body)),
+            sha256_hex(&request.body),
         );
         stream.write_all(head.as_bytes())?;
         stream.write_all(&body)?;
@@ -245,9 +182,13 @@ pub fn run_client(mut stream: TcpStream, plan: &Plan) -> io::Result<Transcript> 
         request.extend_from_slice(&body);
         stream.write_all(&request)?;
         t.sent.extend_from_slice(&request);
-        let response = read_message(&mut stream, &mut buf, &mut t.received)?
+        let mut logged = Logged {
+            stream: &mut stream,
+            log: &mut t.received,
+        };
+        let response = read_message(&mut logged, &mut buf)?
             .ok_or_else(|| io::Error::other(format!("request {i}: connection closed")))?;
-        let digest = hex(&Sha256::digest(&body));
+        let digest = sha256_hex(&body);
         if response.start_line != "HTTP/1.1 200 OK"
             || response.header("x-request-sha256") != Some(digest.as_str())
             || response.body != expected_response_body(&body, response_size)
@@ -259,29 +200,8 @@ pub fn run_client(mut stream: TcpStream, plan: &Plan) -> io::Result<Transcript> 
         }
         t.verified += 1;
     }
-    stream.shutdown(Shutdown::Write)?;
-    let mut rest = Vec::new();
-    stream.read_to_end(&mut rest)?;
-    if !rest.is_empty() || !buf.is_empty() {
-        return Err(io::Error::other("unexpected bytes after the last response"));
-    }
+    crate::close_after_last_response(&mut stream, &buf)?;
     Ok(t)
-}
-
-/// Splits a message head (without its final blank line) into the start line and the
-/// `(name, value)` header pairs.
-pub fn parse_head(head: &[u8]) -> io::Result<(String, Vec<(String, String)>)> {
-    let head = std::str::from_utf8(head).map_err(|_| io::Error::other("non-UTF-8 message head"))?;
-    let mut lines = head.split("\r\n");
-    let start_line = lines.next().unwrap_or_default().to_owned();
-    let mut headers = Vec::new();
-    for line in lines {
-        let (name, value) = line
-            .split_once(':')
-            .ok_or_else(|| io::Error::other(format!("bad header line {line:?}")))?;
-        headers.push((name.trim().to_owned(), value.trim().to_owned()));
-    }
-    Ok((start_line, headers))
 }
 
 #[cfg(test)]

@@ -15,6 +15,11 @@
 //!   client, for `shadowd run` tests.
 //! - [`admin`]: `/metrics` and `/healthz` of a running `shadowd run`, with bounded waits.
 //!
+//! What is also needed outside this crate (by `xtask`, the daemon's and the demo's own tests)
+//! lives in `shadowtap-test-support` (`tests/support`): the HTTP/1.1 message reader both test
+//! peers use, their accept loop, and the Prometheus text parser. Temporary files and
+//! directories are `tempfile`'s, removed when dropped.
+//!
 //! The tests need root (namespaces, raw sockets, eBPF); [`require_root`] skips them otherwise,
 //! unless `SHADOWTAP_E2E_REQUIRED=1` is set (CI), which turns the skip into a failure.
 //!
@@ -27,7 +32,6 @@
 //! `--test-threads=1` gives steadier numbers. `SHADOWD_BIN=/path/to/shadowd` skips the
 //! nested `cargo build` of the daemon (see [`shadowd`]).
 
-pub mod accept;
 pub mod admin;
 pub mod capture;
 pub mod http_peer;
@@ -37,6 +41,36 @@ pub mod scenario;
 pub mod shadowd;
 pub mod streams;
 pub mod tc;
+
+/// Bound on any single blocking read or write of the test peers.
+pub const IO_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Lowercase hex SHA-256 of `bytes` (how the peers name bodies).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Ends a test client's keep-alive connection cleanly: FIN, then the server's FIN. Fails if
+/// the server sent anything after the last response (`unread`: bytes already read past it).
+pub fn close_after_last_response(
+    stream: &mut std::net::TcpStream,
+    unread: &[u8],
+) -> std::io::Result<()> {
+    use std::io::Read;
+    stream.shutdown(std::net::Shutdown::Write)?;
+    let mut rest = Vec::new();
+    stream.read_to_end(&mut rest)?;
+    if !rest.is_empty() || !unread.is_empty() {
+        return Err(std::io::Error::other(
+            "unexpected bytes after the last response",
+        ));
+    }
+    Ok(())
+}
 
 /// Whether the test can do privileged work; prints why it is skipped when not (straight to
 /// stderr, so the message shows even though the test harness captures `eprintln!`).

@@ -14,27 +14,16 @@
 //! Plain blocking std sockets and threads: create listeners and client sockets inside
 //! [`NetNs::run`](crate::netns::NetNs::run), use them from anywhere.
 
+use crate::{IO_TIMEOUT, sha256_hex};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
-use std::io::{self, Read, Write};
+use shadowtap_test_support::accept::spawn_accept_loop;
+use shadowtap_test_support::http::{self, Message, read_message, read_message_with};
+use std::io::{self, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
-
-/// Bound on any single blocking read or write.
-pub const IO_TIMEOUT: Duration = Duration::from_secs(30);
-/// Largest message head (or chunk-size line) accepted.
-const MAX_HEAD: usize = 64 * 1024;
-
-/// Lowercase hex sha256.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
 
 /// The class production predicts for request `id`.
 pub fn label(id: u64) -> u64 {
@@ -93,137 +82,6 @@ pub fn id_of(body: &[u8]) -> Option<u64> {
     serde_json::from_slice::<Value>(body).ok()?["id"].as_u64()
 }
 
-/// One HTTP/1.1 message: start line, headers, decoded body.
-#[derive(Clone, Debug)]
-pub struct Message {
-    pub start_line: String,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl Message {
-    /// The first header called `name` (case-insensitive).
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
-/// Reads more bytes into `buf`; an error at EOF.
-fn fill(stream: &mut impl Read, buf: &mut Vec<u8>) -> io::Result<()> {
-    let mut chunk = [0u8; 64 * 1024];
-    let n = stream.read(&mut chunk)?;
-    if n == 0 {
-        return Err(io::ErrorKind::UnexpectedEof.into());
-    }
-    buf.extend_from_slice(&chunk[..n]);
-    Ok(())
-}
-
-/// Index of the `\r\n` ending the line that starts at `from`, reading as needed.
-fn line_end(stream: &mut impl Read, buf: &mut Vec<u8>, from: usize) -> io::Result<usize> {
-    loop {
-        if let Some(p) = find(&buf[from..], b"\r\n") {
-            return Ok(from + p);
-        }
-        if buf.len() - from > MAX_HEAD {
-            return Err(io::Error::other("line too long"));
-        }
-        fill(stream, buf)?;
-    }
-}
-
-/// Reads one message framed by `Content-Length` or `Transfer-Encoding: chunked` (extensions
-/// and trailers allowed); `Ok(None)` on a clean EOF before any byte. `buf` carries bytes read
-/// past the previous message (pipelining).
-pub fn read_message(stream: &mut impl Read, buf: &mut Vec<u8>) -> io::Result<Option<Message>> {
-    read_message_with(stream, buf, |_| Ok(()))
-}
-
-/// [`read_message`], calling `on_head` with the head (empty body) before reading the body
-/// (to answer `Expect: 100-continue`).
-pub fn read_message_with(
-    stream: &mut impl Read,
-    buf: &mut Vec<u8>,
-    on_head: impl FnOnce(&Message) -> io::Result<()>,
-) -> io::Result<Option<Message>> {
-    let head_end = loop {
-        if let Some(pos) = find(buf, b"\r\n\r\n") {
-            break pos + 4;
-        }
-        if buf.len() > MAX_HEAD {
-            return Err(io::Error::other("message head too large"));
-        }
-        match fill(stream, buf) {
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof && buf.is_empty() => {
-                return Ok(None);
-            }
-            r => r?,
-        }
-    };
-    let (start_line, headers) = crate::http_peer::parse_head(&buf[..head_end - 4])?;
-    let mut message = Message {
-        start_line,
-        headers,
-        body: Vec::new(),
-    };
-    on_head(&message)?;
-    let chunked = message
-        .header("transfer-encoding")
-        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
-    let mut pos = head_end;
-    if chunked {
-        loop {
-            let end = line_end(stream, buf, pos)?;
-            let size_line = std::str::from_utf8(&buf[pos..end])
-                .map_err(|_| io::Error::other("bad chunk size line"))?;
-            let size_hex = size_line.split(';').next().unwrap_or_default().trim();
-            let size = usize::from_str_radix(size_hex, 16)
-                .map_err(|_| io::Error::other(format!("bad chunk size {size_line:?}")))?;
-            pos = end + 2;
-            if size == 0 {
-                // Trailer lines up to an empty one.
-                loop {
-                    let end = line_end(stream, buf, pos)?;
-                    let empty = end == pos;
-                    pos = end + 2;
-                    if empty {
-                        break;
-                    }
-                }
-                break;
-            }
-            while buf.len() < pos + size + 2 {
-                fill(stream, buf)?;
-            }
-            message.body.extend_from_slice(&buf[pos..pos + size]);
-            if &buf[pos + size..pos + size + 2] != b"\r\n" {
-                return Err(io::Error::other("chunk not followed by CRLF"));
-            }
-            pos += size + 2;
-        }
-    } else {
-        let len: usize = message
-            .header("content-length")
-            .unwrap_or("0")
-            .parse()
-            .map_err(|_| io::Error::other("bad Content-Length"))?;
-        while buf.len() < pos + len {
-            fill(stream, buf)?;
-        }
-        message.body.extend_from_slice(&buf[pos..pos + len]);
-        pos += len;
-    }
-    buf.drain(..pos);
-    Ok(Some(message))
-}
-
 /// How a [`ModelServer`] answers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
@@ -248,6 +106,13 @@ pub struct Seen {
     pub id: Option<u64>,
 }
 
+impl Seen {
+    /// The first header called `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        http::header(&self.headers, name)
+    }
+}
+
 /// A model server on its own threads, stopped when dropped.
 pub struct ModelServer {
     addr: SocketAddr,
@@ -266,7 +131,7 @@ impl ModelServer {
         let accept = {
             let (stop_conn, seen) = (Arc::clone(&stop), Arc::clone(&seen));
             let what = format!("{role:?} server");
-            crate::accept::spawn_accept_loop(listener, Arc::clone(&stop), &what, move |stream| {
+            spawn_accept_loop(listener, Arc::clone(&stop), &what, move |stream| {
                 serve(stream, role, &seen, &stop_conn)
             })
         };
@@ -549,12 +414,7 @@ pub fn send(mut stream: TcpStream, reqs: &[Req], pipelined: bool) -> io::Result<
         check_answer(req.id, &response)?;
         verified += 1;
     }
-    stream.shutdown(Shutdown::Write)?;
-    let mut rest = Vec::new();
-    stream.read_to_end(&mut rest)?;
-    if !rest.is_empty() || !buf.is_empty() {
-        return Err(io::Error::other("unexpected bytes after the last response"));
-    }
+    crate::close_after_last_response(&mut stream, &buf)?;
     Ok(verified)
 }
 

@@ -12,13 +12,13 @@
 use crate::netns::NetNs;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use std::fs::File;
 use std::io;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+use tempfile::NamedTempFile;
 
 /// Path to an up-to-date `shadowd` (see the module docs). Panics if it cannot be built.
 pub fn path() -> &'static Path {
@@ -64,11 +64,12 @@ fn build() -> io::Result<PathBuf> {
         .ok_or_else(|| io::Error::other("cargo reported no shadowd executable"))
 }
 
-/// A running `shadowd`, killed and reaped on drop. Its stdout and stderr go to files
-/// (no pipe to fill up and block the daemon), readable with [`Daemon::output`].
+/// A running `shadowd`, killed and reaped on drop. Its stdout and stderr go to a temporary
+/// file (no pipe to fill up and block the daemon), readable with [`Daemon::output`] and
+/// removed on drop.
 pub struct Daemon {
     child: Option<Child>,
-    log: PathBuf,
+    log: NamedTempFile,
 }
 
 impl Daemon {
@@ -102,14 +103,14 @@ impl Daemon {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> io::Result<Daemon> {
-        let log = std::env::temp_dir().join(format!("{}.shadowd.log", crate::unique_name("d")));
-        let file = File::create(&log)?;
+        let log = tempfile::Builder::new().suffix(".shadowd.log").tempfile()?;
         let mut cmd = Command::new(program);
         cmd.args(args)
             .envs(env.iter().copied())
             .stdin(Stdio::null())
-            .stdout(file.try_clone()?)
-            .stderr(file);
+            // Duplicates of one descriptor: both streams append at the same offset.
+            .stdout(log.as_file().try_clone()?)
+            .stderr(log.as_file().try_clone()?);
         if let Some(ns) = netns {
             let ns_file = ns.file()?;
             // SAFETY: setns(2) is async-signal-safe; the fd was opened before fork.
@@ -164,7 +165,7 @@ impl Daemon {
 
     /// Everything the daemon printed so far (stdout and stderr interleaved).
     pub fn output(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
     }
 }
 
@@ -176,6 +177,5 @@ impl Drop for Daemon {
             }
             let _ = child.wait();
         }
-        let _ = std::fs::remove_file(&self.log);
     }
 }

@@ -16,27 +16,34 @@ use shadowtap_tests::http_peer::{HttpServer, STANDARD_PLAN, Transcript, run_clie
 use shadowtap_tests::netns::{NetNs, VethPair, tcp_retransmitted_segments};
 use shadowtap_tests::scenario::{CATCH_UP, PORT, check_segments, drive};
 use shadowtap_tests::shadowd::{self, Daemon};
-use shadowtap_tests::{require_root, tc, unique_name};
+use shadowtap_tests::{require_root, tc};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
+use tempfile::TempDir;
 
-/// A pcap path in the temp dir, removed on drop.
-struct TempPcap(PathBuf);
-
-impl TempPcap {
-    fn new(tag: &str) -> Self {
-        Self(std::env::temp_dir().join(format!("{}.pcap", unique_name(tag))))
-    }
-    fn as_str(&self) -> &str {
-        self.0.to_str().expect("utf-8 temp path")
-    }
+/// Where a recording goes: a path in a fresh temporary directory (both removed on drop); the
+/// file itself is left for `shadowd record` to create.
+struct TempPcap {
+    dir: TempDir,
+    path: PathBuf,
 }
 
-impl Drop for TempPcap {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+impl TempPcap {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join("capture.pcap");
+        Self { dir, path }
+    }
+    fn as_str(&self) -> &str {
+        self.path.to_str().expect("UTF-8 temporary path")
+    }
+    /// Lets an unprivileged user create the file (as in `/tmp`).
+    fn open_to_everyone(&self) {
+        use std::os::unix::fs::PermissionsExt;
+        let everyone = std::fs::Permissions::from_mode(0o1777);
+        std::fs::set_permissions(self.dir.path(), everyone).expect("chmod temporary directory");
     }
 }
 
@@ -85,7 +92,7 @@ fn stop_when_complete(
     transcripts: &[Transcript],
 ) -> Vec<Segment> {
     let deadline = Instant::now() + CATCH_UP;
-    while !fins_seen(&read_pcap(&pcap.0), transcripts) && Instant::now() < deadline {
+    while !fins_seen(&read_pcap(&pcap.path), transcripts) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(200));
     }
     let status = daemon.stop(Duration::from_secs(30)).unwrap();
@@ -98,7 +105,7 @@ fn stop_when_complete(
         output.contains("dropped 0, truncated 0"),
         "losses reported:\n{output}"
     );
-    read_pcap(&pcap.0)
+    read_pcap(&pcap.path)
 }
 
 /// tcpdump reads the whole file: one line per packet, as many as the file holds.
@@ -120,7 +127,7 @@ fn record_veth(capture: &str) {
     let pair = VethPair::new(&format!("rv{}", &capture[..2])).expect("veth pair");
     let server_addr = SocketAddr::from((pair.a_addr, PORT));
     let server = HttpServer::start(pair.a.run(|| TcpListener::bind(server_addr)).unwrap()).unwrap();
-    let pcap = TempPcap::new("record-veth");
+    let pcap = TempPcap::new();
     let port = PORT.to_string();
     let args = [
         "record",
@@ -185,7 +192,7 @@ fn record_ebpf_on_loopback_writes_each_packet_once() {
         return;
     }
     let (ns, addr, server) = loopback_server("rlo");
-    let pcap = TempPcap::new("record-lo");
+    let pcap = TempPcap::new();
     let port = PORT.to_string();
     let args = [
         "record",
@@ -220,7 +227,7 @@ fn record_stops_by_itself_after_duration_and_count() {
         return;
     }
     let (ns, addr, _server) = loopback_server("rdc");
-    let pcap = TempPcap::new("record-dur");
+    let pcap = TempPcap::new();
     let port = PORT.to_string();
     let mut daemon = Daemon::spawn(
         Some(&ns),
@@ -271,7 +278,7 @@ fn record_stops_by_itself_after_duration_and_count() {
         .unwrap()
         .expect("--count ends the recording");
     assert!(status.success(), "{}", daemon.output());
-    assert_eq!(read_pcap(&pcap.0).len(), 5);
+    assert_eq!(read_pcap(&pcap.path).len(), 5);
 }
 
 /// SIGKILL while traffic flows: every request still gets its correct response, and no TCX
@@ -284,7 +291,7 @@ fn sigkill_mid_traffic_leaves_production_and_interface_clean() {
     let pair = VethPair::new("rkl").expect("veth pair");
     let server_addr = SocketAddr::from((pair.a_addr, PORT));
     let server = HttpServer::start(pair.a.run(|| TcpListener::bind(server_addr)).unwrap()).unwrap();
-    let pcap = TempPcap::new("record-kill");
+    let pcap = TempPcap::new();
     let port = PORT.to_string();
     let iface = pair.a_if.clone();
     let mut daemon = Daemon::spawn(
@@ -338,7 +345,7 @@ fn netlink_fallback_stale_filter_is_removed_by_the_next_start() {
     }
     let pair = VethPair::new("rnl").expect("veth pair");
     let iface = pair.a_if.clone();
-    let pcap = TempPcap::new("record-nl");
+    let pcap = TempPcap::new();
     let port = PORT.to_string();
     let args = ["record", "-i", &iface, "-p", &port, "-o", pcap.as_str()];
     let spawn = || {
@@ -392,7 +399,7 @@ fn run_shadowd(args: &[&str]) -> (i32, String) {
 /// Bad input fails fast with exit code 2 and says what is wrong; no file is left behind.
 #[test]
 fn bad_input_is_a_usage_error() {
-    let pcap = TempPcap::new("record-bad");
+    let pcap = TempPcap::new();
     let (code, err) = run_shadowd(&[
         "record",
         "-i",
@@ -404,7 +411,7 @@ fn bad_input_is_a_usage_error() {
     ]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("unknown interface `nosuchif0`"), "{err}");
-    assert!(!pcap.0.exists(), "no recording file for a failed start");
+    assert!(!pcap.path.exists(), "no recording file for a failed start");
 
     let (code, err) = run_shadowd(&["record", "-i", "lo", "-p", "0", "-o", pcap.as_str()]);
     assert_eq!(code, 2, "{err}");
@@ -437,7 +444,8 @@ fn unprivileged_record_says_what_it_needs() {
     if !require_root("unprivileged_record_says_what_it_needs") {
         return;
     }
-    let pcap = TempPcap::new("record-unpriv");
+    let pcap = TempPcap::new();
+    pcap.open_to_everyone();
     let out = Command::new("setpriv")
         .args([
             "--reuid=65534",
@@ -452,7 +460,7 @@ fn unprivileged_record_says_what_it_needs() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("needs root or CAP_BPF"), "{err}");
-    assert!(!pcap.0.exists(), "no recording file for a failed start");
+    assert!(!pcap.path.exists(), "no recording file for a failed start");
 }
 
 /// Real curl traffic recorded by `shadowd record` round-trips through `shadowd inspect`: every
@@ -465,10 +473,9 @@ fn curl_traffic_recorded_round_trips_through_inspect() {
         return;
     }
     let (ns, addr, server) = loopback_server("rci");
-    let pcap = TempPcap::new("record-curl");
-    let dir = std::env::temp_dir().join(unique_name("curl"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = |name: &str| dir.join(name).to_str().unwrap().to_string();
+    let pcap = TempPcap::new();
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
     let upload: Vec<u8> = shadowtap_tests::http_peer::payload(b"upload", 100 * 1024);
     let small: Vec<u8> = shadowtap_tests::http_peer::payload(b"small", 1500);
     std::fs::write(file("upload"), &upload).unwrap();
@@ -539,7 +546,7 @@ fn curl_traffic_recorded_round_trips_through_inspect() {
     // after curl closed the connection) is in the file, so every response is.
     let deadline = Instant::now() + CATCH_UP;
     while Instant::now() < deadline
-        && !read_pcap(&pcap.0)
+        && !read_pcap(&pcap.path)
             .iter()
             .any(|s| s.dir == Direction::Response && s.flags.fin())
     {
@@ -600,5 +607,4 @@ fn curl_traffic_recorded_round_trips_through_inspect() {
             "{path} response"
         );
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }

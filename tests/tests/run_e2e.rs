@@ -11,17 +11,22 @@
 //! Needs root; skipped (with a message) otherwise.
 
 use serde_json::{Value, json};
-use shadowtap_tests::admin::{
-    self, MIRROR_RESULTS, SKIP_REASONS, accounted, metric, mirrored, skipped,
+use shadow_core::vocabulary::{
+    DiscrepancyKind, ErrorClass, MirrorResult, Model, Outcome, SkipReason,
 };
-use shadowtap_tests::model::{ModelServer, Req, Role, disagrees, label, sha256_hex, shadow_label};
+use shadowtap_tests::admin::{
+    self, accounted, discrepancies, errors, exchanges, metric, mirrored, skipped, sum_of,
+};
+use shadowtap_tests::model::{ModelServer, Req, Role, disagrees, label, shadow_label};
 use shadowtap_tests::netns::NetNs;
+use shadowtap_tests::require_root;
+use shadowtap_tests::sha256_hex;
 use shadowtap_tests::shadowd::Daemon;
-use shadowtap_tests::{require_root, unique_name};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::Duration;
+use tempfile::TempDir;
 
 /// Production model server, fake shadow and admin address, all on `lo` of the test's namespace.
 const PROD: SocketAddr = local(8080);
@@ -35,22 +40,14 @@ const fn local(port: u16) -> SocketAddr {
     SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)
 }
 
-/// A file in the temp dir, removed on drop.
-struct TempFile(PathBuf);
-
-impl TempFile {
-    fn new(tag: &str, ext: &str) -> Self {
-        Self(std::env::temp_dir().join(format!("{}.{ext}", unique_name(tag))))
-    }
-    fn as_str(&self) -> &str {
-        self.0.to_str().expect("utf-8 temp path")
-    }
+/// A fresh temporary directory (removed on drop) for the files of one test.
+fn temp_dir() -> TempDir {
+    tempfile::tempdir().expect("temporary directory")
 }
 
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
+/// A path as a command-line argument.
+fn arg(path: &Path) -> &str {
+    path.to_str().expect("UTF-8 temporary path")
 }
 
 /// A namespace with production (and maybe a shadow) serving, and `shadowd run` tapping its
@@ -155,21 +152,16 @@ impl Setup {
     }
 }
 
-/// Sum of every series of a labelled metric (`name{...}`).
-fn sum_of(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")))
-        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
-        .sum()
-}
-
 /// Asserts every mirror result and skip reason is 0 except those listed.
-fn assert_only(text: &str, results: &[&str], reasons: &[&str]) {
-    for r in MIRROR_RESULTS.iter().filter(|r| !results.contains(r)) {
-        assert_eq!(mirrored(text, r), 0.0, "mirrored {r}:\n{text}");
+fn assert_only(text: &str, results: &[MirrorResult], reasons: &[SkipReason]) {
+    for r in MirrorResult::ALL
+        .into_iter()
+        .filter(|r| !results.contains(r))
+    {
+        assert_eq!(mirrored(text, r), 0.0, "mirrored {r:?}:\n{text}");
     }
-    for r in SKIP_REASONS.iter().filter(|r| !reasons.contains(r)) {
-        assert_eq!(skipped(text, r), 0.0, "skipped {r}:\n{text}");
+    for r in SkipReason::ALL.into_iter().filter(|r| !reasons.contains(r)) {
+        assert_eq!(skipped(text, r), 0.0, "skipped {r:?}:\n{text}");
     }
 }
 
@@ -215,12 +207,9 @@ fn run_mirrors_every_request_and_logs_known_discrepancies() {
     if !require_root("run_mirrors_every_request_and_logs_known_discrepancies") {
         return;
     }
-    let log = TempFile::new("run-log", "jsonl");
-    let mut s = start(
-        "rok",
-        Some(Role::Shadow),
-        &["--discrepancy-log", log.as_str()],
-    );
+    let dir = temp_dir();
+    let log = dir.path().join("discrepancies.jsonl");
+    let mut s = start("rok", Some(Role::Shadow), &["--discrepancy-log", arg(&log)]);
     let plan = mixed_plan();
     let reqs: Vec<&Req> = plan.iter().flat_map(|(r, _)| r).collect();
     let n = reqs.len();
@@ -239,12 +228,7 @@ fn run_mirrors_every_request_and_logs_known_discrepancies() {
     assert_eq!(s.prod.seen().len(), n);
     let text = s.wait_accounted(n);
 
-    let m = |series: &str| metric(&text, series);
-    assert_eq!(
-        m("shadowtap_exchanges_total{outcome=\"complete\"}"),
-        n as f64,
-        "{text}"
-    );
+    assert_eq!(exchanges(&text, Outcome::Complete), n as f64, "{text}");
     assert_eq!(
         sum_of(&text, "shadowtap_exchanges_total"),
         n as f64,
@@ -255,10 +239,10 @@ fn run_mirrors_every_request_and_logs_known_discrepancies() {
         0.0,
         "{text}"
     );
-    assert_eq!(mirrored(&text, "ok"), n as f64);
-    assert_only(&text, &["ok"], &[]);
+    assert_eq!(mirrored(&text, MirrorResult::Ok), n as f64);
+    assert_only(&text, &[MirrorResult::Ok], &[]);
     assert_eq!(
-        m("shadowtap_discrepancies_total{kind=\"label\"}"),
+        discrepancies(&text, DiscrepancyKind::Label),
         disagreeing.len() as f64
     );
     assert_eq!(
@@ -268,7 +252,7 @@ fn run_mirrors_every_request_and_logs_known_discrepancies() {
     );
     assert_eq!(sum_of(&text, "shadowtap_errors_total"), 0.0, "{text}");
     assert_eq!(
-        m("shadowtap_agreement_ratio"),
+        metric(&text, "shadowtap_agreement_ratio"),
         (n - disagreeing.len()) as f64 / n as f64
     );
     let (status, summary) = admin::get(&s.ns, ADMIN, "/api/summary").unwrap();
@@ -298,26 +282,20 @@ fn run_mirrors_every_request_and_logs_known_discrepancies() {
             ("POST", req.target())
         );
         assert_eq!(x.id, Some(req.id));
-        let header = |name: &str| {
-            x.headers
-                .iter()
-                .find(|(n, _)| n.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.as_str())
-        };
-        assert_eq!(header("transfer-encoding"), None, "request {}", req.id);
+        assert_eq!(x.header("transfer-encoding"), None, "request {}", req.id);
         assert_eq!(
-            header("content-length"),
+            x.header("content-length"),
             Some(req.body.len().to_string().as_str())
         );
-        assert_eq!(header("host"), Some("prod.example:8080"));
+        assert_eq!(x.header("host"), Some("prod.example:8080"));
     }
 
     // The log is complete once the daemon has stopped.
     s.stop();
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(&log.0).unwrap().permissions().mode() & 0o777;
+    let mode = std::fs::metadata(&log).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
-    let lines: Vec<Value> = std::fs::read_to_string(&log.0)
+    let lines: Vec<Value> = std::fs::read_to_string(&log)
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str(l).expect("JSON line"))
@@ -378,10 +356,17 @@ fn small_plan() -> Vec<(Vec<Req>, bool)> {
 /// failure is an `errors_total{model="shadow",class}`; nothing is compared; the daemon is still
 /// running and healthy afterwards (two more requests: production fine, both `circuit_open`),
 /// and stops cleanly.
-fn failing_shadow(tag: &str, role: Option<Role>, extra: &[&str], result: &str, class: &str) {
-    let config = TempFile::new("run-cb", "toml");
-    std::fs::write(&config.0, "[circuit_breaker]\nopen_ms = 600000\n").unwrap();
-    let mut args = vec!["--config", config.as_str()];
+fn failing_shadow(
+    tag: &str,
+    role: Option<Role>,
+    extra: &[&str],
+    result: MirrorResult,
+    class: ErrorClass,
+) {
+    let dir = temp_dir();
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, "[circuit_breaker]\nopen_ms = 600000\n").unwrap();
+    let mut args = vec!["--config", arg(&config)];
     args.extend_from_slice(extra);
     let mut s = start(tag, role, &args);
     let plan = small_plan();
@@ -395,39 +380,27 @@ fn failing_shadow(tag: &str, role: Option<Role>, extra: &[&str], result: &str, c
     let text = s.wait_accounted(n);
 
     let failed = mirrored(&text, result);
-    println!(
-        "{tag}: {failed} {result}, {} circuit_open of {n}",
-        skipped(&text, "circuit_open")
-    );
-    assert_eq!(failed + skipped(&text, "circuit_open"), n as f64, "{text}");
+    let circuit_open = skipped(&text, SkipReason::CircuitOpen);
+    println!("{tag}: {failed} {result:?}, {circuit_open} circuit_open of {n}");
+    assert_eq!(failed + circuit_open, n as f64, "{text}");
     assert!(
         failed >= MIN_REQUESTS,
-        "{failed} {result} before the breaker opened:\n{text}"
+        "{failed} {result:?} before the breaker opened:\n{text}"
     );
-    assert_only(&text, &[result], &["circuit_open"]);
+    assert_only(&text, &[result], &[SkipReason::CircuitOpen]);
     assert_eq!(
         metric(&text, "shadowtap_circuit_state"),
         1.0,
         "breaker open:\n{text}"
     );
-    assert_eq!(
-        metric(
-            &text,
-            &format!("shadowtap_errors_total{{class=\"{class}\",model=\"shadow\"}}")
-        ),
-        failed,
-        "{text}"
-    );
+    assert_eq!(errors(&text, Model::Shadow, class), failed, "{text}");
     assert_eq!(sum_of(&text, "shadowtap_errors_total"), failed, "{text}");
     assert_eq!(
         sum_of(&text, "shadowtap_discrepancies_total"),
         0.0,
         "{text}"
     );
-    assert_eq!(
-        metric(&text, "shadowtap_exchanges_total{outcome=\"complete\"}"),
-        n as f64
-    );
+    assert_eq!(exchanges(&text, Outcome::Complete), n as f64);
     if let Some(shadow) = &s.shadow {
         // Only admitted requests reach the shadow, each at most once.
         assert!(shadow.seen().len() as f64 <= failed, "{:?}", shadow.seen());
@@ -443,7 +416,7 @@ fn failing_shadow(tag: &str, role: Option<Role>, extra: &[&str], result: &str, c
     assert_eq!(s.drive(&more), 2);
     let text = s.wait_accounted(n + 2);
     assert_eq!(
-        skipped(&text, "circuit_open"),
+        skipped(&text, SkipReason::CircuitOpen),
         n as f64 - failed + 2.0,
         "{text}"
     );
@@ -454,7 +427,13 @@ fn failing_shadow(tag: &str, role: Option<Role>, extra: &[&str], result: &str, c
 #[test]
 fn run_with_shadow_down_counts_connect_errors() {
     if require_root("run_with_shadow_down_counts_connect_errors") {
-        failing_shadow("rdn", None, &[], "connect_error", "connect");
+        failing_shadow(
+            "rdn",
+            None,
+            &[],
+            MirrorResult::ConnectError,
+            ErrorClass::Connect,
+        );
     }
 }
 
@@ -467,8 +446,8 @@ fn run_with_hanging_shadow_counts_timeouts() {
             "rhg",
             Some(Role::Hang),
             &["--timeout-ms", "300"],
-            "timeout",
-            "timeout",
+            MirrorResult::Timeout,
+            ErrorClass::Timeout,
         );
     }
 }
@@ -481,8 +460,8 @@ fn run_with_garbage_shadow_counts_protocol_errors() {
             "rgb",
             Some(Role::Garbage),
             &[],
-            "protocol_error",
-            "protocol",
+            MirrorResult::ProtocolError,
+            ErrorClass::Protocol,
         );
     }
 }
@@ -504,9 +483,9 @@ fn run_does_not_mirror_put_or_delete_by_default() {
         .collect();
     assert_eq!(s.drive(&[(reqs.clone(), false)]), reqs.len());
     let text = s.wait_accounted(reqs.len());
-    assert_eq!(mirrored(&text, "ok"), 3.0, "{text}");
-    assert_eq!(skipped(&text, "filtered"), 4.0, "{text}");
-    assert_only(&text, &["ok"], &["filtered"]);
+    assert_eq!(mirrored(&text, MirrorResult::Ok), 3.0, "{text}");
+    assert_eq!(skipped(&text, SkipReason::Filtered), 4.0, "{text}");
+    assert_only(&text, &[MirrorResult::Ok], &[SkipReason::Filtered]);
     assert_eq!(
         sum_of(&text, "shadowtap_discrepancies_total"),
         0.0,
@@ -573,14 +552,11 @@ fn run_mirrors_ipv6_and_expect_continue() {
     });
     assert_eq!(answered, n, "production answered every request correctly");
     let text = s.wait_accounted(n);
-    assert_eq!(mirrored(&text, "ok"), n as f64, "{text}");
-    assert_only(&text, &["ok"], &[]);
+    assert_eq!(mirrored(&text, MirrorResult::Ok), n as f64, "{text}");
+    assert_only(&text, &[MirrorResult::Ok], &[]);
+    assert_eq!(exchanges(&text, Outcome::Complete), n as f64);
     assert_eq!(
-        metric(&text, "shadowtap_exchanges_total{outcome=\"complete\"}"),
-        n as f64
-    );
-    assert_eq!(
-        metric(&text, "shadowtap_discrepancies_total{kind=\"label\"}"),
+        discrepancies(&text, DiscrepancyKind::Label),
         disagreeing as f64
     );
     assert_eq!(
@@ -599,11 +575,11 @@ fn run_mirrors_ipv6_and_expect_continue() {
     sent.sort();
     assert_eq!(got, sent);
     for x in &seen {
-        let expect = x
-            .headers
-            .iter()
-            .any(|(n, _)| n.eq_ignore_ascii_case("expect"));
-        assert!(!expect, "Expect is not forwarded to the shadow");
+        assert_eq!(
+            x.header("expect"),
+            None,
+            "Expect is not forwarded to the shadow"
+        );
     }
     s.stop();
 }
@@ -636,11 +612,7 @@ fn run_stops_cleanly_with_replays_in_flight() {
     assert_eq!(shadow.seen().len(), 12, "{}", s.daemon.output());
     let (_, text) = admin::get(&s.ns, ADMIN, "/metrics").unwrap();
     s.stop();
-    assert_eq!(
-        metric(&text, "shadowtap_exchanges_total{outcome=\"complete\"}"),
-        12.0,
-        "{text}"
-    );
+    assert_eq!(exchanges(&text, Outcome::Complete), 12.0, "{text}");
     let out = s.daemon.output();
     assert!(out.contains("stopped exchanges=12 replayed=12"), "{out}");
 }
@@ -653,11 +625,12 @@ fn run_with_full_queue_drops_and_counts() {
     if !require_root("run_with_full_queue_drops_and_counts") {
         return;
     }
-    let config = TempFile::new("run-q", "toml");
-    std::fs::write(&config.0, "[circuit_breaker]\nenabled = false\n").unwrap();
+    let dir = temp_dir();
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, "[circuit_breaker]\nenabled = false\n").unwrap();
     let args = [
         "--config",
-        config.as_str(),
+        arg(&config),
         "--queue",
         "1",
         "--concurrency",
@@ -673,14 +646,15 @@ fn run_with_full_queue_drops_and_counts() {
         "production answered every request correctly"
     );
     let text = s.wait_accounted(12);
-    let (timeouts, full) = (mirrored(&text, "timeout"), skipped(&text, "queue_full"));
+    let timeouts = mirrored(&text, MirrorResult::Timeout);
+    let full = skipped(&text, SkipReason::QueueFull);
     println!("rqf: {timeouts} timeout, {full} queue_full of 12");
     assert_eq!(timeouts + full, 12.0, "{text}");
-    // The 12 exchanges of one pipelined burst reach the pipeline within far less than the 2 s
+    // The 12 exchanges of one pipelined burst reach the mirror within far less than the 2 s
     // timeout, and until the first replay times out at most 3 are taken: 1 in flight, 1 waiting
     // for the concurrency permit, 1 queued.
     assert!((1.0..=3.0).contains(&timeouts) && full >= 1.0, "{text}");
-    assert_only(&text, &["timeout"], &["queue_full"]);
+    assert_only(&text, &[MirrorResult::Timeout], &[SkipReason::QueueFull]);
     assert_eq!(
         metric(&text, "shadowtap_circuit_state"),
         0.0,

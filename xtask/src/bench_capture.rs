@@ -5,10 +5,14 @@
 //! at the first rate with drops.
 
 use anyhow::{Context, bail};
+use shadowtap_test_support::accept::spawn_accept_loop;
+use shadowtap_test_support::http::read_message;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// Shape of one offered load: `connections` keep-alive clients, each sending POSTs of
@@ -106,7 +110,8 @@ fn drive_tapped(
     addr: SocketAddr,
     load: Load,
 ) -> anyhow::Result<(Latencies, Recorded, Duration)> {
-    let output = std::env::temp_dir().join(format!("shadowtap-bench-{}.pcap", std::process::id()));
+    let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
+    let output = dir.path().join("bench.pcap");
     let mut child = Command::new(shadowd)
         .args([
             "record",
@@ -142,7 +147,6 @@ fn drive_tapped(
     let mut rest = String::new();
     stderr.read_to_string(&mut rest)?;
     let status = child.wait()?;
-    let _ = std::fs::remove_file(&output);
     let latencies = latencies?;
     if !status.success() {
         bail!("shadowd record failed: {rest}");
@@ -234,52 +238,37 @@ fn read_reply(stream: &mut TcpStream, buf: &mut [u8]) -> anyhow::Result<usize> {
     Ok(n)
 }
 
-/// A minimal keep-alive HTTP sink on 127.0.0.1: reads Content-Length bodies, answers "ok".
+/// A minimal keep-alive HTTP sink on 127.0.0.1: reads each request, answers "ok". Stops
+/// when dropped.
 struct Server {
     addr: SocketAddr,
+    stop: Arc<AtomicBool>,
 }
 
 impl Server {
     fn start() -> anyhow::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                std::thread::spawn(move || serve(stream));
-            }
-        });
-        Ok(Self { addr })
+        let stop = Arc::new(AtomicBool::new(false));
+        spawn_accept_loop(listener, Arc::clone(&stop), "bench server", serve);
+        Ok(Self { addr, stop })
     }
 }
 
-fn serve(stream: TcpStream) -> anyhow::Result<()> {
-    let mut reader = BufReader::with_capacity(1 << 20, stream.try_clone()?);
-    let mut writer = stream;
-    let mut sink = vec![0u8; 1 << 20];
-    loop {
-        let mut length = 0usize;
-        let mut line = String::new();
-        loop {
-            line.clear();
-            if reader.read_line(&mut line)? == 0 {
-                return Ok(());
-            }
-            if line == "\r\n" {
-                break;
-            }
-            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                length = v.trim().parse()?;
-            }
-        }
-        while length > 0 {
-            let n = reader.read(&mut sink[..length.min(1 << 20)])?;
-            if n == 0 {
-                return Ok(());
-            }
-            length -= n;
-        }
-        writer.write_all(REPLY)?;
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
     }
+}
+
+fn serve(mut stream: TcpStream) -> std::io::Result<()> {
+    stream.set_nonblocking(false)?;
+    let mut buf = Vec::new();
+    while read_message(&mut stream, &mut buf)?.is_some() {
+        stream.write_all(REPLY)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -10,9 +10,9 @@
 
 use crate::bench_proc::{Memory, cpu_time, machine_busy_time, memory, self_and_children_cpu_time};
 use crate::bench_wrk::{Pace, WrkResult};
-use crate::prom::Metrics;
 use crate::services::{Processes, free_port, http_get, spawn_logged, wait_ready};
 use anyhow::{Context, bail};
+use shadowtap_test_support::prom::Metrics;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -99,13 +99,27 @@ pub fn run(bin: &Path, steps: &[Step]) -> anyhow::Result<()> {
             "bench mirror loads an eBPF program: run it as root (sudo -E cargo xtask bench mirror)"
         );
     }
-    let dir = std::env::temp_dir().join(format!("shadowtap-bench-mirror-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    // The logs of the models and of every daemon: removed after a successful run, kept after a
+    // failed one (whose error names them).
+    let dir = tempfile::Builder::new()
+        .prefix("shadowtap-bench-mirror-")
+        .tempdir()
+        .context("cannot create a temporary directory")?;
+    let result = run_in(bin, steps, dir.path());
+    if result.is_err() {
+        let kept = dir.keep();
+        return result.with_context(|| format!("logs kept in {}", kept.display()));
+    }
+    result
+}
+
+/// [`run`], with the logs in `dir`.
+fn run_in(bin: &Path, steps: &[Step], dir: &Path) -> anyhow::Result<()> {
     let mut models = Processes::default();
-    let started = crate::services::start_demo_models(bin, &dir, &mut models)?;
+    let started = crate::services::start_demo_models(bin, dir, &mut models)?;
     let (production, shadow) = (started.production, started.shadow);
     let model_pids = started.pids;
-    let script = crate::bench_wrk::write_script(&dir, INFER_BODY)?;
+    let script = crate::bench_wrk::write_script(dir, INFER_BODY)?;
     let url = format!("http://{production}{INFER_PATH}");
     println!(
         "bench mirror: wrk → {url} (demo-model v1), shadowd mirroring to http://{shadow} (v2); \
@@ -119,7 +133,7 @@ pub fn run(bin: &Path, steps: &[Step]) -> anyhow::Result<()> {
 
     let setup = Setup {
         bin,
-        dir: &dir,
+        dir,
         model_pids: &model_pids,
         production,
         shadow,
@@ -167,7 +181,6 @@ pub fn run(bin: &Path, steps: &[Step]) -> anyhow::Result<()> {
     print_table(&rows);
     println!("{}", conclusion(&rows));
     drop(models);
-    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
 

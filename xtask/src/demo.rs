@@ -3,13 +3,13 @@
 //! (eBPF on `lo`), drives the held-out rows as traffic and prints the comparison.
 
 use crate::build::release;
-use crate::prom::Metrics;
 use crate::services::{
     DemoModels, Processes, free_port, http_get, spawn_logged, start_demo_models, wait_ready,
 };
 use crate::util::is_root;
 use anyhow::{Context, bail};
 use clap::Args;
+use shadowtap_test_support::prom::Metrics;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

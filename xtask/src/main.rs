@@ -9,7 +9,6 @@ mod bench_wrk;
 mod bootstrap;
 mod build;
 mod demo;
-mod prom;
 mod services;
 mod test;
 mod util;

@@ -81,9 +81,12 @@ pub enum DiffKind {
 pub struct FieldDiff {
     /// JSON pointer of the field.
     pub path: String,
+    /// How the values differ.
     pub kind: DiffKind,
+    /// Production's value.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub production: Option<Value>,
+    /// The shadow's value.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shadow: Option<Value>,
 }

@@ -23,14 +23,20 @@ use serde_json::Value;
 pub enum ShadowAnswer {
     /// A complete response came back.
     Response {
+        /// Its status code.
         status: u16,
+        /// Its body (chunked framing removed).
         body: Bytes,
+        /// From sending the request to the end of the response.
         latency_ns: u64,
     },
     /// No usable response.
     Failed {
+        /// What kind of failure.
         class: ErrorClass,
+        /// The failure, for logs.
         message: String,
+        /// From sending the request until it failed.
         latency_ns: u64,
     },
 }
@@ -75,13 +81,16 @@ pub struct Side {
     pub error: Option<ErrorClass>,
     /// Latency in nanoseconds (production: wire timestamps; shadow: measured by the client).
     pub latency_ns: Option<u64>,
+    /// The prediction found in the body by the preset, if any.
     pub prediction: Option<Prediction>,
 }
 
 /// The result of comparing one exchange.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Comparison {
+    /// Production's answer.
     pub production: Side,
+    /// The shadow's answer.
     pub shadow: Side,
     /// Bodies equal (byte-exact, or JSON-equal within tolerance); `None` when the shadow failed.
     pub body_equal: Option<bool>,
@@ -90,6 +99,7 @@ pub struct Comparison {
     pub agreement: Option<bool>,
     /// Field differences of the bodies (capped).
     pub diffs: Vec<FieldDiff>,
+    /// Every way the answers differ (empty when they agree).
     pub discrepancies: Vec<DiscrepancyKind>,
 }
 

@@ -14,8 +14,11 @@ use serde_json::Value;
 /// How to find the prediction in a body.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Preset {
-    /// Open Inference Protocol (KServe v2); `label_output` names the label tensor.
-    KserveV2 { label_output: Option<String> },
+    /// Open Inference Protocol (KServe v2).
+    KserveV2 {
+        /// The output tensor holding the label (else the first integer/string output).
+        label_output: Option<String>,
+    },
     /// `predictions` (TF Serving, MLflow).
     Predictions,
     /// A JSON pointer.

@@ -6,7 +6,9 @@ use serde::Serialize;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Model {
+    /// The tapped production server.
     Production,
+    /// The shadow the request was replayed to.
     Shadow,
 }
 

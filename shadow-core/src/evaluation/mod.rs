@@ -30,8 +30,11 @@ pub struct Evaluation {
 /// Count, mean and max of a latency, in milliseconds.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct LatencyStats {
+    /// Latencies recorded.
     pub count: u64,
+    /// Their mean.
     pub mean_ms: f64,
+    /// The largest.
     pub max_ms: f64,
     #[serde(skip)]
     sum_ms: f64,
@@ -50,9 +53,13 @@ impl LatencyStats {
 /// Precision, recall and F1 of one class (shadow vs production labels).
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct ClassScores {
+    /// Production labels of this class.
     pub support: u64,
+    /// Of the shadow's labels of this class, the share production agrees with.
     pub precision: f64,
+    /// Of production's labels of this class, the share the shadow matched.
     pub recall: f64,
+    /// Harmonic mean of precision and recall.
     pub f1: f64,
 }
 
@@ -65,19 +72,29 @@ pub struct Summary {
     pub shadow_failed: u64,
     /// Comparisons where agreement is defined.
     pub agreement_samples: u64,
+    /// Of those, comparisons where the answers agreed.
     pub agreed: u64,
     /// agreed / agreement_samples (`null` before the first).
     pub agreement_ratio: Option<f64>,
     /// 95 % Wilson score interval of the agreement ratio.
     pub agreement_ci95: Option<(f64, f64)>,
+    /// Comparisons whose bodies were equal (within tolerance).
     pub body_equal: u64,
+    /// Comparisons per discrepancy kind.
     pub discrepancies: BTreeMap<&'static str, u64>,
+    /// Shadow failures and 4xx/5xx answers per error class.
     pub shadow_errors: BTreeMap<&'static str, u64>,
+    /// Production 4xx/5xx answers per error class.
     pub production_errors: BTreeMap<&'static str, u64>,
+    /// Label counts: production label → shadow label → count.
     pub confusion: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Scores per production label.
     pub per_class: BTreeMap<String, ClassScores>,
+    /// Mean F1 over the classes (`null` before the first label).
     pub macro_f1: Option<f64>,
+    /// Production latency (from wire timestamps).
     pub latency_production: LatencyStats,
+    /// Shadow latency (measured by the replay client), answered replays only.
     pub latency_shadow: LatencyStats,
 }
 

@@ -84,10 +84,17 @@ impl CloseReason {
 pub enum StreamEvent {
     /// The first bytes of a direction whose start (SYN) was not seen: the stream is observed
     /// from the middle, the consumer must resync.
-    Joined { flow: FlowKey, dir: Direction },
+    Joined {
+        /// The connection.
+        flow: FlowKey,
+        /// The direction joined.
+        dir: Direction,
+    },
     /// The next in-order bytes of one direction.
     Data {
+        /// The connection.
         flow: FlowKey,
+        /// The direction the bytes travelled.
         dir: Direction,
         /// Sequence number of `bytes[0]`.
         seq: u32,
@@ -96,25 +103,36 @@ pub enum StreamEvent {
         ack: Option<u32>,
         /// Capture time of that segment.
         ts_ns: u64,
+        /// The bytes, in stream order.
         bytes: Bytes,
     },
     /// `len` bytes of one direction will never be seen; the stream continues after them.
     Gap {
+        /// The connection.
         flow: FlowKey,
+        /// The direction with the hole.
         dir: Direction,
+        /// Bytes missing.
         len: u64,
+        /// When the bytes were declared lost.
         ts_ns: u64,
     },
     /// The direction sent FIN and every byte before it was delivered.
     Fin {
+        /// The connection.
         flow: FlowKey,
+        /// The direction that finished.
         dir: Direction,
+        /// When the last byte before the FIN was delivered.
         ts_ns: u64,
     },
     /// The connection is gone; no further event names it (until a new SYN).
     Closed {
+        /// The connection.
         flow: FlowKey,
+        /// Why it was closed.
         reason: CloseReason,
+        /// When it was closed (capture time of the deciding segment or check).
         ts_ns: u64,
     },
 }
