@@ -5,6 +5,7 @@
 //! design.md.
 
 use crate::admission::circuit_breaker::BreakerState;
+use crate::capture::KernelPacketResult;
 use prometheus::{
     Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     Opts, Registry, TextEncoder,
@@ -31,6 +32,7 @@ struct Inner {
     registry: Registry,
     captured_segments: IntCounter,
     capture_dropped: IntCounterVec,
+    kernel_packets: IntCounterVec,
     exchanges: IntCounterVec,
     mirrored: IntCounterVec,
     skipped: IntCounterVec,
@@ -89,6 +91,13 @@ impl Metrics {
                     "Segments or exchanges lost before the pipeline, by stage."
                 ),
                 &["stage"]
+            )),
+            kernel_packets: reg!(IntCounterVec::new(
+                opts(
+                    "kernel_packets_total",
+                    "Packets counted by the eBPF tap in the kernel, by result: matched (a watched port), malformed (headers unreadable, any port), too_long (tail not captured)."
+                ),
+                &["result"]
             )),
             exchanges: reg!(IntCounterVec::new(
                 opts("exchanges_total", "HTTP exchanges rebuilt, by outcome."),
@@ -182,6 +191,9 @@ impl Metrics {
         for stage in DropStage::ALL {
             inner.capture_dropped.with_label_values(&[stage.as_str()]);
         }
+        for result in KernelPacketResult::ALL {
+            inner.kernel_packets.with_label_values(&[result.as_str()]);
+        }
         Metrics {
             inner: Arc::new(inner),
         }
@@ -213,6 +225,17 @@ impl Metrics {
         self.inner
             .capture_dropped
             .with_label_values(&[stage.as_str()])
+            .inc_by(n);
+    }
+
+    /// `n` packets counted by the kernel-side tap with `result`.
+    pub fn kernel_packets(&self, result: KernelPacketResult, n: u64) {
+        if result == KernelPacketResult::Malformed {
+            tracing::debug!(n, "eBPF tap: malformed packets");
+        }
+        self.inner
+            .kernel_packets
+            .with_label_values(&[result.as_str()])
             .inc_by(n);
     }
 
@@ -355,6 +378,7 @@ mod tests {
         m.discrepancy(DiscrepancyKind::Label);
         m.segments_captured(3);
         m.capture_dropped(DropStage::Capture, 1);
+        m.kernel_packets(KernelPacketResult::Malformed, 2);
         let text = m.render();
         for needle in [
             "shadowtap_mirror_skipped_total{reason=\"queue_full\"} 1",
@@ -364,6 +388,8 @@ mod tests {
             "shadowtap_discrepancies_total{kind=\"label\"} 1",
             "shadowtap_captured_segments_total 3",
             "shadowtap_capture_dropped_total{stage=\"capture\"} 1",
+            "shadowtap_kernel_packets_total{result=\"malformed\"} 2",
+            "shadowtap_kernel_packets_total{result=\"matched\"} 0",
             "shadowtap_circuit_state 0",
             "shadowtap_resource_memory_bytes{process=\"shadowd\"}",
             "shadowtap_latency_seconds_bucket{model=\"shadow\"",
