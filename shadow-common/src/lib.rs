@@ -37,13 +37,19 @@ pub mod tcp_flags {
     pub const ACK: u8 = 0x10;
 }
 
+/// `log` target of the kernel-side trace (aya-log records of the eBPF program). The daemon
+/// turns the trace on when its log filter enables this target at `debug`, e.g.
+/// `--log info,shadowtap::ebpf=debug`.
+pub const KERNEL_TRACE_TARGET: &str = "shadowtap::ebpf";
+
 /// Index of the per-CPU counters in the `COUNTERS` map.
 pub mod counter {
     /// A ring-buffer reservation failed: one chunk of payload was lost.
     pub const RING_FULL: u32 = 0;
     /// A segment was longer than `MAX_CHUNKS * CHUNK_SIZE`: its tail was not captured.
     pub const TOO_LONG: u32 = 1;
-    /// The header bytes could not be loaded (malformed or truncated packet).
+    /// A packet's headers (or payload) could not be read: malformed or truncated packet. The
+    /// port is not known before the headers are read, so packets of any port count here.
     pub const MALFORMED: u32 = 2;
     /// Segments seen that matched a watched port.
     pub const MATCHED: u32 = 3;

@@ -92,9 +92,10 @@ impl PcapSource<BufReader<File>> {
 impl<R: Read> PcapSource<R> {
     /// Reads from `reader`; `path` names it in errors.
     pub fn new(mut reader: R, path: &Path, ports: &[u16]) -> Result<Self, PcapError> {
-        let format_err = |reason: String| PcapError::Format {
+        let format_err = |reason: String, source: Option<pcap_file::PcapError>| PcapError::Format {
             path: path.to_owned(),
             reason,
+            source,
         };
         let mut magic = [0u8; 4];
         let mut filled = 0;
@@ -112,17 +113,19 @@ impl<R: Read> PcapSource<R> {
             }
         }
         if filled < 4 {
-            return Err(format_err(format!("only {filled} bytes long")));
+            return Err(format_err(format!("only {filled} bytes long"), None));
         }
         let source = Cursor::new(magic).chain(reader);
         let format = if magic == PCAPNG_MAGIC {
-            let reader = PcapNgReader::new(source).map_err(|e| format_err(e.to_string()))?;
+            let reader = PcapNgReader::new(source)
+                .map_err(|e| format_err("unreadable pcapng section header".into(), Some(e)))?;
             Format::PcapNg {
                 reader,
                 interfaces: Vec::new(),
             }
         } else if PCAP_MAGICS.contains(&magic) {
-            let reader = PcapReader::new(source).map_err(|e| format_err(e.to_string()))?;
+            let reader = PcapReader::new(source)
+                .map_err(|e| format_err("unreadable pcap header".into(), Some(e)))?;
             let datalink = reader.header().datalink;
             let link = link_type(datalink).map_err(|d| PcapError::LinkType {
                 path: path.to_owned(),
@@ -135,7 +138,10 @@ impl<R: Read> PcapSource<R> {
                 nanos,
             }
         } else {
-            return Err(format_err(format!("unknown magic number {magic:02x?}")));
+            return Err(format_err(
+                format!("unknown magic number {magic:02x?}"),
+                None,
+            ));
         };
         Ok(Self {
             path: path.to_owned(),
@@ -172,7 +178,8 @@ impl<R: Read> PcapSource<R> {
     fn next_packet(&mut self) -> Option<Result<Option<FileSegment>, PcapError>> {
         let format_err = |e: pcap_file::PcapError| PcapError::Format {
             path: self.path.clone(),
-            reason: e.to_string(),
+            reason: "unreadable packet record".into(),
+            source: Some(e),
         };
         let (link, data, orig_len, ts_ns) = match &mut self.format {
             Format::Pcap {
@@ -217,6 +224,7 @@ impl<R: Read> PcapSource<R> {
                                     "packet names unknown interface {}",
                                     epb.interface_id
                                 ),
+                                source: None,
                             }));
                         };
                         let link = match link {
@@ -292,47 +300,51 @@ fn ts_units(options: &[InterfaceDescriptionOption<'_>]) -> (u64, u64) {
 /// Failures reading or writing capture files.
 #[derive(Debug, thiserror::Error)]
 pub enum PcapError {
-    /// The file could not be opened for reading.
-    #[error("cannot open `{path}`: {source}")]
+    /// The file cannot be opened or read.
+    #[error("cannot open `{path}`")]
     Open {
         /// The file.
         path: PathBuf,
-        /// Why.
+        /// What the system reported.
         source: std::io::Error,
     },
-    /// The file could not be created for writing.
-    #[error("cannot create `{path}`: {source}")]
+    /// The file cannot be created.
+    #[error("cannot create `{path}`")]
     Create {
         /// The file.
         path: PathBuf,
-        /// Why.
+        /// What the system reported.
         source: std::io::Error,
     },
-    /// The file is not a capture file, or is damaged.
+    /// The file is not a (readable) pcap or pcapng capture.
     #[error("`{path}` is not a pcap or pcapng file: {reason}")]
     Format {
         /// The file.
         path: PathBuf,
         /// What is wrong with it.
         reason: String,
+        /// What the pcap reader reported, when it was the one that failed.
+        #[source]
+        source: Option<pcap_file::PcapError>,
     },
-    /// The capture's link layer is one the frame decoder does not know.
+    /// The capture's link type is not one the frame decoder reads.
     #[error(
         "`{path}` uses link type {linktype}, which shadowd does not read (Ethernet, raw IP, Linux cooked SLL/SLL2)"
     )]
     LinkType {
         /// The file.
         path: PathBuf,
-        /// The link type as the file names it.
+        /// The link type it declares.
         linktype: String,
     },
-    /// Writing a packet or flushing the file failed.
-    #[error("writing `{path}` failed: {reason}")]
+    /// Writing the file failed.
+    #[error("writing `{path}` failed (check free space and permissions)")]
     Write {
         /// The file.
         path: PathBuf,
-        /// Why.
-        reason: String,
+        /// What the system reported.
+        #[source]
+        source: std::io::Error,
     },
 }
 

@@ -136,3 +136,32 @@ impl DropStage {
         }
     }
 }
+
+/// The `result` label of `shadowtap_kernel_packets_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KernelPacketResult {
+    /// TCP segments to or from a watched port.
+    Matched,
+    /// Packets whose headers could not be read (any port: the port is not known yet).
+    Malformed,
+    /// Segments longer than the tap copies (their tail was not captured).
+    TooLong,
+}
+
+impl KernelPacketResult {
+    /// Every result, for pre-registering the metric's series.
+    pub const ALL: [KernelPacketResult; 3] = [
+        KernelPacketResult::Matched,
+        KernelPacketResult::Malformed,
+        KernelPacketResult::TooLong,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KernelPacketResult::Matched => "matched",
+            KernelPacketResult::Malformed => "malformed",
+            KernelPacketResult::TooLong => "too_long",
+        }
+    }
+}

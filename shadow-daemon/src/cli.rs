@@ -1,7 +1,7 @@
-//! Command line of `shadowd` (clap derive). Each subcommand's flags live beside its code in
-//! [`crate::commands`].
+//! Command line of `shadowd` (clap derive) and its dispatch. Each subcommand's flags live beside
+//! its code in [`crate::commands`]; this module depends on them, never the other way round.
 
-use crate::commands;
+use crate::commands::{self, check_config, inspect, record, run};
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
@@ -9,12 +9,13 @@ use std::process::ExitCode;
 /// the application. The production model server is tapped with eBPF; its requests are replayed
 /// to the shadow model and the answers compared.
 ///
-/// Exit codes: 0 success (or verdict promote), 1 runtime error, 2 usage or configuration error,
-/// 3 verdict hold (not enough evidence), 4 verdict reject.
+/// Exit codes: 0 success, 1 runtime error, 2 usage, configuration or input-file error.
 #[derive(Debug, Parser)]
 #[command(name = "shadowd", version, propagate_version = true)]
 pub struct Cli {
-    /// Log filter (tracing `EnvFilter` syntax), e.g. `info`, `debug`, `shadow_daemon=trace`.
+    /// Log filter (tracing `EnvFilter` syntax), e.g. `info`, `debug`, `shadow_daemon=trace`;
+    /// `info,shadowtap::ebpf=debug` adds the kernel-side trace of the eBPF tap (one line per
+    /// TCP packet on the interface: for when a capture sees nothing).
     #[arg(long, global = true, env = "SHADOWD_LOG", default_value = "info")]
     pub log: String,
 
@@ -26,23 +27,43 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Tap the production port and write every captured TCP segment to a pcap file.
-    Record(commands::record::RecordArgs),
+    Record(record::RecordArgs),
     /// Rebuild HTTP exchanges from a pcap/pcapng file and print them as JSON lines.
-    Inspect(commands::inspect::InspectArgs),
+    Inspect(inspect::InspectArgs),
     /// Run the daemon: tap, replay to the shadow, compare, serve metrics.
-    Run(commands::run::RunArgs),
+    Run(run::RunArgs),
     /// Validate a config file (and flags) as `run` would and print the effective config.
-    CheckConfig(commands::check_config::CheckConfigArgs),
+    CheckConfig(check_config::CheckConfigArgs),
 }
 
-/// Runs the parsed command line and maps the outcome to an exit code.
-pub fn run(cli: Cli) -> ExitCode {
-    commands::init_tracing(&cli.log);
-    let result = match cli.command {
-        Command::Record(args) => commands::record::main(args),
-        Command::Inspect(args) => commands::inspect::main(args),
-        Command::Run(args) => commands::run::main(args),
-        Command::CheckConfig(args) => commands::check_config::main(args),
-    };
-    commands::exit_code(result)
+impl Cli {
+    /// Runs the parsed command line; an error is printed with its causes and mapped to its
+    /// exit code ([`commands::exit_code`]).
+    pub fn run(self) -> ExitCode {
+        init_tracing(&self.log);
+        let result = match self.command {
+            Command::Record(args) => record::main(args),
+            Command::Inspect(args) => inspect::main(args),
+            Command::Run(args) => run::main(args),
+            Command::CheckConfig(args) => check_config::main(args),
+        };
+        match result {
+            Ok(code) => ExitCode::from(code),
+            Err(err) => {
+                eprintln!("shadowd: error: {err:#}");
+                ExitCode::from(commands::exit_code(&err))
+            }
+        }
+    }
+}
+
+/// Logs to stderr, filtered by `filter` (tracing `EnvFilter` syntax; `info` if invalid).
+fn init_tracing(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .try_init();
 }

@@ -114,6 +114,11 @@ impl Source {
             .segments_captured(now.segments - was.segments);
         self.dropped(DropStage::Capture, now.dropped - was.dropped);
         self.dropped(DropStage::SegmentTruncated, now.truncated - was.truncated);
+        for (result, n) in now.kernel.since(&was.kernel).by_result() {
+            if n > 0 {
+                self.telemetry.kernel_packets(result, n);
+            }
+        }
         self.reported.capture = now;
 
         let re = self.assembler.reassembly_stats();

@@ -1,8 +1,7 @@
 //! `shadowd`: parse the command line, run the subcommand, exit with its code.
 use clap::Parser;
-use shadow_daemon::cli::{self, Cli};
+use shadow_daemon::cli::Cli;
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
-    cli::run(cli)
+    Cli::parse().run()
 }

@@ -6,7 +6,7 @@
 //! and tests agree on labels.
 
 use shadow_core::compare::Comparison;
-use shadow_core::vocabulary::{DropStage, MirrorResult, Outcome, SkipReason};
+use shadow_core::vocabulary::{DropStage, KernelPacketResult, MirrorResult, Outcome, SkipReason};
 use std::sync::Mutex;
 
 /// What the stages report. Implementations must be cheap and must not block: they are called
@@ -16,6 +16,8 @@ pub trait Telemetry: Send + Sync {
     fn segments_captured(&self, n: u64);
     /// `n` segments or exchanges were lost at `stage`, before admission.
     fn dropped(&self, stage: DropStage, n: u64);
+    /// The kernel-side tap counted `n` more packets with `result`.
+    fn kernel_packets(&self, result: KernelPacketResult, n: u64);
     /// Reassembly now tracks `flows` connections and buffers `bytes` bytes.
     fn reassembly_load(&self, flows: u64, bytes: u64);
     /// One exchange reached admission.
@@ -74,6 +76,8 @@ pub enum Event {
     SegmentsCaptured(u64),
     /// [`Telemetry::dropped`].
     Dropped(DropStage, u64),
+    /// [`Telemetry::kernel_packets`].
+    KernelPackets(KernelPacketResult, u64),
     /// [`Telemetry::reassembly_load`].
     ReassemblyLoad { flows: u64, bytes: u64 },
     /// [`Telemetry::exchange_seen`].
@@ -130,6 +134,9 @@ impl Telemetry for Recorder {
     }
     fn dropped(&self, stage: DropStage, n: u64) {
         self.push(Event::Dropped(stage, n));
+    }
+    fn kernel_packets(&self, result: KernelPacketResult, n: u64) {
+        self.push(Event::KernelPackets(result, n));
     }
     fn reassembly_load(&self, flows: u64, bytes: u64) {
         self.push(Event::ReassemblyLoad { flows, bytes });

@@ -5,6 +5,7 @@
 
 mod maps;
 mod parse;
+mod trace;
 
 use aya_ebpf::{bindings::TC_ACT_UNSPEC, macros::classifier, programs::TcContext};
 

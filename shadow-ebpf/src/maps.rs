@@ -1,4 +1,4 @@
-//! Maps shared with the daemon: the watched ports, the event ring, counters and scratch space.
+//! Maps shared with the daemon: the watched ports, the event ring and the per-CPU counters.
 
 use aya_ebpf::{
     macros::map,

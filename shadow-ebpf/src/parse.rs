@@ -11,6 +11,7 @@ use shadow_common::{
 };
 
 use crate::maps::{EVENTS, bump, is_watched};
+use crate::trace;
 
 const ETH_HLEN: usize = 14;
 const ETH_P_IP: u16 = 0x0800;
@@ -50,6 +51,7 @@ struct Network {
 pub fn try_tap(ctx: &TcContext) {
     if let Err(()) = tap(ctx) {
         bump(counter::MALFORMED);
+        trace::malformed(ctx);
     }
 }
 
@@ -125,6 +127,7 @@ fn tap(ctx: &TcContext) -> Result<(), ()> {
     } else if is_watched(sport) {
         DIR_RESPONSE
     } else {
+        trace::ignored(ctx, net.family, sport, dport);
         return Ok(());
     };
     bump(counter::MATCHED);
@@ -153,6 +156,7 @@ fn tap(ctx: &TcContext) -> Result<(), ()> {
     };
     let payload_len = l4_len.saturating_sub(tcp_hlen);
     let payload_offset = l4 as u32 + tcp_hlen;
+    trace::segment(ctx, direction, sport, dport, seq, flags, payload_len);
 
     // Bare ACKs carry nothing the reassembly needs.
     if payload_len == 0 && flags & (tcp_flags::SYN | tcp_flags::FIN | tcp_flags::RST) == 0 {

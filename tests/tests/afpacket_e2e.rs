@@ -121,14 +121,20 @@ fn afpacket_stops_on_shutdown_and_reports_errors() {
         ports: vec![PORT],
     };
     match ns.run(|| afpacket::open(&missing, shutdown.clone())) {
-        Err(CaptureError::UnknownInterface(name)) => assert_eq!(name, "nosuch0"),
+        Err(CaptureError::UnknownInterface { name, .. }) => assert_eq!(name, "nosuch0"),
         other => panic!("expected UnknownInterface, got {:?}", other.err()),
     }
     let denied = without_capability(CAP_NET_RAW, || {
         ns.run(|| afpacket::open(&spec, shutdown.clone()))
     });
     match denied {
-        Err(CaptureError::NotPermitted) => {}
+        Err(CaptureError::NotPermitted { source }) => {
+            // The refused syscall stays reachable as the cause.
+            let errno = source
+                .downcast_ref::<std::io::Error>()
+                .and_then(std::io::Error::raw_os_error);
+            assert_eq!(errno, Some(libc::EPERM), "{source}");
+        }
         other => panic!("expected NotPermitted, got {:?}", other.err()),
     }
 }

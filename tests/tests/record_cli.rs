@@ -385,6 +385,55 @@ fn netlink_fallback_stale_filter_is_removed_by_the_next_start() {
     pair.a.run(|| tc::assert_nothing_attached(&iface));
 }
 
+/// `--log info,shadowtap::ebpf=debug` turns on the kernel-side trace: a line per TCP packet the
+/// program looks at, watched port or not. With the default filter there is none.
+#[test]
+fn kernel_trace_follows_the_log_filter() {
+    if !require_root("kernel_trace_follows_the_log_filter") {
+        return;
+    }
+    let (ns, addr, _server) = loopback_server("rkt");
+    let pcap = TempPcap::new();
+    let port = PORT.to_string();
+    let record = |log: &str| {
+        let args = [
+            "record",
+            "-i",
+            "lo",
+            "-p",
+            &port,
+            "-o",
+            pcap.as_str(),
+            "--log",
+            log,
+        ];
+        let mut daemon = Daemon::spawn(Some(&ns), &args).expect("spawn shadowd");
+        wait_for_output(&mut daemon, "tapping");
+        drive(&ns, &[addr], &[(10, 10)]);
+        // Nothing listens on the next port: a SYN and a RST the tap looks at and ignores.
+        let unwatched = SocketAddr::from(([127, 0, 0, 1], PORT + 1));
+        assert!(ns.run(|| TcpStream::connect(unwatched)).is_err());
+        // The trace is flushed every few ms; the counters (and so the summary) every 200 ms.
+        std::thread::sleep(Duration::from_millis(500));
+        let status = daemon.stop(Duration::from_secs(30)).unwrap();
+        let output = daemon.output();
+        assert!(status.success(), "{output}");
+        output
+    };
+
+    let traced = record("info,shadowtap::ebpf=debug");
+    for needle in [
+        format!("-> {PORT} request: seq"),
+        format!("TCP {PORT} -> "),
+        format!("-> {}: no watched port", PORT + 1),
+        "malformed 0".to_string(),
+    ] {
+        assert!(traced.contains(&needle), "no `{needle}` in\n{traced}");
+    }
+    let quiet = record("info");
+    assert!(!quiet.contains("shadowtap::ebpf"), "{quiet}");
+}
+
 fn run_shadowd(args: &[&str]) -> (i32, String) {
     let out = Command::new(shadowd::path())
         .args(args)

@@ -18,7 +18,7 @@
 //!   own socket drops (`PACKET_STATISTICS.tp_drops`) are added to `dropped` as well.
 //! - It stops within [`READ_TIMEOUT`] of a shutdown request or of the receiver being dropped.
 
-use super::{LIVE_CHANNEL_DEPTH, LiveCapture, SharedStats, TapSpec};
+use super::live::{LIVE_CHANNEL_DEPTH, LiveCapture, SharedStats, TapSpec};
 use crate::error::CaptureError;
 use crate::shutdown::Shutdown;
 use shadow_core::frame::{self, LinkType};
@@ -80,8 +80,12 @@ pub fn open_with(
     options: Options,
 ) -> Result<LiveCapture, CaptureError> {
     spec.validate()?;
-    let ifindex = nix::net::if_::if_nametoindex(spec.interface.as_str())
-        .map_err(|_| CaptureError::UnknownInterface(spec.interface.clone()))?;
+    let ifindex = nix::net::if_::if_nametoindex(spec.interface.as_str()).map_err(|errno| {
+        CaptureError::UnknownInterface {
+            name: spec.interface.clone(),
+            source: errno.into(),
+        }
+    })?;
     let socket = open_socket(&spec.interface, ifindex, &spec.ports, options.rcvbuf_bytes)?;
     let (tx, rx) = mpsc::channel(LIVE_CHANNEL_DEPTH);
     let stats = Arc::new(SharedStats::default());
@@ -97,7 +101,11 @@ pub fn open_with(
     };
     std::thread::Builder::new()
         .name(format!("afpacket-{}", spec.interface))
-        .spawn(move || reader.run())?;
+        .spawn(move || reader.run())
+        .map_err(|source| CaptureError::Io {
+            step: "start its reader thread",
+            source,
+        })?;
     Ok(LiveCapture {
         segments: rx,
         stats,
@@ -125,46 +133,44 @@ fn open_socket(
     // SAFETY: plain socket(2) call; the result is checked before use.
     let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {
-        let err = io::Error::last_os_error();
-        return Err(match err.raw_os_error() {
-            Some(libc::EPERM | libc::EACCES) => CaptureError::NotPermitted,
-            _ => CaptureError::Read(err),
-        });
+        return Err(CaptureError::socket(
+            iface,
+            "creating it",
+            io::Error::last_os_error(),
+        ));
     }
     // SAFETY: `fd` was just returned by socket(2) and is owned by nothing else.
     let socket = unsafe { OwnedFd::from_raw_fd(fd) };
     let fd = socket.as_raw_fd();
-    let attach = |what: &str, err: io::Error| CaptureError::Attach {
-        iface: iface.to_owned(),
-        reason: format!("{what}: {err}"),
-    };
+    let setting =
+        |what: &str, err: io::Error| CaptureError::socket(iface, format!("setting {what}"), err);
 
     let rcvbuf = libc::c_int::try_from(rcvbuf_bytes).unwrap_or(libc::c_int::MAX);
     if setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &rcvbuf).is_err() {
         // Without CAP_NET_ADMIN the kernel caps the request at net.core.rmem_max.
         setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, &rcvbuf)
-            .map_err(|e| attach("SO_RCVBUF", e))?;
+            .map_err(|e| setting("SO_RCVBUF", e))?;
     }
     let timeout = libc::timeval {
         tv_sec: READ_TIMEOUT.as_secs() as libc::time_t,
         tv_usec: READ_TIMEOUT.subsec_micros() as libc::suseconds_t,
     };
     setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVTIMEO, &timeout)
-        .map_err(|e| attach("SO_RCVTIMEO", e))?;
+        .map_err(|e| setting("SO_RCVTIMEO", e))?;
     setsockopt(
         fd,
         libc::SOL_SOCKET,
         libc::SO_TIMESTAMPNS,
         &(1 as libc::c_int),
     )
-    .map_err(|e| attach("SO_TIMESTAMPNS", e))?;
+    .map_err(|e| setting("SO_TIMESTAMPNS", e))?;
     let mut program = port_filter(ports);
     let fprog = libc::sock_fprog {
         len: program.len() as libc::c_ushort,
         filter: program.as_mut_ptr(),
     };
     setsockopt(fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog)
-        .map_err(|e| attach("SO_ATTACH_FILTER", e))?;
+        .map_err(|e| setting("SO_ATTACH_FILTER", e))?;
 
     // SAFETY: sockaddr_ll is plain old data; all-zero is a valid value.
     let mut addr: libc::sockaddr_ll = unsafe { zeroed() };
@@ -182,9 +188,11 @@ fn open_socket(
     if rc < 0 {
         let err = io::Error::last_os_error();
         return Err(match err.raw_os_error() {
-            Some(libc::ENODEV) => CaptureError::UnknownInterface(iface.to_owned()),
-            Some(libc::EPERM | libc::EACCES) => CaptureError::NotPermitted,
-            _ => attach("bind", err),
+            Some(libc::ENODEV) => CaptureError::UnknownInterface {
+                name: iface.to_owned(),
+                source: err,
+            },
+            _ => CaptureError::socket(iface, "binding it to the interface", err),
         });
     }
     Ok(socket)
@@ -619,7 +627,9 @@ mod tests {
             ports: vec![8080],
         };
         match open(&missing, shutdown) {
-            Err(CaptureError::UnknownInterface(name)) => assert_eq!(name, "shadowtap-none0"),
+            Err(CaptureError::UnknownInterface { name, .. }) => {
+                assert_eq!(name, "shadowtap-none0")
+            }
             other => panic!("expected UnknownInterface, got {:?}", other.err()),
         }
     }

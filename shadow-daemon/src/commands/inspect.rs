@@ -33,7 +33,7 @@ pub fn main(args: InspectArgs) -> CommandResult {
     if args.ports.contains(&0) {
         return Err(UsageError("--port must be 1-65535".into()).into());
     }
-    let source = PcapSource::open(&args.pcap, &args.ports).map_err(usage)?;
+    let source = PcapSource::open(&args.pcap, &args.ports)?;
     let stdout = std::io::stdout().lock();
     let summary = run(source, args.bodies, &mut BufWriter::new(stdout))?;
     eprintln!("{}", summary.line());
@@ -41,11 +41,6 @@ pub fn main(args: InspectArgs) -> CommandResult {
         eprintln!("shadowd: warning: stopped reading early: {err}");
     }
     Ok(EXIT_OK)
-}
-
-/// File errors are the user's to fix: exit 2.
-fn usage(err: PcapError) -> anyhow::Error {
-    UsageError(err.to_string()).into()
 }
 
 /// What `inspect` saw.
@@ -99,9 +94,9 @@ pub fn run<R: Read>(
         match next {
             Ok(s) => assembler.push_cut(s.segment, s.missing, &mut exchanges),
             // A bad link type in a pcapng interface is as fatal as in a pcap header.
-            Err(e @ PcapError::LinkType { .. }) => return Err(usage(e)),
+            Err(e @ PcapError::LinkType { .. }) => return Err(e.into()),
             Err(e) => {
-                summary.read_error = Some(e.to_string());
+                summary.read_error = Some(format!("{:#}", anyhow::Error::new(e)));
                 break;
             }
         }

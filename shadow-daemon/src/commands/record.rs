@@ -3,6 +3,7 @@
 
 use super::{CommandResult, EXIT_OK, UsageError};
 use crate::capture::{CaptureKind, TapSpec, open_live};
+use crate::error::CaptureError;
 use crate::shutdown;
 use clap::Args;
 use shadow_core::pcap::PcapError;
@@ -78,6 +79,8 @@ pub struct RecordSummary {
     pub packets: u64,
     pub dropped: u64,
     pub truncated: u64,
+    /// Packets the eBPF tap could not read the headers of (0 with AF_PACKET).
+    pub malformed: u64,
 }
 
 /// Runs `shadowd record`.
@@ -90,20 +93,16 @@ pub fn main(args: RecordArgs) -> CommandResult {
     if args.count == Some(0) {
         return Err(UsageError("--count must be at least 1".into()).into());
     }
-    let file = File::create(&args.output).map_err(|source| {
-        UsageError(
-            PcapError::Create {
-                path: args.output.clone(),
-                source,
-            }
-            .to_string(),
-        )
+    let file = File::create(&args.output).map_err(|source| PcapError::Create {
+        path: args.output.clone(),
+        source,
     })?;
     let writer = SegmentPcapWriter::new(BufWriter::with_capacity(1 << 20, file)).map_err(|e| {
-        PcapError::Write {
-            path: args.output.clone(),
-            reason: e.to_string(),
-        }
+        let source = match e {
+            pcap_file::PcapError::IoError(io) => io,
+            other => std::io::Error::other(other),
+        };
+        write_error(&args.output, source)
     })?;
 
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -114,15 +113,20 @@ pub fn main(args: RecordArgs) -> CommandResult {
         Ok(summary) => summary,
         Err(err) => {
             // The tap did not start: leave no header-only file that looks like a recording.
-            if err.downcast_ref::<crate::error::CaptureError>().is_some() {
+            if err.downcast_ref::<CaptureError>().is_some() {
                 let _ = std::fs::remove_file(&output);
             }
             return Err(err);
         }
     };
     eprintln!(
-        "shadowd record: {} segments ({} payload bytes) written as {} packets; dropped {}, truncated {}",
-        summary.segments, summary.bytes, summary.packets, summary.dropped, summary.truncated
+        "shadowd record: {} segments ({} payload bytes) written as {} packets; dropped {}, truncated {}, malformed {}",
+        summary.segments,
+        summary.bytes,
+        summary.packets,
+        summary.dropped,
+        summary.truncated,
+        summary.malformed
     );
     Ok(EXIT_OK)
 }
@@ -152,7 +156,7 @@ async fn record(
         let next = tokio::select! {
             segment = capture.segments.recv() => segment,
             _ = flush.tick() => {
-                writer.flush().map_err(|e| PcapError::Write { path: args.output.clone(), reason: e.to_string() })?;
+                writer.flush().map_err(|e| write_error(&args.output, e))?;
                 continue;
             }
             _ = sleep_until(deadline), if deadline.is_some() => {
@@ -162,10 +166,9 @@ async fn record(
             }
         };
         let Some(segment) = next else { break };
-        writer.write(&segment).map_err(|e| PcapError::Write {
-            path: args.output.clone(),
-            reason: e.to_string(),
-        })?;
+        writer
+            .write(&segment)
+            .map_err(|e| write_error(&args.output, e))?;
         summary.segments += 1;
         summary.bytes += segment.payload.len() as u64;
         if args.count.is_some_and(|n| summary.segments >= n) {
@@ -176,12 +179,17 @@ async fn record(
     drop(capture);
     summary.dropped = stats.dropped;
     summary.truncated = stats.truncated;
+    summary.malformed = stats.kernel.malformed;
     summary.packets = writer.packets();
-    writer.finish().map_err(|e| PcapError::Write {
-        path: args.output.clone(),
-        reason: e.to_string(),
-    })?;
+    writer.finish().map_err(|e| write_error(&args.output, e))?;
     Ok(summary)
+}
+
+fn write_error(path: &std::path::Path, source: std::io::Error) -> PcapError {
+    PcapError::Write {
+        path: path.to_owned(),
+        source,
+    }
 }
 
 async fn sleep_until(at: Option<tokio::time::Instant>) {

@@ -2,7 +2,7 @@
 //! implements [`Telemetry`].
 //!
 //! Each event has exactly one method here that both logs it (tracing) and bumps its metric, so
-//! that logs and metrics never disagree (vector's style). Metric names follow design.md.
+//! that logs and metrics never disagree (vector's style). Metric names are listed in docs/architecture.md.
 
 use crate::telemetry::{BreakerState, Telemetry};
 use prometheus::{
@@ -10,7 +10,9 @@ use prometheus::{
     Opts, Registry, TextEncoder,
 };
 use shadow_core::compare::Comparison;
-use shadow_core::vocabulary::{DropStage, ErrorClass, MirrorResult, Model, Outcome, SkipReason};
+use shadow_core::vocabulary::{
+    DropStage, ErrorClass, KernelPacketResult, MirrorResult, Model, Outcome, SkipReason,
+};
 use std::sync::{Arc, Mutex};
 
 /// Latency histogram buckets, seconds (50 µs .. 30 s): model servers on the same host answer
@@ -30,6 +32,7 @@ struct Inner {
     registry: Registry,
     captured_segments: IntCounter,
     capture_dropped: IntCounterVec,
+    kernel_packets: IntCounterVec,
     exchanges: IntCounterVec,
     mirrored: IntCounterVec,
     skipped: IntCounterVec,
@@ -88,6 +91,13 @@ impl Metrics {
                     "Segments or exchanges lost before the pipeline, by stage."
                 ),
                 &["stage"]
+            )),
+            kernel_packets: reg!(IntCounterVec::new(
+                opts(
+                    "kernel_packets_total",
+                    "Packets counted by the eBPF tap in the kernel, by result: matched (a watched port), malformed (headers unreadable, any port), too_long (tail not captured)."
+                ),
+                &["result"]
             )),
             exchanges: reg!(IntCounterVec::new(
                 opts("exchanges_total", "HTTP exchanges rebuilt, by outcome."),
@@ -181,6 +191,9 @@ impl Metrics {
         for stage in DropStage::ALL {
             inner.capture_dropped.with_label_values(&[stage.as_str()]);
         }
+        for result in KernelPacketResult::ALL {
+            inner.kernel_packets.with_label_values(&[result.as_str()]);
+        }
         Metrics {
             inner: Arc::new(inner),
         }
@@ -254,6 +267,16 @@ impl Telemetry for Metrics {
         self.inner
             .capture_dropped
             .with_label_values(&[stage.as_str()])
+            .inc_by(n);
+    }
+
+    fn kernel_packets(&self, result: KernelPacketResult, n: u64) {
+        if result == KernelPacketResult::Malformed {
+            tracing::debug!(n, "eBPF tap: malformed packets");
+        }
+        self.inner
+            .kernel_packets
+            .with_label_values(&[result.as_str()])
             .inc_by(n);
     }
 
@@ -372,6 +395,7 @@ mod tests {
         m.segments_captured(3);
         m.dropped(DropStage::Capture, 1);
         m.reassembly_load(2, 300);
+        m.kernel_packets(KernelPacketResult::Malformed, 2);
         m.breaker_changed(BreakerState::HalfOpen);
         m.replayed(MirrorResult::Timeout);
         // The shadow timed out: its latency is not an answer's and is not observed.
@@ -411,6 +435,8 @@ mod tests {
             "shadowtap_latency_seconds_count{model=\"shadow\"} 0",
             "shadowtap_agreement_ratio 0.5",
             "shadowtap_discrepancy_log_dropped_total 1",
+            "shadowtap_kernel_packets_total{result=\"malformed\"} 2",
+            "shadowtap_kernel_packets_total{result=\"matched\"} 0",
             "shadowtap_resource_memory_bytes{process=\"shadowd\"}",
             "shadowtap_latency_seconds_bucket{model=\"shadow\"",
         ] {

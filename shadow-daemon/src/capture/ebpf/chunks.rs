@@ -10,7 +10,7 @@
 //! a full ring leaves its segment short: what arrived is delivered as it is (the reassembly sees
 //! the hole and marks a gap), never padded or guessed.
 
-use super::ebpf::segment_from_event;
+use super::record::segment_from_event;
 use bytes::BytesMut;
 use shadow_common::SegmentEvent;
 use shadow_core::segment::{Direction, FlowKey, Segment, TcpFlags};

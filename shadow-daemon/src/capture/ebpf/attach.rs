@@ -1,0 +1,247 @@
+//! Loading the embedded eBPF object and attaching its classifier to an interface: TCX on
+//! kernels ≥ 6.6 (links that die with their file descriptors), a netlink `clsact` filter before
+//! (which outlives a killed daemon: the next start removes stale filters of the same name).
+//! Detaching is dropping the [`AttachedTap`].
+
+use crate::capture::live::TapSpec;
+use crate::error::CaptureError;
+use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
+use aya::programs::{SchedClassifier, TcAttachType, tc};
+use aya::util::KernelVersion;
+use aya::{Btf, Ebpf, EbpfLoader};
+
+/// The eBPF object built by `build.rs` from `shadow-ebpf`.
+pub static EBPF_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/shadow-ebpf"));
+
+/// Name of the classifier function in the object.
+pub const PROGRAM_NAME: &str = "shadow_tap";
+
+/// Environment variable forcing the attachment mode: `netlink` (clsact filter, as on kernels
+/// before 6.6) or `tcx`. Default: TCX where the kernel has it.
+pub const ATTACH_MODE_ENV: &str = "SHADOWTAP_TC_ATTACH";
+
+/// aya-log's ring buffer in the object; shrunk to one page when the kernel trace is off.
+const LOG_MAP: &str = "AYA_LOGS";
+
+/// How the tap is loaded.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Options {
+    /// Turns on the kernel-side trace: one `debug` line per TCP packet the program looks at,
+    /// logged with target `shadowtap::ebpf`. Off, it costs nothing per packet.
+    pub kernel_trace: bool,
+}
+
+impl Options {
+    /// The trace is on when the log filter enables `shadowtap::ebpf` at `debug` (e.g.
+    /// `--log info,shadowtap::ebpf=debug` or `SHADOWD_LOG`).
+    pub fn from_log_filter() -> Self {
+        Options {
+            kernel_trace: tracing::enabled!(
+                target: shadow_common::KERNEL_TRACE_TARGET,
+                tracing::Level::DEBUG
+            ),
+        }
+    }
+}
+
+/// The loaded program, attached: dropping it detaches the tap (TCX links close with their file
+/// descriptors; netlink filters are removed by the next start).
+pub struct AttachedTap {
+    /// Owns the program, its links and the maps not taken out below.
+    pub ebpf: Ebpf,
+    /// Segment records (see `shadow_common::SegmentEvent`).
+    pub ring: RingBuf<MapData>,
+    /// Per-CPU counters indexed by `shadow_common::counter`.
+    pub counters: PerCpuArray<MapData, u64>,
+    /// Moves the kernel-side trace into `tracing` (present only when the trace is on).
+    pub trace: Option<KernelTrace>,
+}
+
+/// The kernel-side trace reader: aya-log's logger, drained by the reader thread.
+pub struct KernelTrace(Box<dyn FnMut() + Send>);
+
+impl KernelTrace {
+    /// Hands every trace record written so far to `log` (and so to `tracing`).
+    pub fn flush(&mut self) {
+        (self.0)()
+    }
+}
+
+/// Loads the program for `spec.ports` and attaches it to `spec.interface`.
+pub fn attach(spec: &TapSpec, options: Options) -> Result<AttachedTap, CaptureError> {
+    if EBPF_OBJECT.is_empty() {
+        return Err(CaptureError::NoEbpfObject);
+    }
+    raise_memlock_limit();
+    let mut ebpf = load_object(options.kernel_trace)?;
+    let trace = if options.kernel_trace {
+        let mut logger = aya_log::EbpfLogger::init(&mut ebpf)
+            .map_err(|e| CaptureError::load("opening the kernel trace", e))?;
+        Some(KernelTrace(Box::new(move || logger.flush())))
+    } else {
+        None
+    };
+    watch_ports(&mut ebpf, &spec.ports)?;
+    let program: &mut SchedClassifier = ebpf
+        .program_mut(PROGRAM_NAME)
+        .ok_or(CaptureError::IncompleteObject(PROGRAM_NAME))?
+        .try_into()
+        .map_err(|e| CaptureError::load("reading the classifier", e))?;
+    program
+        .load()
+        .map_err(|e| CaptureError::load("loading the classifier", e))?;
+
+    let tcx = use_tcx();
+    for &hook in hooks_for(&spec.interface) {
+        attach_hook(program, &spec.interface, hook, tcx)?;
+    }
+    tracing::info!(
+        iface = %spec.interface,
+        ports = ?spec.ports,
+        mode = if tcx { "tcx" } else { "netlink clsact" },
+        kernel_trace = options.kernel_trace,
+        "eBPF tap attached"
+    );
+
+    let ring = RingBuf::try_from(
+        ebpf.take_map("EVENTS")
+            .ok_or(CaptureError::IncompleteObject("EVENTS"))?,
+    )
+    .map_err(|e| CaptureError::load("opening the EVENTS ring", e))?;
+    let counters = PerCpuArray::try_from(
+        ebpf.take_map("COUNTERS")
+            .ok_or(CaptureError::IncompleteObject("COUNTERS"))?,
+    )
+    .map_err(|e| CaptureError::load("opening the COUNTERS map", e))?;
+    Ok(AttachedTap {
+        ebpf,
+        ring,
+        counters,
+        trace,
+    })
+}
+
+/// Parses the object and creates its maps. aya-log's level (a frozen read-only global the
+/// program checks before each trace line) is always set: to `debug` for the trace, else to 0,
+/// which lets the verifier drop the trace code; the trace's ring then shrinks to one page.
+fn load_object(kernel_trace: bool) -> Result<Ebpf, CaptureError> {
+    let level = if kernel_trace {
+        aya_log::Level::Debug as u8
+    } else {
+        0
+    };
+    let btf = Btf::from_sys_fs().ok();
+    let mut loader = EbpfLoader::new();
+    loader
+        .btf(btf.as_ref())
+        .override_global(aya_log::LEVEL, &level, true);
+    if !kernel_trace {
+        loader.map_max_entries(LOG_MAP, page_size());
+    }
+    loader
+        .load(EBPF_OBJECT)
+        .map_err(|e| CaptureError::load("creating the maps", e))
+}
+
+/// Writes the watched ports into the `PORTS` map.
+fn watch_ports(ebpf: &mut Ebpf, ports: &[u16]) -> Result<(), CaptureError> {
+    let mut map: BpfHashMap<_, u16, u8> = BpfHashMap::try_from(
+        ebpf.map_mut("PORTS")
+            .ok_or(CaptureError::IncompleteObject("PORTS"))?,
+    )
+    .map_err(|e| CaptureError::load("opening the PORTS map", e))?;
+    for &port in ports {
+        map.insert(port, 1, 0)
+            .map_err(|e| CaptureError::load("writing the watched ports", e))?;
+    }
+    Ok(())
+}
+
+/// Attaches `program` to one hook of `iface`, first removing a stale netlink filter of ours.
+fn attach_hook(
+    program: &mut SchedClassifier,
+    iface: &str,
+    hook: TcAttachType,
+    tcx: bool,
+) -> Result<(), CaptureError> {
+    // Netlink filters outlive a killed daemon: remove any stale one of ours first.
+    match tc::qdisc_detach_program(iface, hook, PROGRAM_NAME) {
+        Ok(()) => tracing::warn!(iface, ?hook, "removed a stale shadowtap tc filter"),
+        Err(e) => tracing::trace!("no stale filter: {e}"),
+    }
+    if !tcx {
+        // "File exists" when a clsact qdisc is already there: fine; a real problem shows in
+        // the attach below.
+        if let Err(e) = tc::qdisc_add_clsact(iface) {
+            tracing::trace!("clsact qdisc not added: {e}");
+        }
+    }
+    let options = if tcx {
+        tc::TcAttachOptions::TcxOrder(aya::programs::LinkOrder::default())
+    } else {
+        tc::TcAttachOptions::Netlink(tc::NlOptions::default())
+    };
+    program
+        .attach_with_options(iface, hook, options)
+        .map(drop)
+        .map_err(|e| CaptureError::attach(iface, format!("attaching to the {hook:?} hook"), e))
+}
+
+fn use_tcx() -> bool {
+    match std::env::var(ATTACH_MODE_ENV).as_deref() {
+        Ok("netlink") => false,
+        Ok("tcx") => true,
+        _ => KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(6, 6, 0)),
+    }
+}
+
+/// `lo` carries every packet through egress and then ingress: tap ingress only there. On a
+/// NIC requests arrive on ingress and responses leave on egress.
+fn hooks_for(interface: &str) -> &'static [TcAttachType] {
+    if interface == "lo" {
+        &[TcAttachType::Ingress]
+    } else {
+        &[TcAttachType::Ingress, TcAttachType::Egress]
+    }
+}
+
+/// Older kernels charge BPF maps to RLIMIT_MEMLOCK; newer ones use memcg. Failing to raise
+/// it is not fatal (it fails on some VMs where loading works anyway).
+fn raise_memlock_limit() {
+    let rlim = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: plain syscall with a valid pointer.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) } != 0 {
+        tracing::debug!(
+            "cannot raise RLIMIT_MEMLOCK: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+fn page_size() -> u32 {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u32::try_from(size).unwrap_or(4096)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_embedded_object_holds_the_program_maps_and_trace_level() {
+        let mut obj = aya_obj::Object::parse(EBPF_OBJECT).expect("valid ELF");
+        assert!(obj.programs.contains_key(PROGRAM_NAME));
+        for map in ["PORTS", "EVENTS", "COUNTERS", LOG_MAP] {
+            assert!(obj.maps.contains_key(map), "{map}");
+        }
+        // The one-byte global `load_object` always sets (must exist, or loading fails).
+        let level = std::collections::HashMap::from([(aya_log::LEVEL, (&[0u8][..], true))]);
+        obj.patch_map_data(level)
+            .expect("the trace level global is in the object");
+    }
+}

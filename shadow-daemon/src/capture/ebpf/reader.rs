@@ -1,0 +1,304 @@
+//! The reader thread: polls the ring, rejoins chunks into segments, hands them to the daemon
+//! without ever waiting, and copies the kernel's per-CPU counters into the shared stats.
+//!
+//! The thread owns the loaded program: when the [`LiveCapture`] is dropped or shutdown is
+//! requested, it delivers what was already captured, exits, and dropping the program detaches
+//! the tap.
+
+use super::attach::{AttachedTap, KernelTrace};
+use super::chunks::ChunkJoiner;
+use super::record::split_record;
+use crate::capture::live::{LIVE_CHANNEL_DEPTH, LiveCapture, SharedStats};
+use crate::error::CaptureError;
+use crate::shutdown::Shutdown;
+use aya::maps::{MapData, PerCpuArray, RingBuf};
+use shadow_common::counter;
+use shadow_core::segment::Segment;
+use std::os::fd::{AsFd, AsRawFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// How often the reader drains the ring. The kernel side submits without a wakeup until the ring
+/// is an eighth full, so this timer is what normally collects records (a few ms of delay, far
+/// fewer context switches next to production).
+const POLL_INTERVAL: Duration = Duration::from_millis(5);
+
+/// How often the kernel-side counters are read.
+const COUNTERS_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Starts the reader thread on an attached tap.
+pub fn start(tap: AttachedTap, shutdown: Shutdown) -> Result<LiveCapture, CaptureError> {
+    let AttachedTap {
+        ebpf,
+        ring,
+        counters,
+        trace,
+    } = tap;
+    let (tx, rx) = mpsc::channel(LIVE_CHANNEL_DEPTH);
+    let stats = Arc::new(SharedStats::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = RingReader {
+        ring,
+        counters,
+        trace,
+        tx,
+        stats: stats.clone(),
+        stop: stop.clone(),
+        shutdown,
+        clock_offset_ns: realtime_minus_monotonic_ns(),
+        channel_full: 0,
+        kernel: KernelCounters::default(),
+        joiner: ChunkJoiner::default(),
+        ready: Vec::new(),
+    };
+    let thread = std::thread::Builder::new()
+        .name("shadowtap-ring".into())
+        .spawn(move || {
+            reader.run();
+            // Dropping the program here detaches the tap (TCX links close with their fds).
+            drop(ebpf);
+        })
+        .map_err(|source| CaptureError::Io {
+            step: "start its reader thread",
+            source,
+        })?;
+    Ok(LiveCapture {
+        segments: rx,
+        stats,
+        _guard: Box::new(ReaderGuard {
+            stop,
+            thread: Some(thread),
+        }),
+    })
+}
+
+/// The kernel-side counters (`shadow_common::counter`), each summed over CPUs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelCounters {
+    /// Chunk records lost because the ring was full.
+    pub ring_full: u64,
+    /// Segments longer than the tap copies.
+    pub too_long: u64,
+    /// Packets whose headers could not be read.
+    pub malformed: u64,
+    /// Segments of a watched port.
+    pub matched: u64,
+}
+
+impl KernelCounters {
+    /// Reads every counter with `read(index)` (its total over CPUs, see [`sum_over_cpus`]). A
+    /// counter that cannot be read keeps its last total, so totals never go backwards.
+    pub fn refresh(&mut self, mut read_total: impl FnMut(u32) -> Option<u64>) {
+        let mut read = |index: u32, total: &mut u64| {
+            if let Some(value) = read_total(index) {
+                *total = value;
+            }
+        };
+        read(counter::RING_FULL, &mut self.ring_full);
+        read(counter::TOO_LONG, &mut self.too_long);
+        read(counter::MALFORMED, &mut self.malformed);
+        read(counter::MATCHED, &mut self.matched);
+    }
+}
+
+/// One counter's total: its per-CPU values summed (saturating: never wraps to a small number).
+pub fn sum_over_cpus(values: &[u64]) -> u64 {
+    values
+        .iter()
+        .fold(0u64, |total, &v| total.saturating_add(v))
+}
+
+/// Stops and joins the reader thread when the capture is dropped.
+struct ReaderGuard {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for ReaderGuard {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+struct RingReader {
+    ring: RingBuf<MapData>,
+    counters: PerCpuArray<MapData, u64>,
+    trace: Option<KernelTrace>,
+    tx: mpsc::Sender<Segment>,
+    stats: Arc<SharedStats>,
+    stop: Arc<AtomicBool>,
+    shutdown: Shutdown,
+    clock_offset_ns: i128,
+    /// Records dropped because the daemon's channel was full.
+    channel_full: u64,
+    kernel: KernelCounters,
+    joiner: ChunkJoiner,
+    /// Completed segments waiting to be handed over.
+    ready: Vec<Segment>,
+}
+
+impl RingReader {
+    fn run(mut self) {
+        let fd = self.ring.as_fd().as_raw_fd();
+        let mut last_counters = Instant::now();
+        loop {
+            if self.stop.load(Ordering::Relaxed)
+                || self.shutdown.is_requested()
+                || self.tx.is_closed()
+            {
+                break;
+            }
+            let mut pollfd = libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd.
+            let ready = unsafe { libc::poll(&mut pollfd, 1, POLL_INTERVAL.as_millis() as i32) };
+            if ready < 0 {
+                let err = std::io::Error::last_os_error();
+                if err.kind() != std::io::ErrorKind::Interrupted {
+                    tracing::error!("polling the eBPF ring failed, capture stops: {err}");
+                    break;
+                }
+            }
+            self.drain();
+            if let Some(trace) = &mut self.trace {
+                trace.flush();
+            }
+            if last_counters.elapsed() >= COUNTERS_INTERVAL {
+                self.read_counters();
+                last_counters = Instant::now();
+            }
+        }
+        // Whatever is still in the ring was captured: deliver it before leaving.
+        self.drain();
+        self.joiner.flush(&mut self.ready);
+        self.deliver();
+        self.read_counters();
+        if let Some(trace) = &mut self.trace {
+            trace.flush();
+        }
+    }
+
+    fn drain(&mut self) {
+        while let Some(item) = self.ring.next() {
+            match split_record(&item) {
+                Some((event, payload)) => {
+                    self.joiner
+                        .push(&event, payload, self.clock_offset_ns, &mut self.ready)
+                }
+                None => tracing::warn!(len = item.len(), "malformed eBPF ring record"),
+            }
+        }
+        self.joiner.end_round(&mut self.ready);
+        self.deliver();
+    }
+
+    fn deliver(&mut self) {
+        deliver(
+            &mut self.ready,
+            &self.tx,
+            &self.stats,
+            &mut self.channel_full,
+        );
+    }
+
+    fn read_counters(&mut self) {
+        let counters = &self.counters;
+        self.kernel.refresh(|index| {
+            counters
+                .get(&index, 0)
+                .map(|per_cpu| sum_over_cpus(&per_cpu))
+                .ok()
+        });
+        let k = self.kernel;
+        let store =
+            |to: &std::sync::atomic::AtomicU64, value: u64| to.store(value, Ordering::Relaxed);
+        store(
+            &self.stats.dropped,
+            k.ring_full.saturating_add(self.channel_full),
+        );
+        store(&self.stats.truncated, k.too_long);
+        store(&self.stats.kernel_matched, k.matched);
+        store(&self.stats.kernel_malformed, k.malformed);
+        store(&self.stats.kernel_too_long, k.too_long);
+    }
+}
+
+/// Hands completed segments to the daemon, never waiting: a full channel drops and counts.
+fn deliver(
+    ready: &mut Vec<Segment>,
+    tx: &mpsc::Sender<Segment>,
+    stats: &SharedStats,
+    channel_full: &mut u64,
+) {
+    for segment in ready.drain(..) {
+        let len = segment.payload.len();
+        match tx.try_send(segment) {
+            Ok(()) => stats.delivered(len),
+            Err(_) => *channel_full += 1,
+        }
+    }
+}
+
+/// CLOCK_REALTIME − CLOCK_MONOTONIC, to turn `bpf_ktime_get_ns` into Unix time.
+fn realtime_minus_monotonic_ns() -> i128 {
+    fn now(clock: libc::clockid_t) -> i128 {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: valid pointer, valid clock id.
+        unsafe { libc::clock_gettime(clock, &mut ts) };
+        ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128
+    }
+    now(libc::CLOCK_REALTIME) - now(libc::CLOCK_MONOTONIC)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_are_summed_over_cpus_and_never_go_backwards() {
+        assert_eq!(sum_over_cpus(&[100, 0, 23]), 123);
+        assert_eq!(sum_over_cpus(&[]), 0);
+        assert_eq!(
+            sum_over_cpus(&[5, u64::MAX]),
+            u64::MAX,
+            "saturates, never wraps"
+        );
+
+        let mut kernel = KernelCounters::default();
+        let per_cpu = |index: u32| -> &'static [u64] {
+            match index {
+                counter::RING_FULL => &[1, 0, 2],
+                counter::TOO_LONG => &[0, 0, 0],
+                counter::MALFORMED => &[3, 4, 0],
+                counter::MATCHED => &[100, 0, 23],
+                _ => panic!("no counter {index}"),
+            }
+        };
+        kernel.refresh(|index| Some(sum_over_cpus(per_cpu(index))));
+        assert_eq!(
+            kernel,
+            KernelCounters {
+                ring_full: 3,
+                too_long: 0,
+                malformed: 7,
+                matched: 123,
+            }
+        );
+        // A counter that cannot be read keeps its total; the others move on.
+        kernel.refresh(|index| (index != counter::MATCHED).then_some(9));
+        assert_eq!(kernel.matched, 123);
+        assert_eq!((kernel.ring_full, kernel.malformed), (9, 9));
+    }
+}

@@ -1,0 +1,134 @@
+//! What every live capture source shares: the tap specification, the running capture handed
+//! to the daemon, and the counters it keeps. Backends depend on this module, never on each
+//! other or on the dispatch in [`crate::capture`].
+
+use shadow_core::segment::Segment;
+use shadow_core::vocabulary::KernelPacketResult;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::sync::mpsc;
+
+/// Counters every live capture source updates while it runs (shared with the reader).
+#[derive(Debug, Default)]
+pub struct SharedStats {
+    pub segments: AtomicU64,
+    pub bytes: AtomicU64,
+    pub dropped: AtomicU64,
+    pub truncated: AtomicU64,
+    pub kernel_matched: AtomicU64,
+    pub kernel_malformed: AtomicU64,
+    pub kernel_too_long: AtomicU64,
+}
+
+impl SharedStats {
+    /// A consistent-enough copy of the counters.
+    pub fn snapshot(&self) -> CaptureStats {
+        CaptureStats {
+            segments: self.segments.load(Ordering::Relaxed),
+            bytes: self.bytes.load(Ordering::Relaxed),
+            dropped: self.dropped.load(Ordering::Relaxed),
+            truncated: self.truncated.load(Ordering::Relaxed),
+            kernel: KernelPackets {
+                matched: self.kernel_matched.load(Ordering::Relaxed),
+                malformed: self.kernel_malformed.load(Ordering::Relaxed),
+                too_long: self.kernel_too_long.load(Ordering::Relaxed),
+            },
+        }
+    }
+
+    /// Counts one delivered segment.
+    pub fn delivered(&self, payload_len: usize) {
+        self.segments.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(payload_len as u64, Ordering::Relaxed);
+    }
+}
+
+/// Segments per channel of a live source: deep enough to ride out bursts; when full, segments
+/// are dropped and counted rather than slowing the capture.
+pub const LIVE_CHANNEL_DEPTH: usize = 1 << 16;
+
+/// A running live capture: segments arrive on `segments` until it is dropped or the shutdown
+/// fires. Dropping it detaches the tap.
+pub struct LiveCapture {
+    pub segments: mpsc::Receiver<Segment>,
+    pub stats: Arc<SharedStats>,
+    /// Keeps the backend alive (attached programs, reader tasks, sockets).
+    pub(crate) _guard: Box<dyn Send>,
+}
+
+/// What to tap.
+#[derive(Clone, Debug)]
+pub struct TapSpec {
+    /// Interface name (e.g. `lo`, `eth0`).
+    pub interface: String,
+    /// Production ports (1 to `shadow_common::MAX_PORTS` of them).
+    pub ports: Vec<u16>,
+}
+
+impl TapSpec {
+    /// Checks ports before any privileged work.
+    pub fn validate(&self) -> Result<(), crate::error::CaptureError> {
+        use crate::error::CaptureError;
+        if self.ports.is_empty() {
+            return Err(CaptureError::InvalidPort(0));
+        }
+        if let Some(&p) = self.ports.iter().find(|&&p| p == 0) {
+            return Err(CaptureError::InvalidPort(p));
+        }
+        if self.ports.len() > shadow_common::MAX_PORTS as usize {
+            return Err(CaptureError::TooManyPorts(self.ports.len()));
+        }
+        Ok(())
+    }
+}
+
+/// Counters every live capture source reports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CaptureStats {
+    /// Segments delivered to the daemon.
+    pub segments: u64,
+    /// Payload bytes delivered.
+    pub bytes: u64,
+    /// Segments (or chunks) lost before userspace saw them: ring full, socket buffer overrun.
+    pub dropped: u64,
+    /// Segments whose tail was cut because they exceeded the per-segment capture size.
+    pub truncated: u64,
+    /// What the kernel-side program counted per packet (eBPF tap only: all zero with
+    /// AF_PACKET, whose classic BPF filter counts nothing).
+    pub kernel: KernelPackets,
+}
+
+/// Packets counted by the kernel-side eBPF program (running totals), exported as
+/// `shadowtap_kernel_packets_total{result}`. Chunks lost to a full ring are counted in chunks,
+/// not packets, and are part of [`CaptureStats::dropped`] instead.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelPackets {
+    /// TCP segments to or from a watched port.
+    pub matched: u64,
+    /// Packets whose headers (or payload) could not be read; any port, since the port is not
+    /// known before the headers are read.
+    pub malformed: u64,
+    /// Matched segments longer than the tap copies (`MAX_CHUNKS * CHUNK_SIZE`): their tail was
+    /// not captured.
+    pub too_long: u64,
+}
+
+impl KernelPackets {
+    /// The counts added since `earlier` (a counter that went backwards counts 0).
+    pub fn since(&self, earlier: &KernelPackets) -> KernelPackets {
+        KernelPackets {
+            matched: self.matched.saturating_sub(earlier.matched),
+            malformed: self.malformed.saturating_sub(earlier.malformed),
+            too_long: self.too_long.saturating_sub(earlier.too_long),
+        }
+    }
+
+    /// Each count with its metric label.
+    pub fn by_result(&self) -> [(KernelPacketResult, u64); 3] {
+        [
+            (KernelPacketResult::Matched, self.matched),
+            (KernelPacketResult::Malformed, self.malformed),
+            (KernelPacketResult::TooLong, self.too_long),
+        ]
+    }
+}
