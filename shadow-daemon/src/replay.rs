@@ -267,7 +267,6 @@ mod tests {
                 })
                 .collect(),
             body: Bytes::from(body.to_string()),
-            wire_body: None,
         }
     }
 

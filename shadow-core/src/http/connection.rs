@@ -254,17 +254,13 @@ impl Slot {
 
     fn into_exchange(self, flow: FlowKey) -> Exchange {
         let request = self.head.map(|h| {
-            let (body, wire_body) = match self.body {
-                Some(b) => (b.decoded.unwrap_or_default(), b.wire),
-                None => (Bytes::new(), None),
-            };
+            let body = self.body.and_then(|b| b.decoded).unwrap_or_default();
             HttpRequest {
                 method: h.method,
                 target: h.target,
                 version: h.version,
                 headers: h.headers,
                 body,
-                wire_body,
             }
         });
         let prod_response = self.response.map(|(h, body)| HttpResponse {

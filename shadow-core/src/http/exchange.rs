@@ -23,9 +23,6 @@ pub struct HttpRequest {
     pub headers: Vec<Header>,
     /// Decoded body (chunked framing removed).
     pub body: Bytes,
-    /// For a chunked body: the body exactly as framed on the wire (chunk sizes, extensions,
-    /// trailers), so it can be re-sent verbatim. `None` for Content-Length bodies.
-    pub wire_body: Option<Bytes>,
 }
 
 /// A parsed HTTP/1.x response (final, never 1xx).
