@@ -208,7 +208,6 @@ pub(crate) mod tests {
                     value: Bytes::from_static(b"prod"),
                 }],
                 body: Bytes::from(body.to_string()),
-                wire_body: None,
             }),
             prod_response: Some(HttpResponse {
                 status: 200,

@@ -237,7 +237,6 @@ mod tests {
                 })
                 .collect(),
             body: Bytes::from(body.to_string()),
-            wire_body: None,
         }
     }
 

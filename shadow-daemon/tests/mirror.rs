@@ -243,7 +243,6 @@ fn exchange(id: u64, method: &str, outcome: Outcome) -> Exchange {
                 header("X-Request-Id", &id.to_string()),
             ],
             body: Bytes::from(body),
-            wire_body: None,
         }),
         prod_response: Some(HttpResponse {
             status: 200,

@@ -1,8 +1,10 @@
 //! Segments in, exchanges out: a [`Reassembler`] feeding one [`ConnectionParser`] per
 //! connection. This is what the live daemon, `inspect` and `replay` use.
 
-use super::connection::{ConnectionParser, HttpConfig, HttpStats};
+use super::config::HttpConfig;
+use super::connection::ConnectionParser;
 use super::exchange::Exchange;
+use super::stats::HttpStats;
 use crate::reassembly::{Reassembler, ReassemblyConfig, ReassemblyStats, StreamEvent};
 use crate::segment::{FlowKey, Segment};
 use std::collections::HashMap;

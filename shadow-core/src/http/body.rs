@@ -2,9 +2,9 @@
 //! the front of a stream buffer with a size cap.
 //!
 //! Content-Length bodies are split off the buffer without copying once they are complete. A
-//! chunked body is decoded by copying the chunk data; its wire bytes (sizes, extensions,
-//! trailers) are kept as a zero-copy slice so it can be re-sent exactly as framed. A body over
-//! the cap is consumed and counted but not kept.
+//! chunked body is decoded by copying the chunk data; its framing (sizes, extensions,
+//! trailers) stays in the buffer until the body ends. A body over the cap is consumed and
+//! counted but not kept.
 
 use super::head::BodyKind;
 use bytes::{Buf, Bytes, BytesMut};
@@ -17,8 +17,6 @@ const MAX_LINE: usize = 64 * 1024;
 pub(crate) struct Body {
     /// Decoded bytes; `None` if the body exceeded the cap.
     pub decoded: Option<Bytes>,
-    /// The chunked body exactly as framed on the wire (within the cap).
-    pub wire: Option<Bytes>,
     /// Decoded length, also when over the cap.
     pub len: u64,
 }
@@ -44,7 +42,8 @@ pub(crate) struct BodyReader {
     len: u64,
     /// Over the cap: bytes are consumed and dropped.
     over: bool,
-    /// Chunked: bytes of the buffer already parsed (kept for the wire copy).
+    /// Chunked: bytes at the front of the buffer already parsed, taken off when the body ends
+    /// (or as they are parsed once over the cap).
     pos: usize,
     chunk: Chunk,
     decoded: BytesMut,
@@ -70,7 +69,6 @@ impl BodyReader {
         match self.kind {
             BodyKind::Empty => Ok(Some(Body {
                 decoded: Some(Bytes::new()),
-                wire: None,
                 len: 0,
             })),
             BodyKind::Length(n) => Ok(self.feed_length(n, buf)),
@@ -99,7 +97,6 @@ impl BodyReader {
             buf.clear();
             return Some(Body {
                 decoded: None,
-                wire: None,
                 len: self.len,
             });
         }
@@ -107,7 +104,6 @@ impl BodyReader {
         Some(Body {
             len: body.len() as u64,
             decoded: Some(body),
-            wire: None,
         })
     }
 
@@ -118,7 +114,6 @@ impl BodyReader {
             self.len += take as u64;
             return (self.len == n).then_some(Body {
                 decoded: None,
-                wire: None,
                 len: n,
             });
         }
@@ -127,7 +122,6 @@ impl BodyReader {
             let body = buf.split_to(n_usize).freeze();
             return Some(Body {
                 decoded: Some(body),
-                wire: None,
                 len: n,
             });
         }
@@ -146,17 +140,15 @@ impl BodyReader {
             false => Ok(None),
             true if self.over => Ok(Some(Body {
                 decoded: None,
-                wire: None,
                 len: self.len,
             })),
             true => {
-                let wire = buf.split_to(self.pos).freeze();
+                buf.advance(self.pos);
                 self.pos = 0;
                 let decoded = std::mem::take(&mut self.decoded).freeze();
                 Ok(Some(Body {
                     len: decoded.len() as u64,
                     decoded: Some(decoded),
-                    wire: Some(wire),
                 }))
             }
         }
@@ -184,8 +176,9 @@ impl BodyReader {
                     if take == 0 {
                         return Ok(false);
                     }
-                    // The framed bytes are kept too: bound them (tiny chunks with long
-                    // extensions could otherwise pile up far beyond the decoded cap).
+                    // The framing stays in the buffer until the body ends: bound it (tiny
+                    // chunks with long extensions could otherwise pile up far beyond the
+                    // decoded cap).
                     if !self.over && self.pos as u64 > self.cap.saturating_mul(2) + MAX_LINE as u64
                     {
                         self.over = true;
@@ -292,7 +285,6 @@ mod tests {
             }
             let body = got.unwrap();
             assert_eq!(body.decoded.as_deref(), Some(&b"hello world"[..]));
-            assert_eq!(body.wire.as_deref(), Some(&wire[..wire.len() - 4]));
             assert_eq!(body.len, 11);
             assert_eq!(&buf[..], b"NEXT");
         }
@@ -310,7 +302,7 @@ mod tests {
         let mut reader = BodyReader::new(BodyKind::Chunked, 4);
         let mut buf = BytesMut::from(&wire[..]);
         let body = reader.feed(&mut buf).unwrap().unwrap();
-        assert_eq!((body.decoded, body.wire, body.len), (None, None, 6));
+        assert_eq!((body.decoded, body.len), (None, 6));
         assert!(buf.is_empty());
     }
 

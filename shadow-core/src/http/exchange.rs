@@ -8,31 +8,35 @@ use serde::Serialize;
 /// One header line as sent (name case and order preserved).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Header {
+    /// Field name as sent.
     pub name: String,
+    /// Field value without surrounding whitespace.
     pub value: Bytes,
 }
 
 /// A parsed HTTP/1.x request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HttpRequest {
+    /// Method as sent (`GET`, `POST`, ...).
     pub method: String,
     /// Request target exactly as sent (origin form, e.g. `/v2/models/m/infer?x=1`).
     pub target: String,
     /// Minor version: 1 for HTTP/1.1, 0 for HTTP/1.0.
     pub version: u8,
+    /// Header fields in the order sent.
     pub headers: Vec<Header>,
     /// Decoded body (chunked framing removed).
     pub body: Bytes,
-    /// For a chunked body: the body exactly as framed on the wire (chunk sizes, extensions,
-    /// trailers), so it can be re-sent verbatim. `None` for Content-Length bodies.
-    pub wire_body: Option<Bytes>,
 }
 
 /// A parsed HTTP/1.x response (final, never 1xx).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HttpResponse {
+    /// Status code (never 1xx).
     pub status: u16,
+    /// Minor version: 1 for HTTP/1.1, 0 for HTTP/1.0.
     pub version: u8,
+    /// Header fields in the order sent.
     pub headers: Vec<Header>,
     /// Decoded body (chunked framing removed).
     pub body: Bytes,
@@ -41,9 +45,13 @@ pub struct HttpResponse {
 /// Wire timestamps, ns since the Unix epoch.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct ExchangeTiming {
+    /// Capture time of the request's first byte (or of where it was lost).
     pub request_first_byte: u64,
+    /// Capture time of the request's last byte.
     pub request_last_byte: u64,
+    /// Capture time of the response's first byte; `None` if no response was paired.
     pub response_first_byte: Option<u64>,
+    /// Capture time of the response's last byte; `None` unless its body was read to the end.
     pub response_last_byte: Option<u64>,
 }
 
@@ -87,10 +95,14 @@ impl Outcome {
 /// One request/response pair from a tapped connection.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Exchange {
+    /// The connection it was seen on.
     pub flow: FlowKey,
     /// The request; `None` only for `Unparsable`/`Gap` exchanges whose request head was lost.
     pub request: Option<HttpRequest>,
+    /// The production server's final response, if one was paired with the request.
     pub prod_response: Option<HttpResponse>,
+    /// Wire timestamps of both messages.
     pub timing: ExchangeTiming,
+    /// Whether it was seen whole.
     pub outcome: Outcome,
 }

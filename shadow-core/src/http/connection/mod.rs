@@ -1,0 +1,178 @@
+//! One connection's HTTP/1.1 parser: fed the two reassembled streams, it pairs requests with
+//! production responses FIFO and emits [`Exchange`]s in request order as they complete.
+//!
+//! Each request gets a slot when its head is parsed; a final response fills the oldest slot
+//! still waiting for one (interim 1xx responses do not). Slots leave in order, so pipelined
+//! exchanges come out in the order the requests were sent.
+//!
+//! After anything that can desynchronise the pairing (a gap, unparsable bytes, a stream joined
+//! in the middle) the parser resyncs at the next request or status line and checks the TCP
+//! acknowledgment number of each response: a response whose segment did not yet acknowledge
+//! the end of a request's head cannot answer it. When one response could answer several
+//! waiting requests, they are all marked [`Outcome::Gap`] rather than guessed.
+
+mod message;
+mod reader;
+mod slot;
+mod stream;
+
+use crate::http::config::HttpConfig;
+use crate::http::exchange::{Exchange, Outcome};
+use crate::http::stats::HttpStats;
+use crate::reassembly::{CloseReason, StreamEvent};
+use crate::segment::{Direction, FlowKey};
+use bytes::Bytes;
+use message::{Requests, Responses};
+use reader::{Cut, DirectionReader, Protocol};
+use slot::PendingExchanges;
+
+/// HTTP/1.1 parser of one connection. Feed it the connection's [`StreamEvent`]s with
+/// [`handle`](Self::handle); finished exchanges are appended to `out` in request order.
+pub struct ConnectionParser {
+    flow: FlowKey,
+    config: HttpConfig,
+    requests: DirectionReader<Requests>,
+    responses: DirectionReader<Responses>,
+    pending: PendingExchanges,
+    /// The server closed its side (FIN): a close-delimited response body ends there.
+    server_closed: bool,
+}
+
+impl ConnectionParser {
+    /// A parser for a connection whose streams start at their beginning.
+    pub fn new(flow: FlowKey, config: HttpConfig) -> Self {
+        Self {
+            flow,
+            config,
+            requests: DirectionReader::new(),
+            responses: DirectionReader::new(),
+            pending: PendingExchanges::default(),
+            server_closed: false,
+        }
+    }
+
+    /// Requests seen whose exchange was not emitted yet.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Applies one event of this connection.
+    pub fn handle(&mut self, event: &StreamEvent, stats: &mut HttpStats, out: &mut Vec<Exchange>) {
+        match event {
+            StreamEvent::Joined { dir, .. } => self.joined(*dir),
+            StreamEvent::Data {
+                dir,
+                seq,
+                ack,
+                ts_ns,
+                bytes,
+                ..
+            } => self.data(*dir, *seq, *ack, *ts_ns, bytes, stats),
+            StreamEvent::Gap { dir, ts_ns, .. } => self.gap(*dir, *ts_ns, stats),
+            StreamEvent::Fin { dir, ts_ns, .. } => self.fin(*dir, *ts_ns, stats),
+            StreamEvent::Closed { reason, ts_ns, .. } => self.close(*reason, *ts_ns, stats),
+        }
+        self.pending.emit(self.flow, out);
+    }
+
+    /// A stream was joined in the middle: resync it and confirm pairings by acks.
+    fn joined(&mut self, dir: Direction) {
+        self.pending.confirm_by_ack = true;
+        match dir {
+            Direction::Request => self.requests.resync(),
+            Direction::Response => self.responses.resync(),
+        }
+    }
+
+    fn data(
+        &mut self,
+        dir: Direction,
+        seq: u32,
+        ack: Option<u32>,
+        ts: u64,
+        bytes: &Bytes,
+        stats: &mut HttpStats,
+    ) {
+        if self.responses.switched() {
+            return;
+        }
+        match dir {
+            Direction::Request => {
+                stats.request_bytes += bytes.len() as u64;
+                self.requests.append(seq, ack, ts, bytes);
+                self.requests.run(&mut self.pending, &self.config, stats);
+            }
+            Direction::Response => {
+                stats.response_bytes += bytes.len() as u64;
+                self.responses.append(seq, ack, ts, bytes);
+            }
+        }
+        // New requests may be what a buffered response was waiting for.
+        self.run_responses(stats);
+    }
+
+    fn run_responses(&mut self, stats: &mut HttpStats) {
+        let protocol = self.responses.run(&mut self.pending, &self.config, stats);
+        self.after_response(protocol);
+    }
+
+    /// After a switch of protocols, the request stream is not HTTP/1 anymore either.
+    fn after_response(&mut self, protocol: Protocol) {
+        if protocol == Protocol::Switched {
+            self.requests.switch();
+            self.pending.cut_unfinished_requests(Outcome::Unparsable);
+        }
+    }
+
+    /// A hole in one stream: the message it hit fails and that stream resyncs; pairings are
+    /// confirmed by acks until a response completes.
+    fn gap(&mut self, dir: Direction, ts: u64, stats: &mut HttpStats) {
+        self.pending.confirm_by_ack = true;
+        match dir {
+            Direction::Request => self.requests.cut(&mut self.pending, Cut::Gap, ts, stats),
+            Direction::Response => self.responses.cut(&mut self.pending, Cut::Gap, ts, stats),
+        }
+        self.run_responses(stats);
+    }
+
+    fn fin(&mut self, dir: Direction, ts: u64, stats: &mut HttpStats) {
+        match dir {
+            Direction::Request => {
+                let end = Cut::End(Outcome::Unparsable);
+                self.requests.cut(&mut self.pending, end, ts, stats);
+            }
+            Direction::Response => {
+                self.server_closed = true;
+                self.finish_close_delimited();
+                // A response still waiting for its request (held back by a hole in the
+                // request stream) is judged when the connection closes.
+                let waiting = self.responses.holds_head() && !self.pending.any_awaiting();
+                if !waiting {
+                    let end = Cut::End(Outcome::Unparsable);
+                    self.responses.cut(&mut self.pending, end, ts, stats);
+                }
+            }
+        }
+    }
+
+    /// After the server's FIN, a close-delimited body being read is complete.
+    fn finish_close_delimited(&mut self) {
+        if self.server_closed {
+            let protocol = self.responses.finish_at_close(&mut self.pending);
+            self.after_response(protocol);
+        }
+    }
+
+    fn close(&mut self, reason: CloseReason, ts: u64, stats: &mut HttpStats) {
+        let incomplete = if reason.is_connection_end() {
+            Outcome::Unparsable
+        } else {
+            Outcome::Gap
+        };
+        let end = Cut::End(incomplete);
+        self.requests.cut(&mut self.pending, end, ts, stats);
+        self.finish_close_delimited();
+        self.responses.cut(&mut self.pending, end, ts, stats);
+        self.pending.close(incomplete);
+    }
+}
