@@ -79,13 +79,7 @@ pub fn open_with(
     shutdown: Shutdown,
     options: Options,
 ) -> Result<LiveCapture, CaptureError> {
-    spec.validate()?;
-    let ifindex = nix::net::if_::if_nametoindex(spec.interface.as_str()).map_err(|errno| {
-        CaptureError::UnknownInterface {
-            name: spec.interface.clone(),
-            source: errno.into(),
-        }
-    })?;
+    let ifindex = spec.resolve()?;
     let socket = open_socket(&spec.interface, ifindex, &spec.ports, options.rcvbuf_bytes)?;
     let (tx, rx) = mpsc::channel(LIVE_CHANNEL_DEPTH);
     let stats = Arc::new(SharedStats::default());

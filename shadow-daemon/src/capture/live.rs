@@ -80,6 +80,17 @@ impl TapSpec {
         }
         Ok(())
     }
+
+    /// Validates the spec and resolves the interface's index: what every backend does first.
+    pub fn resolve(&self) -> Result<u32, crate::error::CaptureError> {
+        self.validate()?;
+        nix::net::if_::if_nametoindex(self.interface.as_str()).map_err(|errno| {
+            crate::error::CaptureError::UnknownInterface {
+                name: self.interface.clone(),
+                source: errno.into(),
+            }
+        })
+    }
 }
 
 /// Counters every live capture source reports.

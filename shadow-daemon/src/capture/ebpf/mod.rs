@@ -34,13 +34,7 @@ pub fn open_with(
     shutdown: Shutdown,
     options: Options,
 ) -> Result<LiveCapture, CaptureError> {
-    spec.validate()?;
-    if let Err(errno) = nix::net::if_::if_nametoindex(spec.interface.as_str()) {
-        return Err(CaptureError::UnknownInterface {
-            name: spec.interface.clone(),
-            source: errno.into(),
-        });
-    }
+    spec.resolve()?;
     let tap = attach::attach(spec, options)?;
     reader::start(tap, shutdown)
 }
