@@ -576,4 +576,37 @@ mod tests {
         let paths: Vec<&str> = c.diffs.iter().map(|d| d.path.as_str()).collect();
         assert_eq!(paths, vec!["/id", "/model_name", "/model_version"]);
     }
+
+    /// A gzip answer sent chunked (chunks cutting the gzip stream anywhere), as parsed from the
+    /// wire: dechunked by `http`, then decoded by the comparison.
+    #[test]
+    fn chunked_gzip_from_the_wire_is_compared_decoded() {
+        use crate::http::{Outcome, exchanges_from_segments};
+        use crate::testkit::Conn;
+        let plain = probs("a", [0.1, 0.2, 0.7]).to_string();
+        let coded = gzip(plain.as_bytes());
+        let mut wire = b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n\
+            Transfer-Encoding: chunked\r\n\r\n"
+            .to_vec();
+        for part in coded.chunks(7) {
+            wire.extend_from_slice(format!("{:x}\r\n", part.len()).as_bytes());
+            wire.extend_from_slice(part);
+            wire.extend_from_slice(b"\r\n");
+        }
+        wire.extend_from_slice(b"0\r\n\r\n");
+        let mut c = Conn::new("10.0.0.1:40000", "10.0.0.2:8080").mss(50);
+        c.handshake()
+            .request(b"POST /v2/models/m/infer HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}")
+            .response(&wire)
+            .close();
+        let exchanges = exchanges_from_segments(c.into_segments());
+        assert_eq!(exchanges.len(), 1);
+        assert_eq!(exchanges[0].outcome, Outcome::Complete);
+        let prod = exchanges[0].prod_response.clone().unwrap();
+        assert_eq!(prod.body, coded, "dechunked, still gzip");
+        let c = comparer().compare(&prod, None, &answer(200, probs("b", [0.1, 0.2, 0.7])));
+        assert_eq!(c.body_equal, Some(true), "{c:?}");
+        assert_eq!(c.agreement, Some(true));
+        assert!(c.discrepancies.is_empty());
+    }
 }
