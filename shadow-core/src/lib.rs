@@ -10,7 +10,7 @@
 //!    never guessed.
 //! 3. [`http`]: HTTP/1.1 requests paired with production responses ([`http::Exchange`]).
 //! 4. [`compare`]: a shadow answer against the production response: status, latency, body and
-//!    prediction differences.
+//!    prediction differences, after [`encoding`] has undone both bodies' content codings.
 //! 5. [`evaluation`]: running agreement, accuracy, precision, recall, F1, latency.
 //!
 //! [`vocabulary`] names the outcomes, skip reasons, drop stages and results that every later
@@ -21,6 +21,7 @@
 #![warn(missing_docs)]
 
 pub mod compare;
+pub mod encoding;
 pub mod evaluation;
 pub mod frame;
 pub mod http;

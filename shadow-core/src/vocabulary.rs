@@ -2,6 +2,7 @@
 //! stages, sinks and tests name the same things the same way (and list them from `ALL`).
 
 pub use crate::compare::{DiscrepancyKind, ErrorClass, Model, ShadowAnswer};
+pub use crate::encoding::DecodeFailure;
 pub use crate::http::Outcome;
 
 /// Every [`Outcome`] (label of `exchanges_total{outcome}`), for zero-initialised metrics and

@@ -96,7 +96,7 @@ impl Mirror {
     /// Builds the shadow client, comparer and breaker, reporting to `telemetry`.
     pub fn new(config: Arc<Config>, telemetry: Arc<dyn Telemetry>) -> Mirror {
         let worker = Worker {
-            client: ShadowClient::new(&config.shadow),
+            client: ShadowClient::new(&config.shadow, telemetry.clone()),
             comparer: config.compare.comparer(),
             breaker: Arc::new(SharedBreaker::new(
                 CircuitBreaker::new(&config.circuit_breaker),

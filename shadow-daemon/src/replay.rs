@@ -1,21 +1,38 @@
 //! Replay: re-send a production request to the shadow model with a pooled keep-alive hyper
 //! client, and classify what came back.
 //!
-//! The replayed request carries the production request's method, target, headers and decoded
-//! body. Hop-by-hop headers (`Connection` and the headers it names, `Keep-Alive`, `Proxy-*`,
-//! `TE`, `Trailer`, `Transfer-Encoding`, `Upgrade`) and `Expect` are dropped, `Content-Length`
-//! is recomputed from the body, then the configured Host rewrite and header removals/sets apply.
+//! The replayed request carries the production request's method, target, headers and body
+//! (chunked framing removed; a `Content-Encoding` of the request is kept with its body, which is
+//! sent as it came). Its target goes where [`TargetMap`] says (`shadow.model`,
+//! `[[shadow.rewrite]]`). Hop-by-hop headers (`Connection` and the headers it names,
+//! `Keep-Alive`, `Proxy-*`, `TE`, `Trailer`, `Transfer-Encoding`, `Upgrade`) and `Expect` are
+//! dropped and `Content-Length` is recomputed from the body; then, in this order: the `Host`
+//! rule (`shadow.host_header`), `Accept-Encoding: identity` when `shadow.accept_encoding =
+//! "identity"`, `shadow.remove_headers`, `[[shadow.header_rewrite]]` rules (regex on each value
+//! of a header, in order), and last `shadow.set_headers`, which wins over everything before.
+//!
+//! Answers keep their headers and their content coding; the comparison decodes them. Every 4xx
+//! and 5xx answer is reported ([`Telemetry::shadow_http_error`]), and a shadow answering most
+//! replays with 404/405 is named once in a warning (`routing`).
 
-use crate::config::{HostHeader, ShadowConfig};
+mod routing;
+mod target;
+
+pub use target::{Mapping, TargetMap};
+
+use crate::config::{AcceptEncoding, HeaderRewrite, HostHeader, ShadowConfig};
+use crate::telemetry::Telemetry;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::header::{CONTENT_LENGTH, HOST, HeaderName, HeaderValue};
-use hyper::{Request, Uri};
+use hyper::Request;
+use hyper::header::{ACCEPT_ENCODING, CONTENT_LENGTH, HOST, HeaderMap, HeaderName, HeaderValue};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use routing::RouteWatch;
 use shadow_core::compare::{ErrorClass, ShadowAnswer};
-use shadow_core::http::HttpRequest;
+use shadow_core::http::{Header, HttpRequest};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A production request that cannot be replayed as is.
@@ -27,6 +44,27 @@ pub enum ReplayError {
     /// The method is not a valid HTTP method token.
     #[error("production request method `{0}` is not valid")]
     Method(String),
+    /// The path rewrites left something that is not a path.
+    #[error(
+        "production request target `{target}` was rewritten to `{path}`, which is not a path \
+         (check the [[shadow.rewrite]] rules with `shadowd check-config --sample-path`)"
+    )]
+    Rewritten {
+        /// The production target.
+        target: String,
+        /// What the rewrites made of its path.
+        path: String,
+    },
+    /// A header rewrite produced a value that cannot be sent.
+    #[error(
+        "[[shadow.header_rewrite]] made the {name} header `{value}`, which is not a valid header value"
+    )]
+    HeaderRewrite {
+        /// The header.
+        name: HeaderName,
+        /// The rewritten value.
+        value: String,
+    },
     /// Building the shadow request failed.
     #[error("building the shadow request failed: {0}")]
     Build(String),
@@ -49,22 +87,35 @@ const DROPPED: &[&str] = &[
 ];
 
 /// Sends replayed requests to the shadow over a keep-alive connection pool.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ShadowClient {
     client: Client<HttpConnector, Full<Bytes>>,
-    scheme_authority: String,
-    prefix: String,
+    targets: TargetMap,
     /// The `Host` replayed requests carry; `None` keeps production's.
     host: Option<HeaderValue>,
+    accept_encoding: AcceptEncoding,
     set_headers: Vec<(HeaderName, HeaderValue)>,
     remove_headers: Vec<HeaderName>,
+    header_rewrites: Vec<HeaderRewrite>,
     timeout: Duration,
     max_response_bytes: usize,
+    telemetry: Arc<dyn Telemetry>,
+    routes: Arc<RouteWatch>,
+}
+
+impl std::fmt::Debug for ShadowClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShadowClient")
+            .field("targets", &self.targets)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ShadowClient {
-    /// A client for the checked `[shadow]` config.
-    pub fn new(c: &ShadowConfig) -> Self {
+    /// A client for the checked `[shadow]` config, reporting shadow error answers to
+    /// `telemetry`.
+    pub fn new(c: &ShadowConfig, telemetry: Arc<dyn Telemetry>) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(c.connect_timeout));
         connector.set_nodelay(true);
@@ -74,34 +125,26 @@ impl ShadowClient {
             .build(connector);
         ShadowClient {
             client,
-            scheme_authority: format!("http://{}", c.url.authority()),
-            prefix: c.url.prefix().to_string(),
+            targets: TargetMap::new(c),
             host: match &c.host_header {
                 HostHeader::Preserve => None,
                 HostHeader::Shadow => Some(c.url.host_header().clone()),
                 HostHeader::Literal(value) => Some(value.clone()),
             },
+            accept_encoding: c.accept_encoding,
             set_headers: c.set_headers.clone(),
             remove_headers: c.remove_headers.clone(),
+            header_rewrites: c.header_rewrites.clone(),
             timeout: c.timeout,
             max_response_bytes: c.max_response_bytes,
+            telemetry,
+            routes: Arc::default(),
         }
     }
 
     /// The shadow request for a production request.
     pub fn build_request(&self, req: &HttpRequest) -> Result<Request<Full<Bytes>>, ReplayError> {
-        let path: String = if req.target.starts_with('/') {
-            req.target.clone()
-        } else if let Ok(abs) = req.target.parse::<Uri>()
-            && abs.scheme().is_some()
-        {
-            abs.path_and_query().map_or("/", |p| p.as_str()).to_string()
-        } else {
-            return Err(ReplayError::Target(req.target.clone()));
-        };
-        let uri: Uri = format!("{}{}{}", self.scheme_authority, self.prefix, path)
-            .parse()
-            .map_err(|_| ReplayError::Target(req.target.clone()))?;
+        let uri = self.targets.uri(&req.target)?;
         let method = hyper::Method::from_bytes(req.method.as_bytes())
             .map_err(|_| ReplayError::Method(req.method.clone()))?;
 
@@ -142,8 +185,14 @@ impl ShadowClient {
         if let Some(host) = &self.host {
             headers.insert(HOST, host.clone());
         }
+        if self.accept_encoding == AcceptEncoding::Identity {
+            headers.insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+        }
         for name in &self.remove_headers {
             headers.remove(name);
+        }
+        for rule in &self.header_rewrites {
+            rewrite_header(headers, rule)?;
         }
         for (name, value) in &self.set_headers {
             headers.insert(name.clone(), value.clone());
@@ -159,6 +208,7 @@ impl ShadowClient {
     /// Replays `req` and waits (at most the configured timeout) for the whole answer.
     pub async fn replay(&self, req: &HttpRequest) -> Result<ShadowAnswer, ReplayError> {
         let request = self.build_request(req)?;
+        let uri = request.uri().clone();
         let start = Instant::now();
         let exchange = async {
             let response = self.client.request(request).await.map_err(|e| {
@@ -170,18 +220,26 @@ impl ShadowClient {
                 (class, error_chain(&e))
             })?;
             let status = response.status().as_u16();
+            let headers = header_list(response.headers());
             let body = Limited::new(response.into_body(), self.max_response_bytes)
                 .collect()
                 .await
                 .map_err(|e| (ErrorClass::Protocol, format!("shadow response body: {e}")))?
                 .to_bytes();
-            Ok::<_, (ErrorClass, String)>((status, body))
+            Ok::<_, (ErrorClass, String)>((status, headers, body))
         };
         let outcome = tokio::time::timeout(self.timeout, exchange).await;
         let latency_ns = start.elapsed().as_nanos() as u64;
+        if let Ok(Ok((status, _, _))) = &outcome {
+            if *status >= 400 {
+                self.telemetry.shadow_http_error(*status);
+            }
+            self.routes.record(*status, &req.method, &req.target, &uri);
+        }
         Ok(match outcome {
-            Ok(Ok((status, body))) => ShadowAnswer::Response {
+            Ok(Ok((status, headers, body))) => ShadowAnswer::Response {
                 status,
+                headers,
                 body,
                 latency_ns,
             },
@@ -199,6 +257,40 @@ impl ShadowClient {
     }
 }
 
+/// Rewrites every value of one header (values that are not text are left alone).
+fn rewrite_header(headers: &mut HeaderMap, rule: &HeaderRewrite) -> Result<(), ReplayError> {
+    let values: Vec<HeaderValue> = headers.get_all(&rule.name).iter().cloned().collect();
+    if values.is_empty() {
+        return Ok(());
+    }
+    headers.remove(&rule.name);
+    for value in values {
+        let rewritten = match value.to_str() {
+            Ok(text) => {
+                let new = rule.value.apply(text);
+                HeaderValue::from_str(&new).map_err(|_| ReplayError::HeaderRewrite {
+                    name: rule.name.clone(),
+                    value: new.into_owned(),
+                })?
+            }
+            Err(_) => value,
+        };
+        headers.append(rule.name.clone(), rewritten);
+    }
+    Ok(())
+}
+
+/// A response's header fields as the comparison reads them.
+fn header_list(headers: &HeaderMap) -> Vec<Header> {
+    headers
+        .iter()
+        .map(|(name, value)| Header {
+            name: name.as_str().to_string(),
+            value: Bytes::copy_from_slice(value.as_bytes()),
+        })
+        .collect()
+}
+
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = format!("shadow: {e}");
     let mut cur = e.source();
@@ -212,14 +304,24 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shadow_core::http::Header;
+    use crate::telemetry::{Event, Recorder};
     use shadow_core::vocabulary::MirrorResult;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     /// A client for a `[shadow]` section (production port 1).
     fn client(shadow: &str) -> ShadowClient {
+        recording_client(shadow).0
+    }
+
+    /// [`client`], and what it reports.
+    fn recording_client(shadow: &str) -> (ShadowClient, Arc<Recorder>) {
         let text = format!("[capture]\nports = [1]\n[shadow]\n{shadow}");
+        let recorder = Arc::new(Recorder::new());
         match crate::config::Config::from_toml(&text, std::path::Path::new("test.toml")) {
-            Ok(config) => ShadowClient::new(&config.shadow),
+            Ok(config) => (
+                ShadowClient::new(&config.shadow, recorder.clone()),
+                recorder,
+            ),
             Err(e) => panic!("{e}"),
         }
     }
@@ -323,5 +425,128 @@ mod tests {
         let c = client(&format!("url = \"http://127.0.0.1:{port}\""));
         let answer = c.replay(&req(&[], "x")).await.unwrap();
         assert_eq!(MirrorResult::of(&answer), MirrorResult::ConnectError);
+    }
+
+    #[test]
+    fn accept_encoding_is_forwarded_or_set_to_identity() {
+        let asked = [("Accept-Encoding", "gzip, deflate, br")];
+        let r = client("url = \"http://127.0.0.1:9\"")
+            .build_request(&req(&asked, ""))
+            .unwrap();
+        assert_eq!(r.headers()["accept-encoding"], "gzip, deflate, br");
+        let identity = client("url = \"http://127.0.0.1:9\"\naccept_encoding = \"identity\"");
+        for headers in [&asked[..], &[]] {
+            let r = identity.build_request(&req(headers, "")).unwrap();
+            let values: Vec<_> = r.headers().get_all("accept-encoding").iter().collect();
+            assert_eq!(values, vec!["identity"]);
+        }
+    }
+
+    #[test]
+    fn a_compressed_request_body_is_replayed_as_it_came() {
+        let gzipped = "\u{1f}\u{8b}not really gzip";
+        let r = client("url = \"http://127.0.0.1:9\"")
+            .build_request(&req(&[("Content-Encoding", "gzip")], gzipped))
+            .unwrap();
+        assert_eq!(r.headers()["content-encoding"], "gzip");
+        assert_eq!(
+            r.headers()["content-length"],
+            gzipped.len().to_string().as_str()
+        );
+    }
+
+    #[test]
+    fn paths_and_headers_are_rewritten_in_order() {
+        let c = client(
+            "url = \"http://127.0.0.1:9\"\nmodel = \"wine-v2\"\nhost_header = \"wine.models\"\n\
+             set_headers = { \"x-model\" = \"fixed\" }\n\
+             [[shadow.header_rewrite]]\nname = \"host\"\nvalue = \"^wine\\\\.\"\nreplacement = \"wine-v2.\"\n\
+             [[shadow.header_rewrite]]\nname = \"x-model\"\nvalue = \"wine\"\nreplacement = \"other\"\n\
+             [[shadow.header_rewrite]]\nname = \"x-tag\"\nvalue = \"^(\\\\w+)-(\\\\w+)$\"\nreplacement = \"$2-$1\"\n",
+        );
+        let r = c
+            .build_request(&req(
+                &[("X-Model", "wine"), ("X-Tag", "a-b"), ("X-Tag", "c-d")],
+                "",
+            ))
+            .unwrap();
+        assert_eq!(
+            r.uri().to_string(),
+            "http://127.0.0.1:9/v2/models/wine-v2/infer?x=1"
+        );
+        // The Host rule first, then its rewrite.
+        assert_eq!(r.headers()["host"], "wine-v2.models");
+        // set_headers wins over a rewrite.
+        assert_eq!(r.headers()["x-model"], "fixed");
+        let tags: Vec<_> = r.headers().get_all("x-tag").iter().collect();
+        assert_eq!(tags, vec!["b-a", "d-c"]);
+        // A rewrite that makes an invalid value is a request error, named.
+        let bad = client(
+            "url = \"http://127.0.0.1:9\"\n[[shadow.header_rewrite]]\nname = \"x-a\"\nvalue = \"a\"\nreplacement = \"\\n\"\n",
+        );
+        let err = bad.build_request(&req(&[("X-A", "a")], "")).unwrap_err();
+        assert!(matches!(err, ReplayError::HeaderRewrite { .. }), "{err}");
+    }
+
+    /// A shadow on 127.0.0.1 answering every request with `status`, a gzip `Content-Encoding`
+    /// header and a fixed body.
+    async fn shadow_answering(status: u16) -> std::net::SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 4096];
+                    let mut seen = Vec::new();
+                    loop {
+                        while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                            match stream.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => seen.extend_from_slice(&buf[..n]),
+                            }
+                        }
+                        seen.clear();
+                        let answer = format!(
+                            "HTTP/1.1 {status} X\r\ncontent-encoding: gzip\r\ncontent-length: 3\r\n\r\nabc"
+                        );
+                        if stream.write_all(answer.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn answers_keep_their_headers_and_error_statuses_are_reported() {
+        let addr = shadow_answering(404).await;
+        let (c, recorder) = recording_client(&format!("url = \"http://{addr}\""));
+        for _ in 0..12 {
+            let answer = c.replay(&req(&[], "{}")).await.unwrap();
+            let ShadowAnswer::Response {
+                status,
+                headers,
+                body,
+                ..
+            } = answer
+            else {
+                panic!("{answer:?}")
+            };
+            assert_eq!(status, 404);
+            assert_eq!(body, Bytes::from_static(b"abc"), "the coding is kept");
+            assert!(
+                headers
+                    .iter()
+                    .any(|h| h.name == "content-encoding" && h.value == "gzip"),
+                "{headers:?}"
+            );
+        }
+        assert_eq!(recorder.count(&Event::ShadowHttpError(404)), 12);
+        let addr = shadow_answering(200).await;
+        let (c, recorder) = recording_client(&format!("url = \"http://{addr}\""));
+        c.replay(&req(&[], "{}")).await.unwrap();
+        assert!(recorder.events().is_empty(), "{:?}", recorder.events());
     }
 }

@@ -29,6 +29,8 @@ pub trait Telemetry: Send + Sync {
     /// One replay attempt finished; reported after its comparison, so a request counted as
     /// replayed is in every sink.
     fn replayed(&self, result: MirrorResult);
+    /// The shadow answered a replay with an error status (4xx or 5xx).
+    fn shadow_http_error(&self, status: u16);
     /// One replayed request was compared with production.
     fn compared(&self, comparison: &Comparison);
     /// The running label agreement ratio changed.
@@ -88,6 +90,8 @@ pub enum Event {
     BreakerChanged(BreakerState),
     /// [`Telemetry::replayed`].
     Replayed(MirrorResult),
+    /// [`Telemetry::shadow_http_error`].
+    ShadowHttpError(u16),
     /// [`Telemetry::compared`].
     Compared(Comparison),
     /// [`Telemetry::agreement`].
@@ -152,6 +156,9 @@ impl Telemetry for Recorder {
     }
     fn replayed(&self, result: MirrorResult) {
         self.push(Event::Replayed(result));
+    }
+    fn shadow_http_error(&self, status: u16) {
+        self.push(Event::ShadowHttpError(status));
     }
     fn compared(&self, comparison: &Comparison) {
         self.push(Event::Compared(comparison.clone()));

@@ -1,6 +1,11 @@
 //! Compare a shadow answer with the production response: status and error class, latency,
 //! body (exact, else JSON-aware with tolerances) and the extracted predictions.
 //!
+//! Both bodies are compared decoded: their `Content-Encoding` is undone first
+//! ([`crate::encoding`]), so answers that differ only in how they were compressed agree. A body
+//! that cannot be decoded (over the cap, corrupt, unknown coding) is not compared: its side
+//! carries the [`DecodeFailure`] and the comparison has no body or prediction verdict.
+//!
 //! - [`status`]: error classes (connect, timeout, protocol, 5xx, 4xx).
 //! - [`json_diff`]: field differences with numeric tolerance, ignored paths, unordered arrays.
 //! - [`prediction`]: prediction extraction presets and argmax labels.
@@ -13,7 +18,8 @@ pub use json_diff::{DiffKind, DiffOptions, FieldDiff, PathPattern};
 pub use prediction::{Prediction, Preset, PresetName};
 pub use status::{ErrorClass, Model};
 
-use crate::http::HttpResponse;
+use crate::encoding::{DecodeFailure, decode_body};
+use crate::http::{Header, HttpResponse};
 use bytes::Bytes;
 use serde::Serialize;
 use serde_json::Value;
@@ -25,7 +31,9 @@ pub enum ShadowAnswer {
     Response {
         /// Its status code.
         status: u16,
-        /// Its body (chunked framing removed).
+        /// Its header fields (`Content-Encoding` says how the body is coded).
+        headers: Vec<Header>,
+        /// Its body as received: chunked framing removed, content coding kept.
         body: Bytes,
         /// From sending the request to the end of the response.
         latency_ns: u64,
@@ -83,6 +91,9 @@ pub struct Side {
     pub latency_ns: Option<u64>,
     /// The prediction found in the body by the preset, if any.
     pub prediction: Option<Prediction>,
+    /// Why the body could not be decoded (it was then not compared).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decode_error: Option<DecodeFailure>,
 }
 
 /// The result of comparing one exchange.
@@ -92,10 +103,11 @@ pub struct Comparison {
     pub production: Side,
     /// The shadow's answer.
     pub shadow: Side,
-    /// Bodies equal (byte-exact, or JSON-equal within tolerance); `None` when the shadow failed.
+    /// Decoded bodies equal (byte-exact, or JSON-equal within tolerance); `None` when the shadow
+    /// failed or a body could not be decoded.
     pub body_equal: Option<bool>,
     /// Labels equal (or, without labels, predictions equal within tolerance); `None` when the
-    /// shadow failed to answer or production has no prediction.
+    /// shadow failed to answer, a body could not be decoded or production has no prediction.
     pub agreement: Option<bool>,
     /// Field differences of the bodies (capped).
     pub diffs: Vec<FieldDiff>,
@@ -110,12 +122,37 @@ impl Comparison {
     }
 }
 
+/// The largest decoded body of each side; a larger one is [`DecodeFailure::Truncated`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DecodeLimits {
+    /// Production's answers (as a rule the capture's body cap).
+    pub production: usize,
+    /// The shadow's answers (as a rule the largest shadow answer read).
+    pub shadow: usize,
+}
+
+impl Default for DecodeLimits {
+    /// 16 MiB each, the daemon's default body caps.
+    fn default() -> Self {
+        DecodeLimits {
+            production: 16 << 20,
+            shadow: 16 << 20,
+        }
+    }
+}
+
 /// Compares answers according to the `[compare]` config.
 #[derive(Clone, Debug)]
 pub struct Comparer {
     preset: Preset,
     body: DiffOptions,
     prediction: DiffOptions,
+    limits: DecodeLimits,
+}
+
+/// A body with its content coding undone, or why it could not be.
+fn decoded(headers: &[Header], body: &Bytes, limit: usize) -> Result<Bytes, DecodeFailure> {
+    decode_body(headers, body, limit).map_err(|e| e.failure())
 }
 
 impl Comparer {
@@ -131,7 +168,14 @@ impl Comparer {
             preset,
             body,
             prediction,
+            limits: DecodeLimits::default(),
         }
+    }
+
+    /// The same comparer with other caps on decoded bodies.
+    pub fn with_decode_limits(mut self, limits: DecodeLimits) -> Comparer {
+        self.limits = limits;
+        self
     }
 
     /// Compares the production response (with its wire latency) and the shadow's answer.
@@ -141,12 +185,21 @@ impl Comparer {
         production_latency_ns: Option<u64>,
         shadow: &ShadowAnswer,
     ) -> Comparison {
-        let prod_json: Option<Value> = serde_json::from_slice(&production.body).ok();
+        let prod_body = decoded(
+            &production.headers,
+            &production.body,
+            self.limits.production,
+        );
+        let prod_json: Option<Value> = prod_body
+            .as_ref()
+            .ok()
+            .and_then(|b| serde_json::from_slice(b).ok());
         let prod_side = Side {
             status: Some(production.status),
             error: ErrorClass::of_status(production.status),
             latency_ns: production_latency_ns,
             prediction: prod_json.as_ref().and_then(|v| self.preset.extract(v)),
+            decode_error: prod_body.as_ref().err().copied(),
         };
         let (status, body, latency_ns) = match shadow {
             ShadowAnswer::Failed {
@@ -167,22 +220,42 @@ impl Comparer {
             }
             ShadowAnswer::Response {
                 status,
+                headers,
                 body,
                 latency_ns,
-            } => (*status, body, *latency_ns),
+            } => (
+                *status,
+                decoded(headers, body, self.limits.shadow),
+                *latency_ns,
+            ),
         };
-        let shadow_json: Option<Value> = serde_json::from_slice(body).ok();
+        let shadow_json: Option<Value> = body
+            .as_ref()
+            .ok()
+            .and_then(|b| serde_json::from_slice(b).ok());
         let shadow_side = Side {
             status: Some(status),
             error: ErrorClass::of_status(status),
             latency_ns: Some(latency_ns),
             prediction: shadow_json.as_ref().and_then(|v| self.preset.extract(v)),
+            decode_error: body.as_ref().err().copied(),
         };
         let mut kinds = Vec::new();
         if production.status != status {
             kinds.push(DiscrepancyKind::Status);
         }
-        let (body_equal, diffs) = if production.body == *body {
+        let (Ok(prod_body), Ok(body)) = (prod_body, body) else {
+            // A body that cannot be read is not compared: no verdict either way.
+            return Comparison {
+                production: prod_side,
+                shadow: shadow_side,
+                body_equal: None,
+                agreement: None,
+                diffs: Vec::new(),
+                discrepancies: kinds,
+            };
+        };
+        let (body_equal, diffs) = if prod_body == body {
             (true, Vec::new())
         } else {
             match (&prod_json, &shadow_json) {
@@ -250,9 +323,31 @@ mod tests {
     fn answer(status: u16, body: Value) -> ShadowAnswer {
         ShadowAnswer::Response {
             status,
+            headers: Vec::new(),
             body: Bytes::from(body.to_string()),
             latency_ns: 1_000_000,
         }
+    }
+
+    fn coded(coding: &str) -> Vec<Header> {
+        vec![Header {
+            name: "content-encoding".into(),
+            value: Bytes::from(coding.to_string()),
+        }]
+    }
+
+    fn gzip(data: &[u8]) -> Bytes {
+        use std::io::Write;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(data).unwrap();
+        Bytes::from(e.finish().unwrap())
+    }
+
+    fn zstd(data: &[u8]) -> Bytes {
+        Bytes::from(ruzstd::encoding::compress_to_vec(
+            data,
+            ruzstd::encoding::CompressionLevel::Fastest,
+        ))
     }
 
     fn probs(id: &str, p: [f64; 3]) -> Value {
@@ -323,6 +418,7 @@ mod tests {
         assert!(!c.shadow_answered());
         let garbage = ShadowAnswer::Response {
             status: 200,
+            headers: Vec::new(),
             body: Bytes::from_static(b"\x00not json"),
             latency_ns: 1,
         };
@@ -341,6 +437,7 @@ mod tests {
         };
         let same = ShadowAnswer::Response {
             status: 200,
+            headers: Vec::new(),
             body: Bytes::from_static(b"hello"),
             latency_ns: 1,
         };
@@ -350,6 +447,7 @@ mod tests {
         assert_eq!(c.agreement, None);
         let other = ShadowAnswer::Response {
             status: 200,
+            headers: Vec::new(),
             body: Bytes::from_static(b"world"),
             latency_ns: 1,
         };
@@ -357,5 +455,158 @@ mod tests {
             comparer().compare(&prod, None, &other).discrepancies,
             vec![DiscrepancyKind::Body]
         );
+    }
+
+    #[test]
+    fn bodies_are_compared_decoded_whatever_their_coding() {
+        let plain = probs("a", [0.1, 0.2, 0.7]).to_string();
+        let prod = HttpResponse {
+            headers: coded("gzip"),
+            body: gzip(plain.as_bytes()),
+            ..response(200, Value::Null)
+        };
+        for shadow in [
+            answer(200, probs("a", [0.1, 0.2, 0.7])),
+            ShadowAnswer::Response {
+                status: 200,
+                headers: coded("zstd"),
+                body: zstd(plain.as_bytes()),
+                latency_ns: 1,
+            },
+        ] {
+            let c = comparer().compare(&prod, None, &shadow);
+            assert_eq!(c.body_equal, Some(true), "{c:?}");
+            assert_eq!(c.agreement, Some(true));
+            assert!(c.discrepancies.is_empty(), "{c:?}");
+            assert_eq!(c.production.prediction.as_ref().unwrap().labels, vec!["2"]);
+            assert_eq!(c.production.decode_error, None);
+        }
+        // Decoded, a real difference is still one.
+        let other = ShadowAnswer::Response {
+            status: 200,
+            headers: coded("gzip"),
+            body: gzip(probs("a", [0.8, 0.1, 0.1]).to_string().as_bytes()),
+            latency_ns: 1,
+        };
+        let c = comparer().compare(&prod, None, &other);
+        assert_eq!(c.discrepancies, vec![DiscrepancyKind::Label]);
+    }
+
+    #[test]
+    fn an_undecodable_body_is_not_compared_and_says_why() {
+        let plain = probs("a", [0.1, 0.2, 0.7]).to_string();
+        let prod = HttpResponse {
+            headers: coded("gzip"),
+            body: gzip(plain.as_bytes()),
+            ..response(200, Value::Null)
+        };
+        // Production decodes to more than its cap: truncated.
+        let small = comparer().with_decode_limits(DecodeLimits {
+            production: plain.len() - 1,
+            shadow: 1 << 20,
+        });
+        let c = small.compare(&prod, None, &answer(200, probs("a", [0.1, 0.2, 0.7])));
+        assert_eq!(c.production.decode_error, Some(DecodeFailure::Truncated));
+        assert_eq!(c.production.prediction, None);
+        assert_eq!((c.body_equal, c.agreement), (None, None));
+        assert!(c.discrepancies.is_empty(), "{c:?}");
+        assert!(c.shadow.prediction.is_some());
+        // The shadow's gzip is cut short: corrupt; a status difference is still reported.
+        let cut = gzip(plain.as_bytes()).slice(..20);
+        let shadow = ShadowAnswer::Response {
+            status: 500,
+            headers: coded("gzip"),
+            body: cut,
+            latency_ns: 1,
+        };
+        let c = comparer().compare(&prod, None, &shadow);
+        assert_eq!(c.shadow.decode_error, Some(DecodeFailure::Corrupt));
+        assert_eq!(c.production.decode_error, None);
+        assert_eq!((c.body_equal, c.agreement), (None, None));
+        assert_eq!(c.discrepancies, vec![DiscrepancyKind::Status]);
+        let line = serde_json::to_value(&c).unwrap();
+        assert_eq!(line["shadow"]["decode_error"], "corrupt");
+        assert!(line["production"].get("decode_error").is_none());
+        // An unknown coding.
+        let shadow = ShadowAnswer::Response {
+            status: 200,
+            headers: coded("compress"),
+            body: Bytes::from_static(b"x"),
+            latency_ns: 1,
+        };
+        let c = comparer().compare(&prod, None, &shadow);
+        assert_eq!(c.shadow.decode_error, Some(DecodeFailure::Unsupported));
+    }
+
+    /// Real MLServer answers of two models for one request without an `id`: a fresh UUID and
+    /// each model's own name. With the kserve-v2 preset's default ignores they agree exactly.
+    #[test]
+    fn kserve_v2_default_ignores_hide_per_response_identifiers() {
+        let mlserver = |id: &str, name: &str| {
+            json!({"model_name": name, "id": id, "parameters": {}, "outputs": [
+                {"name": "predict", "shape": [2, 1], "datatype": "INT64",
+                 "parameters": {"content_type": "np"}, "data": [0, 2]}]})
+        };
+        let prod = response(
+            200,
+            mlserver("ceb7aaa8-c33a-4086-95f3-8643f6c6ff7e", "wine"),
+        );
+        let shadow = answer(
+            200,
+            json!({"model_version": "v2", "model_name": "wine-v2",
+                   "id": "26bf2859-08f7-4701-a7c6-1f96c4fd05dc",
+                   "parameters": {}, "outputs": mlserver("", "")["outputs"]}),
+        );
+        let defaults = DiffOptions {
+            ignore: PresetName::KserveV2
+                .default_ignores()
+                .iter()
+                .map(|p| PathPattern::parse(p))
+                .collect(),
+            ..DiffOptions::default()
+        };
+        let preset = Preset::named(PresetName::KserveV2, None, None);
+        let c = Comparer::new(preset.clone(), defaults).compare(&prod, None, &shadow);
+        assert_eq!(c.body_equal, Some(true), "{:?}", c.diffs);
+        assert!(c.discrepancies.is_empty());
+        assert_eq!(c.agreement, Some(true));
+        // Without them, the same answers differ in `body`.
+        let c = Comparer::new(preset, DiffOptions::default()).compare(&prod, None, &shadow);
+        assert_eq!(c.discrepancies, vec![DiscrepancyKind::Body]);
+        let paths: Vec<&str> = c.diffs.iter().map(|d| d.path.as_str()).collect();
+        assert_eq!(paths, vec!["/id", "/model_name", "/model_version"]);
+    }
+
+    /// A gzip answer sent chunked (chunks cutting the gzip stream anywhere), as parsed from the
+    /// wire: dechunked by `http`, then decoded by the comparison.
+    #[test]
+    fn chunked_gzip_from_the_wire_is_compared_decoded() {
+        use crate::http::{Outcome, exchanges_from_segments};
+        use crate::testkit::Conn;
+        let plain = probs("a", [0.1, 0.2, 0.7]).to_string();
+        let coded = gzip(plain.as_bytes());
+        let mut wire = b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n\
+            Transfer-Encoding: chunked\r\n\r\n"
+            .to_vec();
+        for part in coded.chunks(7) {
+            wire.extend_from_slice(format!("{:x}\r\n", part.len()).as_bytes());
+            wire.extend_from_slice(part);
+            wire.extend_from_slice(b"\r\n");
+        }
+        wire.extend_from_slice(b"0\r\n\r\n");
+        let mut c = Conn::new("10.0.0.1:40000", "10.0.0.2:8080").mss(50);
+        c.handshake()
+            .request(b"POST /v2/models/m/infer HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}")
+            .response(&wire)
+            .close();
+        let exchanges = exchanges_from_segments(c.into_segments());
+        assert_eq!(exchanges.len(), 1);
+        assert_eq!(exchanges[0].outcome, Outcome::Complete);
+        let prod = exchanges[0].prod_response.clone().unwrap();
+        assert_eq!(prod.body, coded, "dechunked, still gzip");
+        let c = comparer().compare(&prod, None, &answer(200, probs("b", [0.1, 0.2, 0.7])));
+        assert_eq!(c.body_equal, Some(true), "{c:?}");
+        assert_eq!(c.agreement, Some(true));
+        assert!(c.discrepancies.is_empty());
     }
 }

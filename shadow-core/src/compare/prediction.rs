@@ -7,6 +7,10 @@
 //! | `json-pointer` | the value at the pointer | as for `predictions` |
 //!
 //! Plain floats (regression outputs) have no label.
+//!
+//! Each preset also names the fields its protocol fills per response rather than per prediction
+//! ([`PresetName::default_ignores`]); they are left out of body diffs unless the config says
+//! otherwise.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -42,6 +46,47 @@ pub enum PresetName {
     JsonPointer,
     /// No prediction extraction: bodies are compared only.
     None,
+}
+
+impl PresetName {
+    /// Every preset, in documentation order.
+    pub const ALL: [PresetName; 5] = [
+        PresetName::KserveV2,
+        PresetName::Tfserving,
+        PresetName::Mlflow,
+        PresetName::JsonPointer,
+        PresetName::None,
+    ];
+
+    /// The config value (`kserve-v2`, `tfserving`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PresetName::KserveV2 => "kserve-v2",
+            PresetName::Tfserving => "tfserving",
+            PresetName::Mlflow => "mlflow",
+            PresetName::JsonPointer => "json-pointer",
+            PresetName::None => "none",
+        }
+    }
+
+    /// JSON pointers of the fields this protocol's servers fill per response or per model
+    /// rather than per prediction, so that two models always differ there:
+    ///
+    /// - `kserve-v2` (Open Inference Protocol): `/id` (a fresh UUID from MLServer, the KServe
+    ///   Python server and Triton when the request has none; an echo of the request's when it
+    ///   has one, equal on both sides, so ignoring it costs nothing), `/model_name` and
+    ///   `/model_version` (a shadow is usually another model or version).
+    /// - `tfserving`, `mlflow`: none; their answers hold only `predictions`.
+    /// - `json-pointer`, `none`: none; the shape is the user's.
+    pub fn default_ignores(self) -> &'static [&'static str] {
+        match self {
+            PresetName::KserveV2 => &["/id", "/model_name", "/model_version"],
+            PresetName::Tfserving
+            | PresetName::Mlflow
+            | PresetName::JsonPointer
+            | PresetName::None => &[],
+        }
+    }
 }
 
 /// What a model predicted for one request.
@@ -242,6 +287,23 @@ mod tests {
 
     fn kserve() -> Preset {
         Preset::KserveV2 { label_output: None }
+    }
+
+    #[test]
+    fn preset_names_match_their_config_values_and_list_their_noise() {
+        for name in PresetName::ALL {
+            let parsed: PresetName = serde_json::from_value(json!(name.as_str())).unwrap();
+            assert_eq!(parsed, name);
+            for pointer in name.default_ignores() {
+                assert!(pointer.starts_with('/'), "{pointer}");
+            }
+        }
+        assert_eq!(
+            PresetName::KserveV2.default_ignores(),
+            &["/id", "/model_name", "/model_version"]
+        );
+        assert!(PresetName::Tfserving.default_ignores().is_empty());
+        assert!(PresetName::Mlflow.default_ignores().is_empty());
     }
 
     #[test]

@@ -220,6 +220,7 @@ mod tests {
         use shadow_core::compare::ErrorClass;
         let ok = |status, ms: u64| ShadowAnswer::Response {
             status,
+            headers: Vec::new(),
             body: bytes::Bytes::new(),
             latency_ns: ms * 1_000_000,
         };

@@ -62,12 +62,24 @@ pub struct RunArgs {
     /// `Host` on replayed requests: preserve, shadow, or a literal (`shadow.host_header`).
     #[arg(long)]
     pub host_header: Option<String>,
+    /// The model name the shadow serves under, put into Open Inference Protocol, TF-Serving and
+    /// MLflow deployment paths in place of production's (`shadow.model`).
+    #[arg(long, value_name = "NAME")]
+    pub shadow_model: Option<String>,
+    /// `Accept-Encoding` on replayed requests: preserve (production's) or identity
+    /// (`shadow.accept_encoding`).
+    #[arg(long, value_name = "MODE")]
+    pub accept_encoding: Option<String>,
     /// Prediction preset: kserve-v2, tfserving, mlflow, json-pointer, none (`compare.preset`).
     #[arg(long, value_parser = parse_preset)]
     pub preset: Option<PresetName>,
     /// JSON pointer of the prediction for `--preset json-pointer` (`compare.prediction_pointer`).
     #[arg(long)]
     pub prediction_pointer: Option<String>,
+    /// JSON pointer ignored in body diffs, added to `compare.ignore_paths` (and the preset's
+    /// own); repeat for several.
+    #[arg(long = "ignore-path", value_name = "POINTER")]
+    pub ignore_paths: Vec<String>,
     /// Discrepancy log file (`discrepancy_log.path`).
     #[arg(long)]
     pub discrepancy_log: Option<PathBuf>,
@@ -131,12 +143,24 @@ impl RunArgs {
         if let Some(v) = &self.host_header {
             c.shadow.host_header = Setting::flag("--host-header", v.clone());
         }
+        if let Some(v) = &self.shadow_model {
+            c.shadow.model = Some(Setting::flag("--shadow-model", v.clone()));
+        }
+        if let Some(v) = &self.accept_encoding {
+            c.shadow.accept_encoding = Setting::flag("--accept-encoding", v.clone());
+        }
         if let Some(v) = self.preset {
             c.compare.preset = Setting::flag("--preset", v);
         }
         if let Some(v) = &self.prediction_pointer {
             c.compare.prediction_pointer = Some(Setting::flag("--prediction-pointer", v.clone()));
         }
+        // Added to the file's list (each element remembers its flag), not replacing it.
+        let added = self
+            .ignore_paths
+            .iter()
+            .map(|p| Setting::flag("--ignore-path", p.clone()));
+        c.compare.ignore_paths.value.extend(added);
         if let Some(v) = &self.discrepancy_log {
             c.discrepancy_log.path = Some(Setting::flag("--discrepancy-log", v.clone()));
         }
@@ -329,6 +353,66 @@ mod tests {
             UsageError::from(err)
                 .to_string()
                 .contains("--sample: mirror.sample_percent: 101")
+        );
+    }
+
+    #[test]
+    fn model_encoding_and_ignore_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[capture]\nports = [9000]\n[shadow]\nurl = \"http://10.0.0.2:9001\"\n[compare]\nignore_paths = [\"/a\"]\n",
+        )
+        .unwrap();
+        let t = T::parse_from([
+            "t",
+            "--config",
+            path.to_str().unwrap(),
+            "--shadow-model",
+            "wine-v2",
+            "--accept-encoding",
+            "identity",
+            "--ignore-path",
+            "/b",
+            "--ignore-path",
+            "/outputs/*/parameters",
+        ]);
+        let c = t.run.effective_config().unwrap();
+        assert_eq!(c.shadow.model.as_deref(), Some("wine-v2"));
+        assert_eq!(
+            c.shadow.accept_encoding,
+            crate::config::AcceptEncoding::Identity
+        );
+        let ignored: Vec<String> = c
+            .compare
+            .diff
+            .ignore
+            .iter()
+            .map(|p| p.segments().join("/"))
+            .collect();
+        assert_eq!(ignored, vec!["a", "b", "outputs/*/parameters"]);
+        let bad = T::parse_from([
+            "t",
+            "--config",
+            path.to_str().unwrap(),
+            "--ignore-path",
+            "id",
+            "--shadow-model",
+            "a/b",
+            "--accept-encoding",
+            "br",
+        ]);
+        let err = bad.run.effective_config().unwrap_err();
+        let flags: Vec<Location> = err.problems().iter().map(|p| p.location.clone()).collect();
+        assert_eq!(
+            flags,
+            vec![
+                Location::Flag("--accept-encoding"),
+                Location::Flag("--shadow-model"),
+                Location::Flag("--ignore-path"),
+            ],
+            "{err}"
         );
     }
 

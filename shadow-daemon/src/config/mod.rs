@@ -25,8 +25,9 @@ pub use error::{ConfigError, Location, Problem};
 pub use raw::{Origin, RawConfig, Setting};
 pub use shadow_core::compare::PresetName;
 pub use typed::{
-    AdminConfig, CaptureConfig, CircuitBreakerConfig, CompareConfig, Config, DiscrepancyLogConfig,
-    HostHeader, MethodSet, MirrorConfig, RateLimit, ShadowConfig, ShadowUrl,
+    AcceptEncoding, AdminConfig, CaptureConfig, CircuitBreakerConfig, CompareConfig, Config,
+    DiscrepancyLogConfig, HeaderRewrite, HostHeader, MethodSet, MirrorConfig, RateLimit, Rewrite,
+    ShadowConfig, ShadowUrl,
 };
 
 /// A checked config for unit tests: production port 8080, shadow at 127.0.0.1:8081, plus

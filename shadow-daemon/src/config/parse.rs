@@ -5,15 +5,17 @@
 use super::error::{ConfigError, Finding, located};
 use super::raw::{
     List, Origin, RawAdmin, RawCapture, RawCircuitBreaker, RawCompare, RawConfig,
-    RawDiscrepancyLog, RawMirror, RawReassembly, RawShadow, Setting,
+    RawDiscrepancyLog, RawHeaderRewrite, RawMirror, RawReassembly, RawRewrite, RawShadow, Setting,
 };
 use super::typed::{
-    AdminConfig, CaptureConfig, CircuitBreakerConfig, CompareConfig, Config, DiscrepancyLogConfig,
-    HostHeader, MethodSet, MirrorConfig, RateLimit, ShadowConfig, ShadowUrl,
+    AcceptEncoding, AdminConfig, CaptureConfig, CircuitBreakerConfig, CompareConfig, Config,
+    DiscrepancyLogConfig, HeaderRewrite, HostHeader, MethodSet, MirrorConfig, RateLimit, Rewrite,
+    ShadowConfig, ShadowUrl,
 };
 use hyper::Method;
 use hyper::header::{HeaderName, HeaderValue};
-use shadow_core::compare::{DiffOptions, PathPattern, Preset, PresetName};
+use regex::Regex;
+use shadow_core::compare::{DecodeLimits, DiffOptions, PathPattern, Preset, PresetName};
 use shadow_core::reassembly::ReassemblyConfig;
 use std::num::{NonZeroU16, NonZeroUsize};
 use std::time::Duration;
@@ -30,7 +32,7 @@ impl TryFrom<RawConfig> for Config {
         let shadow = shadow(&raw.shadow, &mut checks);
         let mirror = mirror(&raw.mirror, &mut checks);
         let circuit_breaker = circuit_breaker(&raw.circuit_breaker, &mut checks);
-        let compare = compare(&raw.compare, &mut checks);
+        let mut compare = compare(&raw.compare, &mut checks);
         let discrepancy_log = discrepancy_log(&raw.discrepancy_log, &mut checks);
         let admin = admin(&raw.admin);
         if let (Some(capture), Some(shadow)) = (&capture, &shadow) {
@@ -48,6 +50,12 @@ impl TryFrom<RawConfig> for Config {
                     )
                 },
             );
+        }
+        if let (Some(capture), Some(shadow), Some(compare)) = (&capture, &shadow, &mut compare) {
+            compare.decode_limits = DecodeLimits {
+                production: capture.max_body_bytes,
+                shadow: shadow.max_response_bytes,
+            };
         }
         if let Some(capture) = &capture {
             let port = admin.addr.port();
@@ -248,6 +256,102 @@ fn json_pointer(pointer: &String) -> Result<PathPattern, String> {
     }
 }
 
+/// A regular expression (the `regex` crate's syntax).
+fn regex(pattern: &String) -> Result<Regex, String> {
+    Regex::new(pattern).map_err(|e| {
+        let why = e.to_string();
+        let last = why.lines().last().unwrap_or_default().trim();
+        format!("`{pattern}` is not a regular expression: {last}")
+    })
+}
+
+/// A replacement for `pattern`'s first match: every `$group` / `${group}` it refers to must be
+/// a group of the pattern (the `regex` crate would silently put nothing there).
+fn replacement(pattern: &Regex, text: &String) -> Result<String, String> {
+    let mut rest = text.as_str();
+    while let Some(at) = rest.find('$') {
+        let after = &rest[at + 1..];
+        let (name, consumed) = if let Some(tail) = after.strip_prefix('$') {
+            rest = tail;
+            continue;
+        } else if let Some(braced) = after.strip_prefix('{') {
+            match braced.find('}') {
+                Some(end) => (&braced[..end], end + 2),
+                None => {
+                    return Err(format!(
+                        "`{text}` has an unclosed `${{`: write ${{1}} or ${{name}}, or $$ for a `$`"
+                    ));
+                }
+            }
+        } else {
+            let end = after
+                .find(|ch: char| !(ch.is_ascii_alphanumeric() || ch == '_'))
+                .unwrap_or(after.len());
+            (&after[..end], end)
+        };
+        rest = &after[consumed..];
+        if name.is_empty() {
+            continue;
+        }
+        let exists = match name.parse::<usize>() {
+            Ok(index) => index < pattern.captures_len(),
+            Err(_) => pattern.capture_names().flatten().any(|n| n == name),
+        };
+        if !exists {
+            let hint = match name.find(|ch: char| !ch.is_ascii_digit()) {
+                Some(cut) if cut > 0 => format!(
+                    ": write ${{{}}}{} to follow group {} with text",
+                    &name[..cut],
+                    &name[cut..],
+                    &name[..cut]
+                ),
+                _ => String::new(),
+            };
+            return Err(format!(
+                "`{text}` refers to group `{name}`, which `{}` does not have (it has {} \
+                 numbered groups){hint}",
+                pattern.as_str(),
+                pattern.captures_len() - 1
+            ));
+        }
+    }
+    Ok(text.clone())
+}
+
+/// A pattern and its replacement, each located on its own key.
+fn rewrite(
+    c: &mut Checks,
+    key: &str,
+    pattern: &Setting<String>,
+    pattern_key: &str,
+    replacement_setting: &Setting<String>,
+) -> Option<Rewrite> {
+    let pattern = c.value(&format!("{key}.{pattern_key}"), pattern, regex)?;
+    let replacement = c.value(&format!("{key}.replacement"), replacement_setting, |text| {
+        replacement(&pattern, text)
+    })?;
+    Some(Rewrite {
+        pattern,
+        replacement,
+    })
+}
+
+/// A model name that can stand in a path segment as is (also before TF-Serving's `:predict`).
+fn model_name(name: &String) -> Result<String, String> {
+    let ok = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
+    if ok {
+        Ok(name.clone())
+    } else {
+        Err(format!(
+            "`{name}` cannot be put into a path as a model name (letters, digits, `-`, `.`, `_`, \
+             `~`): write a [[shadow.rewrite]] rule instead"
+        ))
+    }
+}
+
 fn capture(raw: &RawCapture, c: &mut Checks) -> Option<CaptureConfig> {
     let ports = c.list("capture.ports", &raw.ports, |port| {
         NonZeroU16::new(*port).ok_or_else(|| {
@@ -357,6 +461,36 @@ fn shadow(raw: &RawShadow, c: &mut Checks) -> Option<ShadowConfig> {
         })
         .collect();
     let remove_headers = c.list("shadow.remove_headers", &raw.remove_headers, header_name);
+    let accept_encoding = c.value("shadow.accept_encoding", &raw.accept_encoding, |a| {
+        AcceptEncoding::parse(a)
+    });
+    let model = match &raw.model {
+        Some(m) => c.value("shadow.model", m, model_name).map(Some),
+        None => Some(None),
+    };
+    let rewrites: Vec<Option<Rewrite>> = raw
+        .rewrite
+        .values()
+        .enumerate()
+        .map(|(i, rule): (usize, &RawRewrite)| {
+            let key = format!("shadow.rewrite[{i}]");
+            rewrite(c, &key, &rule.path, "path", &rule.replacement)
+        })
+        .collect();
+    let header_rewrites: Vec<Option<HeaderRewrite>> = raw
+        .header_rewrite
+        .values()
+        .enumerate()
+        .map(|(i, rule): (usize, &RawHeaderRewrite)| {
+            let key = format!("shadow.header_rewrite[{i}]");
+            let name = c.value(&format!("{key}.name"), &rule.name, header_name);
+            let value = rewrite(c, &key, &rule.value, "value", &rule.replacement);
+            Some(HeaderRewrite {
+                name: name?,
+                value: value?,
+            })
+        })
+        .collect();
     Some(ShadowConfig {
         url: url?,
         timeout: timeout?,
@@ -368,6 +502,10 @@ fn shadow(raw: &RawShadow, c: &mut Checks) -> Option<ShadowConfig> {
         set_headers: set_headers.into_iter().collect::<Option<_>>()?,
         remove_headers: remove_headers?,
         max_response_bytes: raw.max_response_bytes.value,
+        accept_encoding: accept_encoding?,
+        model: model?,
+        rewrites: rewrites.into_iter().collect::<Option<_>>()?,
+        header_rewrites: header_rewrites.into_iter().collect::<Option<_>>()?,
     })
 }
 
@@ -503,6 +641,8 @@ fn compare(raw: &RawCompare, c: &mut Checks) -> Option<CompareConfig> {
             unordered: unordered?,
             max_diffs: raw.max_diffs.value,
         },
+        preset_ignores: raw.preset_ignores.value,
+        decode_limits: DecodeLimits::default(),
     })
 }
 

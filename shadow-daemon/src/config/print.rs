@@ -2,8 +2,8 @@
 //! as the file, with every effective value, so the output is itself a valid config file.
 
 use super::raw::{
-    RawAdmin, RawCapture, RawCircuitBreaker, RawCompare, RawConfig, RawDiscrepancyLog, RawMirror,
-    RawReassembly, RawShadow, Setting,
+    RawAdmin, RawCapture, RawCircuitBreaker, RawCompare, RawConfig, RawDiscrepancyLog,
+    RawHeaderRewrite, RawMirror, RawReassembly, RawRewrite, RawShadow, Setting,
 };
 use super::typed::{Config, HostHeader, MethodSet};
 use hyper::header::HeaderValue;
@@ -91,6 +91,19 @@ impl From<&Config> for RawConfig {
                     shadow.remove_headers.iter().map(|n| n.as_str().to_string()),
                 ),
                 max_response_bytes: b(shadow.max_response_bytes),
+                accept_encoding: b(shadow.accept_encoding.as_str().to_string()),
+                model: shadow.model.clone().map(b),
+                rewrite: Setting::builtin_list(shadow.rewrites.iter().map(|r| RawRewrite {
+                    path: b(r.pattern.as_str().to_string()),
+                    replacement: b(r.replacement.clone()),
+                })),
+                header_rewrite: Setting::builtin_list(shadow.header_rewrites.iter().map(|r| {
+                    RawHeaderRewrite {
+                        name: b(r.name.as_str().to_string()),
+                        value: b(r.value.pattern.as_str().to_string()),
+                        replacement: b(r.value.replacement.clone()),
+                    }
+                })),
             },
             mirror: RawMirror {
                 methods: Setting::builtin_list(methods(&mirror.methods)),
@@ -119,6 +132,7 @@ impl From<&Config> for RawConfig {
                 abs_tolerance: b(compare.diff.abs_tolerance),
                 rel_tolerance: b(compare.diff.rel_tolerance),
                 ignore_paths: Setting::builtin_list(pointers(&compare.diff.ignore)),
+                preset_ignores: b(compare.preset_ignores),
                 unordered_arrays: Setting::builtin_list(pointers(&compare.diff.unordered)),
                 max_diffs: b(compare.diff.max_diffs),
             },

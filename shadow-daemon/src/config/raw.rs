@@ -221,6 +221,37 @@ pub struct RawShadow {
     pub remove_headers: List<String>,
     /// Largest shadow response body read.
     pub max_response_bytes: Setting<usize>,
+    /// `Accept-Encoding` on replayed requests: `preserve` or `identity`.
+    pub accept_encoding: Setting<String>,
+    /// The model name the shadow serves under (rewrites OIP, TF-Serving and MLflow paths).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<Setting<String>>,
+    /// `[[shadow.rewrite]]`: regex rewrites of the request path, in order.
+    pub rewrite: List<RawRewrite>,
+    /// `[[shadow.header_rewrite]]`: regex rewrites of header values, in order.
+    pub header_rewrite: List<RawHeaderRewrite>,
+}
+
+/// `[[shadow.rewrite]]`: one rewrite of the request path.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRewrite {
+    /// Regular expression matched against the path (without the query).
+    pub path: Setting<String>,
+    /// What its first match becomes (`$1`, `${name}`: capture groups).
+    pub replacement: Setting<String>,
+}
+
+/// `[[shadow.header_rewrite]]`: one rewrite of a header's values.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHeaderRewrite {
+    /// The header (case-insensitive).
+    pub name: Setting<String>,
+    /// Regular expression matched against each of its values.
+    pub value: Setting<String>,
+    /// What the first match becomes (`$1`, `${name}`: capture groups).
+    pub replacement: Setting<String>,
 }
 
 impl Default for RawShadow {
@@ -236,6 +267,10 @@ impl Default for RawShadow {
             set_headers: Setting::builtin(BTreeMap::new()),
             remove_headers: Setting::builtin_list([]),
             max_response_bytes: Setting::builtin(16 << 20),
+            accept_encoding: Setting::builtin("preserve".into()),
+            model: None,
+            rewrite: Setting::builtin_list([]),
+            header_rewrite: Setting::builtin_list([]),
         }
     }
 }
@@ -333,6 +368,8 @@ pub struct RawCompare {
     pub rel_tolerance: Setting<f64>,
     /// JSON pointers ignored in body diffs.
     pub ignore_paths: List<String>,
+    /// Ignore the preset's per-response fields (`/id`, `/model_name`, ... for kserve-v2) too.
+    pub preset_ignores: Setting<bool>,
     /// JSON pointers of arrays compared without regard to order.
     pub unordered_arrays: List<String>,
     /// At most this many field differences kept per comparison.
@@ -348,6 +385,7 @@ impl Default for RawCompare {
             abs_tolerance: Setting::builtin(1e-6),
             rel_tolerance: Setting::builtin(1e-6),
             ignore_paths: Setting::builtin_list([]),
+            preset_ignores: Setting::builtin(true),
             unordered_arrays: Setting::builtin_list([]),
             max_diffs: Setting::builtin(50),
         }

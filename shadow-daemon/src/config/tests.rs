@@ -451,6 +451,16 @@ fn example_config_parses_and_documents_every_key() {
     raw.compare.prediction_pointer = Some(Setting::builtin("/x".into()));
     raw.compare.label_output = Some(Setting::builtin("x".into()));
     raw.discrepancy_log.path = Some(Setting::builtin("x".into()));
+    raw.shadow.model = Some(Setting::builtin("x".into()));
+    raw.shadow.rewrite = Setting::builtin_list([raw::RawRewrite {
+        path: Setting::builtin("x".into()),
+        replacement: Setting::builtin("x".into()),
+    }]);
+    raw.shadow.header_rewrite = Setting::builtin_list([raw::RawHeaderRewrite {
+        name: Setting::builtin("x".into()),
+        value: Setting::builtin("x".into()),
+        replacement: Setting::builtin("x".into()),
+    }]);
     let full = toml::to_string(&raw).unwrap();
     let mut section = String::new();
     let mut keys = 0;
@@ -476,4 +486,192 @@ fn example_config_parses_and_documents_every_key() {
         }
     }
     assert!(keys >= 50, "only {keys} keys found in:\n{full}");
+}
+
+#[test]
+fn accept_encoding_model_and_rewrites_are_parsed_and_round_trip() {
+    let c = test_config("");
+    assert_eq!(c.shadow.accept_encoding, AcceptEncoding::Preserve);
+    assert_eq!(c.shadow.model, None);
+    assert!(c.shadow.rewrites.is_empty() && c.shadow.header_rewrites.is_empty());
+    let text = r#"[capture]
+ports = [8080]
+[shadow]
+url = "http://127.0.0.1:8081"
+accept_encoding = "identity"
+model = "wine-v2"
+[[shadow.rewrite]]
+path = "^/v2/models/(?P<name>[^/]+)/infer$"
+replacement = "/v2/models/${name}-shadow/infer"
+[[shadow.rewrite]]
+path = "^/predict$"
+replacement = "/invocations"
+[[shadow.header_rewrite]]
+name = "Host"
+value = "^wine\\."
+replacement = "wine-v2."
+"#;
+    let c = parse(text).unwrap();
+    assert_eq!(c.shadow.accept_encoding, AcceptEncoding::Identity);
+    assert_eq!(c.shadow.model.as_deref(), Some("wine-v2"));
+    let rules: Vec<(&str, &str)> = c
+        .shadow
+        .rewrites
+        .iter()
+        .map(|r| (r.pattern.as_str(), r.replacement.as_str()))
+        .collect();
+    assert_eq!(
+        rules,
+        vec![
+            (
+                "^/v2/models/(?P<name>[^/]+)/infer$",
+                "/v2/models/${name}-shadow/infer"
+            ),
+            ("^/predict$", "/invocations")
+        ]
+    );
+    assert_eq!(
+        c.shadow.rewrites[0].apply("/v2/models/a/infer"),
+        "/v2/models/a-shadow/infer"
+    );
+    let h = &c.shadow.header_rewrites[0];
+    assert_eq!(h.name, HeaderName::from_static("host"));
+    assert_eq!(h.value.apply("wine.example"), "wine-v2.example");
+    let printed = c.to_toml().unwrap();
+    assert!(printed.contains("[[shadow.rewrite]]"), "{printed}");
+    assert_eq!(parse(&printed).unwrap(), c, "{printed}");
+}
+
+#[test]
+fn bad_rewrites_are_located_and_say_what_to_write() {
+    let text = r#"[capture]
+ports = [8080]
+[shadow]
+url = "http://127.0.0.1:8081"
+accept_encoding = "gzip"
+model = "org/model"
+[[shadow.rewrite]]
+path = "^/v2/models/([^/]+"
+replacement = "/x"
+[[shadow.rewrite]]
+path = "^/v2/models/([^/]+)/infer$"
+replacement = "/v2/models/$1v2/infer"
+[[shadow.rewrite]]
+path = "^/a$"
+replacement = "/${b"
+[[shadow.header_rewrite]]
+name = "bad header"
+value = "("
+replacement = "$9"
+"#;
+    let err = parse(text).unwrap_err();
+    assert_eq!(
+        located(&err),
+        vec![
+            (
+                "t.toml:5:19".to_string(),
+                "shadow.accept_encoding".to_string()
+            ),
+            ("t.toml:6:9".to_string(), "shadow.model".to_string()),
+            (
+                "t.toml:8:8".to_string(),
+                "shadow.rewrite[0].path".to_string()
+            ),
+            (
+                "t.toml:12:15".to_string(),
+                "shadow.rewrite[1].replacement".to_string()
+            ),
+            (
+                "t.toml:15:15".to_string(),
+                "shadow.rewrite[2].replacement".to_string()
+            ),
+            (
+                "t.toml:17:8".to_string(),
+                "shadow.header_rewrite[0].name".to_string()
+            ),
+            (
+                "t.toml:18:9".to_string(),
+                "shadow.header_rewrite[0].value".to_string()
+            ),
+        ],
+        "{err}"
+    );
+    let text = err.to_string();
+    for hint in [
+        "use preserve (forward production's) or identity",
+        "write a [[shadow.rewrite]] rule instead",
+        "write ${1}v2 to follow group 1 with text",
+        "unclosed `${`",
+    ] {
+        assert!(text.contains(hint), "no `{hint}` in:\n{text}");
+    }
+    // `$$` is a dollar sign, `${0}` the whole match: both fine.
+    let c = test_config("[[shadow.rewrite]]\npath = \"^/a$\"\nreplacement = \"/b$$${0}\"\n");
+    assert_eq!(c.shadow.rewrites[0].apply("/a"), "/b$/a");
+}
+
+#[test]
+fn preset_ignores_join_the_configured_ones_unless_turned_off() {
+    let c = test_config("[compare]\nignore_paths = [\"/trace\"]\n");
+    assert!(c.compare.preset_ignores);
+    assert_eq!(c.compare.diff.ignore, vec![PathPattern::parse("/trace")]);
+    assert_eq!(
+        c.compare.preset_ignore_paths(),
+        &["/id", "/model_name", "/model_version"]
+    );
+    // Two answers that differ in every ignored field agree.
+    let answer = |id: &str, name: &str, trace: u32| {
+        shadow_core::http::HttpResponse {
+            status: 200,
+            version: 1,
+            headers: Vec::new(),
+            body: bytes::Bytes::from(
+                serde_json::json!({"id": id, "model_name": name, "model_version": name,
+                    "trace": trace, "outputs": [{"name": "p", "shape": [1], "datatype": "INT64", "data": [1]}]})
+                .to_string(),
+            ),
+        }
+    };
+    let shadow =
+        |r: shadow_core::http::HttpResponse| shadow_core::compare::ShadowAnswer::Response {
+            status: r.status,
+            headers: r.headers,
+            body: r.body,
+            latency_ns: 1,
+        };
+    let (prod, other) = (answer("a", "m", 1), answer("b", "m2", 2));
+    let cmp = c
+        .compare
+        .comparer()
+        .compare(&prod, None, &shadow(other.clone()));
+    assert!(cmp.discrepancies.is_empty(), "{cmp:?}");
+    let off = test_config("[compare]\npreset_ignores = false\n");
+    assert!(off.compare.preset_ignore_paths().is_empty());
+    let cmp = off.compare.comparer().compare(&prod, None, &shadow(other));
+    assert_eq!(cmp.diffs.len(), 4, "{cmp:?}");
+    assert_eq!(parse(&off.to_toml().unwrap()).unwrap(), off);
+    // Other presets have none.
+    let tf = test_config("[compare]\npreset = \"tfserving\"\n");
+    assert!(tf.compare.preset_ignore_paths().is_empty());
+}
+
+#[test]
+fn decoded_bodies_are_capped_like_the_bodies_on_the_wire() {
+    let c = test_config("");
+    assert_eq!(
+        c.compare.decode_limits,
+        shadow_core::compare::DecodeLimits {
+            production: 16 << 20,
+            shadow: 16 << 20
+        }
+    );
+    let text = "[capture]\nports = [8080]\nmax_body_bytes = 1000\n[shadow]\nurl = \"http://h:1\"\nmax_response_bytes = 2000\n";
+    let c = parse(text).unwrap();
+    assert_eq!(
+        c.compare.decode_limits,
+        shadow_core::compare::DecodeLimits {
+            production: 1000,
+            shadow: 2000
+        }
+    );
 }

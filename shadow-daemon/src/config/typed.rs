@@ -6,7 +6,8 @@ use hyper::Uri;
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::http::Method;
 use hyper::http::uri::Authority;
-use shadow_core::compare::{Comparer, DiffOptions, PathPattern, Preset, PresetName};
+use regex::Regex;
+use shadow_core::compare::{Comparer, DecodeLimits, DiffOptions, PathPattern, Preset, PresetName};
 use shadow_core::reassembly::ReassemblyConfig;
 use std::fmt;
 use std::net::SocketAddr;
@@ -156,6 +157,71 @@ impl HostHeader {
     }
 }
 
+/// `Accept-Encoding` on replayed requests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AcceptEncoding {
+    /// Forward production's `Accept-Encoding` (default): the shadow compresses as production
+    /// may; both answers are decoded before they are compared.
+    #[default]
+    Preserve,
+    /// Ask the shadow for uncompressed answers (`Accept-Encoding: identity`).
+    Identity,
+}
+
+impl AcceptEncoding {
+    /// `preserve` or `identity`.
+    pub fn parse(text: &str) -> Result<AcceptEncoding, String> {
+        match text {
+            "preserve" => Ok(AcceptEncoding::Preserve),
+            "identity" => Ok(AcceptEncoding::Identity),
+            other => Err(format!(
+                "`{other}` is not an accept_encoding mode: use preserve (forward production's) \
+                 or identity (ask the shadow for uncompressed answers)"
+            )),
+        }
+    }
+
+    /// The config value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AcceptEncoding::Preserve => "preserve",
+            AcceptEncoding::Identity => "identity",
+        }
+    }
+}
+
+/// A regex replacement: the first match of `pattern` is replaced by `replacement` (`$1`,
+/// `${name}`: capture groups, checked against the pattern when parsed).
+#[derive(Clone, Debug)]
+pub struct Rewrite {
+    /// What is matched.
+    pub pattern: Regex,
+    /// What the first match becomes.
+    pub replacement: String,
+}
+
+impl Rewrite {
+    /// `text` with the first match replaced (borrowed when nothing matched).
+    pub fn apply<'t>(&self, text: &'t str) -> std::borrow::Cow<'t, str> {
+        self.pattern.replace(text, self.replacement.as_str())
+    }
+}
+
+impl PartialEq for Rewrite {
+    fn eq(&self, other: &Self) -> bool {
+        self.pattern.as_str() == other.pattern.as_str() && self.replacement == other.replacement
+    }
+}
+
+/// `[[shadow.header_rewrite]]`: a [`Rewrite`] of every value of one header.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HeaderRewrite {
+    /// The header whose values are rewritten.
+    pub name: HeaderName,
+    /// The rewrite of each value.
+    pub value: Rewrite,
+}
+
 /// Where and how requests are replayed.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ShadowConfig {
@@ -179,6 +245,16 @@ pub struct ShadowConfig {
     pub remove_headers: Vec<HeaderName>,
     /// Largest shadow response body read; larger counts as a shadow protocol error.
     pub max_response_bytes: usize,
+    /// `Accept-Encoding` on replayed requests.
+    pub accept_encoding: AcceptEncoding,
+    /// The model name the shadow serves under, put into Open Inference Protocol, TF-Serving /
+    /// KServe v1 and MLflow deployment paths (`replay` knows those paths).
+    pub model: Option<String>,
+    /// `[[shadow.rewrite]]`: rewrites of the request path (not the query), applied in order
+    /// after the `model` rewrite.
+    pub rewrites: Vec<Rewrite>,
+    /// `[[shadow.header_rewrite]]`: rewrites of header values, applied in order.
+    pub header_rewrites: Vec<HeaderRewrite>,
 }
 
 /// A set of HTTP methods, upper-cased when parsed (config values are case-insensitive; methods
@@ -266,14 +342,35 @@ pub struct CompareConfig {
     pub preset_name: PresetName,
     /// Where the prediction is found.
     pub preset: Preset,
-    /// Tolerances, ignored paths, unordered arrays, diff limit.
+    /// Tolerances, the configured ignored paths, unordered arrays, diff limit.
     pub diff: DiffOptions,
+    /// Whether the preset's per-response fields ([`PresetName::default_ignores`]) are ignored
+    /// too.
+    pub preset_ignores: bool,
+    /// Caps on decoded bodies: `capture.max_body_bytes` for production's answers,
+    /// `shadow.max_response_bytes` for the shadow's.
+    pub decode_limits: DecodeLimits,
 }
 
 impl CompareConfig {
     /// The comparer these settings describe.
     pub fn comparer(&self) -> Comparer {
-        Comparer::new(self.preset.clone(), self.diff.clone())
+        let mut diff = self.diff.clone();
+        diff.ignore.extend(
+            self.preset_ignore_paths()
+                .iter()
+                .map(|p| PathPattern::parse(p)),
+        );
+        Comparer::new(self.preset.clone(), diff).with_decode_limits(self.decode_limits)
+    }
+
+    /// The preset's ignored paths in effect (none when `preset_ignores` is off).
+    pub fn preset_ignore_paths(&self) -> &'static [&'static str] {
+        if self.preset_ignores {
+            self.preset_name.default_ignores()
+        } else {
+            &[]
+        }
     }
 }
 
@@ -287,6 +384,8 @@ impl PartialEq for CompareConfig {
             && a.ignore == b.ignore
             && a.unordered == b.unordered
             && a.max_diffs == b.max_diffs
+            && self.preset_ignores == other.preset_ignores
+            && self.decode_limits == other.decode_limits
     }
 }
 

@@ -553,6 +553,7 @@ mod tests {
             Some(1_000_000),
             &ShadowAnswer::Response {
                 status: 500,
+                headers: Vec::new(),
                 body: Bytes::from_static(b"oops"),
                 latency_ns: 2_000_000,
             },

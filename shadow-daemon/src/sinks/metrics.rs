@@ -11,7 +11,8 @@ use prometheus::{
 };
 use shadow_core::compare::Comparison;
 use shadow_core::vocabulary::{
-    DropStage, ErrorClass, KernelPacketResult, MirrorResult, Model, Outcome, SkipReason,
+    DecodeFailure, DropStage, ErrorClass, KernelPacketResult, MirrorResult, Model, Outcome,
+    SkipReason,
 };
 use std::sync::{Arc, Mutex};
 
@@ -40,6 +41,8 @@ struct Inner {
     errors: IntCounterVec,
     agreement_ratio: Gauge,
     discrepancies: IntCounterVec,
+    shadow_http_errors: IntCounterVec,
+    body_decode_failures: IntCounterVec,
     cpu_seconds: prometheus::CounterVec,
     memory_bytes: GaugeVec,
     flows_active: IntGauge,
@@ -141,6 +144,20 @@ impl Metrics {
                 ),
                 &["kind"]
             )),
+            shadow_http_errors: reg!(IntCounterVec::new(
+                opts(
+                    "shadow_http_errors_total",
+                    "Shadow answers with a 4xx or 5xx status, by status code (mostly 404/405: the shadow does not serve the replayed paths; see --shadow-model)."
+                ),
+                &["status"]
+            )),
+            body_decode_failures: reg!(IntCounterVec::new(
+                opts(
+                    "body_decode_failures_total",
+                    "Answers whose body could not be decoded for comparison (the comparison then has no verdict), by model and reason: truncated (decoded size over the body cap), corrupt, unsupported (unknown Content-Encoding)."
+                ),
+                &["model", "reason"]
+            )),
             cpu_seconds: reg!(prometheus::CounterVec::new(
                 opts("resource_cpu_seconds_total", "CPU time used, per process."),
                 &["process"]
@@ -186,6 +203,16 @@ impl Metrics {
                 inner
                     .errors
                     .with_label_values(&[m.as_str(), class.as_str()]);
+            }
+        }
+        for status in ["404", "405"] {
+            inner.shadow_http_errors.with_label_values(&[status]);
+        }
+        for m in [Model::Production, Model::Shadow] {
+            for reason in DecodeFailure::ALL {
+                inner
+                    .body_decode_failures
+                    .with_label_values(&[m.as_str(), reason.as_str()]);
             }
         }
         for stage in DropStage::ALL {
@@ -320,8 +347,33 @@ impl Telemetry for Metrics {
             .inc();
     }
 
-    /// Latency per model (the shadow's only when it answered), error classes, discrepancies.
+    fn shadow_http_error(&self, status: u16) {
+        tracing::debug!(status, "shadow answered with an error status");
+        self.inner
+            .shadow_http_errors
+            .with_label_values(&[&status.to_string()])
+            .inc();
+    }
+
+    /// Latency per model (the shadow's only when it answered), error classes, discrepancies,
+    /// bodies that could not be decoded.
     fn compared(&self, c: &Comparison) {
+        for (model, side) in [
+            (Model::Production, &c.production),
+            (Model::Shadow, &c.shadow),
+        ] {
+            if let Some(failure) = side.decode_error {
+                tracing::debug!(
+                    model = model.as_str(),
+                    reason = failure.as_str(),
+                    "body not decoded: not compared"
+                );
+                self.inner
+                    .body_decode_failures
+                    .with_label_values(&[model.as_str(), failure.as_str()])
+                    .inc();
+            }
+        }
         if let Some(ns) = c.production.latency_ns {
             self.latency(Model::Production, ns);
         }
@@ -439,6 +491,48 @@ mod tests {
             "shadowtap_kernel_packets_total{result=\"matched\"} 0",
             "shadowtap_resource_memory_bytes{process=\"shadowd\"}",
             "shadowtap_latency_seconds_bucket{model=\"shadow\"",
+        ] {
+            assert!(text.contains(needle), "missing {needle} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn shadow_error_statuses_and_undecoded_bodies_are_counted() {
+        let m = Metrics::new();
+        let text = m.render();
+        for zero in [
+            "shadowtap_shadow_http_errors_total{status=\"404\"} 0",
+            "shadowtap_body_decode_failures_total{model=\"shadow\",reason=\"truncated\"} 0",
+        ] {
+            assert!(text.contains(zero), "missing {zero} at start in\n{text}");
+        }
+        m.shadow_http_error(404);
+        m.shadow_http_error(404);
+        m.shadow_http_error(503);
+        m.compared(&Comparison {
+            production: Side {
+                status: Some(200),
+                decode_error: Some(DecodeFailure::Truncated),
+                ..Side::default()
+            },
+            shadow: Side {
+                status: Some(200),
+                decode_error: Some(DecodeFailure::Corrupt),
+                ..Side::default()
+            },
+            body_equal: None,
+            agreement: None,
+            diffs: Vec::new(),
+            discrepancies: Vec::new(),
+        });
+        let text = m.render();
+        for needle in [
+            "shadowtap_shadow_http_errors_total{status=\"404\"} 2",
+            "shadowtap_shadow_http_errors_total{status=\"503\"} 1",
+            "shadowtap_shadow_http_errors_total{status=\"405\"} 0",
+            "shadowtap_body_decode_failures_total{model=\"production\",reason=\"truncated\"} 1",
+            "shadowtap_body_decode_failures_total{model=\"shadow\",reason=\"corrupt\"} 1",
+            "shadowtap_body_decode_failures_total{model=\"shadow\",reason=\"truncated\"} 0",
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");
         }

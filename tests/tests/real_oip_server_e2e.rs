@@ -1,0 +1,239 @@
+//! Against a real Open Inference Protocol server nobody here wrote: two scikit-learn models
+//! served by MLServer (with mlserver-sklearn, from PyPI), production as `wine` on 8080 and the
+//! shadow as `wine-v2` on 8081, driven by Python `requests` sessions with default settings
+//! (keep-alive, `Accept-Encoding: gzip, deflate`; MLServer gzips answers of 500 bytes or more).
+//! `shadowd run` is given nothing but the shadow URL and `--shadow-model wine-v2`, and its
+//! agreement must equal the offline truth (both models run in Python on the same rows) to the
+//! request. The script `tests/real_oip/wine.py` trains the models and drives the traffic.
+//!
+//! The Python environment is a venv under cargo's target directory
+//! (`target/tmp/real-oip-venv`), made on first use with `python3 -m venv` and `pip install` of
+//! the pinned packages (about a minute, then reused). When it cannot be made (no `python3`, no
+//! package index) the test says so and is skipped; `SHADOWTAP_PYTHON` names another
+//! interpreter. Needs root (eBPF, namespaces); skipped otherwise.
+//!
+//! ```text
+//! sudo -E cargo test -p shadowtap-tests --test real_oip_server_e2e -- --nocapture
+//! ```
+
+use serde_json::Value;
+use shadow_core::vocabulary::{DiscrepancyKind, MirrorResult};
+use shadowtap_test_support::http;
+use shadowtap_tests::admin::{self, accounted, discrepancies, mirrored, sum_of};
+use shadowtap_tests::netns::NetNs;
+use shadowtap_tests::require_root;
+use shadowtap_tests::shadowd::Daemon;
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// What the venv holds: MLServer and its scikit-learn runtime, and the client library.
+const PACKAGES: &[&str] = &[
+    "mlserver==1.7.1",
+    "mlserver-sklearn==1.7.1",
+    "requests==2.34.2",
+];
+/// Requests the client sends (1 to 400 rows each).
+const REQUESTS: u64 = 60;
+
+const PROD: SocketAddr = local(8080);
+const SHADOW: SocketAddr = local(8081);
+const ADMIN: SocketAddr = local(9464);
+
+const fn local(port: u16) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)
+}
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("real_oip/wine.py")
+}
+
+/// Runs `program args`, returning its stdout or why it failed.
+fn run(program: &Path, args: &[&str]) -> Result<String, String> {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", program.display()))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!(
+            "`{} {}` failed ({}): {}",
+            program.display(),
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// The venv with [`PACKAGES`], made if missing; `Err` says why it cannot be made.
+fn venv() -> Result<PathBuf, String> {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("real-oip-venv");
+    let marker = dir.join("shadowtap-packages.txt");
+    let wanted = PACKAGES.join("\n");
+    if std::fs::read_to_string(&marker).is_ok_and(|have| have == wanted) {
+        return Ok(dir);
+    }
+    let python = std::env::var_os("SHADOWTAP_PYTHON").unwrap_or_else(|| "python3".into());
+    let _ = std::fs::remove_dir_all(&dir);
+    let started = Instant::now();
+    eprintln!(
+        "real_oip_server_e2e: installing {} into {} (once)",
+        PACKAGES.join(" "),
+        dir.display()
+    );
+    run(
+        Path::new(&python),
+        &["-m", "venv", dir.to_str().ok_or("non-UTF-8 target dir")?],
+    )?;
+    let mut pip = vec!["install", "--quiet", "--disable-pip-version-check"];
+    pip.extend_from_slice(PACKAGES);
+    run(&dir.join("bin/pip"), &pip)?;
+    std::fs::write(&marker, wanted).map_err(|e| format!("{}: {e}", marker.display()))?;
+    eprintln!(
+        "real_oip_server_e2e: venv ready in {:.0?}",
+        started.elapsed()
+    );
+    Ok(dir)
+}
+
+/// Waits (bounded) until MLServer at `addr` says it is ready.
+fn wait_ready(ns: &NetNs, server: &mut Daemon, addr: SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while Instant::now() < deadline {
+        if let Some(status) = server.wait_timeout(Duration::ZERO).expect("wait") {
+            panic!("MLServer on {addr} exited ({status}):\n{}", server.output());
+        }
+        if let Ok((200, _)) = ns.run(|| http::get(addr, "/v2/health/ready")) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    panic!(
+        "MLServer on {addr} never became ready:\n{}",
+        server.output()
+    );
+}
+
+#[test]
+fn mlserver_agreement_equals_the_offline_truth() {
+    if !require_root("mlserver_agreement_equals_the_offline_truth") {
+        return;
+    }
+    let venv = match venv() {
+        Ok(v) => v,
+        Err(why) => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED mlserver_agreement_equals_the_offline_truth: the Python venv with \
+                 MLServer cannot be made: {why}"
+            );
+            return;
+        }
+    };
+    let python = venv.join("bin/python");
+    let work = tempfile::tempdir().expect("temporary directory");
+    let models = work.path().to_str().expect("UTF-8 temporary path");
+    let script = script();
+    let script = script.to_str().expect("UTF-8 path");
+    run(&python, &[script, "train", models]).expect("train the models");
+
+    let ns = NetNs::new("oip").expect("netns");
+    let mlserver = venv.join("bin/mlserver");
+    let serve = |role: &str| {
+        let repo = work.path().join(role);
+        Daemon::spawn_program(
+            &mlserver,
+            Some(&ns),
+            &["start", repo.to_str().expect("UTF-8")],
+        )
+        .expect("start MLServer")
+    };
+    let (mut prod, mut shadow) = (serve("production"), serve("shadow"));
+    wait_ready(&ns, &mut prod, PROD);
+    wait_ready(&ns, &mut shadow, SHADOW);
+
+    let (port, url, admin_addr) = (
+        PROD.port().to_string(),
+        format!("http://{SHADOW}"),
+        ADMIN.to_string(),
+    );
+    let args = [
+        "run",
+        "--interface",
+        "lo",
+        "--port",
+        &port,
+        "--shadow",
+        &url,
+        "--shadow-model",
+        "wine-v2",
+        "--admin-addr",
+        &admin_addr,
+    ];
+    let mut daemon = Daemon::spawn(Some(&ns), &args).expect("spawn shadowd");
+    admin::wait_healthy(&ns, &mut daemon, ADMIN);
+
+    let requests = REQUESTS.to_string();
+    let truth = ns
+        .exec(
+            python.to_str().expect("UTF-8 path"),
+            &[
+                script,
+                "drive",
+                models,
+                &format!("http://{PROD}"),
+                "--requests",
+                &requests,
+            ],
+        )
+        .expect("the client ran");
+    let truth: Value = serde_json::from_str(truth.trim()).expect("truth JSON");
+    let n = REQUESTS as f64;
+    let text = admin::wait_metrics(&ns, &mut daemon, ADMIN, "every request accounted", |t| {
+        accounted(t) >= n
+    });
+    let (_, summary) = admin::get(&ns, ADMIN, "/api/summary").expect("summary");
+    let summary: Value = serde_json::from_str(&summary).expect("summary JSON");
+    println!(
+        "offline truth: {truth}\nshadowd: compared {} agreed {} (ratio {}), body discrepancies {}",
+        summary["compared"],
+        summary["agreed"],
+        summary["agreement_ratio"],
+        discrepancies(&text, DiscrepancyKind::Body)
+    );
+    assert!(
+        truth["gzipped"].as_u64().unwrap_or(0) >= REQUESTS / 2,
+        "a gzip-heavy workload: {truth}"
+    );
+    assert_eq!(mirrored(&text, MirrorResult::Ok), n, "{text}");
+    assert_eq!(summary["compared"], REQUESTS, "{summary}");
+    assert_eq!(summary["agreement_samples"], REQUESTS, "{summary}");
+    assert_eq!(summary["agreed"], truth["agreed"], "{summary}\n{truth}");
+    assert_eq!(
+        discrepancies(&text, DiscrepancyKind::Label),
+        (REQUESTS - truth["agreed"].as_u64().unwrap_or(0)) as f64,
+        "{text}"
+    );
+    for clean in [
+        "shadowtap_body_decode_failures_total",
+        "shadowtap_shadow_http_errors_total",
+    ] {
+        assert_eq!(sum_of(&text, clean), 0.0, "{clean}:\n{text}");
+    }
+    for kind in [
+        DiscrepancyKind::Body,
+        DiscrepancyKind::Status,
+        DiscrepancyKind::MissingPrediction,
+    ] {
+        assert_eq!(discrepancies(&text, kind), 0.0, "{kind:?}:\n{text}");
+    }
+    let status = daemon.stop(Duration::from_secs(30)).expect("stop shadowd");
+    assert!(status.success(), "{status}:\n{}", daemon.output());
+    for server in [&mut prod, &mut shadow] {
+        let _ = server.stop(Duration::from_secs(10));
+    }
+}
