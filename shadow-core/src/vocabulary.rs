@@ -15,43 +15,72 @@ pub const OUTCOMES: [Outcome; 5] = [
     Outcome::Unparsable,
 ];
 
-/// Why an exchange was not replayed (label of `mirror_skipped_total{reason}`).
+/// Why an exchange was not replayed (label of `mirror_skipped_total{reason}`). Together with
+/// the replay results this accounts for every exchange: `exchanges_total` = `mirrored_requests_total`
+/// + `mirror_skipped_total`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum SkipReason {
+    /// The exchange was not seen whole, so it cannot be replayed; the label is its outcome
+    /// (`gap`, `truncated`, `no_response`, `unparsable`, ...). Never `Complete`.
+    NotReplayable(Outcome),
+    /// Method or path not mirrored.
+    Filtered,
     /// Not in the deterministic sample.
     SampledOut,
+    /// The circuit breaker is open.
+    CircuitOpen,
     /// Over the token-bucket rate.
     RateLimited,
     /// The replay queue was full.
     QueueFull,
-    /// The circuit breaker is open.
-    CircuitOpen,
-    /// Method or path not mirrored.
-    Filtered,
-    /// A body exceeded the capture cap.
-    Truncated,
+    /// Queued, but shutdown came before it was sent.
+    Abandoned,
 }
 
-impl SkipReason {
-    /// Every reason, for zero-initialised metrics.
-    pub const ALL: [SkipReason; 6] = [
-        SkipReason::SampledOut,
-        SkipReason::RateLimited,
-        SkipReason::QueueFull,
-        SkipReason::CircuitOpen,
-        SkipReason::Filtered,
-        SkipReason::Truncated,
-    ];
+/// How many [`SkipReason`]s there are: one per outcome other than `complete`, plus six.
+const SKIP_REASONS: usize = OUTCOMES.len() - 1 + 6;
 
-    /// Metric label value.
+impl SkipReason {
+    /// Every reason, for zero-initialised metrics (a not-replayable reason per outcome in
+    /// [`OUTCOMES`] other than `complete`).
+    pub const ALL: [SkipReason; SKIP_REASONS] = {
+        let mut all = [SkipReason::Filtered; SKIP_REASONS];
+        let mut n = 0;
+        let mut i = 0;
+        while i < OUTCOMES.len() {
+            if !matches!(OUTCOMES[i], Outcome::Complete) {
+                all[n] = SkipReason::NotReplayable(OUTCOMES[i]);
+                n += 1;
+            }
+            i += 1;
+        }
+        let admission = [
+            SkipReason::Filtered,
+            SkipReason::SampledOut,
+            SkipReason::CircuitOpen,
+            SkipReason::RateLimited,
+            SkipReason::QueueFull,
+            SkipReason::Abandoned,
+        ];
+        let mut j = 0;
+        while j < admission.len() {
+            all[n] = admission[j];
+            n += 1;
+            j += 1;
+        }
+        all
+    };
+
+    /// Metric label value (a not-replayable exchange's is its outcome's).
     pub fn as_str(self) -> &'static str {
         match self {
+            SkipReason::NotReplayable(outcome) => outcome.as_str(),
+            SkipReason::Filtered => "filtered",
             SkipReason::SampledOut => "sampled_out",
+            SkipReason::CircuitOpen => "circuit_open",
             SkipReason::RateLimited => "rate_limited",
             SkipReason::QueueFull => "queue_full",
-            SkipReason::CircuitOpen => "circuit_open",
-            SkipReason::Filtered => "filtered",
-            SkipReason::Truncated => "truncated",
+            SkipReason::Abandoned => "abandoned",
         }
     }
 }
@@ -164,5 +193,154 @@ impl KernelPacketResult {
             KernelPacketResult::Malformed => "malformed",
             KernelPacketResult::TooLong => "too_long",
         }
+    }
+}
+
+/// Why the shadow counts as failing a replay (circuit breaker window, warnings): no usable
+/// answer, a 5xx, an answer slower than `slow_call_ms`, or a request we could not send.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ShadowFailure {
+    /// Could not connect.
+    Connect,
+    /// No complete answer within the timeout.
+    Timeout,
+    /// The answer was not valid HTTP, was cut short or too large.
+    Protocol,
+    /// A 5xx answer.
+    ServerError,
+    /// An answer slower than `circuit_breaker.slow_call_ms`.
+    Slow,
+    /// The production request could not be turned into a shadow request (our side; not held
+    /// against the shadow by the breaker).
+    Request,
+}
+
+impl ShadowFailure {
+    /// Every failure, in a fixed order (logs list counts in this order).
+    pub const ALL: [ShadowFailure; 6] = [
+        ShadowFailure::Connect,
+        ShadowFailure::Timeout,
+        ShadowFailure::Protocol,
+        ShadowFailure::ServerError,
+        ShadowFailure::Slow,
+        ShadowFailure::Request,
+    ];
+
+    /// Log name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ShadowFailure::Connect => "connect",
+            ShadowFailure::Timeout => "timeout",
+            ShadowFailure::Protocol => "protocol",
+            ShadowFailure::ServerError => "5xx",
+            ShadowFailure::Slow => "slow",
+            ShadowFailure::Request => "request",
+        }
+    }
+
+    /// The failure a transport-level [`ErrorClass`] stands for (`None` for 4xx, the request's
+    /// fault).
+    pub fn of_class(class: ErrorClass) -> Option<ShadowFailure> {
+        match class {
+            ErrorClass::Connect => Some(ShadowFailure::Connect),
+            ErrorClass::Timeout => Some(ShadowFailure::Timeout),
+            ErrorClass::Protocol => Some(ShadowFailure::Protocol),
+            ErrorClass::ServerError => Some(ShadowFailure::ServerError),
+            ErrorClass::ClientError => None,
+        }
+    }
+}
+
+/// What an agreement ratio counts (label `unit` of `shadowtap_agreement_ratio`): whole
+/// requests, or the rows of multi-row requests (Open Inference Protocol batches: one label per
+/// row).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AgreementUnit {
+    /// A request agrees when every one of its labels (or its prediction) agrees.
+    Request,
+    /// Each labelled row of a prediction, on its own.
+    Row,
+}
+
+impl AgreementUnit {
+    /// Both units.
+    pub const ALL: [AgreementUnit; 2] = [AgreementUnit::Request, AgreementUnit::Row];
+
+    /// Metric label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgreementUnit::Request => "request",
+            AgreementUnit::Row => "row",
+        }
+    }
+}
+
+/// A protocol other than HTTP/1.x recognised on a tapped port (named in a warning: its
+/// exchanges cannot be mirrored).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ForeignProtocol {
+    /// The HTTP/2 connection preface (`PRI * HTTP/2.0`): gRPC or h2c.
+    Http2,
+    /// A TLS handshake: encrypted traffic.
+    Tls,
+}
+
+impl ForeignProtocol {
+    /// The protocol a connection's first request bytes announce, if they announce one.
+    pub fn detect(first_bytes: &[u8]) -> Option<ForeignProtocol> {
+        const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
+        if first_bytes.starts_with(H2_PREFACE) {
+            Some(ForeignProtocol::Http2)
+        } else if first_bytes.len() >= 3
+            && first_bytes[0] == 0x16
+            && first_bytes[1] == 0x03
+            && first_bytes[2] <= 0x04
+        {
+            // A TLS record of type handshake, version 3.x (SSL 3.0 .. TLS 1.3).
+            Some(ForeignProtocol::Tls)
+        } else {
+            None
+        }
+    }
+
+    /// How logs name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ForeignProtocol::Http2 => "HTTP/2 preface",
+            ForeignProtocol::Tls => "TLS handshake",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_non_complete_outcome_is_a_skip_reason_and_labels_are_unique() {
+        for outcome in OUTCOMES {
+            let listed = SkipReason::ALL.contains(&SkipReason::NotReplayable(outcome));
+            assert_eq!(listed, outcome != Outcome::Complete, "{outcome:?}");
+        }
+        let mut labels: Vec<&str> = SkipReason::ALL.iter().map(|r| r.as_str()).collect();
+        labels.sort_unstable();
+        labels.dedup();
+        assert_eq!(labels.len(), SkipReason::ALL.len(), "{labels:?}");
+        assert_eq!(
+            SkipReason::NotReplayable(Outcome::Truncated).as_str(),
+            "truncated"
+        );
+    }
+
+    #[test]
+    fn foreign_protocols_are_recognised_by_their_first_bytes() {
+        let h2 = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+        assert_eq!(ForeignProtocol::detect(h2), Some(ForeignProtocol::Http2));
+        assert_eq!(
+            ForeignProtocol::detect(&[0x16, 0x03, 0x01, 0x02, 0x00]),
+            Some(ForeignProtocol::Tls)
+        );
+        assert_eq!(ForeignProtocol::detect(b"POST /v2 HTTP/1.1\r\n"), None);
+        assert_eq!(ForeignProtocol::detect(b"PRI"), None);
     }
 }
