@@ -1,15 +1,21 @@
 //! Admission: decides which exchanges are replayed and queues them, as [`Job`]s, for the
 //! replay workers of [`crate::mirror`]. It never waits on anything the capture side waits on:
-//! the queue is fed with `try_send`, and a full queue means drop and count
+//! the [`queue`] is pushed to without waiting, and a full queue means drop and count
 //! ([`SkipReason::QueueFull`]).
 //!
 //! Checks, in order (the first that fails names the skip reason):
-//! outcome (`truncated`) → [`filter`] (`filtered`) → [`sampling`] (`sampled_out`) →
-//! [`circuit_breaker`] (`circuit_open`) → [`token_bucket`] (`rate_limited`) → queue (`queue_full`).
-//! Every decision is reported through [`Telemetry`].
+//! outcome (not `complete`: the outcome, e.g. `gap`, `truncated`) → [`filter`] (`filtered`) →
+//! [`sampling`] (`sampled_out`) → [`circuit_breaker`] (`circuit_open`) → [`token_bucket`]
+//! (`rate_limited`) → [`queue`] (`queue_full`). Every exchange is reported through
+//! [`Telemetry`] as seen and then either skipped (here, or abandoned in the queue at shutdown)
+//! or replayed (by the mirror): nothing goes unaccounted.
+//!
+//! Every exchange, replayed or not, is also shown to the queue: with production pacing its
+//! wire timings say how many requests production had in flight, which bounds the replays.
 
 pub mod circuit_breaker;
 pub mod filter;
+pub mod queue;
 pub mod sampling;
 pub mod token_bucket;
 
@@ -17,6 +23,7 @@ use crate::config::Config;
 use crate::telemetry::Telemetry;
 use circuit_breaker::SharedBreaker;
 use filter::RequestFilter;
+use queue::SharedQueue;
 use sampling::Sampler;
 use shadow_core::http::{Exchange, ExchangeTiming, HttpRequest, HttpResponse, Outcome};
 use shadow_core::segment::FlowKey;
@@ -24,7 +31,6 @@ use shadow_core::vocabulary::SkipReason;
 use std::sync::Arc;
 use std::time::Instant;
 use token_bucket::TokenBucket;
-use tokio::sync::mpsc;
 
 /// One exchange to replay: a complete one, so the request and the production response are
 /// both there. Built from an [`Exchange`] with `Job::try_from`.
@@ -70,6 +76,18 @@ impl TryFrom<Exchange> for Job {
     }
 }
 
+impl NotReplayable {
+    /// The skip reason it is counted under: its outcome; a `complete` exchange lacking a part
+    /// is counted as the outcome that describes what is missing.
+    pub fn skip_reason(self) -> SkipReason {
+        SkipReason::NotReplayable(match self {
+            NotReplayable::Outcome(outcome) => outcome,
+            NotReplayable::Missing("request") => Outcome::Unparsable,
+            NotReplayable::Missing(_) => Outcome::NoResponse,
+        })
+    }
+}
+
 /// What admission did with an exchange.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Admission {
@@ -77,8 +95,6 @@ pub enum Admission {
     Queued,
     /// Not replayed, for this reason.
     Skipped(SkipReason),
-    /// Not replayable (gap, no response, unparsable): counted in `exchanges_total` only.
-    Incomplete,
 }
 
 /// What admission did, counted (the same counts go to [`Telemetry`]).
@@ -88,10 +104,8 @@ pub struct AdmissionStats {
     pub exchanges: u64,
     /// Exchanges queued for replay.
     pub queued: u64,
-    /// Skipped, by reason.
+    /// Skipped, by reason (not-replayable outcomes included).
     pub skipped: std::collections::BTreeMap<&'static str, u64>,
-    /// Not replayable (gap, no response, unparsable).
-    pub incomplete: u64,
 }
 
 /// The admission stage: synchronous, never blocks.
@@ -101,7 +115,7 @@ pub struct Admitter {
     sampler: Sampler,
     bucket: Option<TokenBucket>,
     breaker: Arc<SharedBreaker>,
-    queue: mpsc::Sender<Job>,
+    queue: Arc<SharedQueue>,
     telemetry: Arc<dyn Telemetry>,
 }
 
@@ -110,7 +124,7 @@ impl Admitter {
     pub fn new(
         config: &Config,
         breaker: Arc<SharedBreaker>,
-        queue: mpsc::Sender<Job>,
+        queue: Arc<SharedQueue>,
         telemetry: Arc<dyn Telemetry>,
     ) -> Self {
         let m = &config.mirror;
@@ -130,7 +144,9 @@ impl Admitter {
     /// Counts the exchange and queues it for replay if every check passes.
     pub fn offer(&mut self, exchange: Exchange) -> Admission {
         self.telemetry.exchange_seen(exchange.outcome);
-        let admission = self.admit(exchange);
+        let now = Instant::now();
+        self.queue.lock().observe(&exchange.timing, now);
+        let admission = self.admit(exchange, now);
         self.stats.exchanges += 1;
         match admission {
             Admission::Queued => self.stats.queued += 1,
@@ -138,8 +154,9 @@ impl Admitter {
                 self.telemetry.skipped(reason);
                 *self.stats.skipped.entry(reason.as_str()).or_default() += 1;
             }
-            Admission::Incomplete => self.stats.incomplete += 1,
         }
+        // A new job, or production's load changed: the dispatcher decides again.
+        self.queue.notify();
         admission
     }
 
@@ -148,13 +165,17 @@ impl Admitter {
         &self.stats
     }
 
-    fn admit(&mut self, exchange: Exchange) -> Admission {
+    /// No more exchanges: closes the queue (the jobs in it still leave) and wakes the
+    /// dispatcher.
+    pub fn close(&self) {
+        self.queue.lock().close();
+        self.queue.notify();
+    }
+
+    fn admit(&mut self, exchange: Exchange, now: Instant) -> Admission {
         let job = match Job::try_from(exchange) {
             Ok(job) => job,
-            Err(NotReplayable::Outcome(Outcome::Truncated)) => {
-                return Admission::Skipped(SkipReason::Truncated);
-            }
-            Err(_) => return Admission::Incomplete,
+            Err(why) => return Admission::Skipped(why.skip_reason()),
         };
         let req = &job.request;
         if !self.filter.allows(&req.method, &req.target) {
@@ -163,7 +184,6 @@ impl Admitter {
         if !self.sampler.sampled(&req.method, &req.target, &req.body) {
             return Admission::Skipped(SkipReason::SampledOut);
         }
-        let now = Instant::now();
         if !self.breaker.admit(now) {
             return Admission::Skipped(SkipReason::CircuitOpen);
         }
@@ -173,9 +193,11 @@ impl Admitter {
             self.breaker.cancel();
             return Admission::Skipped(SkipReason::RateLimited);
         }
-        match self.queue.try_send(job) {
+        let pushed = self.queue.lock().push(job, now);
+        match pushed {
             Ok(()) => Admission::Queued,
-            Err(_) => {
+            // (Closed only after admission stops offering, so in practice: full.)
+            Err(queue::Refused::Full | queue::Refused::Closed) => {
                 self.breaker.cancel();
                 Admission::Skipped(SkipReason::QueueFull)
             }
@@ -187,10 +209,11 @@ impl Admitter {
 pub(crate) mod tests {
     use super::*;
     use crate::config::test_config;
-    use crate::telemetry::{BreakerState, Event, Recorder};
+    use crate::telemetry::{BreakerCause, BreakerChange, BreakerState, Event, Recorder};
     use bytes::Bytes;
     use circuit_breaker::CircuitBreaker;
     use shadow_core::http::Header;
+    use shadow_core::vocabulary::ShadowFailure;
 
     /// A complete exchange for tests.
     pub(crate) fn exchange(method: &str, target: &str, body: &str) -> Exchange {
@@ -225,16 +248,21 @@ pub(crate) mod tests {
         Job::try_from(exchange(method, target, body)).unwrap()
     }
 
-    fn admitter(config: &Config, depth: usize) -> (Admitter, mpsc::Receiver<Job>, Arc<Recorder>) {
+    fn admitter(config: &Config, depth: usize) -> (Admitter, Arc<SharedQueue>, Arc<Recorder>) {
         let recorder = Arc::new(Recorder::new());
         let breaker = Arc::new(SharedBreaker::new(
             CircuitBreaker::new(&config.circuit_breaker),
             recorder.clone(),
         ));
-        let (tx, rx) = mpsc::channel(depth);
+        let queue = Arc::new(SharedQueue::new(queue::ReplayQueue::new(
+            config.mirror.pacing,
+            depth,
+            config.shadow.concurrency.get(),
+            Instant::now(),
+        )));
         (
-            Admitter::new(config, breaker, tx, recorder.clone()),
-            rx,
+            Admitter::new(config, breaker, queue.clone(), recorder.clone()),
+            queue,
             recorder,
         )
     }
@@ -246,29 +274,32 @@ pub(crate) mod tests {
         assert_eq!(Some(&job.request), ex.request.as_ref());
         assert_eq!(Some(&job.prod_response), ex.prod_response.as_ref());
         assert_eq!((job.flow, job.timing), (ex.flow, ex.timing));
-        for outcome in [
-            Outcome::Gap,
-            Outcome::Truncated,
-            Outcome::NoResponse,
-            Outcome::Unparsable,
-        ] {
+        for outcome in shadow_core::vocabulary::OUTCOMES {
+            if outcome == Outcome::Complete {
+                continue;
+            }
             let mut ex = exchange("POST", "/p", "a");
             ex.outcome = outcome;
             let err = Job::try_from(ex).unwrap_err();
             assert_eq!(err, NotReplayable::Outcome(outcome));
             assert!(err.to_string().contains(outcome.as_str()), "{err}");
+            assert_eq!(err.skip_reason(), SkipReason::NotReplayable(outcome));
         }
         let mut no_response = exchange("POST", "/p", "a");
         no_response.prod_response = None;
+        let err = Job::try_from(no_response).unwrap_err();
+        assert_eq!(err, NotReplayable::Missing("production response"));
         assert_eq!(
-            Job::try_from(no_response),
-            Err(NotReplayable::Missing("production response"))
+            err.skip_reason(),
+            SkipReason::NotReplayable(Outcome::NoResponse)
         );
         let mut no_request = exchange("POST", "/p", "a");
         no_request.request = None;
+        let err = Job::try_from(no_request).unwrap_err();
+        assert_eq!(err, NotReplayable::Missing("request"));
         assert_eq!(
-            Job::try_from(no_request),
-            Err(NotReplayable::Missing("request"))
+            err.skip_reason(),
+            SkipReason::NotReplayable(Outcome::Unparsable)
         );
     }
 
@@ -277,19 +308,19 @@ pub(crate) mod tests {
         // One token per 1000 s after a burst of 2: the third offer is limited however slow
         // the machine is.
         let config = test_config("[mirror]\nrate_limit = 0.001\nburst = 2\n");
-        let (mut p, _rx, events) = admitter(&config, 2);
-        let mut truncated = exchange("POST", "/p", "a");
-        truncated.outcome = Outcome::Truncated;
-        assert_eq!(
-            p.offer(truncated),
-            Admission::Skipped(SkipReason::Truncated)
-        );
-        let mut gap = exchange("POST", "/p", "a");
-        gap.outcome = Outcome::Gap;
-        assert_eq!(p.offer(gap), Admission::Incomplete);
+        let (mut p, _queue, events) = admitter(&config, 2);
+        let truncated = SkipReason::NotReplayable(Outcome::Truncated);
+        let gap = SkipReason::NotReplayable(Outcome::Gap);
+        let no_response = SkipReason::NotReplayable(Outcome::NoResponse);
+        let mut ex = exchange("POST", "/p", "a");
+        ex.outcome = Outcome::Truncated;
+        assert_eq!(p.offer(ex), Admission::Skipped(truncated));
+        let mut ex = exchange("POST", "/p", "a");
+        ex.outcome = Outcome::Gap;
+        assert_eq!(p.offer(ex), Admission::Skipped(gap));
         let mut half = exchange("POST", "/p", "a");
         half.prod_response = None;
-        assert_eq!(p.offer(half), Admission::Incomplete);
+        assert_eq!(p.offer(half), Admission::Skipped(no_response));
         assert_eq!(
             p.offer(exchange("DELETE", "/p", "")),
             Admission::Skipped(SkipReason::Filtered)
@@ -304,11 +335,16 @@ pub(crate) mod tests {
         assert_eq!(
             events.events(),
             vec![
-                BreakerChanged(BreakerState::Closed),
+                BreakerChanged(BreakerChange {
+                    state: BreakerState::Closed,
+                    cause: BreakerCause::Start
+                }),
                 ExchangeSeen(Outcome::Truncated),
-                Skipped(SkipReason::Truncated),
+                Skipped(truncated),
                 ExchangeSeen(Outcome::Gap),
+                Skipped(gap),
                 ExchangeSeen(Outcome::Complete),
+                Skipped(no_response),
                 ExchangeSeen(Outcome::Complete),
                 Skipped(SkipReason::Filtered),
                 ExchangeSeen(Outcome::Complete),
@@ -318,14 +354,20 @@ pub(crate) mod tests {
             ]
         );
         let stats = p.stats();
-        assert_eq!((stats.exchanges, stats.queued, stats.incomplete), (7, 2, 2));
+        assert_eq!((stats.exchanges, stats.queued), (7, 2));
         assert_eq!(stats.skipped["rate_limited"], 1);
+        assert_eq!(stats.skipped["gap"], 1);
+        assert_eq!(
+            stats.skipped.values().sum::<u64>(),
+            5,
+            "every exchange accounted for"
+        );
     }
 
     #[test]
     fn full_queue_drops_without_waiting() {
         let config = test_config("");
-        let (mut p, mut rx, events) = admitter(&config, 3);
+        let (mut p, queue, events) = admitter(&config, 3);
         let got: Vec<Admission> = (0..10)
             .map(|i| p.offer(exchange("POST", "/p", &i.to_string())))
             .collect();
@@ -336,10 +378,11 @@ pub(crate) mod tests {
                 .count(),
             7
         );
-        assert_eq!(
-            rx.try_recv().unwrap().request.body,
-            Bytes::from_static(b"0")
-        );
+        let first = match queue.lock().next(Instant::now(), 0) {
+            queue::Next::Release(r) => r.job,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(first.request.body, Bytes::from_static(b"0"));
         assert_eq!(events.count(&Event::Skipped(SkipReason::QueueFull)), 7);
         assert_eq!(events.count(&Event::ExchangeSeen(Outcome::Complete)), 10);
     }
@@ -347,9 +390,10 @@ pub(crate) mod tests {
     #[test]
     fn open_breaker_skips_with_circuit_open() {
         let config = test_config("");
-        let (mut p, _rx, events) = admitter(&config, 100);
+        let (mut p, _queue, events) = admitter(&config, 100);
         for _ in 0..config.circuit_breaker.min_requests.get() {
-            p.breaker.record(true, Instant::now());
+            p.breaker
+                .record(Some(ShadowFailure::Connect), Instant::now());
         }
         assert_eq!(p.breaker.state(), BreakerState::Open);
         assert_eq!(
@@ -357,8 +401,8 @@ pub(crate) mod tests {
             Admission::Skipped(SkipReason::CircuitOpen)
         );
         assert_eq!(
-            events.count(&Event::BreakerChanged(BreakerState::Open)),
-            1,
+            events.breaker_states(),
+            vec![BreakerState::Closed, BreakerState::Open],
             "{:?}",
             events.events()
         );
@@ -368,7 +412,7 @@ pub(crate) mod tests {
     #[test]
     fn sampled_out_is_counted() {
         let config = test_config("[mirror]\nsample_percent = 0.0\n");
-        let (mut p, _rx, events) = admitter(&config, 10);
+        let (mut p, _queue, events) = admitter(&config, 10);
         assert_eq!(
             p.offer(exchange("POST", "/p", "x")),
             Admission::Skipped(SkipReason::SampledOut)

@@ -4,20 +4,30 @@
 //! Nothing here ever waits on the mirror: a full channel drops the exchange and reports it
 //! ([`DropStage::ExchangeChannel`]), so a slow shadow can never slow the capture, let alone
 //! production. Capture and reassembly counters go to [`Telemetry`].
+//!
+//! Traffic on the tapped port that is not HTTP/1.x (an HTTP/2 preface, a TLS handshake)
+//! cannot be mirrored: its exchanges are `unparsable`, and [`ForeignTraffic`] names the
+//! protocol in a rate-limited warning.
 
 use crate::capture::{CaptureStats, LiveCapture, TapSpec, open_live};
 use crate::config::{CaptureConfig, Config};
 use crate::shutdown::Shutdown;
-use crate::telemetry::Telemetry;
-use shadow_core::http::{Exchange, ExchangeAssembler, HttpConfig};
+use crate::telemetry::{Telemetry, Throttle, Warning};
+use shadow_core::http::{Exchange, ExchangeAssembler, HttpConfig, Outcome};
 use shadow_core::reassembly::ReassemblyStats;
-use shadow_core::vocabulary::DropStage;
+use shadow_core::segment::{Direction, FlowKey, Segment};
+use shadow_core::vocabulary::{DropStage, ForeignProtocol};
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 
 /// How often idle connections are expired and counters reported.
 const HOUSEKEEPING: Duration = Duration::from_millis(500);
+/// At most one warning per foreign protocol per this long (the first at once).
+const FOREIGN_WARNING_EVERY: Duration = Duration::from_secs(60);
+/// Connections remembered as announcing a foreign protocol, at most.
+const MAX_FOREIGN_FLOWS: usize = 1024;
 
 /// Starts the tap described by `config.capture` and a task turning its segments into
 /// exchanges; returns the channel they arrive on. The channel closes when the capture stops
@@ -36,6 +46,7 @@ pub fn start(
     let source = Source {
         assembler: assembler(&config.capture),
         tx,
+        foreign: ForeignTraffic::new(telemetry.clone()),
         telemetry,
         ready: Vec::new(),
         reported: Reported::default(),
@@ -64,8 +75,61 @@ struct Source {
     assembler: ExchangeAssembler,
     tx: mpsc::Sender<Exchange>,
     telemetry: Arc<dyn Telemetry>,
+    foreign: ForeignTraffic,
     ready: Vec<Exchange>,
     reported: Reported,
+}
+
+/// Recognises connections that speak another protocol than HTTP/1.x and warns (rate-limited,
+/// per protocol) when their exchanges come out unparsable.
+pub struct ForeignTraffic {
+    /// Connections whose request bytes announced a foreign protocol.
+    flows: HashMap<FlowKey, ForeignProtocol>,
+    warnings: Throttle<ForeignProtocol>,
+    telemetry: Arc<dyn Telemetry>,
+}
+
+impl ForeignTraffic {
+    /// Warnings go to `telemetry`.
+    pub fn new(telemetry: Arc<dyn Telemetry>) -> Self {
+        ForeignTraffic {
+            flows: HashMap::new(),
+            warnings: Throttle::new(FOREIGN_WARNING_EVERY),
+            telemetry,
+        }
+    }
+
+    /// Looks at a captured segment: request bytes announcing a foreign protocol mark their
+    /// connection.
+    pub fn segment(&mut self, segment: &Segment) {
+        if segment.dir != Direction::Request || segment.payload.is_empty() {
+            return;
+        }
+        if let Some(protocol) = ForeignProtocol::detect(&segment.payload) {
+            if self.flows.len() >= MAX_FOREIGN_FLOWS {
+                self.flows.clear();
+            }
+            self.flows.insert(segment.flow, protocol);
+        }
+    }
+
+    /// Looks at an exchange leaving the HTTP stage: an unparsable one of a marked connection
+    /// is warned about (the first of each protocol at once, then at most once a minute).
+    pub fn exchange(&mut self, exchange: &Exchange, now: Instant) {
+        if exchange.outcome != Outcome::Unparsable {
+            return;
+        }
+        let Some(protocol) = self.flows.remove(&exchange.flow) else {
+            return;
+        };
+        if let Some(suppressed) = self.warnings.allow(protocol, now) {
+            self.telemetry.warning(&Warning::ForeignProtocol {
+                protocol,
+                flow: exchange.flow,
+                suppressed,
+            });
+        }
+    }
 }
 
 impl Source {
@@ -74,7 +138,10 @@ impl Source {
         loop {
             tokio::select! {
                 segment = capture.segments.recv() => match segment {
-                    Some(segment) => self.assembler.push(segment, &mut self.ready),
+                    Some(segment) => {
+                        self.foreign.segment(&segment);
+                        self.assembler.push(segment, &mut self.ready);
+                    }
                     None => break,
                 },
                 _ = housekeeping.tick() => {
@@ -95,7 +162,9 @@ impl Source {
 
     /// Sends completed exchanges without waiting; false once the mirror is gone.
     fn hand_over(&mut self) -> bool {
+        let now = Instant::now();
         for exchange in self.ready.drain(..) {
+            self.foreign.exchange(&exchange, now);
             match self.tx.try_send(exchange) {
                 Ok(()) => {}
                 Err(mpsc::error::TrySendError::Full(_)) => {
@@ -187,5 +256,78 @@ mod tests {
             2,
             "one flow kept: each new one evicts"
         );
+    }
+
+    /// Runs connections through the HTTP stage and [`ForeignTraffic`] as the source does.
+    fn foreign_warnings(conns: Vec<Vec<Segment>>, at: Instant) -> Vec<Warning> {
+        use crate::telemetry::Recorder;
+        let recorder = Arc::new(Recorder::new());
+        let mut foreign = ForeignTraffic::new(recorder.clone());
+        let mut assembler = assembler(&crate::config::test_config("").capture);
+        let mut out = Vec::new();
+        for segment in shadow_core::testkit::interleave(conns) {
+            foreign.segment(&segment);
+            assembler.push(segment, &mut out);
+        }
+        assembler.finish(&mut out);
+        for exchange in &out {
+            foreign.exchange(exchange, at);
+        }
+        recorder.warnings()
+    }
+
+    fn h2(port: u16) -> Vec<Segment> {
+        let mut c = Conn::new(&format!("10.0.0.5:{port}"), "10.0.0.2:8080");
+        c.handshake()
+            .request(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+            .response(b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+            .close();
+        c.into_segments()
+    }
+
+    #[test]
+    fn http2_and_tls_on_the_port_are_named_once_per_interval() {
+        let http1 = {
+            let mut c = Conn::new("10.0.0.1:40000", "10.0.0.2:8080");
+            c.handshake()
+                .request(b"POST /p HTTP/1.1\r\nContent-Length: 2\r\n\r\n\x16\x03")
+                .response(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                .close();
+            c.into_segments()
+        };
+        let tls = {
+            let mut c = Conn::new("10.0.0.6:40001", "10.0.0.2:8080");
+            c.handshake()
+                .request(&[0x16, 0x03, 0x01, 0x00, 0x05, 1, 0, 0, 1, 0])
+                .close();
+            c.into_segments()
+        };
+        let at = Instant::now();
+        let warnings = foreign_warnings(vec![http1.clone(), h2(51234), h2(51235), tls], at);
+        let flow = |client: &str| FlowKey {
+            client: client.parse().unwrap(),
+            server: "10.0.0.2:8080".parse().unwrap(),
+        };
+        // The second HTTP/2 connection within the minute is held back; HTTP/1.1 is not named.
+        assert_eq!(
+            warnings,
+            vec![
+                Warning::ForeignProtocol {
+                    protocol: ForeignProtocol::Http2,
+                    flow: flow("10.0.0.5:51234"),
+                    suppressed: 0
+                },
+                Warning::ForeignProtocol {
+                    protocol: ForeignProtocol::Tls,
+                    flow: flow("10.0.0.6:40001"),
+                    suppressed: 0
+                },
+            ]
+        );
+        assert_eq!(
+            warnings[0].to_string(),
+            "HTTP/2 preface seen on 10.0.0.5:51234 \u{2192} :8080: not HTTP/1.x, not mirrored"
+        );
+        assert!(foreign_warnings(vec![http1], at).is_empty());
     }
 }

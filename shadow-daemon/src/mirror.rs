@@ -2,35 +2,50 @@
 //! hands the results on, fed by a channel of exchanges:
 //!
 //! ```text
-//! exchanges ─▶ admission (admit, try_send) ─▶ queue ─▶ replay workers (≤ concurrency)
-//!                                                       └▶ compare ─▶ telemetry, evaluation,
-//!                                                                     discrepancy sink
+//! exchanges ─▶ admission (admit, push) ─▶ replay queue ─▶ dispatcher ─▶ replays (≤ limit)
+//!                                          (paced)                      └▶ compare ─▶ telemetry,
+//!                                                                          evaluation, discrepancy sink
 //! ```
+//!
+//! The dispatcher releases jobs from the [`queue`](crate::admission::queue) as its pacing
+//! allows (by default production's order, spacing and concurrency, `shadow.concurrency` at
+//! most) and reports the load (replays in flight, queue length) and each job's wait; the
+//! shadow's latency is measured by the replay alone, from sending the request to the last byte
+//! of the answer, so the queue wait is never part of it. When jobs wait for capacity while the
+//! queue fills, a rate-limited warning says the shadow is saturated. The first replay failure
+//! of each kind is a warning, later ones are rate-limited.
 //!
 //! The mirror names no sink: events go to a [`Telemetry`], differing comparisons to a
 //! [`DiscrepancySink`], and [`MirrorStatus`] is what an admin endpoint may read.
 //!
 //! [`Mirror::run`] returns when the exchange channel closes (after every queued request was
-//! replayed) or when shutdown is requested (in-flight replays finish, queued ones are abandoned
-//! and counted in [`RunSummary::abandoned`]).
+//! replayed) or when shutdown is requested (in-flight replays finish, queued ones are abandoned:
+//! counted as skipped, `abandoned`, and in [`RunSummary::abandoned`]).
 
 use crate::admission::circuit_breaker::{
-    BreakerState, CircuitBreaker, SharedBreaker, counts_as_failure,
+    BreakerState, CircuitBreaker, SharedBreaker, shadow_failure,
 };
+use crate::admission::queue::{Next, Released, ReplayQueue, SharedQueue};
 use crate::admission::{AdmissionStats, Admitter, Job};
 use crate::config::Config;
 use crate::replay::ShadowClient;
 use crate::shutdown::Shutdown;
-use crate::telemetry::Telemetry;
+use crate::telemetry::{ReplayLoad, Telemetry, Throttle, Warning};
 use serde::Serialize;
-use shadow_core::compare::{Comparer, Comparison};
+use shadow_core::compare::{Comparer, Comparison, ShadowAnswer};
 use shadow_core::evaluation::{Evaluation, Summary};
 use shadow_core::http::Exchange;
-use shadow_core::vocabulary::MirrorResult;
+use shadow_core::vocabulary::{AgreementUnit, MirrorResult, ShadowFailure, SkipReason};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
+
+/// At most one "shadow saturated" warning per this long.
+const SATURATION_WARNING_EVERY: Duration = Duration::from_secs(30);
+/// At most one warning per kind of replay failure per this long (the first at once).
+const FAILURE_WARNING_EVERY: Duration = Duration::from_secs(60);
 
 /// Where the mirror hands every comparison that found a difference (the discrepancy log
 /// implements it). Called on the replay workers: it must not wait.
@@ -52,11 +67,28 @@ pub struct RunSummary {
     pub evaluation: Summary,
 }
 
+/// The replay stage's load and settings, as `/api/summary` shows them.
+#[derive(Clone, Debug, Serialize)]
+pub struct ReplayStatus {
+    /// `production` or `asap`.
+    pub pacing: &'static str,
+    /// Replays sent and not answered yet.
+    pub in_flight: usize,
+    /// Replays in flight at most (`shadow.concurrency`).
+    pub concurrency: usize,
+    /// Replays waiting in the queue.
+    pub queued: usize,
+    /// Queue depth (`mirror.queue`).
+    pub queue_capacity: usize,
+}
+
 /// A read-only view of a mirror's running aggregates (for `/api/summary`).
 #[derive(Clone, Debug)]
 pub struct MirrorStatus {
     evaluation: Arc<Mutex<Evaluation>>,
     breaker: Arc<SharedBreaker>,
+    queue: Arc<SharedQueue>,
+    in_flight: Arc<AtomicUsize>,
 }
 
 impl MirrorStatus {
@@ -72,6 +104,18 @@ impl MirrorStatus {
     pub fn breaker(&self) -> BreakerState {
         self.breaker.state()
     }
+
+    /// The replay stage's load now.
+    pub fn replay(&self) -> ReplayStatus {
+        let q = self.queue.lock();
+        ReplayStatus {
+            pacing: q.pacing().as_str(),
+            in_flight: self.in_flight.load(Ordering::Relaxed),
+            concurrency: q.concurrency(),
+            queued: q.len(),
+            queue_capacity: q.capacity(),
+        }
+    }
 }
 
 /// Everything the replay workers share.
@@ -84,16 +128,19 @@ struct Worker {
     discrepancies: Option<Box<dyn DiscrepancySink>>,
     /// Answers slower than this count as shadow failures for the breaker.
     slow_call: Option<Duration>,
+    failure_warnings: Mutex<Throttle<ShadowFailure>>,
 }
 
 /// The mirror, built and ready to run.
 pub struct Mirror {
     config: Arc<Config>,
     worker: Worker,
+    queue: Arc<SharedQueue>,
+    in_flight: Arc<AtomicUsize>,
 }
 
 impl Mirror {
-    /// Builds the shadow client, comparer and breaker, reporting to `telemetry`.
+    /// Builds the shadow client, comparer, breaker and replay queue, reporting to `telemetry`.
     pub fn new(config: Arc<Config>, telemetry: Arc<dyn Telemetry>) -> Mirror {
         let worker = Worker {
             client: ShadowClient::new(&config.shadow, telemetry.clone()),
@@ -106,8 +153,20 @@ impl Mirror {
             telemetry,
             discrepancies: None,
             slow_call: config.circuit_breaker.slow_call,
+            failure_warnings: Mutex::new(Throttle::new(FAILURE_WARNING_EVERY)),
         };
-        Mirror { config, worker }
+        let queue = Arc::new(SharedQueue::new(ReplayQueue::new(
+            config.mirror.pacing,
+            config.mirror.queue.get(),
+            config.shadow.concurrency.get(),
+            Instant::now(),
+        )));
+        Mirror {
+            config,
+            worker,
+            queue,
+            in_flight: Arc::new(AtomicUsize::new(0)),
+        }
     }
 
     /// Hands every comparison that found a difference to `sink`.
@@ -121,28 +180,35 @@ impl Mirror {
         MirrorStatus {
             evaluation: self.worker.evaluation.clone(),
             breaker: self.worker.breaker.clone(),
+            queue: self.queue.clone(),
+            in_flight: self.in_flight.clone(),
         }
     }
 
     /// Runs admission and replay until `exchanges` closes or shutdown is requested.
     pub async fn run(self, exchanges: mpsc::Receiver<Exchange>, shutdown: Shutdown) -> RunSummary {
-        let Mirror { config, worker } = self;
-        let (queue_tx, queue_rx) = mpsc::channel::<Job>(config.mirror.queue.get());
+        let Mirror {
+            config,
+            worker,
+            queue,
+            in_flight,
+        } = self;
         let admitter = Admitter::new(
             &config,
             worker.breaker.clone(),
-            queue_tx,
+            queue.clone(),
             worker.telemetry.clone(),
         );
         let admission_task = tokio::spawn(admit(admitter, exchanges, shutdown.clone()));
         let worker = Arc::new(worker);
-        let (replayed, abandoned) = dispatch(
-            queue_rx,
-            worker.clone(),
-            config.shadow.concurrency.get(),
-            shutdown,
-        )
-        .await;
+        let dispatcher = Dispatcher {
+            queue,
+            worker: worker.clone(),
+            in_flight,
+            saturation_warnings: Throttle::new(SATURATION_WARNING_EVERY),
+            reported: None,
+        };
+        let (replayed, abandoned) = dispatcher.run(shutdown).await;
         let stats = admission_task.await.unwrap_or_default();
         let evaluation = worker
             .evaluation
@@ -158,8 +224,8 @@ impl Mirror {
     }
 }
 
-/// Offers each exchange to admission until `exchanges` closes or shutdown is requested;
-/// dropping the admitter then closes the replay queue.
+/// Offers each exchange to admission until `exchanges` closes or shutdown is requested, then
+/// closes the replay queue.
 async fn admit(
     mut admitter: Admitter,
     mut exchanges: mpsc::Receiver<Exchange>,
@@ -175,61 +241,130 @@ async fn admit(
             },
         }
     }
+    admitter.close();
     admitter.stats().clone()
 }
 
-/// Takes jobs off the queue and replays at most `concurrency` at once. Returns (replayed,
-/// abandoned).
-async fn dispatch(
-    mut queue: mpsc::Receiver<Job>,
+/// Takes jobs off the replay queue when its pacing allows and replays them.
+struct Dispatcher {
+    queue: Arc<SharedQueue>,
     worker: Arc<Worker>,
-    concurrency: usize,
-    mut shutdown: Shutdown,
-) -> (u64, u64) {
-    let permits = Arc::new(Semaphore::new(concurrency.max(1)));
-    let mut tasks = JoinSet::new();
-    let mut replayed = 0u64;
-    let mut abandoned = 0u64;
-    loop {
-        let job = tokio::select! {
-            biased;
-            _ = shutdown.requested() => break,
-            job = queue.recv() => match job {
-                Some(job) => job,
-                None => break,
-            },
-        };
-        let permit = tokio::select! {
-            biased;
-            _ = shutdown.requested() => {
-                drop(job);
-                abandoned += 1;
-                break;
+    in_flight: Arc<AtomicUsize>,
+    saturation_warnings: Throttle<()>,
+    /// The load last reported.
+    reported: Option<ReplayLoad>,
+}
+
+impl Dispatcher {
+    /// Runs until the queue is closed and empty and every replay has finished, or shutdown.
+    /// Returns (replayed, abandoned).
+    async fn run(mut self, mut shutdown: Shutdown) -> (u64, u64) {
+        let queue = self.queue.clone();
+        let mut tasks = JoinSet::new();
+        let mut replayed = 0u64;
+        let mut production_in_flight = None;
+        loop {
+            let (next, queued, closed) = {
+                let mut q = queue.lock();
+                let next = q.next(Instant::now(), tasks.len());
+                let refused = q.take_refused();
+                if let Next::Blocked { limit } = &next {
+                    self.saturated(tasks.len(), *limit, &q, refused);
+                }
+                (next, q.len(), q.is_closed())
+            };
+            let mut wake = None;
+            match next {
+                Next::Release(released) => {
+                    production_in_flight = released.production_in_flight;
+                    self.release(released, &mut tasks);
+                    self.report_load(tasks.len(), queued, production_in_flight);
+                    // More may be due at once.
+                    continue;
+                }
+                Next::WaitUntil(at) => wake = Some(at),
+                Next::Blocked { .. } => {}
+                Next::Empty if closed && tasks.is_empty() => break,
+                Next::Empty => {}
             }
-            p = permits.clone().acquire_owned() => p.expect("semaphore is never closed"),
-        };
-        let worker = worker.clone();
-        tasks.spawn(async move {
-            worker.process(job).await;
-            drop(permit);
-        });
-        while tasks.try_join_next().is_some() {
+            self.report_load(tasks.len(), queued, production_in_flight);
+            let sleep = async {
+                match wake {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                _ = shutdown.requested() => break,
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => replayed += 1,
+                _ = queue.changed() => {}
+                _ = sleep => {}
+            }
+        }
+        // Whatever is still queued after shutdown is not sent.
+        let abandoned = queue.lock().abandon();
+        for _ in &abandoned {
+            self.worker.telemetry.skipped(SkipReason::Abandoned);
+        }
+        let abandoned = abandoned.len() as u64;
+        self.report_load(tasks.len(), 0, production_in_flight);
+        // In-flight replays end within the per-request timeout.
+        while tasks.join_next().await.is_some() {
             replayed += 1;
+            self.report_load(tasks.len(), 0, production_in_flight);
+        }
+        if abandoned > 0 {
+            tracing::info!(abandoned, "queued mirror requests abandoned at shutdown");
+        }
+        (replayed, abandoned)
+    }
+
+    /// Starts replaying a job that left the queue.
+    fn release(&self, released: Box<Released>, tasks: &mut JoinSet<()>) {
+        let Released { job, waited, .. } = *released;
+        self.worker.telemetry.queue_waited(waited);
+        self.worker
+            .evaluation
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .record_queue_wait(u64::try_from(waited.as_nanos()).unwrap_or(u64::MAX));
+        let worker = self.worker.clone();
+        tasks.spawn(async move { worker.process(job).await });
+    }
+
+    /// Reports the load when it changed.
+    fn report_load(&mut self, in_flight: usize, queued: usize, production: Option<usize>) {
+        self.in_flight.store(in_flight, Ordering::Relaxed);
+        let load = ReplayLoad {
+            in_flight,
+            queued,
+            production_in_flight: production,
+        };
+        if self.reported != Some(load) {
+            self.worker.telemetry.replay_load(load);
+            self.reported = Some(load);
         }
     }
-    // Whatever is still queued after shutdown is not sent.
-    queue.close();
-    while queue.try_recv().is_ok() {
-        abandoned += 1;
+
+    /// A due job waits for capacity: warns (rate-limited) when the queue is half full or
+    /// refused jobs since the last look.
+    fn saturated(&mut self, in_flight: usize, limit: usize, q: &ReplayQueue, refused: u64) {
+        let filling = q.len() * 2 >= q.capacity() || refused > 0;
+        if !filling {
+            return;
+        }
+        if let Some(suppressed) = self.saturation_warnings.allow((), Instant::now()) {
+            self.worker.telemetry.warning(&Warning::ShadowSaturated {
+                in_flight,
+                limit,
+                concurrency: q.concurrency(),
+                queued: q.len(),
+                capacity: q.capacity(),
+                suppressed,
+            });
+        }
     }
-    // In-flight replays end within the per-request timeout.
-    while tasks.join_next().await.is_some() {
-        replayed += 1;
-    }
-    if abandoned > 0 {
-        tracing::info!(abandoned, "queued mirror requests abandoned at shutdown");
-    }
-    (replayed, abandoned)
 }
 
 impl Worker {
@@ -238,14 +373,19 @@ impl Worker {
         let answer = match self.client.replay(&job.request).await {
             Ok(a) => a,
             Err(e) => {
-                tracing::warn!("not replayed: {e}");
+                self.failed(ShadowFailure::Request, || {
+                    format!("{}: not replayed: {e}", request_line(&job))
+                });
                 self.telemetry.replayed(MirrorResult::RequestError);
                 self.breaker.cancel();
                 return;
             }
         };
-        self.breaker
-            .record(counts_as_failure(&answer, self.slow_call), Instant::now());
+        let failure = shadow_failure(&answer, self.slow_call);
+        if let Some(failure) = failure {
+            self.failed(failure, || describe_failure(&job, &answer, self.slow_call));
+        }
+        self.breaker.record(failure, Instant::now());
         let comparison =
             self.comparer
                 .compare(&job.prod_response, job.timing.latency_ns(), &answer);
@@ -254,15 +394,35 @@ impl Worker {
         self.telemetry.replayed(MirrorResult::of(&answer));
     }
 
+    /// Warns about a failed replay: the first of each kind at once, then at most one per
+    /// [`FAILURE_WARNING_EVERY`].
+    fn failed(&self, failure: ShadowFailure, detail: impl FnOnce() -> String) {
+        let allowed = self
+            .failure_warnings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .allow(failure, Instant::now());
+        if let Some(suppressed) = allowed {
+            self.telemetry.warning(&Warning::ReplayFailed {
+                failure,
+                detail: detail(),
+                suppressed,
+            });
+        }
+    }
+
     /// Telemetry, evaluation and discrepancy sink for one comparison.
     fn publish(&self, job: &Job, c: &Comparison) {
         self.telemetry.compared(c);
         {
-            // The ratio is reported under the lock: concurrent workers cannot leave a stale one.
+            // The ratios are reported under the lock: concurrent workers cannot leave a stale
+            // one. A unit without samples yet reports nothing (absent, not 0).
             let mut e = self.evaluation.lock().unwrap_or_else(|e| e.into_inner());
             e.record(c);
-            if let Some(r) = e.agreement_ratio() {
-                self.telemetry.agreement(r);
+            for unit in AgreementUnit::ALL {
+                if let Some(r) = e.agreement_ratio(unit) {
+                    self.telemetry.agreement(unit, r);
+                }
             }
         }
         if let Some(sink) = &self.discrepancies
@@ -273,12 +433,37 @@ impl Worker {
     }
 }
 
+/// `METHOD /path` of a job (without the query, which may carry secrets).
+fn request_line(job: &Job) -> String {
+    let path = job.request.target.split('?').next().unwrap_or_default();
+    format!("{} {path}", job.request.method)
+}
+
+/// What went wrong with a replay, for the log.
+fn describe_failure(job: &Job, answer: &ShadowAnswer, slow_call: Option<Duration>) -> String {
+    let line = request_line(job);
+    match answer {
+        ShadowAnswer::Failed { message, .. } => format!("{line}: {message}"),
+        ShadowAnswer::Response {
+            status, latency_ns, ..
+        } if *status >= 500 => format!(
+            "{line}: the shadow answered {status} after {:.1} ms",
+            *latency_ns as f64 / 1e6
+        ),
+        ShadowAnswer::Response { latency_ns, .. } => format!(
+            "{line}: the shadow answered after {:.1} ms, slower than circuit_breaker.slow_call_ms ({:?})",
+            *latency_ns as f64 / 1e6,
+            slow_call.unwrap_or_default()
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::admission::tests::exchange;
-    use crate::telemetry::{Event, Recorder};
-    use shadow_core::vocabulary::{DiscrepancyKind, Outcome, SkipReason};
+    use crate::telemetry::{BreakerCause, BreakerChange, Event, Recorder};
+    use shadow_core::vocabulary::{DiscrepancyKind, OUTCOMES, Outcome, SkipReason};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     /// Keeps the jobs handed to it.
@@ -292,6 +477,52 @@ mod tests {
                 .unwrap()
                 .push((job.clone(), comparison.clone()));
         }
+    }
+
+    /// A config for a shadow at `shadow`, plus `extra` TOML.
+    fn config(shadow: std::net::SocketAddr, extra: &str) -> Arc<Config> {
+        let text = format!(
+            "[capture]\ninterface = \"lo\"\nports = [8080]\n[shadow]\nurl = \"http://{shadow}\"\n{extra}"
+        );
+        Arc::new(Config::from_toml(&text, std::path::Path::new("test.toml")).unwrap())
+    }
+
+    /// A shadow on 127.0.0.1 that reads requests and never answers.
+    async fn hanging_shadow() -> std::net::SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 1024];
+                    while let Ok(n) = stream.read(&mut buf).await {
+                        if n == 0 {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    /// Waits (bounded) until `cond` holds on the recorded events.
+    async fn wait_for(recorder: &Recorder, what: &str, cond: impl Fn(&[Event]) -> bool) {
+        for _ in 0..2000 {
+            if cond(&recorder.events()) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("timed out waiting for {what}: {:?}", recorder.events());
+    }
+
+    /// Every exchange seen ends as exactly one replay result or one skip reason.
+    fn assert_accounted(recorder: &Recorder) {
+        let seen = recorder.count_where(|e| matches!(e, Event::ExchangeSeen(_)));
+        let replayed = recorder.count_where(|e| matches!(e, Event::Replayed(_)));
+        let skipped = recorder.count_where(|e| matches!(e, Event::Skipped(_)));
+        assert_eq!(seen, replayed + skipped, "{:?}", recorder.events());
     }
 
     /// A shadow on 127.0.0.1 answering every request with an empty 503.
@@ -346,7 +577,13 @@ mod tests {
         assert_eq!(summary.replayed, 1);
         assert_eq!(status.evaluation().compared, 1);
         let events = recorder.events();
-        assert_eq!(events[0], Event::BreakerChanged(BreakerState::Closed));
+        assert_eq!(
+            events[0],
+            Event::BreakerChanged(BreakerChange {
+                state: BreakerState::Closed,
+                cause: BreakerCause::Start
+            })
+        );
         assert_eq!(recorder.count(&Event::ExchangeSeen(Outcome::Complete)), 2);
         assert_eq!(recorder.count(&Event::Skipped(SkipReason::Filtered)), 1);
         let compared = events
@@ -371,5 +608,148 @@ mod tests {
             bytes::Bytes::from_static(b"{\"x\":1}")
         );
         assert_eq!(&handed[0].1, c);
+    }
+
+    #[tokio::test]
+    async fn every_exchange_is_accounted_for_and_failures_are_warned_once() {
+        let shadow = unavailable_shadow().await;
+        let recorder = Arc::new(Recorder::new());
+        let mirror = Mirror::new(config(shadow, ""), recorder.clone());
+        let (tx, rx) = mpsc::channel(64);
+        // Every outcome, a filtered request and three replays the shadow answers with 503.
+        for outcome in OUTCOMES {
+            let mut ex = exchange("POST", "/infer", "{}");
+            ex.outcome = outcome;
+            tx.send(ex).await.unwrap();
+        }
+        tx.send(exchange("DELETE", "/infer", "")).await.unwrap();
+        for i in 0..2 {
+            tx.send(exchange("POST", "/infer", &i.to_string()))
+                .await
+                .unwrap();
+        }
+        drop(tx);
+        let (_trigger, shutdown) = crate::shutdown::channel();
+        let summary = mirror.run(rx, shutdown).await;
+
+        assert_accounted(&recorder);
+        assert_eq!(summary.admission.exchanges, OUTCOMES.len() as u64 + 3);
+        assert_eq!(summary.replayed, 3);
+        for outcome in OUTCOMES.into_iter().filter(|o| *o != Outcome::Complete) {
+            let reason = SkipReason::NotReplayable(outcome);
+            assert_eq!(recorder.count(&Event::Skipped(reason)), 1, "{outcome:?}");
+            assert_eq!(summary.admission.skipped[reason.as_str()], 1);
+        }
+        assert_eq!(recorder.count(&Event::Replayed(MirrorResult::Ok)), 3);
+        // Three 503s: one warning, the next two held back (within the minute).
+        let warnings = recorder.warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        let Warning::ReplayFailed {
+            failure, detail, ..
+        } = &warnings[0]
+        else {
+            panic!("{warnings:?}")
+        };
+        assert_eq!(*failure, ShadowFailure::ServerError);
+        assert!(
+            detail.contains("POST /infer: the shadow answered 503"),
+            "{detail}"
+        );
+        // Agreement is undefined (production's `{}` has no prediction): never reported as 0.
+        assert_eq!(
+            recorder.count_where(|e| matches!(e, Event::Agreement(..))),
+            0
+        );
+        assert_eq!(summary.evaluation.agreement.request.ratio, None);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn shutdown_abandons_queued_replays_and_counts_them() {
+        let shadow = hanging_shadow().await;
+        let recorder = Arc::new(Recorder::new());
+        let extra = "[circuit_breaker]\nenabled = false\n[mirror]\nqueue = 4\n";
+        let mut config = (*config(shadow, extra)).clone();
+        config.shadow.concurrency = std::num::NonZeroUsize::MIN;
+        config.shadow.timeout = Duration::from_secs(2);
+        let mirror = Mirror::new(Arc::new(config), recorder.clone());
+        let status = mirror.status();
+        let (tx, rx) = mpsc::channel(64);
+        let (trigger, shutdown) = crate::shutdown::channel();
+        let run = tokio::spawn(mirror.run(rx, shutdown));
+        let send = |i: usize| tx.send(exchange("POST", "/infer", &i.to_string()));
+        send(0).await.unwrap();
+        let load = |in_flight, queued| {
+            Event::ReplayLoad(ReplayLoad {
+                in_flight,
+                queued,
+                production_in_flight: Some(1),
+            })
+        };
+        wait_for(&recorder, "one replay in flight", |e| {
+            e.contains(&load(1, 0))
+        })
+        .await;
+        for i in 1..10 {
+            send(i).await.unwrap();
+        }
+        // One in flight at the hanging shadow, four queued, five refused (queue_full).
+        wait_for(&recorder, "a full queue behind one replay", |events| {
+            events.contains(&load(1, 4))
+                && events
+                    .iter()
+                    .filter(|e| matches!(e, Event::ExchangeSeen(_)))
+                    .count()
+                    == 10
+        })
+        .await;
+        let replay = status.replay();
+        assert_eq!(
+            (replay.in_flight, replay.queued, replay.queue_capacity),
+            (1, 4, 4)
+        );
+        assert_eq!(replay.pacing, "production");
+        // Jobs wait for capacity with the queue full: the shadow is saturated, said once.
+        let saturated: Vec<Warning> = recorder
+            .warnings()
+            .into_iter()
+            .filter(|w| matches!(w, Warning::ShadowSaturated { .. }))
+            .collect();
+        assert_eq!(saturated.len(), 1, "{saturated:?}");
+        let Warning::ShadowSaturated {
+            in_flight,
+            limit,
+            concurrency,
+            capacity,
+            ..
+        } = saturated[0]
+        else {
+            unreachable!()
+        };
+        assert_eq!((in_flight, limit, concurrency, capacity), (1, 1, 1, 4));
+        trigger.trigger();
+        let summary = run.await.unwrap();
+        assert_eq!(summary.abandoned, 4);
+        assert_eq!(summary.replayed, 1);
+        assert_eq!(recorder.count(&Event::Skipped(SkipReason::Abandoned)), 4);
+        assert_eq!(recorder.count(&Event::Skipped(SkipReason::QueueFull)), 5);
+        assert_eq!(recorder.count(&Event::Replayed(MirrorResult::Timeout)), 1);
+        assert_accounted(&recorder);
+        assert_eq!(
+            recorder.events().last(),
+            Some(&load(0, 0)),
+            "the gauges end at zero"
+        );
+        // The queue wait of the one sent, and the timeout warned about once.
+        assert_eq!(
+            recorder.count_where(|e| matches!(e, Event::QueueWaited(_))),
+            1
+        );
+        assert!(recorder.warnings().iter().any(|w| matches!(
+            w,
+            Warning::ReplayFailed {
+                failure: ShadowFailure::Timeout,
+                ..
+            }
+        )));
     }
 }

@@ -6,8 +6,16 @@
 //! and tests agree on labels.
 
 use shadow_core::compare::Comparison;
-use shadow_core::vocabulary::{DropStage, KernelPacketResult, MirrorResult, Outcome, SkipReason};
+use shadow_core::segment::FlowKey;
+use shadow_core::vocabulary::{
+    AgreementUnit, DropStage, ForeignProtocol, KernelPacketResult, MirrorResult, Outcome,
+    ShadowFailure, SkipReason,
+};
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::Hash;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// What the stages report. Implementations must be cheap and must not block: they are called
 /// on the capture and replay paths.
@@ -20,12 +28,18 @@ pub trait Telemetry: Send + Sync {
     fn kernel_packets(&self, result: KernelPacketResult, n: u64);
     /// Reassembly now tracks `flows` connections and buffers `bytes` bytes.
     fn reassembly_load(&self, flows: u64, bytes: u64);
-    /// One exchange reached admission.
+    /// One exchange reached admission. Each one ends as exactly one [`Telemetry::skipped`] or
+    /// [`Telemetry::replayed`].
     fn exchange_seen(&self, outcome: Outcome);
-    /// Admission did not replay an exchange.
+    /// An exchange was not replayed (not replayable, filtered, sampled out, ..., or abandoned
+    /// in the queue at shutdown).
     fn skipped(&self, reason: SkipReason);
-    /// The shadow circuit breaker is now in `state` (also reported once at start).
-    fn breaker_changed(&self, state: BreakerState);
+    /// The shadow circuit breaker changed state, and why (also reported once at start).
+    fn breaker_changed(&self, change: &BreakerChange);
+    /// Replays in flight and waiting in the replay queue now.
+    fn replay_load(&self, load: ReplayLoad);
+    /// A replay left the queue for the shadow after waiting this long.
+    fn queue_waited(&self, wait: Duration);
     /// One replay attempt finished; reported after its comparison, so a request counted as
     /// replayed is in every sink.
     fn replayed(&self, result: MirrorResult);
@@ -33,10 +47,253 @@ pub trait Telemetry: Send + Sync {
     fn shadow_http_error(&self, status: u16);
     /// One replayed request was compared with production.
     fn compared(&self, comparison: &Comparison);
-    /// The running label agreement ratio changed.
-    fn agreement(&self, ratio: f64);
+    /// The running agreement ratio counted in `unit` changed (never reported before the first
+    /// sample: a ratio of nothing is absent, not 0).
+    fn agreement(&self, unit: AgreementUnit, ratio: f64);
+    /// Something a user should act on; stages rate-limit these with a [`Throttle`].
+    fn warning(&self, warning: &Warning);
     /// A discrepancy log line was dropped, and why.
     fn discrepancy_log_dropped(&self, why: &str);
+}
+
+/// Load of the replay stage (gauges `shadowtap_replays_in_flight`, `shadowtap_replay_queue_length`,
+/// `shadowtap_production_in_flight`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReplayLoad {
+    /// Replays sent and not answered yet.
+    pub in_flight: usize,
+    /// Replays waiting in the queue.
+    pub queued: usize,
+    /// Production requests in flight when the latest released replay started on the wire (its
+    /// in-flight limit with production pacing; `None` with `asap` pacing).
+    pub production_in_flight: Option<usize>,
+}
+
+/// A breaker state change and its cause.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BreakerChange {
+    /// The new state.
+    pub state: BreakerState,
+    /// Why.
+    pub cause: BreakerCause,
+}
+
+/// Why the breaker changed state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BreakerCause {
+    /// The initial state.
+    Start,
+    /// Closed → open: `failed` of the last `outcomes` replays failed, counted by failure.
+    Failures {
+        /// Failures in the window, by kind (most frequent first).
+        failed: Vec<(ShadowFailure, usize)>,
+        /// Replay outcomes in the window.
+        outcomes: usize,
+        /// How long mirroring pauses.
+        paused_for: Duration,
+    },
+    /// Half-open → open: a probe failed.
+    ProbeFailed {
+        /// How.
+        failure: ShadowFailure,
+        /// How long mirroring pauses.
+        paused_for: Duration,
+    },
+    /// Open → half-open: the pause is over, probes go through.
+    Probing {
+        /// Probes let through.
+        probes: usize,
+    },
+    /// Half-open → closed: every probe succeeded.
+    Recovered {
+        /// Probes that succeeded.
+        probes: usize,
+    },
+}
+
+impl fmt::Display for BreakerChange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "shadow circuit breaker {}", self.state.as_str())?;
+        match &self.cause {
+            BreakerCause::Start => Ok(()),
+            BreakerCause::Failures {
+                failed,
+                outcomes,
+                paused_for,
+            } => {
+                let n: usize = failed.iter().map(|(_, n)| n).sum();
+                let by_kind: Vec<String> = failed
+                    .iter()
+                    .map(|(kind, n)| format!("{} {n}", kind.as_str()))
+                    .collect();
+                write!(
+                    f,
+                    ": {n} of the last {outcomes} replays failed ({}); mirroring paused for {:?}",
+                    by_kind.join(", "),
+                    paused_for
+                )
+            }
+            BreakerCause::ProbeFailed {
+                failure,
+                paused_for,
+            } => write!(
+                f,
+                ": a probe failed ({}); mirroring paused for {paused_for:?} more",
+                failure.as_str()
+            ),
+            BreakerCause::Probing { probes } => {
+                write!(f, ": pause over, letting {probes} probe requests through")
+            }
+            BreakerCause::Recovered { probes } => {
+                write!(f, ": {probes} probe requests succeeded; mirroring resumed")
+            }
+        }
+    }
+}
+
+/// A condition worth a warning in the log. Stages report each through a [`Throttle`], so a
+/// persistent condition is logged once, then at most once per interval with a count.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Warning {
+    /// Replays wait for capacity while the queue fills: the shadow cannot keep up.
+    ShadowSaturated {
+        /// Replays in flight.
+        in_flight: usize,
+        /// The in-flight limit now (`--concurrency`, or production's in-flight when lower).
+        limit: usize,
+        /// `--concurrency`.
+        concurrency: usize,
+        /// Replays queued.
+        queued: usize,
+        /// Queue depth (`mirror.queue`).
+        capacity: usize,
+        /// Times the condition held since the last warning.
+        suppressed: u64,
+    },
+    /// A replay failed (the shadow's fault, or a request we could not send).
+    ReplayFailed {
+        /// How.
+        failure: ShadowFailure,
+        /// What happened, for the log.
+        detail: String,
+        /// Failures of this kind since the last warning about it.
+        suppressed: u64,
+    },
+    /// A connection on the tapped port speaks another protocol than HTTP/1.x.
+    ForeignProtocol {
+        /// Which.
+        protocol: ForeignProtocol,
+        /// The connection.
+        flow: FlowKey,
+        /// Such connections since the last warning about this protocol.
+        suppressed: u64,
+    },
+}
+
+impl fmt::Display for Warning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let more = |n: u64| {
+            if n > 0 {
+                format!(" ({n} more since the last warning)")
+            } else {
+                String::new()
+            }
+        };
+        match self {
+            Warning::ShadowSaturated {
+                in_flight,
+                limit,
+                concurrency,
+                queued,
+                capacity,
+                suppressed,
+            } => {
+                let whose = if limit < concurrency {
+                    ", production's concurrency"
+                } else {
+                    ""
+                };
+                write!(
+                    f,
+                    "shadow saturated: {in_flight} in flight (limit {limit}{whose}), queue \
+                     {queued}/{capacity}; replays wait and are dropped when the queue is full: \
+                     consider --sample or --rate-limit{}",
+                    more(*suppressed)
+                )
+            }
+            Warning::ReplayFailed {
+                failure,
+                detail,
+                suppressed,
+            } => write!(
+                f,
+                "replay failed ({}): {detail}{}",
+                failure.as_str(),
+                more(*suppressed)
+            ),
+            Warning::ForeignProtocol {
+                protocol,
+                flow,
+                suppressed,
+            } => write!(
+                f,
+                "{} seen on {} \u{2192} :{}: not HTTP/1.x, not mirrored{}",
+                protocol.name(),
+                flow.client,
+                flow.server.port(),
+                more(*suppressed)
+            ),
+        }
+    }
+}
+
+/// Rate-limits reports per key: the first occurrence of a key is reported at once, later ones
+/// at most once per interval, with how many were held back in between.
+#[derive(Debug)]
+pub struct Throttle<K> {
+    every: Duration,
+    keys: HashMap<K, Held>,
+}
+
+#[derive(Debug)]
+struct Held {
+    last: Instant,
+    suppressed: u64,
+}
+
+impl<K: Eq + Hash> Throttle<K> {
+    /// At most one report per key per `every`.
+    pub fn new(every: Duration) -> Self {
+        Throttle {
+            every,
+            keys: HashMap::new(),
+        }
+    }
+
+    /// Whether to report `key` at `now`: `Some(n)` with the `n` occurrences held back since the
+    /// last report, or `None` (held back and counted).
+    pub fn allow(&mut self, key: K, now: Instant) -> Option<u64> {
+        match self.keys.get_mut(&key) {
+            None => {
+                self.keys.insert(
+                    key,
+                    Held {
+                        last: now,
+                        suppressed: 0,
+                    },
+                );
+                Some(0)
+            }
+            Some(held) if now.saturating_duration_since(held.last) >= self.every => {
+                held.last = now;
+                Some(std::mem::take(&mut held.suppressed))
+            }
+            Some(held) => {
+                held.suppressed += 1;
+                None
+            }
+        }
+    }
 }
 
 /// The shadow circuit breaker's state (exported as `shadowtap_circuit_state`). Defined here
@@ -87,7 +344,11 @@ pub enum Event {
     /// [`Telemetry::skipped`].
     Skipped(SkipReason),
     /// [`Telemetry::breaker_changed`].
-    BreakerChanged(BreakerState),
+    BreakerChanged(BreakerChange),
+    /// [`Telemetry::replay_load`].
+    ReplayLoad(ReplayLoad),
+    /// [`Telemetry::queue_waited`].
+    QueueWaited(Duration),
     /// [`Telemetry::replayed`].
     Replayed(MirrorResult),
     /// [`Telemetry::shadow_http_error`].
@@ -95,7 +356,9 @@ pub enum Event {
     /// [`Telemetry::compared`].
     Compared(Comparison),
     /// [`Telemetry::agreement`].
-    Agreement(f64),
+    Agreement(AgreementUnit, f64),
+    /// [`Telemetry::warning`].
+    Warning(Warning),
     /// [`Telemetry::discrepancy_log_dropped`].
     DiscrepancyLogDropped(String),
 }
@@ -121,6 +384,33 @@ impl Recorder {
     /// How many events so far equal `event`.
     pub fn count(&self, event: &Event) -> usize {
         self.lock().iter().filter(|e| *e == event).count()
+    }
+
+    /// How many events so far match `pred`.
+    pub fn count_where(&self, pred: impl Fn(&Event) -> bool) -> usize {
+        self.lock().iter().filter(|e| pred(e)).count()
+    }
+
+    /// The breaker states reported so far, oldest first.
+    pub fn breaker_states(&self) -> Vec<BreakerState> {
+        self.lock()
+            .iter()
+            .filter_map(|e| match e {
+                Event::BreakerChanged(c) => Some(c.state),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The warnings reported so far, oldest first.
+    pub fn warnings(&self) -> Vec<Warning> {
+        self.lock()
+            .iter()
+            .filter_map(|e| match e {
+                Event::Warning(w) => Some(w.clone()),
+                _ => None,
+            })
+            .collect()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Event>> {
@@ -151,8 +441,14 @@ impl Telemetry for Recorder {
     fn skipped(&self, reason: SkipReason) {
         self.push(Event::Skipped(reason));
     }
-    fn breaker_changed(&self, state: BreakerState) {
-        self.push(Event::BreakerChanged(state));
+    fn breaker_changed(&self, change: &BreakerChange) {
+        self.push(Event::BreakerChanged(change.clone()));
+    }
+    fn replay_load(&self, load: ReplayLoad) {
+        self.push(Event::ReplayLoad(load));
+    }
+    fn queue_waited(&self, wait: Duration) {
+        self.push(Event::QueueWaited(wait));
     }
     fn replayed(&self, result: MirrorResult) {
         self.push(Event::Replayed(result));
@@ -163,8 +459,11 @@ impl Telemetry for Recorder {
     fn compared(&self, comparison: &Comparison) {
         self.push(Event::Compared(comparison.clone()));
     }
-    fn agreement(&self, ratio: f64) {
-        self.push(Event::Agreement(ratio));
+    fn agreement(&self, unit: AgreementUnit, ratio: f64) {
+        self.push(Event::Agreement(unit, ratio));
+    }
+    fn warning(&self, warning: &Warning) {
+        self.push(Event::Warning(warning.clone()));
     }
     fn discrepancy_log_dropped(&self, why: &str) {
         self.push(Event::DiscrepancyLogDropped(why.to_string()));
@@ -193,5 +492,66 @@ mod tests {
         );
         assert_eq!(r.count(&Event::ExchangeSeen(Outcome::Complete)), 2);
         assert_eq!(r.count(&Event::Skipped(SkipReason::QueueFull)), 0);
+    }
+
+    #[test]
+    fn throttle_reports_the_first_then_once_per_interval_with_a_count() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs(1);
+        let mut t = Throttle::new(Duration::from_secs(10));
+        assert_eq!(t.allow("a", t0), Some(0), "first of a: at once");
+        assert_eq!(t.allow("b", t0), Some(0), "first of b: at once");
+        assert_eq!(t.allow("a", t0 + s), None);
+        assert_eq!(t.allow("a", t0 + 9 * s), None);
+        assert_eq!(t.allow("a", t0 + 10 * s), Some(2), "two held back");
+        assert_eq!(t.allow("a", t0 + 11 * s), None);
+        assert_eq!(t.allow("b", t0 + 11 * s), Some(0));
+        assert_eq!(t.allow("a", t0 + 30 * s), Some(1));
+    }
+
+    #[test]
+    fn warnings_and_breaker_changes_read_as_sentences() {
+        let flow = FlowKey {
+            client: "10.0.0.5:51234".parse().unwrap(),
+            server: "10.0.0.2:8080".parse().unwrap(),
+        };
+        let w = Warning::ForeignProtocol {
+            protocol: ForeignProtocol::Http2,
+            flow,
+            suppressed: 0,
+        };
+        assert_eq!(
+            w.to_string(),
+            "HTTP/2 preface seen on 10.0.0.5:51234 \u{2192} :8080: not HTTP/1.x, not mirrored"
+        );
+        let w = Warning::ShadowSaturated {
+            in_flight: 8,
+            limit: 8,
+            concurrency: 32,
+            queued: 600,
+            capacity: 1024,
+            suppressed: 3,
+        };
+        let text = w.to_string();
+        assert!(
+            text.starts_with(
+                "shadow saturated: 8 in flight (limit 8, production's concurrency), queue 600/1024;"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("--sample or --rate-limit (3 more"), "{text}");
+        let open = BreakerChange {
+            state: BreakerState::Open,
+            cause: BreakerCause::Failures {
+                failed: vec![(ShadowFailure::Timeout, 5), (ShadowFailure::Connect, 2)],
+                outcomes: 10,
+                paused_for: Duration::from_secs(10),
+            },
+        };
+        assert_eq!(
+            open.to_string(),
+            "shadow circuit breaker open: 7 of the last 10 replays failed (timeout 5, connect 2); \
+             mirroring paused for 10s"
+        );
     }
 }

@@ -13,27 +13,31 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use shadow_core::compare::Comparison;
 use shadow_core::http::{Exchange, ExchangeTiming, Header, HttpRequest, HttpResponse, Outcome};
 use shadow_core::segment::FlowKey;
-use shadow_core::vocabulary::{MirrorResult, SkipReason};
-use shadow_daemon::config::{Config, RawConfig, Setting};
+use shadow_core::vocabulary::{
+    AgreementUnit, DropStage, KernelPacketResult, MirrorResult, SkipReason,
+};
+use shadow_daemon::config::{Config, Pacing, RawConfig, Setting};
 use shadow_daemon::mirror::{Mirror, RunSummary};
 use shadow_daemon::shutdown::{self, Shutdown, ShutdownTrigger};
 use shadow_daemon::sinks::admin::{AdminState, bind_admin, serve_admin};
 use shadow_daemon::sinks::discrepancy_log::DiscrepancyLog;
 use shadow_daemon::sinks::metrics::Metrics;
-use shadow_daemon::telemetry::Telemetry;
+use shadow_daemon::telemetry::{BreakerChange, Recorder, ReplayLoad, Telemetry, Warning};
 use shadowtap_test_support::prom;
 use std::collections::{BTreeMap, HashSet};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 // ---------- the fake shadow ----------
@@ -50,6 +54,12 @@ enum Behaviour {
     Hang,
     /// Answer bytes that are not HTTP, then close.
     Garbage,
+    /// Hold every request until the gate opens (the test sends `true`), then answer like
+    /// production after `delay`.
+    Gated {
+        open: watch::Receiver<bool>,
+        delay: Duration,
+    },
 }
 
 /// One request as the shadow received it.
@@ -59,11 +69,33 @@ struct Seen {
     target: String,
     headers: BTreeMap<String, String>,
     body_sha256: String,
+    /// The request's JSON `id`.
+    id: Option<u64>,
+    received: Instant,
+}
+
+/// Requests the shadow holds (received, not yet answered): now and the most ever.
+#[derive(Default)]
+struct Holding {
+    now: AtomicUsize,
+    most: AtomicUsize,
+}
+
+impl Holding {
+    fn enter(&self) {
+        let now = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most.fetch_max(now, Ordering::SeqCst);
+    }
+
+    fn leave(&self) {
+        self.now.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 struct FakeShadow {
     addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
+    holding: Arc<Holding>,
     /// Read per connection (garbage) and per request (the rest): switchable mid-test.
     behaviour: Arc<Mutex<Behaviour>>,
     task: JoinHandle<()>,
@@ -114,6 +146,8 @@ async fn start_shadow(behaviour: Behaviour) -> FakeShadow {
     let addr = listener.local_addr().unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let s = seen.clone();
+    let holding = Arc::new(Holding::default());
+    let h = holding.clone();
     let behaviour = Arc::new(Mutex::new(behaviour));
     let shared = behaviour.clone();
     let task = tokio::spawn(async move {
@@ -122,6 +156,7 @@ async fn start_shadow(behaviour: Behaviour) -> FakeShadow {
                 return;
             };
             let seen = s.clone();
+            let holding = h.clone();
             let behaviour = shared.clone();
             tokio::spawn(async move {
                 let garbage_mode = matches!(*behaviour.lock().unwrap(), Behaviour::Garbage);
@@ -131,8 +166,14 @@ async fn start_shadow(behaviour: Behaviour) -> FakeShadow {
                 }
                 let service = service_fn(move |req: Request<Incoming>| {
                     let seen = seen.clone();
+                    let holding = holding.clone();
                     let behaviour = behaviour.lock().unwrap().clone();
-                    async move { Ok::<_, Infallible>(answer(req, &seen, &behaviour).await) }
+                    async move {
+                        holding.enter();
+                        let response = answer(req, &seen, &behaviour).await;
+                        holding.leave();
+                        Ok::<_, Infallible>(response)
+                    }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)
@@ -143,6 +184,7 @@ async fn start_shadow(behaviour: Behaviour) -> FakeShadow {
     FakeShadow {
         addr,
         seen,
+        holding,
         behaviour,
         task,
     }
@@ -161,13 +203,26 @@ async fn answer(
         .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or("").to_string()))
         .collect();
     let body = req.into_body().collect().await.unwrap().to_bytes();
+    let id = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|v| v["id"].as_str()?.parse().ok());
     seen.lock().unwrap().push(Seen {
         method,
         target,
         headers,
         body_sha256: sha256_hex(&body),
+        id,
+        received: Instant::now(),
     });
     match behaviour {
+        Behaviour::Gated { open, delay } => {
+            let mut open = open.clone();
+            open.wait_for(|o| *o).await.unwrap();
+            tokio::time::sleep(*delay).await;
+            let id = id.unwrap();
+            let out = infer_response(id, prod_class(id), "v2", 0.0);
+            Response::new(Full::new(Bytes::from(out.to_string())))
+        }
         Behaviour::Script { disagree } => {
             let v: Value = serde_json::from_slice(&body).unwrap();
             let id: u64 = v["id"].as_str().unwrap().parse().unwrap();
@@ -260,6 +315,21 @@ fn exchange(id: u64, method: &str, outcome: Outcome) -> Exchange {
     }
 }
 
+/// Exchange `id` as production served it: its request started on the wire `start_ms` after an
+/// arbitrary origin and its response ended `took_ms` later.
+fn timed_exchange(id: u64, start_ms: u64, took_ms: u64) -> Exchange {
+    let mut ex = exchange(id, "POST", Outcome::Complete);
+    let ms = 1_000_000;
+    let start = 1_700_000_000_000_000_000 + start_ms * ms;
+    ex.timing = ExchangeTiming {
+        request_first_byte: start,
+        request_last_byte: start,
+        response_first_byte: Some(start + took_ms * ms),
+        response_last_byte: Some(start + took_ms * ms),
+    };
+    ex
+}
+
 // ---------- harness ----------
 
 fn config(shadow: SocketAddr, log: Option<&Path>) -> Config {
@@ -281,9 +351,77 @@ struct Running {
     feed: mpsc::Sender<Exchange>,
     run: JoinHandle<RunSummary>,
     metrics: Metrics,
+    /// Every event the metrics saw, too (warnings are only logged by the metrics).
+    events: Arc<Recorder>,
     admin: SocketAddr,
     trigger: ShutdownTrigger,
     _admin_task: JoinHandle<()>,
+}
+
+/// Telemetry to the metrics and a recorder.
+struct Tee(Metrics, Arc<Recorder>);
+
+impl Telemetry for Tee {
+    fn segments_captured(&self, n: u64) {
+        self.0.segments_captured(n);
+        self.1.segments_captured(n);
+    }
+    fn dropped(&self, stage: DropStage, n: u64) {
+        self.0.dropped(stage, n);
+        self.1.dropped(stage, n);
+    }
+    fn kernel_packets(&self, result: KernelPacketResult, n: u64) {
+        self.0.kernel_packets(result, n);
+        self.1.kernel_packets(result, n);
+    }
+    fn reassembly_load(&self, flows: u64, bytes: u64) {
+        self.0.reassembly_load(flows, bytes);
+        self.1.reassembly_load(flows, bytes);
+    }
+    fn exchange_seen(&self, outcome: Outcome) {
+        self.0.exchange_seen(outcome);
+        self.1.exchange_seen(outcome);
+    }
+    fn skipped(&self, reason: SkipReason) {
+        self.0.skipped(reason);
+        self.1.skipped(reason);
+    }
+    fn breaker_changed(&self, change: &BreakerChange) {
+        self.0.breaker_changed(change);
+        self.1.breaker_changed(change);
+    }
+    fn replay_load(&self, load: ReplayLoad) {
+        self.0.replay_load(load);
+        self.1.replay_load(load);
+    }
+    fn queue_waited(&self, wait: Duration) {
+        self.0.queue_waited(wait);
+        self.1.queue_waited(wait);
+    }
+    fn replayed(&self, result: MirrorResult) {
+        self.0.replayed(result);
+        self.1.replayed(result);
+    }
+    fn shadow_http_error(&self, status: u16) {
+        self.0.shadow_http_error(status);
+        self.1.shadow_http_error(status);
+    }
+    fn compared(&self, comparison: &Comparison) {
+        self.0.compared(comparison);
+        self.1.compared(comparison);
+    }
+    fn agreement(&self, unit: AgreementUnit, ratio: f64) {
+        self.0.agreement(unit, ratio);
+        self.1.agreement(unit, ratio);
+    }
+    fn warning(&self, warning: &Warning) {
+        self.0.warning(warning);
+        self.1.warning(warning);
+    }
+    fn discrepancy_log_dropped(&self, why: &str) {
+        self.0.discrepancy_log_dropped(why);
+        self.1.discrepancy_log_dropped(why);
+    }
 }
 
 /// Wires the mirror to the sinks as `shadowd run` does: metrics as its telemetry, the
@@ -291,7 +429,8 @@ struct Running {
 async fn start(config: Config) -> Running {
     let (trigger, shutdown): (ShutdownTrigger, Shutdown) = shutdown::channel();
     let metrics = Metrics::new();
-    let telemetry: Arc<dyn Telemetry> = Arc::new(metrics.clone());
+    let events = Arc::new(Recorder::new());
+    let telemetry: Arc<dyn Telemetry> = Arc::new(Tee(metrics.clone(), events.clone()));
     let log = DiscrepancyLog::from_config(&config.discrepancy_log, telemetry.clone()).unwrap();
     let mut mirror = Mirror::new(Arc::new(config), telemetry);
     if let Some(log) = &log {
@@ -319,6 +458,7 @@ async fn start(config: Config) -> Running {
         feed,
         run,
         metrics,
+        events,
         admin,
         trigger,
         _admin_task: admin_task,
@@ -355,6 +495,23 @@ async fn wait_for(metrics: &Metrics, what: &str, cond: impl Fn(&str) -> bool) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     panic!("timed out waiting for {what}:\n{}", metrics.render());
+}
+
+/// Waits (bounded) until the shadow has received exactly `n` requests, and checks it stays at
+/// `n` meanwhile (no more may be sent).
+async fn wait_seen(shadow: &FakeShadow, n: usize) {
+    for _ in 0..2000 {
+        let seen = shadow.seen.lock().unwrap().len();
+        assert!(
+            seen <= n,
+            "the shadow received {seen} requests, more than {n}"
+        );
+        if seen == n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the shadow never received {n} requests");
 }
 
 /// Requests the shadow has received but the mirror has not finished (timeouts counted):
@@ -420,8 +577,9 @@ async fn agreeing_and_disagreeing_shadow_end_to_end() {
         .await
         .unwrap();
 
+    // All three are accounted for as skipped, the gap too (as not replayable).
     wait_for(&r.metrics, "every exchange handled", |t| {
-        handled(t) == (N + 2) as f64
+        handled(t) == (N + 3) as f64
             && metric(t, "shadowtap_exchanges_total{outcome=\"gap\"}") == 1.0
     })
     .await;
@@ -461,6 +619,7 @@ async fn agreeing_and_disagreeing_shadow_end_to_end() {
         m("shadowtap_mirror_skipped_total{reason=\"truncated\"}"),
         1.0
     );
+    assert_eq!(m("shadowtap_mirror_skipped_total{reason=\"gap\"}"), 1.0);
     assert_eq!(
         m("shadowtap_mirror_skipped_total{reason=\"queue_full\"}"),
         0.0
@@ -468,7 +627,12 @@ async fn agreeing_and_disagreeing_shadow_end_to_end() {
     assert_eq!(m("shadowtap_discrepancies_total{kind=\"label\"}"), 3.0);
     assert_eq!(m("shadowtap_discrepancies_total{kind=\"body\"}"), 0.0);
     assert_eq!(m("shadowtap_discrepancies_total{kind=\"status\"}"), 0.0);
-    assert_eq!(m("shadowtap_agreement_ratio"), 17.0 / 20.0);
+    assert_eq!(
+        m("shadowtap_agreement_ratio{unit=\"request\"}"),
+        17.0 / 20.0
+    );
+    // One label per request: rows agree as requests do.
+    assert_eq!(m("shadowtap_agreement_ratio{unit=\"row\"}"), 17.0 / 20.0);
     assert_eq!(
         m("shadowtap_latency_seconds_count{model=\"production\"}"),
         N as f64
@@ -483,7 +647,7 @@ async fn agreeing_and_disagreeing_shadow_end_to_end() {
 
     assert_eq!(summary.admission.queued, N);
     assert_eq!(summary.replayed, N);
-    assert_eq!(summary.evaluation.agreed, 17);
+    assert_eq!(summary.evaluation.agreement.request.agreed, 17);
     assert_eq!(summary.evaluation.compared, N);
 
     // Discrepancy log: one line per disagreeing request, secrets redacted, mode 0600.
@@ -563,8 +727,20 @@ async fn admin_summary_and_healthz() {
     assert_eq!(http_get(r.admin, "/healthz").await, "ok\n");
     let summary: Value = serde_json::from_str(&http_get(r.admin, "/api/summary").await).unwrap();
     assert_eq!(summary["compared"], 4);
-    assert_eq!(summary["agreed"], 3);
-    assert_eq!(summary["agreement_ratio"], 0.75);
+    assert_eq!(summary["agreement"]["request"]["agreed"], 3);
+    assert_eq!(summary["agreement"]["request"]["ratio"], 0.75);
+    assert_eq!(summary["agreement"]["row"]["samples"], 4);
+    assert_eq!(summary["replay"]["pacing"], "production");
+    assert_eq!(summary["replay"]["queued"], 0);
+    for model in ["latency_production", "latency_shadow"] {
+        assert_eq!(summary[model]["count"], 4, "{summary}");
+        assert!(
+            summary[model]["p99_ms"].as_f64().unwrap() > 0.0,
+            "{summary}"
+        );
+    }
+    // Production answered in 5 ms (wire timestamps): every quantile says so.
+    assert_eq!(summary["latency_production"]["p50_ms"], 5.0);
     assert_eq!(summary["discrepancies"]["label"], 1);
     assert_eq!(summary["circuit_state"], "closed");
     // Production said class 1 for id 1; the shadow said 2.
@@ -720,7 +896,15 @@ async fn server_errors_are_answers_with_status_discrepancies() {
         ),
         4.0
     );
-    assert_eq!(metric(&text, "shadowtap_agreement_ratio"), 0.0);
+    // Every answer lacked a prediction: agreement is defined and 0 (not absent).
+    assert_eq!(
+        metric(&text, "shadowtap_agreement_ratio{unit=\"request\"}"),
+        0.0
+    );
+    assert!(
+        text.contains("shadowtap_agreement_ratio{unit=\"request\"} 0"),
+        "{text}"
+    );
     assert_eq!(stats.requests, 4);
 }
 
@@ -852,4 +1036,213 @@ async fn breaker_pauses_probes_and_resumes_when_the_shadow_recovers() {
     assert_eq!(shadow.seen.lock().unwrap().len(), 7);
     drop(r.feed);
     assert_eq!(r.run.await.unwrap().admission.exchanges, fed);
+}
+
+/// Production pacing: wire starts 50 ms apart, production answering each in 5 ms, all handed to
+/// the mirror at once (as after a burst). The shadow receives them in wire order, none before
+/// its wire offset from the first (the pacing never sends early), and never more at once than
+/// production had (one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn production_pacing_sends_at_production_spacing_and_order() {
+    const N: u64 = 8;
+    const SPACING_MS: u64 = 50;
+    let shadow = start_shadow(Behaviour::Script {
+        disagree: HashSet::new(),
+    })
+    .await;
+    let r = start(config(shadow.addr, None)).await;
+    let fed = Instant::now();
+    for id in 0..N {
+        r.feed
+            .send(timed_exchange(id, id * SPACING_MS, 5))
+            .await
+            .unwrap();
+    }
+    wait_for(&r.metrics, "every replay", |t| handled(t) == N as f64).await;
+    let seen = shadow.seen.lock().unwrap().clone();
+    let order: Vec<u64> = seen.iter().map(|s| s.id.unwrap()).collect();
+    assert_eq!(order, (0..N).collect::<Vec<_>>(), "wire order");
+    for s in &seen {
+        let offset = Duration::from_millis(s.id.unwrap() * SPACING_MS);
+        assert!(
+            s.received.duration_since(fed) >= offset,
+            "request {} reached the shadow {:?} after the feed, before its wire offset {offset:?}",
+            s.id.unwrap(),
+            s.received.duration_since(fed)
+        );
+    }
+    assert_eq!(shadow.holding.most.load(Ordering::SeqCst), 1);
+    let text = r.metrics.render();
+    assert_eq!(metric(&text, "shadowtap_production_in_flight"), 1.0);
+    assert_eq!(
+        metric(&text, "shadowtap_replay_queue_wait_seconds_count"),
+        N as f64
+    );
+    drop(r.feed);
+    r.run.await.unwrap();
+}
+
+/// Three production connections, each sending one request after another (production never has
+/// more than 3 in flight), handed over at once, to a shadow that holds every request until the
+/// test opens its gate. With production pacing (and the default concurrency of 32) the shadow
+/// never holds more than 3; with asap it gets all of them at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn production_pacing_never_exceeds_production_concurrency() {
+    const CONNS: u64 = 3;
+    const EACH: u64 = 6;
+    let n = CONNS * EACH;
+    // Connection c's k-th request: starts at 5c + 45k ms, answered in 40 ms.
+    let mut plan: Vec<Exchange> = (0..n)
+        .map(|id| timed_exchange(id, (id % CONNS) * 5 + (id / CONNS) * 45, 40))
+        .collect();
+    // The mirror receives exchanges as their responses end.
+    plan.sort_by_key(|e| e.timing.response_last_byte);
+    for (pacing, most) in [("production", CONNS as usize), ("asap", n as usize)] {
+        let (open, gate) = watch::channel(false);
+        let shadow = start_shadow(Behaviour::Gated {
+            open: gate,
+            delay: Duration::ZERO,
+        })
+        .await;
+        let mut c = config(shadow.addr, None);
+        c.mirror.pacing = Pacing::parse(pacing).unwrap();
+        c.circuit_breaker.enabled = false;
+        let r = start(c).await;
+        for ex in &plan {
+            r.feed.send(ex.clone()).await.unwrap();
+        }
+        // Wait until the shadow holds as many as the pacing lets through, the rest queued.
+        wait_for(&r.metrics, "the replays the pacing allows", |t| {
+            metric(t, "shadowtap_replays_in_flight") == most as f64
+                && metric(t, "shadowtap_replay_queue_length") == (n as usize - most) as f64
+        })
+        .await;
+        // The gauge counts replays sent; wait until the shadow holds them all.
+        wait_seen(&shadow, most).await;
+        open.send(true).unwrap();
+        wait_for(&r.metrics, "every replay", |t| handled(t) == n as f64).await;
+        assert_eq!(
+            shadow.holding.most.load(Ordering::SeqCst),
+            most,
+            "{pacing}: the most the shadow held at once"
+        );
+        let text = r.metrics.render();
+        assert_eq!(
+            metric(&text, "shadowtap_mirrored_requests_total{result=\"ok\"}"),
+            n as f64
+        );
+        if pacing == "production" {
+            assert_eq!(
+                metric(&text, "shadowtap_production_in_flight"),
+                CONNS as f64
+            );
+        }
+        drop(r.feed);
+        r.run.await.unwrap();
+    }
+}
+
+/// A slow shadow (one replay at a time, each held until the test opens the gate, then 50 ms):
+/// the gauges show one in flight and the rest queued, the saturation warning is given once,
+/// and the shadow's latency is its own answer time, without the time its replays waited in the
+/// queue (which grows with each one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_shadow_shows_in_the_gauges_and_its_latency_excludes_the_queue_wait() {
+    const N: u64 = 6;
+    const DELAY: Duration = Duration::from_millis(50);
+    let (open, gate) = watch::channel(false);
+    let shadow = start_shadow(Behaviour::Gated {
+        open: gate,
+        delay: DELAY,
+    })
+    .await;
+    let mut c = config(shadow.addr, None);
+    c.shadow.concurrency = nz(1);
+    c.mirror.queue = nz(8);
+    let r = start(c).await;
+    for id in 0..N {
+        r.feed
+            .send(exchange(id, "POST", Outcome::Complete))
+            .await
+            .unwrap();
+    }
+    wait_for(&r.metrics, "one in flight, the rest queued", |t| {
+        metric(t, "shadowtap_replays_in_flight") == 1.0
+            && metric(t, "shadowtap_replay_queue_length") == (N - 1) as f64
+    })
+    .await;
+    wait_seen(&shadow, 1).await;
+    let summary: Value = serde_json::from_str(&http_get(r.admin, "/api/summary").await).unwrap();
+    assert_eq!(summary["replay"]["in_flight"], 1, "{summary}");
+    assert_eq!(summary["replay"]["queued"], N - 1, "{summary}");
+    assert_eq!(summary["replay"]["queue_capacity"], 8, "{summary}");
+    assert!(summary["latency_shadow"]["p50_ms"].is_null(), "{summary}");
+    assert!(
+        summary["agreement"]["request"]["ratio"].is_null(),
+        "no comparison yet: {summary}"
+    );
+    let text = r.metrics.render();
+    assert!(
+        !text.contains("shadowtap_agreement_ratio{"),
+        "no ratio before the first comparison:\n{text}"
+    );
+    // Five of eight queued behind a replay that cannot finish: saturated, said once.
+    let saturated: Vec<Warning> = r
+        .events
+        .warnings()
+        .into_iter()
+        .filter(|w| matches!(w, Warning::ShadowSaturated { .. }))
+        .collect();
+    // (Said when the queue was at least half full: 4 or 5 of 8, as the feed and the
+    // dispatcher raced.)
+    assert_eq!(saturated.len(), 1, "{saturated:?}");
+    let Warning::ShadowSaturated {
+        in_flight,
+        limit,
+        concurrency,
+        queued,
+        capacity,
+        suppressed,
+    } = saturated[0]
+    else {
+        unreachable!()
+    };
+    assert_eq!(
+        (in_flight, limit, concurrency, capacity, suppressed),
+        (1, 1, 1, 8, 0)
+    );
+    assert!((4..N as usize).contains(&queued), "{queued}");
+
+    open.send(true).unwrap();
+    wait_for(&r.metrics, "every replay", |t| {
+        handled(t) == N as f64 && metric(t, "shadowtap_replays_in_flight") == 0.0
+    })
+    .await;
+    let text = r.metrics.render();
+    let m = |s: &str| metric(&text, s);
+    assert_eq!(m("shadowtap_replay_queue_length"), 0.0);
+    assert_eq!(
+        m("shadowtap_latency_seconds_count{model=\"shadow\"}"),
+        N as f64
+    );
+    assert_eq!(m("shadowtap_replay_queue_wait_seconds_count"), N as f64);
+    let latency = m("shadowtap_latency_seconds_sum{model=\"shadow\"}");
+    let waited = m("shadowtap_replay_queue_wait_seconds_sum");
+    // Each answer took at least DELAY; replay i waited for the i before it (one at a time),
+    // so the waits add up to far more than the answers, unless the answers included them.
+    assert!(latency >= N as f64 * DELAY.as_secs_f64(), "{latency}");
+    assert!(
+        latency < waited,
+        "shadow latency {latency} s includes the queue wait ({waited} s)"
+    );
+    let summary: Value = serde_json::from_str(&http_get(r.admin, "/api/summary").await).unwrap();
+    let p99_wait = summary["queue_wait"]["p99_ms"].as_f64().unwrap();
+    let p50_shadow = summary["latency_shadow"]["p50_ms"].as_f64().unwrap();
+    assert!(p50_shadow >= 50.0 * 0.99, "{summary}");
+    assert!(
+        p99_wait >= 4.0 * 50.0 * 0.99,
+        "the last waited for four answers: {summary}"
+    );
+    drop(r.feed);
+    r.run.await.unwrap();
 }

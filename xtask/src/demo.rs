@@ -168,9 +168,16 @@ fn print_summary(m: &Metrics, traffic: &str, admin: SocketAddr, log: &Path, dir:
         m.sum("shadowtap_mirror_skipped_total", &[])
     );
     print_breakdown(m, "shadowtap_mirror_skipped_total", "reason");
-    match m.get("shadowtap_agreement_ratio") {
-        Some(ratio) => println!("  {:<34} {:>9.1}%", "label agreement", ratio * 100.0),
-        None => println!("  {:<34} {:>10}", "label agreement", "n/a"),
+    for unit in ["request", "row"] {
+        let what = format!("agreement per {unit}");
+        let ratio = m
+            .series("shadowtap_agreement_ratio")
+            .into_iter()
+            .find(|(labels, _)| labels.get("unit").is_some_and(|u| u == unit));
+        match ratio {
+            Some((_, ratio)) => println!("  {what:<34} {:>9.1}%", ratio * 100.0),
+            None => println!("  {what:<34} {:>10}", "n/a"),
+        }
     }
     for model in ["production", "shadow"] {
         let q = |q| m.histogram_quantile("shadowtap_latency_seconds", ("model", model), q);

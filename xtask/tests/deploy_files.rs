@@ -212,6 +212,12 @@ fn grafana_dashboard_is_importable_and_matches_the_daemon() {
         "shadowtap_reassembly_bytes",
         "shadowtap_resource_cpu_seconds_total",
         "shadowtap_resource_memory_bytes",
+        "shadowtap_replays_in_flight",
+        "shadowtap_production_in_flight",
+        "shadowtap_replay_queue_length",
+        "shadowtap_replay_queue_wait_seconds_bucket",
+        // Agreement per row as well as per request (JSON-escaped quotes).
+        r#"shadowtap_agreement_ratio{instance=~\"$instance\",unit=\"row\"}"#,
     ] {
         assert!(text.contains(needed), "no panel plots {needed}");
     }
@@ -266,7 +272,7 @@ fn prometheus_alert_rules_are_well_formed_and_match_the_daemon() {
         "shadowtap_mirror_skipped_total",
         "shadowtap_circuit_state",
         "shadowtap_errors_total{model=\"shadow\"",
-        "shadowtap_agreement_ratio",
+        "shadowtap_agreement_ratio{unit=\"request\"}",
         "up{job=\"shadowtap\"} == 0",
     ] {
         assert!(

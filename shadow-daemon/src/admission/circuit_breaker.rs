@@ -7,25 +7,37 @@
 //! open   --open_ms elapsed, next request--> half-open (admits `probes` requests)
 //! half-open --all probes succeed--> closed      half-open --a probe fails--> open
 //! ```
+//!
+//! Every change is reported with its cause ([`BreakerCause`]): the failures in the window, by
+//! kind, when it opens; the probes when it closes.
 
 use crate::config::CircuitBreakerConfig;
 use shadow_core::compare::ShadowAnswer;
+use shadow_core::vocabulary::ShadowFailure;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-pub use crate::telemetry::BreakerState;
 use crate::telemetry::Telemetry;
+pub use crate::telemetry::{BreakerCause, BreakerChange, BreakerState};
 use std::sync::{Arc, Mutex};
 
-/// Whether a replay outcome counts against the shadow: no usable answer (connect error,
-/// timeout, invalid HTTP), a 5xx, or an answer slower than `slow_call` (when set). A 4xx is the
-/// request's fault, not the shadow's.
-pub fn counts_as_failure(answer: &ShadowAnswer, slow_call: Option<Duration>) -> bool {
+/// How a replay outcome counts against the shadow, if it does: no usable answer (connect
+/// error, timeout, invalid HTTP), a 5xx, or an answer slower than `slow_call` (when set). A 4xx
+/// is the request's fault, not the shadow's.
+pub fn shadow_failure(answer: &ShadowAnswer, slow_call: Option<Duration>) -> Option<ShadowFailure> {
     match answer {
-        ShadowAnswer::Failed { class, .. } => class.is_shadow_failure(),
+        ShadowAnswer::Failed { class, .. } => ShadowFailure::of_class(*class),
         ShadowAnswer::Response {
             status, latency_ns, ..
-        } => *status >= 500 || slow_call.is_some_and(|s| *latency_ns > s.as_nanos() as u64),
+        } => {
+            if *status >= 500 {
+                Some(ShadowFailure::ServerError)
+            } else if slow_call.is_some_and(|s| *latency_ns > s.as_nanos() as u64) {
+                Some(ShadowFailure::Slow)
+            } else {
+                None
+            }
+        }
     }
 }
 
@@ -39,12 +51,14 @@ pub struct CircuitBreaker {
     open_for: Duration,
     probes: usize,
     state: BreakerState,
-    /// Recent outcomes while closed; `true` = failure.
-    window: VecDeque<bool>,
+    /// Recent outcomes while closed: the failure, or `None` for a success.
+    window: VecDeque<Option<ShadowFailure>>,
     failures: usize,
     opened_at: Option<Instant>,
     probes_admitted: usize,
     probes_succeeded: usize,
+    /// Why the state last changed.
+    cause: BreakerCause,
 }
 
 impl CircuitBreaker {
@@ -63,12 +77,18 @@ impl CircuitBreaker {
             opened_at: None,
             probes_admitted: 0,
             probes_succeeded: 0,
+            cause: BreakerCause::Start,
         }
     }
 
     /// Current state.
     pub fn state(&self) -> BreakerState {
         self.state
+    }
+
+    /// Why the state last changed ([`BreakerCause::Start`] until it first does).
+    pub fn cause(&self) -> &BreakerCause {
+        &self.cause
     }
 
     /// Whether a request may go to the shadow now. While half-open, each `true` is a probe.
@@ -84,6 +104,9 @@ impl CircuitBreaker {
                     .is_none_or(|t| now.saturating_duration_since(t) >= self.open_for);
                 if due {
                     self.state = BreakerState::HalfOpen;
+                    self.cause = BreakerCause::Probing {
+                        probes: self.probes,
+                    };
                     self.probes_admitted = 1;
                     self.probes_succeeded = 0;
                 }
@@ -108,45 +131,73 @@ impl CircuitBreaker {
         }
     }
 
-    /// The outcome of a replayed request (`failure`: the shadow's fault).
-    pub fn record(&mut self, failure: bool, now: Instant) {
+    /// The outcome of a replayed request: how it failed (the shadow's fault), or `None`.
+    pub fn record(&mut self, failure: Option<ShadowFailure>, now: Instant) {
         if !self.enabled {
             return;
         }
         match self.state {
             BreakerState::Closed => {
                 self.window.push_back(failure);
-                self.failures += usize::from(failure);
+                self.failures += usize::from(failure.is_some());
                 if self.window.len() > self.window_len
                     && let Some(old) = self.window.pop_front()
                 {
-                    self.failures -= usize::from(old);
+                    self.failures -= usize::from(old.is_some());
                 }
                 if self.window.len() >= self.min_requests
                     && self.failures as f64 >= self.failure_ratio * self.window.len() as f64
                 {
-                    self.open(now);
+                    let cause = BreakerCause::Failures {
+                        failed: self.failures_by_kind(),
+                        outcomes: self.window.len(),
+                        paused_for: self.open_for,
+                    };
+                    self.open(now, cause);
                 }
             }
             // Late answers to requests admitted before the breaker opened.
             BreakerState::Open => {}
-            BreakerState::HalfOpen => {
-                if failure {
-                    self.open(now);
-                } else {
+            BreakerState::HalfOpen => match failure {
+                Some(failure) => {
+                    let cause = BreakerCause::ProbeFailed {
+                        failure,
+                        paused_for: self.open_for,
+                    };
+                    self.open(now, cause);
+                }
+                None => {
                     self.probes_succeeded += 1;
                     if self.probes_succeeded >= self.probes {
                         self.state = BreakerState::Closed;
+                        self.cause = BreakerCause::Recovered {
+                            probes: self.probes_succeeded,
+                        };
                         self.window.clear();
                         self.failures = 0;
                     }
                 }
-            }
+            },
         }
     }
 
-    fn open(&mut self, now: Instant) {
+    /// The failures in the window by kind, most frequent first (ties in a fixed order).
+    fn failures_by_kind(&self) -> Vec<(ShadowFailure, usize)> {
+        let mut counts: Vec<(ShadowFailure, usize)> = ShadowFailure::ALL
+            .iter()
+            .map(|&kind| {
+                let n = self.window.iter().filter(|f| **f == Some(kind)).count();
+                (kind, n)
+            })
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        counts.sort_by_key(|&(_, n)| std::cmp::Reverse(n));
+        counts
+    }
+
+    fn open(&mut self, now: Instant, cause: BreakerCause) {
         self.state = BreakerState::Open;
+        self.cause = cause;
         self.opened_at = Some(now);
         self.window.clear();
         self.failures = 0;
@@ -169,9 +220,13 @@ impl std::fmt::Debug for SharedBreaker {
 }
 
 impl SharedBreaker {
-    /// `breaker`, shared, reporting its initial state and every change to `telemetry`.
+    /// `breaker`, shared, reporting its initial state and every change (with its cause) to
+    /// `telemetry`.
     pub fn new(breaker: CircuitBreaker, telemetry: Arc<dyn Telemetry>) -> Self {
-        telemetry.breaker_changed(breaker.state());
+        telemetry.breaker_changed(&BreakerChange {
+            state: breaker.state(),
+            cause: breaker.cause().clone(),
+        });
         SharedBreaker {
             inner: Mutex::new(breaker),
             telemetry,
@@ -182,10 +237,13 @@ impl SharedBreaker {
         let mut b = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let before = b.state();
         let out = f(&mut b);
-        let after = b.state();
+        let change = (b.state() != before).then(|| BreakerChange {
+            state: b.state(),
+            cause: b.cause().clone(),
+        });
         drop(b);
-        if after != before {
-            self.telemetry.breaker_changed(after);
+        if let Some(change) = change {
+            self.telemetry.breaker_changed(&change);
         }
         out
     }
@@ -201,7 +259,7 @@ impl SharedBreaker {
     }
 
     /// See [`CircuitBreaker::record`].
-    pub fn record(&self, failure: bool, now: Instant) {
+    pub fn record(&self, failure: Option<ShadowFailure>, now: Instant) {
         self.with(|b| b.record(failure, now))
     }
 
@@ -214,6 +272,9 @@ impl SharedBreaker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const FAIL: Option<ShadowFailure> = Some(ShadowFailure::Timeout);
+    const OK: Option<ShadowFailure> = None;
 
     #[test]
     fn what_counts_as_a_failure() {
@@ -229,15 +290,26 @@ mod tests {
             message: String::new(),
             latency_ns: 0,
         };
-        assert!(!counts_as_failure(&ok(200, 10), None));
-        assert!(!counts_as_failure(&ok(404, 10), None));
-        assert!(counts_as_failure(&ok(503, 10), None));
-        assert!(counts_as_failure(&failed(ErrorClass::Timeout), None));
-        assert!(counts_as_failure(&failed(ErrorClass::Connect), None));
-        assert!(counts_as_failure(&failed(ErrorClass::Protocol), None));
+        use ShadowFailure::*;
+        assert_eq!(shadow_failure(&ok(200, 10), None), None);
+        assert_eq!(shadow_failure(&ok(404, 10), None), None);
+        assert_eq!(shadow_failure(&ok(503, 10), None), Some(ServerError));
+        assert_eq!(
+            shadow_failure(&failed(ErrorClass::Timeout), None),
+            Some(Timeout)
+        );
+        assert_eq!(
+            shadow_failure(&failed(ErrorClass::Connect), None),
+            Some(Connect)
+        );
+        assert_eq!(
+            shadow_failure(&failed(ErrorClass::Protocol), None),
+            Some(Protocol)
+        );
         let slow = Some(Duration::from_millis(100));
-        assert!(!counts_as_failure(&ok(200, 100), slow));
-        assert!(counts_as_failure(&ok(200, 101), slow));
+        assert_eq!(shadow_failure(&ok(200, 100), slow), None);
+        assert_eq!(shadow_failure(&ok(200, 101), slow), Some(Slow));
+        assert_eq!(shadow_failure(&ok(503, 101), slow), Some(ServerError));
     }
 
     fn cfg() -> CircuitBreakerConfig {
@@ -257,11 +329,11 @@ mod tests {
     fn opens_at_the_failure_ratio_once_enough_requests_are_seen() {
         let t = Instant::now();
         let mut b = CircuitBreaker::new(&cfg());
-        b.record(true, t);
-        b.record(true, t);
-        b.record(true, t);
+        b.record(FAIL, t);
+        b.record(FAIL, t);
+        b.record(FAIL, t);
         assert_eq!(b.state(), BreakerState::Closed, "below min_requests");
-        b.record(false, t);
+        b.record(OK, t);
         assert_eq!(b.state(), BreakerState::Open, "3 of 4 failed");
         assert!(!b.admit(t + Duration::from_millis(999)));
     }
@@ -271,12 +343,12 @@ mod tests {
         let t = Instant::now();
         let mut b = CircuitBreaker::new(&cfg());
         for i in 0..100 {
-            b.record(i % 3 == 1, t); // one in three fails
+            b.record(if i % 3 == 1 { FAIL } else { OK }, t); // one in three fails
             assert_eq!(b.state(), BreakerState::Closed, "at {i}");
         }
         // Old successes slide out; five failures in a row make 5 of 10.
         for _ in 0..5 {
-            b.record(true, t);
+            b.record(FAIL, t);
         }
         assert_eq!(b.state(), BreakerState::Open);
     }
@@ -286,7 +358,7 @@ mod tests {
         let t = Instant::now();
         let mut b = CircuitBreaker::new(&cfg());
         for _ in 0..4 {
-            b.record(true, t);
+            b.record(FAIL, t);
         }
         assert_eq!(b.state(), BreakerState::Open);
         let t1 = t + Duration::from_secs(1);
@@ -296,21 +368,21 @@ mod tests {
         assert!(!b.admit(t1), "only two probes");
         b.cancel();
         assert!(b.admit(t1), "a cancelled probe frees its slot");
-        b.record(false, t1);
+        b.record(OK, t1);
         assert_eq!(b.state(), BreakerState::HalfOpen);
-        b.record(true, t1);
+        b.record(FAIL, t1);
         assert_eq!(b.state(), BreakerState::Open, "a failed probe reopens");
         assert!(!b.admit(t1 + Duration::from_millis(500)));
         let t2 = t1 + Duration::from_secs(1);
         assert!(b.admit(t2));
         assert!(b.admit(t2));
-        b.record(false, t2);
-        b.record(false, t2);
+        b.record(OK, t2);
+        b.record(OK, t2);
         assert_eq!(b.state(), BreakerState::Closed);
         assert!(b.admit(t2));
         // Fresh window after closing: three failures are below min_requests again.
         for _ in 0..3 {
-            b.record(true, t2);
+            b.record(FAIL, t2);
         }
         assert_eq!(b.state(), BreakerState::Closed);
     }
@@ -323,7 +395,7 @@ mod tests {
             ..cfg()
         });
         for _ in 0..100 {
-            b.record(true, t);
+            b.record(FAIL, t);
         }
         assert!(b.admit(t));
         assert_eq!(b.state(), BreakerState::Closed);
@@ -336,27 +408,74 @@ mod tests {
         let recorder = Arc::new(Recorder::new());
         let b = SharedBreaker::new(CircuitBreaker::new(&cfg()), recorder.clone());
         for _ in 0..4 {
-            b.record(true, t);
+            b.record(FAIL, t);
         }
         // Open: nothing is admitted, nothing changes, nothing is reported.
         assert!(!b.admit(t));
-        b.record(true, t);
+        b.record(FAIL, t);
         let t1 = t + Duration::from_secs(1);
         assert!(b.admit(t1));
         b.cancel();
         assert!(b.admit(t1));
         assert!(b.admit(t1));
-        b.record(false, t1);
-        b.record(false, t1);
+        b.record(OK, t1);
+        b.record(OK, t1);
         assert_eq!(b.state(), BreakerState::Closed);
+        let change = |state, cause| Event::BreakerChanged(BreakerChange { state, cause });
         assert_eq!(
             recorder.events(),
             vec![
-                Event::BreakerChanged(BreakerState::Closed),
-                Event::BreakerChanged(BreakerState::Open),
-                Event::BreakerChanged(BreakerState::HalfOpen),
-                Event::BreakerChanged(BreakerState::Closed),
+                change(BreakerState::Closed, BreakerCause::Start),
+                change(
+                    BreakerState::Open,
+                    BreakerCause::Failures {
+                        failed: vec![(ShadowFailure::Timeout, 4)],
+                        outcomes: 4,
+                        paused_for: Duration::from_secs(1),
+                    }
+                ),
+                change(BreakerState::HalfOpen, BreakerCause::Probing { probes: 2 }),
+                change(BreakerState::Closed, BreakerCause::Recovered { probes: 2 }),
             ]
+        );
+    }
+
+    #[test]
+    fn opening_names_the_failures_in_the_window_by_kind() {
+        let t = Instant::now();
+        let mut b = CircuitBreaker::new(&CircuitBreakerConfig {
+            min_requests: std::num::NonZeroUsize::new(6).unwrap(),
+            ..cfg()
+        });
+        use ShadowFailure::*;
+        for f in [
+            None,
+            Some(Connect),
+            Some(Timeout),
+            None,
+            Some(Timeout),
+            Some(ServerError),
+        ] {
+            b.record(f, t);
+        }
+        assert_eq!(b.state(), BreakerState::Open, "4 of 6 failed");
+        assert_eq!(
+            b.cause(),
+            &BreakerCause::Failures {
+                failed: vec![(Timeout, 2), (Connect, 1), (ServerError, 1)],
+                outcomes: 6,
+                paused_for: Duration::from_secs(1),
+            }
+        );
+        let t1 = t + Duration::from_secs(1);
+        assert!(b.admit(t1));
+        b.record(Some(Protocol), t1);
+        assert_eq!(
+            b.cause(),
+            &BreakerCause::ProbeFailed {
+                failure: Protocol,
+                paused_for: Duration::from_secs(1)
+            }
         );
     }
 }

@@ -56,6 +56,10 @@ pub struct RunArgs {
     /// Replays in flight at most (`shadow.concurrency`).
     #[arg(long)]
     pub concurrency: Option<usize>,
+    /// When replays are sent: production (its order, spacing and concurrency) or asap
+    /// (`mirror.pacing`).
+    #[arg(long)]
+    pub pacing: Option<String>,
     /// Per-request shadow timeout in milliseconds (`shadow.timeout_ms`).
     #[arg(long)]
     pub timeout_ms: Option<u64>,
@@ -137,6 +141,9 @@ impl RunArgs {
         if let Some(v) = self.concurrency {
             c.shadow.concurrency = Setting::flag("--concurrency", v);
         }
+        if let Some(v) = &self.pacing {
+            c.mirror.pacing = Setting::flag("--pacing", v.clone());
+        }
         if let Some(v) = self.timeout_ms {
             c.shadow.timeout_ms = Setting::flag("--timeout-ms", v);
         }
@@ -212,7 +219,10 @@ async fn run(config: Arc<Config>) -> CommandResult {
     tracing::info!(
         exchanges = summary.admission.exchanges,
         replayed = summary.replayed,
-        agreement = ?summary.evaluation.agreement_ratio,
+        skipped = summary.admission.skipped.values().sum::<u64>(),
+        abandoned = summary.abandoned,
+        agreement = ?summary.evaluation.agreement.request.ratio,
+        row_agreement = ?summary.evaluation.agreement.row.ratio,
         "stopped"
     );
     Ok(EXIT_OK)

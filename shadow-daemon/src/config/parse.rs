@@ -9,8 +9,8 @@ use super::raw::{
 };
 use super::typed::{
     AcceptEncoding, AdminConfig, CaptureConfig, CircuitBreakerConfig, CompareConfig, Config,
-    DiscrepancyLogConfig, HeaderRewrite, HostHeader, MethodSet, MirrorConfig, RateLimit, Rewrite,
-    ShadowConfig, ShadowUrl,
+    DiscrepancyLogConfig, HeaderRewrite, HostHeader, MethodSet, MirrorConfig, Pacing, RateLimit,
+    Rewrite, ShadowConfig, ShadowUrl,
 };
 use hyper::Method;
 use hyper::header::{HeaderName, HeaderValue};
@@ -534,6 +534,7 @@ fn mirror(raw: &RawMirror, c: &mut Checks) -> Option<MirrorConfig> {
         }
     });
     let queue = c.value("mirror.queue", &raw.queue, at_least_one);
+    let pacing = c.value("mirror.pacing", &raw.pacing, |p| Pacing::parse(p));
     Some(MirrorConfig {
         methods: methods?.into_iter().collect(),
         deny_methods: deny_methods?.into_iter().collect::<MethodSet>(),
@@ -543,6 +544,7 @@ fn mirror(raw: &RawMirror, c: &mut Checks) -> Option<MirrorConfig> {
         sample_seed: raw.sample_seed.value,
         rate_limit: rate_limit?,
         queue: queue?,
+        pacing: pacing?,
     })
 }
 

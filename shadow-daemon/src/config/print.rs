@@ -115,6 +115,7 @@ impl From<&Config> for RawConfig {
                 rate_limit: b(mirror.rate_limit.map_or(0.0, |r| r.per_second)),
                 burst: b(mirror.rate_limit.map_or(0, |r| r.burst)),
                 queue: b(mirror.queue.get()),
+                pacing: b(mirror.pacing.as_str().to_string()),
             },
             circuit_breaker: RawCircuitBreaker {
                 enabled: b(breaker.enabled),

@@ -297,6 +297,8 @@ pub struct RawMirror {
     pub burst: Setting<u32>,
     /// Queue between admission and replay.
     pub queue: Setting<usize>,
+    /// When queued replays are sent: `production` (production's pacing) or `asap`.
+    pub pacing: Setting<String>,
 }
 
 impl Default for RawMirror {
@@ -312,6 +314,7 @@ impl Default for RawMirror {
             rate_limit: Setting::builtin(0.0),
             burst: Setting::builtin(0),
             queue: Setting::builtin(1024),
+            pacing: Setting::builtin("production".into()),
         }
     }
 }

@@ -238,6 +238,7 @@ sample_seed = 42
 rate_limit = 2.5
 burst = 5
 queue = 9
+pacing = "asap"
 [circuit_breaker]
 enabled = true
 window = 20
@@ -332,6 +333,7 @@ fn every_typed_field_is_parsed_and_round_trips() {
         })
     );
     assert_eq!(m.queue, nz(9));
+    assert_eq!(m.pacing, super::Pacing::Asap);
     assert_eq!(
         c.circuit_breaker,
         CircuitBreakerConfig {
@@ -674,4 +676,18 @@ fn decoded_bodies_are_capped_like_the_bodies_on_the_wire() {
             shadow: 2000
         }
     );
+}
+
+#[test]
+fn pacing_is_production_by_default_and_a_bad_value_names_both() {
+    let c =
+        parse("[capture]\nports = [8080]\n[shadow]\nurl = \"http://127.0.0.1:8081\"\n").unwrap();
+    assert_eq!(c.mirror.pacing, super::Pacing::Production);
+    let err = parse(
+        "[capture]\nports = [8080]\n[shadow]\nurl = \"http://127.0.0.1:8081\"\n[mirror]\npacing = \"fast\"\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("mirror.pacing"), "{err}");
+    assert!(err.contains("production") && err.contains("asap"), "{err}");
 }

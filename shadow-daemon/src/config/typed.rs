@@ -314,6 +314,42 @@ pub struct MirrorConfig {
     pub rate_limit: Option<RateLimit>,
     /// Queue between admission and replay; when full, requests are dropped and counted.
     pub queue: NonZeroUsize,
+    /// When queued replays are sent.
+    pub pacing: Pacing,
+}
+
+/// When queued replays are sent to the shadow (`mirror.pacing`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Pacing {
+    /// Like production: in the order and at the spacing the requests were seen on the wire,
+    /// never more in flight than production had at that moment (and `shadow.concurrency` at
+    /// most), so the shadow sees production's load and latencies compare like with like.
+    #[default]
+    Production,
+    /// As soon as possible, up to `shadow.concurrency` in flight.
+    Asap,
+}
+
+impl Pacing {
+    /// `production` or `asap`.
+    pub fn parse(text: &str) -> Result<Pacing, String> {
+        match text {
+            "production" => Ok(Pacing::Production),
+            "asap" => Ok(Pacing::Asap),
+            other => Err(format!(
+                "`{other}` is not a pacing: use \"production\" (production's order, spacing and \
+                 concurrency) or \"asap\" (as fast as shadow.concurrency allows)"
+            )),
+        }
+    }
+
+    /// The config value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Pacing::Production => "production",
+            Pacing::Asap => "asap",
+        }
+    }
 }
 
 /// Pauses mirroring while the shadow is failing.

@@ -1,5 +1,7 @@
 //! Admin HTTP server (hyper 1): `GET /metrics` (Prometheus text), `GET /healthz`,
-//! `GET /api/summary` (JSON of the running aggregates).
+//! `GET /api/summary` (JSON of the running aggregates: agreement per request and per row,
+//! latency quantiles of both models and of the queue wait, the breaker's state and the replay
+//! stage's load; a value without samples is `null`).
 
 use crate::mirror::MirrorStatus;
 use crate::shutdown::Shutdown;
@@ -124,6 +126,10 @@ fn route(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> {
                 obj.insert(
                     "circuit_state".into(),
                     state.mirror.breaker().as_str().into(),
+                );
+                obj.insert(
+                    "replay".into(),
+                    serde_json::to_value(state.mirror.replay()).unwrap_or_default(),
                 );
             }
             respond(StatusCode::OK, "application/json", v.to_string())

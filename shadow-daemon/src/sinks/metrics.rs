@@ -4,24 +4,39 @@
 //! Each event has exactly one method here that both logs it (tracing) and bumps its metric, so
 //! that logs and metrics never disagree (vector's style). Metric names are listed in docs/architecture.md.
 
-use crate::telemetry::{BreakerState, Telemetry};
+use crate::telemetry::{BreakerCause, BreakerChange, BreakerState, ReplayLoad, Telemetry, Warning};
 use prometheus::{
-    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     Opts, Registry, TextEncoder,
 };
 use shadow_core::compare::Comparison;
 use shadow_core::vocabulary::{
-    DecodeFailure, DropStage, ErrorClass, KernelPacketResult, MirrorResult, Model, Outcome,
-    SkipReason,
+    AgreementUnit, DecodeFailure, DropStage, ErrorClass, KernelPacketResult, MirrorResult, Model,
+    Outcome, SkipReason,
 };
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-/// Latency histogram buckets, seconds (50 µs .. 30 s): model servers on the same host answer
-/// in well under a millisecond, remote GPUs in seconds.
-const LATENCY_BUCKETS: &[f64] = &[
-    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
-    2.5, 5.0, 10.0, 30.0,
-];
+/// The smallest and largest latency bucket bounds, seconds: model servers on the same host
+/// answer in well under a millisecond, remote GPUs in seconds.
+const LATENCY_RANGE: (f64, f64) = (50e-6, 30.0);
+/// Latency buckets over that range: 60, each bound ≤ 25 % above the previous, so two models'
+/// quantiles can be told apart (`histogram_quantile` interpolates inside one).
+const LATENCY_STEPS: u32 = 60;
+
+/// Geometric latency bucket bounds (seconds) from 50 µs to 30 s, each within 25 % of the
+/// previous one, rounded to 4 significant digits.
+fn latency_buckets() -> Vec<f64> {
+    let (lo, hi) = LATENCY_RANGE;
+    let ratio = (hi / lo).powf(1.0 / f64::from(LATENCY_STEPS));
+    (0..=LATENCY_STEPS)
+        .map(|i| {
+            let v = lo * ratio.powi(i as i32);
+            let scale = 10f64.powi(3 - v.log10().floor() as i32);
+            (v * scale).round() / scale
+        })
+        .collect()
+}
 
 /// The daemon's metrics. Cheap to clone (shared registry).
 #[derive(Clone)]
@@ -38,8 +53,12 @@ struct Inner {
     mirrored: IntCounterVec,
     skipped: IntCounterVec,
     latency: HistogramVec,
+    queue_wait: Histogram,
+    replays_in_flight: IntGauge,
+    replay_queue_length: IntGauge,
+    production_in_flight: IntGauge,
     errors: IntCounterVec,
-    agreement_ratio: Gauge,
+    agreement_ratio: GaugeVec,
     discrepancies: IntCounterVec,
     shadow_http_errors: IntCounterVec,
     body_decode_failures: IntCounterVec,
@@ -103,7 +122,10 @@ impl Metrics {
                 &["result"]
             )),
             exchanges: reg!(IntCounterVec::new(
-                opts("exchanges_total", "HTTP exchanges rebuilt, by outcome."),
+                opts(
+                    "exchanges_total",
+                    "HTTP exchanges rebuilt, by outcome. Each ends in mirrored_requests_total (by result) or mirror_skipped_total (by reason)."
+                ),
                 &["outcome"]
             )),
             mirrored: reg!(IntCounterVec::new(
@@ -116,16 +138,39 @@ impl Metrics {
             skipped: reg!(IntCounterVec::new(
                 opts(
                     "mirror_skipped_total",
-                    "Exchanges not replayed to the shadow, by reason."
+                    "Exchanges not replayed to the shadow, by reason: not replayable (the outcome: gap, truncated, no_response, unparsable), filtered, sampled_out, circuit_open, rate_limited, queue_full, abandoned (queued at shutdown)."
                 ),
                 &["reason"]
             )),
             latency: reg!(HistogramVec::new(
-                HistogramOpts::new("latency_seconds", "Response latency per model.")
-                    .namespace("shadowtap")
-                    .buckets(LATENCY_BUCKETS.to_vec()),
+                HistogramOpts::new(
+                    "latency_seconds",
+                    "Response latency per model: production from wire timestamps (last request byte to last response byte), the shadow from sending the replay to the last byte of its answer (queue wait excluded)."
+                )
+                .namespace("shadowtap")
+                .buckets(latency_buckets()),
                 &["model"]
             )),
+            queue_wait: reg!(Histogram::with_opts(
+                HistogramOpts::new(
+                    "replay_queue_wait_seconds",
+                    "Time replays waited in the replay queue before they were sent (pacing and capacity)."
+                )
+                .namespace("shadowtap")
+                .buckets(latency_buckets())
+            )),
+            replays_in_flight: reg!(IntGauge::with_opts(opts(
+                "replays_in_flight",
+                "Replays sent to the shadow and not answered yet."
+            ))),
+            replay_queue_length: reg!(IntGauge::with_opts(opts(
+                "replay_queue_length",
+                "Replays waiting in the replay queue (at most mirror.queue)."
+            ))),
+            production_in_flight: reg!(IntGauge::with_opts(opts(
+                "production_in_flight",
+                "Production requests in flight when the latest replay started on the wire: its in-flight limit with mirror.pacing = production."
+            ))),
             errors: reg!(IntCounterVec::new(
                 opts(
                     "errors_total",
@@ -133,10 +178,13 @@ impl Metrics {
                 ),
                 &["model", "class"]
             )),
-            agreement_ratio: reg!(Gauge::with_opts(opts(
-                "agreement_ratio",
-                "Fraction of compared requests whose predicted labels agree."
-            ))),
+            agreement_ratio: reg!(GaugeVec::new(
+                opts(
+                    "agreement_ratio",
+                    "Fraction of compared requests (unit=request) or labelled rows (unit=row) whose predictions agree; absent before the first comparison."
+                ),
+                &["unit"]
+            )),
             discrepancies: reg!(IntCounterVec::new(
                 opts(
                     "discrepancies_total",
@@ -330,9 +378,27 @@ impl Telemetry for Metrics {
             .inc();
     }
 
-    fn breaker_changed(&self, state: BreakerState) {
-        tracing::info!(state = state.as_str(), "shadow circuit breaker");
-        self.inner.circuit_state.set(state.gauge_value());
+    fn breaker_changed(&self, change: &BreakerChange) {
+        let state = change.state.as_str();
+        match (&change.state, &change.cause) {
+            (_, BreakerCause::Start) => tracing::debug!(state, "{change}"),
+            (BreakerState::Open, _) => tracing::warn!(state, "{change}"),
+            _ => tracing::info!(state, "{change}"),
+        }
+        self.inner.circuit_state.set(change.state.gauge_value());
+    }
+
+    fn replay_load(&self, load: ReplayLoad) {
+        let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        self.inner.replays_in_flight.set(gauge(load.in_flight));
+        self.inner.replay_queue_length.set(gauge(load.queued));
+        if let Some(n) = load.production_in_flight {
+            self.inner.production_in_flight.set(gauge(n));
+        }
+    }
+
+    fn queue_waited(&self, wait: Duration) {
+        self.inner.queue_wait.observe(wait.as_secs_f64());
     }
 
     // ---- replay / compare ----
@@ -395,8 +461,15 @@ impl Telemetry for Metrics {
         }
     }
 
-    fn agreement(&self, ratio: f64) {
-        self.inner.agreement_ratio.set(ratio);
+    fn agreement(&self, unit: AgreementUnit, ratio: f64) {
+        self.inner
+            .agreement_ratio
+            .with_label_values(&[unit.as_str()])
+            .set(ratio);
+    }
+
+    fn warning(&self, warning: &Warning) {
+        tracing::warn!("{warning}");
     }
 
     // ---- discrepancy log ----
@@ -426,6 +499,7 @@ fn read_self_resources() -> Option<(f64, f64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::telemetry::{BreakerCause, BreakerChange, ReplayLoad};
     use shadow_core::compare::Side;
     use shadow_core::vocabulary::DiscrepancyKind;
 
@@ -439,16 +513,30 @@ mod tests {
             "shadowtap_capture_dropped_total{stage=\"exchange_channel\"} 0",
             "shadowtap_errors_total{class=\"4xx\",model=\"production\"} 0",
             "shadowtap_circuit_state 0",
+            "shadowtap_mirror_skipped_total{reason=\"unparsable\"} 0",
+            "shadowtap_mirror_skipped_total{reason=\"abandoned\"} 0",
+            "shadowtap_replays_in_flight 0",
         ] {
             assert!(text.contains(zero), "missing {zero} at start in\n{text}");
         }
+        // A ratio of nothing is absent, never 0.
+        assert!(!text.contains("shadowtap_agreement_ratio{"), "{text}");
         m.skipped(SkipReason::QueueFull);
         m.exchange_seen(Outcome::Complete);
         m.segments_captured(3);
         m.dropped(DropStage::Capture, 1);
         m.reassembly_load(2, 300);
         m.kernel_packets(KernelPacketResult::Malformed, 2);
-        m.breaker_changed(BreakerState::HalfOpen);
+        m.breaker_changed(&BreakerChange {
+            state: BreakerState::HalfOpen,
+            cause: BreakerCause::Probing { probes: 3 },
+        });
+        m.replay_load(ReplayLoad {
+            in_flight: 3,
+            queued: 7,
+            production_in_flight: Some(4),
+        });
+        m.queue_waited(Duration::from_millis(20));
         m.replayed(MirrorResult::Timeout);
         // The shadow timed out: its latency is not an answer's and is not observed.
         m.compared(&Comparison {
@@ -467,7 +555,7 @@ mod tests {
             diffs: Vec::new(),
             discrepancies: vec![DiscrepancyKind::Label],
         });
-        m.agreement(0.5);
+        m.agreement(AgreementUnit::Row, 0.5);
         m.discrepancy_log_dropped("test");
         let text = m.render();
         for needle in [
@@ -485,7 +573,11 @@ mod tests {
             "shadowtap_latency_seconds_count{model=\"production\"} 1",
             "shadowtap_latency_seconds_sum{model=\"production\"} 0.002",
             "shadowtap_latency_seconds_count{model=\"shadow\"} 0",
-            "shadowtap_agreement_ratio 0.5",
+            "shadowtap_agreement_ratio{unit=\"row\"} 0.5",
+            "shadowtap_replays_in_flight 3",
+            "shadowtap_replay_queue_length 7",
+            "shadowtap_production_in_flight 4",
+            "shadowtap_replay_queue_wait_seconds_count 1",
             "shadowtap_discrepancy_log_dropped_total 1",
             "shadowtap_kernel_packets_total{result=\"malformed\"} 2",
             "shadowtap_kernel_packets_total{result=\"matched\"} 0",
@@ -494,6 +586,17 @@ mod tests {
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");
         }
+        assert!(!text.contains("unit=\"request\""), "only the reported unit");
+    }
+
+    #[test]
+    fn latency_buckets_are_at_most_25_percent_apart_from_50us_to_30s() {
+        let b = latency_buckets();
+        assert_eq!((b[0], b[b.len() - 1]), (50e-6, 30.0));
+        for w in b.windows(2) {
+            assert!(w[1] > w[0] && w[1] / w[0] <= 1.25, "{} -> {}", w[0], w[1]);
+        }
+        assert_eq!(b.len(), 61);
     }
 
     #[test]
