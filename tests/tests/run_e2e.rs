@@ -252,14 +252,17 @@ fn run_mirrors_every_request_and_logs_known_discrepancies() {
     );
     assert_eq!(sum_of(&text, "shadowtap_errors_total"), 0.0, "{text}");
     assert_eq!(
-        metric(&text, "shadowtap_agreement_ratio"),
+        metric(&text, "shadowtap_agreement_ratio{unit=\"request\"}"),
         (n - disagreeing.len()) as f64 / n as f64
     );
     let (status, summary) = admin::get(&s.ns, ADMIN, "/api/summary").unwrap();
     assert_eq!(status, 200);
     let summary: Value = serde_json::from_str(&summary).unwrap();
     assert_eq!(summary["compared"], n);
-    assert_eq!(summary["agreed"], n - disagreeing.len());
+    assert_eq!(
+        summary["agreement"]["request"]["agreed"],
+        n - disagreeing.len()
+    );
 
     // The shadow got exactly the production bodies (a multiset), decoded, each once, with the
     // production method and target, framed by Content-Length.
@@ -591,7 +594,9 @@ fn run_stops_cleanly_with_replays_in_flight() {
     if !require_root("run_stops_cleanly_with_replays_in_flight") {
         return;
     }
-    let mut s = start("rsi", Some(Role::Hang), &["--timeout-ms", "3000"]);
+    // As soon as possible: all twelve in flight at once, whatever production's concurrency was.
+    let args = ["--timeout-ms", "3000", "--pacing", "asap"];
+    let mut s = start("rsi", Some(Role::Hang), &args);
     let plan = vec![
         ((1..7).map(Req::post).collect(), false),
         ((8..14).map(Req::post).collect(), true),
