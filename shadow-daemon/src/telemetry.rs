@@ -208,16 +208,19 @@ impl fmt::Display for Warning {
                 capacity,
                 suppressed,
             } => {
-                let whose = if limit < concurrency {
-                    ", production's concurrency"
+                let (whose, asap) = if limit < concurrency {
+                    (
+                        ": production's concurrency",
+                        ", or --pacing asap to let more than production's concurrency in flight",
+                    )
                 } else {
-                    ""
+                    ("", "")
                 };
                 write!(
                     f,
                     "shadow saturated: {in_flight} in flight (limit {limit}{whose}), queue \
                      {queued}/{capacity}; replays wait and are dropped when the queue is full: \
-                     consider --sample or --rate-limit{}",
+                     consider --sample or --rate-limit{asap}{}",
                     more(*suppressed)
                 )
             }
@@ -535,11 +538,17 @@ mod tests {
         let text = w.to_string();
         assert!(
             text.starts_with(
-                "shadow saturated: 8 in flight (limit 8, production's concurrency), queue 600/1024;"
+                "shadow saturated: 8 in flight (limit 8: production's concurrency), queue 600/1024;"
             ),
             "{text}"
         );
-        assert!(text.contains("--sample or --rate-limit (3 more"), "{text}");
+        assert!(
+            text.ends_with(
+                "consider --sample or --rate-limit, or --pacing asap to let more than \
+                 production's concurrency in flight (3 more since the last warning)"
+            ),
+            "{text}"
+        );
         let open = BreakerChange {
             state: BreakerState::Open,
             cause: BreakerCause::Failures {
