@@ -199,10 +199,13 @@ fn mlserver_agreement_equals_the_offline_truth() {
     let (_, summary) = admin::get(&ns, ADMIN, "/api/summary").expect("summary");
     let summary: Value = serde_json::from_str(&summary).expect("summary JSON");
     println!(
-        "offline truth: {truth}\nshadowd: compared {} agreed {} (ratio {}), body discrepancies {}",
+        "offline truth: {truth}\nshadowd: compared {} agreed {} (ratio {}), rows agreed {} of {}, \
+         body discrepancies {}",
         summary["compared"],
-        summary["agreed"],
-        summary["agreement_ratio"],
+        summary["agreement"]["request"]["agreed"],
+        summary["agreement"]["request"]["ratio"],
+        summary["agreement"]["row"]["agreed"],
+        summary["agreement"]["row"]["samples"],
         discrepancies(&text, DiscrepancyKind::Body)
     );
     assert!(
@@ -211,8 +214,13 @@ fn mlserver_agreement_equals_the_offline_truth() {
     );
     assert_eq!(mirrored(&text, MirrorResult::Ok), n, "{text}");
     assert_eq!(summary["compared"], REQUESTS, "{summary}");
-    assert_eq!(summary["agreement_samples"], REQUESTS, "{summary}");
-    assert_eq!(summary["agreed"], truth["agreed"], "{summary}\n{truth}");
+    let requests = &summary["agreement"]["request"];
+    assert_eq!(requests["samples"], REQUESTS, "{summary}");
+    assert_eq!(requests["agreed"], truth["agreed"], "{summary}\n{truth}");
+    // Per row of the multi-row requests, too.
+    let rows = &summary["agreement"]["row"];
+    assert_eq!(rows["samples"], truth["rows"], "{summary}\n{truth}");
+    assert_eq!(rows["agreed"], truth["rows_agreed"], "{summary}\n{truth}");
     assert_eq!(
         discrepancies(&text, DiscrepancyKind::Label),
         (REQUESTS - truth["agreed"].as_u64().unwrap_or(0)) as f64,

@@ -416,7 +416,9 @@ impl Setup {
         let summary: Value = serde_json::from_str(&summary).expect("summary JSON");
         let verdict = Verdict {
             compared: summary["compared"].as_u64().unwrap_or(0),
-            agreed: summary["agreed"].as_u64().unwrap_or(0),
+            agreed: summary["agreement"]["request"]["agreed"]
+                .as_u64()
+                .unwrap_or(0),
             label: discrepancies(&text, DiscrepancyKind::Label),
             body: discrepancies(&text, DiscrepancyKind::Body),
             missing_prediction: discrepancies(&text, DiscrepancyKind::MissingPrediction),
