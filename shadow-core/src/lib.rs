@@ -29,6 +29,7 @@ pub mod pcap;
 pub mod pcap_writer;
 pub mod reassembly;
 pub mod segment;
+pub mod stats;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 pub mod vocabulary;
