@@ -443,7 +443,7 @@ mod tests {
                 .insert(&id, i, (i % 300) as usize, Duration::from_millis(i))
                 .len() as u64;
             // A few labels arrive, most never do.
-            if i % 7 == 0 {
+            if i.is_multiple_of(7) {
                 let _ = j.label(&format!("req-{}", i / 2), (), Duration::from_millis(i));
             }
             assert!(j.len() <= l.max_items && j.bytes() <= l.max_bytes);
