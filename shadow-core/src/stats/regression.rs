@@ -3,7 +3,7 @@
 //! so long runs of large values neither overflow nor lose precision the way sums would.
 //!
 //! `delta = prediction − truth`: a positive mean signed delta means the model over-predicts.
-//! Pairs where either value is not finite are counted in [`RegressionStats::rejected`] and
+//! Pairs where either value is not finite are counted in [`RegressionReport::rejected`] and
 //! otherwise ignored.
 
 use serde::{Deserialize, Serialize};
