@@ -12,6 +12,10 @@
 //! 4. [`compare`]: a shadow answer against the production response: status, latency, body and
 //!    prediction differences, after [`encoding`] has undone both bodies' content codings.
 //! 5. [`evaluation`]: running agreement, accuracy, precision, recall, F1, latency.
+//! 6. [`labels`]: comparisons wait, bounded, for their ground-truth label.
+//! 7. [`stats`]: model-quality statistics against ground truth (Wilson and Newcombe
+//!    intervals, McNemar's test, confusion matrices, regression errors, PSI).
+//! 8. [`criteria`]: success criteria judged on those statistics → PROMOTE / HOLD / REJECT.
 //!
 //! [`vocabulary`] names the outcomes, skip reasons, drop stages and results that every later
 //! layer (daemon, metrics, logs, tests) reports. `testkit` (feature `testkit`) builds synthetic
@@ -21,14 +25,17 @@
 #![warn(missing_docs)]
 
 pub mod compare;
+pub mod criteria;
 pub mod encoding;
 pub mod evaluation;
 pub mod frame;
 pub mod http;
+pub mod labels;
 pub mod pcap;
 pub mod pcap_writer;
 pub mod reassembly;
 pub mod segment;
+pub mod stats;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 pub mod vocabulary;
