@@ -119,6 +119,9 @@ impl Source {
                 self.telemetry.kernel_packets(result, n);
             }
         }
+        for (stage, n) in now.undecodable.since(&was.undecodable) {
+            self.dropped(stage, n);
+        }
         self.reported.capture = now;
 
         let re = self.assembler.reassembly_stats();

@@ -1,15 +1,19 @@
 //! `shadowd inspect`: pcap → HTTP exchanges as JSON lines.
 //!
 //! One JSON object per exchange on stdout (per connection in the order the requests were
-//! sent), a summary line on stderr. Needs no privileges.
+//! sent), a summary line on stderr: exchanges per outcome, then packet and byte counts, then
+//! the frames that yielded no segment by reason (`ip_fragment`, `truncated_header` and
+//! `malformed` may have carried watched bytes; the others are traffic that is not ours). A
+//! file cut in the middle of a packet is read up to the cut, with a warning. Needs no
+//! privileges.
 
 use super::{CommandResult, EXIT_OK, UsageError};
 use base64::Engine as _;
 use clap::Args;
 use serde_json::{Value, json};
+use shadow_core::frame::FrameSkip;
 use shadow_core::http::{Exchange, ExchangeAssembler, HttpStats, Outcome};
-use shadow_core::pcap::PcapError;
-use shadow_core::pcap::PcapSource;
+use shadow_core::pcap::{PcapError, PcapSource, PcapStats};
 use shadow_core::reassembly::ReassemblyStats;
 use std::io::{BufWriter, Read, Write};
 use std::path::PathBuf;
@@ -38,7 +42,7 @@ pub fn main(args: InspectArgs) -> CommandResult {
     let summary = run(source, args.bodies, &mut BufWriter::new(stdout))?;
     eprintln!("{}", summary.line());
     if let Some(err) = &summary.read_error {
-        eprintln!("shadowd: warning: stopped reading early: {err}");
+        eprintln!("shadowd: warning: {err}");
     }
     Ok(EXIT_OK)
 }
@@ -50,6 +54,8 @@ pub struct Summary {
     pub reassembly: ReassemblyStats,
     pub packets: u64,
     pub cut_packets: u64,
+    /// Packets that yielded no segment, by reason.
+    pub frames: PcapStats,
     /// The file ended with an error after some packets (e.g. cut mid-packet).
     pub read_error: Option<String>,
 }
@@ -59,7 +65,7 @@ impl Summary {
     pub fn line(&self) -> String {
         let h = &self.http;
         let r = &self.reassembly;
-        format!(
+        let line = format!(
             "inspect: exchanges complete={} gap={} truncated={} no_response={} unparsable={} | \
              packets={} cut={} request_bytes={} response_bytes={} gap_bytes={} duplicate_bytes={} \
              skipped_bytes={} orphan_responses={} flows={}",
@@ -77,7 +83,12 @@ impl Summary {
             h.skipped_bytes,
             h.orphan_responses,
             r.flows_total,
-        )
+        );
+        let skipped: Vec<String> = FrameSkip::ALL
+            .iter()
+            .map(|&reason| format!("{}={}", reason.as_str(), self.frames.skipped(reason)))
+            .collect();
+        format!("{line} | frames_skipped {}", skipped.join(" "))
     }
 }
 
@@ -95,8 +106,14 @@ pub fn run<R: Read>(
             Ok(s) => assembler.push_cut(s.segment, s.missing, &mut exchanges),
             // A bad link type in a pcapng interface is as fatal as in a pcap header.
             Err(e @ PcapError::LinkType { .. }) => return Err(e.into()),
+            // A file cut mid-packet: everything before the cut counts, with a warning.
+            Err(e @ PcapError::Truncated { .. }) => {
+                summary.read_error = Some(e.to_string());
+                break;
+            }
             Err(e) => {
-                summary.read_error = Some(format!("{:#}", anyhow::Error::new(e)));
+                let e = anyhow::Error::new(e);
+                summary.read_error = Some(format!("stopped reading early: {e:#}"));
                 break;
             }
         }
@@ -114,6 +131,7 @@ pub fn run<R: Read>(
     summary.reassembly = assembler.reassembly_stats();
     summary.packets = stats.packets;
     summary.cut_packets = stats.cut;
+    summary.frames = stats;
     Ok(summary)
 }
 
