@@ -5,11 +5,20 @@
 //! still waiting for one (interim 1xx responses do not). Slots leave in order, so pipelined
 //! exchanges come out in the order the requests were sent.
 //!
+//! Every pairing is proven by the TCP sequence numbers: a response whose first segment does
+//! not acknowledge the end of a request's head, or that the client had already received when
+//! it sent the request (the request's acknowledgment number is past the response's first
+//! byte), cannot answer it; without ACK flags, a response captured before the request cannot.
+//! A response that answers no waiting request is an orphan: counted
+//! ([`HttpStats::orphan_responses`]) and dropped, and not held for the next request once the
+//! server had seen no request bytes beyond those already parsed.
+//!
 //! After anything that can desynchronise the pairing (a gap, unparsable bytes, a stream joined
-//! in the middle) the parser resyncs at the next request or status line and checks the TCP
-//! acknowledgment number of each response: a response whose segment did not yet acknowledge
-//! the end of a request's head cannot answer it. When one response could answer several
-//! waiting requests, they are all marked [`Outcome::Gap`] rather than guessed.
+//! in the middle) the parser resyncs at the next request or status line, and a response may
+//! answer any waiting request it can; when it could answer several, they are all marked
+//! [`Outcome::Gap`] rather than guessed. A hole where a response should start lost that
+//! response: it answered the oldest waiting request (or a lost request before it), which then
+//! becomes a gap, so the next response can pair with its own request.
 
 mod message;
 mod reader;
@@ -99,6 +108,7 @@ impl ConnectionParser {
         match dir {
             Direction::Request => {
                 stats.request_bytes += bytes.len() as u64;
+                self.pending.request_stream_end = Some(seq.wrapping_add(bytes.len() as u32));
                 self.requests.append(seq, ack, ts, bytes);
                 self.requests.run(&mut self.pending, &self.config, stats);
             }
