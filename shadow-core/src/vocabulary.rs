@@ -3,16 +3,17 @@
 
 pub use crate::compare::{DiscrepancyKind, ErrorClass, Model, ShadowAnswer};
 pub use crate::frame::FrameSkip;
-pub use crate::http::Outcome;
+pub use crate::http::{Outcome, Refusal};
 
 /// Every [`Outcome`] (label of `exchanges_total{outcome}`), for zero-initialised metrics and
 /// for tests that go through all of them.
-pub const OUTCOMES: [Outcome; 5] = [
+pub const OUTCOMES: [Outcome; 6] = [
     Outcome::Complete,
     Outcome::Gap,
     Outcome::Truncated,
     Outcome::NoResponse,
     Outcome::Unparsable,
+    Outcome::Incomplete,
 ];
 
 /// Why an exchange was not replayed (label of `mirror_skipped_total{reason}`).

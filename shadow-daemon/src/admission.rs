@@ -251,6 +251,7 @@ pub(crate) mod tests {
             Outcome::Truncated,
             Outcome::NoResponse,
             Outcome::Unparsable,
+            Outcome::Incomplete,
         ] {
             let mut ex = exchange("POST", "/p", "a");
             ex.outcome = outcome;

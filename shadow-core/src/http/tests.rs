@@ -661,7 +661,7 @@ fn no_response_and_reset() {
         ]
     );
 
-    // Reset in the middle of a response body.
+    // Reset in the middle of a response body: the server stopped, nothing was lost.
     let mut c = conn();
     c.request(GET)
         .response(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhel")
@@ -669,7 +669,7 @@ fn no_response_and_reset() {
     let x = run(c.into_segments());
     assert_eq!(
         x.iter().map(|e| e.outcome).collect::<Vec<_>>(),
-        vec![Outcome::Unparsable]
+        vec![Outcome::Incomplete]
     );
 }
 
@@ -1092,4 +1092,120 @@ fn after_a_lost_request_its_lost_response_is_not_charged_to_the_next_request() {
         ]
     );
     assert_eq!(a.http_stats().orphan_responses, 0);
+}
+
+#[test]
+fn messages_cut_by_the_connection_closing_are_incomplete() {
+    // zeek's content-length-overflow: the server announces more than it sends, then closes.
+    let mut c = conn();
+    c.request(GET)
+        .response(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nonly this much")
+        .close();
+    let (x, a) = run_with(
+        c.into_segments(),
+        ReassemblyConfig::default(),
+        HttpConfig::default(),
+    );
+    assert_eq!(
+        x.iter().map(summary).collect::<Vec<_>>(),
+        vec![s(
+            "GET",
+            "/v1/models/m",
+            b"",
+            Some(200),
+            b"",
+            Outcome::Incomplete
+        )]
+    );
+    assert_eq!(a.http_stats().incomplete, 1);
+    assert_eq!(a.http_stats().unparsable, 0);
+
+    // A request body cut by the client's FIN, and a request head cut by it.
+    let post = post(b"0123456789");
+    for partial in [&post[..post.len() - 4], b"GET /half HTTP/1.1\r\nHo"] {
+        let mut c = conn();
+        c.request(partial).close();
+        let x = run(c.into_segments());
+        assert_eq!(
+            x.iter().map(|e| e.outcome).collect::<Vec<_>>(),
+            vec![Outcome::Incomplete],
+            "{partial:?}"
+        );
+    }
+
+    // The same cut by the end of the capture (the connection may go on): a gap.
+    let mut c = conn();
+    c.request(GET)
+        .response(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nonly this much");
+    let x = run(c.into_segments());
+    assert_eq!(
+        x.iter().map(|e| e.outcome).collect::<Vec<_>>(),
+        vec![Outcome::Gap]
+    );
+}
+
+#[test]
+fn content_length_with_leading_zeros_frames_the_body() {
+    // zeek's 261/variant-08: 30 leading zeros, value 50, then a second request.
+    let mut c = conn();
+    let mut wire = format!(
+        "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: {}50\r\n\r\n",
+        "0".repeat(30)
+    )
+    .into_bytes();
+    wire.extend_from_slice(&[b'X'; 50]);
+    wire.extend_from_slice(b"GET /next HTTP/1.1\r\nHost: t\r\n\r\n");
+    c.request(&wire)
+        .response(&ok(b"first"))
+        .response(&ok(b"second"))
+        .close();
+    let (x, a) = run_with(
+        c.into_segments(),
+        ReassemblyConfig::default(),
+        HttpConfig::default(),
+    );
+    assert_eq!(
+        x.iter().map(summary).collect::<Vec<_>>(),
+        vec![
+            s(
+                "POST",
+                "/",
+                &[b'X'; 50],
+                Some(200),
+                b"first",
+                Outcome::Complete
+            ),
+            s("GET", "/next", b"", Some(200), b"second", Outcome::Complete),
+        ]
+    );
+    assert_eq!(a.http_stats().refused(Refusal::InvalidContentLength), 0);
+}
+
+#[test]
+fn ambiguous_requests_are_unparsable_and_counted_by_reason() {
+    let mut c = conn();
+    c.request(
+        b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 50\r\n\r\n0\r\n\r\n",
+    )
+    .response(&ok(b"a"));
+    c.request(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n10000000000000000\r\n\r\n")
+        .response(&ok(b"b"));
+    c.request(GET).response(OK_HELLO).close();
+    let (x, a) = run_with(
+        c.into_segments(),
+        ReassemblyConfig::default(),
+        HttpConfig::default(),
+    );
+    assert_eq!(
+        x.iter().map(|e| e.outcome).collect::<Vec<_>>(),
+        vec![Outcome::Unparsable, Outcome::Unparsable, Outcome::Complete]
+    );
+    let stats = a.http_stats();
+    assert_eq!(stats.refused(Refusal::TransferEncodingWithContentLength), 1);
+    assert_eq!(stats.refused(Refusal::SizeOverflow), 1);
+    assert_eq!(
+        x[2].prod_response.as_ref().map(|r| r.body.to_vec()),
+        Some(b"hello".to_vec()),
+        "the valid request after them keeps its own response"
+    );
 }

@@ -2,7 +2,8 @@
 //!
 //! One JSON object per exchange on stdout (per connection in the order the requests were
 //! sent), a summary line on stderr: exchanges per outcome, then packet and byte counts, then
-//! the frames that yielded no segment by reason (`ip_fragment`, `truncated_header` and
+//! the messages the HTTP parser refused by reason, then the frames that yielded no segment by
+//! reason (`ip_fragment`, `truncated_header` and
 //! `malformed` may have carried watched bytes; the others are traffic that is not ours). A
 //! file cut in the middle of a packet is read up to the cut, with a warning. Needs no
 //! privileges.
@@ -12,9 +13,11 @@ use base64::Engine as _;
 use clap::Args;
 use serde_json::{Value, json};
 use shadow_core::frame::FrameSkip;
+use shadow_core::http::Refusal;
 use shadow_core::http::{Exchange, ExchangeAssembler, HttpStats, Outcome};
 use shadow_core::pcap::{PcapError, PcapSource, PcapStats};
 use shadow_core::reassembly::ReassemblyStats;
+use shadow_core::vocabulary::OUTCOMES;
 use std::io::{BufWriter, Read, Write};
 use std::path::PathBuf;
 
@@ -65,15 +68,23 @@ impl Summary {
     pub fn line(&self) -> String {
         let h = &self.http;
         let r = &self.reassembly;
+        let counts = |pairs: Vec<(&str, u64)>| {
+            pairs
+                .into_iter()
+                .map(|(label, n)| format!("{label}={n}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let outcomes = counts(
+            OUTCOMES
+                .iter()
+                .map(|&o| (o.as_str(), h.outcome(o)))
+                .collect(),
+        );
         let line = format!(
-            "inspect: exchanges complete={} gap={} truncated={} no_response={} unparsable={} | \
+            "inspect: exchanges {outcomes} | \
              packets={} cut={} request_bytes={} response_bytes={} gap_bytes={} duplicate_bytes={} \
              skipped_bytes={} orphan_responses={} flows={}",
-            h.complete,
-            h.gap,
-            h.truncated,
-            h.no_response,
-            h.unparsable,
             self.packets,
             self.cut_packets,
             h.request_bytes,
@@ -84,11 +95,19 @@ impl Summary {
             h.orphan_responses,
             r.flows_total,
         );
-        let skipped: Vec<String> = FrameSkip::ALL
-            .iter()
-            .map(|&reason| format!("{}={}", reason.as_str(), self.frames.skipped(reason)))
-            .collect();
-        format!("{line} | frames_skipped {}", skipped.join(" "))
+        let refused = counts(
+            Refusal::ALL
+                .iter()
+                .map(|&reason| (reason.as_str(), h.refused(reason)))
+                .collect(),
+        );
+        let skipped = counts(
+            FrameSkip::ALL
+                .iter()
+                .map(|&reason| (reason.as_str(), self.frames.skipped(reason)))
+                .collect(),
+        );
+        format!("{line} | refused {refused} | frames_skipped {skipped}")
     }
 }
 
@@ -219,7 +238,8 @@ mod tests {
         assert_eq!(summary.http.no_response, 1);
         assert_eq!(summary.packets, 6);
         assert!(summary.line().starts_with(
-            "inspect: exchanges complete=1 gap=0 truncated=0 no_response=1 unparsable=0 | packets=6"
+            "inspect: exchanges complete=1 gap=0 truncated=0 no_response=1 unparsable=0 \
+             incomplete=0 | packets=6"
         ));
     }
 

@@ -148,7 +148,7 @@ impl ConnectionParser {
     fn fin(&mut self, dir: Direction, ts: u64, stats: &mut HttpStats) {
         match dir {
             Direction::Request => {
-                let end = Cut::End(Outcome::Unparsable);
+                let end = Cut::End(Outcome::Incomplete);
                 self.requests.cut(&mut self.pending, end, ts, stats);
             }
             Direction::Response => {
@@ -158,7 +158,7 @@ impl ConnectionParser {
                 // request stream) is judged when the connection closes.
                 let waiting = self.responses.holds_head() && !self.pending.any_awaiting();
                 if !waiting {
-                    let end = Cut::End(Outcome::Unparsable);
+                    let end = Cut::End(Outcome::Incomplete);
                     self.responses.cut(&mut self.pending, end, ts, stats);
                 }
             }
@@ -175,7 +175,7 @@ impl ConnectionParser {
 
     fn close(&mut self, reason: CloseReason, ts: u64, stats: &mut HttpStats) {
         let incomplete = if reason.is_connection_end() {
-            Outcome::Unparsable
+            Outcome::Incomplete
         } else {
             Outcome::Gap
         };

@@ -5,11 +5,11 @@
 
 use super::slot::PendingExchanges;
 use super::stream::StreamBuffer;
-use crate::http::body::{Body, BodyReader};
+use crate::http::body::{Body, BodyError, BodyReader};
 use crate::http::config::HttpConfig;
 use crate::http::exchange::Outcome;
 use crate::http::head::Parsed;
-use crate::http::stats::HttpStats;
+use crate::http::stats::{HttpStats, Refusal};
 use bytes::{Bytes, BytesMut};
 use std::marker::PhantomData;
 
@@ -230,8 +230,12 @@ impl<M: MessageKind> DirectionReader<M> {
                         Parsed::Partial if self.stream.buf.len() <= config.max_head => {
                             return Protocol::Http1;
                         }
-                        Parsed::Partial | Parsed::Invalid => {
+                        parsed @ (Parsed::Partial | Parsed::Invalid(_)) => {
                             if !resynced {
+                                stats.refuse(match parsed {
+                                    Parsed::Invalid(reason) => reason,
+                                    _ => Refusal::HeadTooLarge,
+                                });
                                 M::head_invalid(pending, &self.stream);
                                 pending.confirm_by_ack = true;
                             }
@@ -265,7 +269,8 @@ impl<M: MessageKind> DirectionReader<M> {
                                 return Protocol::Switched;
                             }
                         }
-                        Err(_) => {
+                        Err(BodyError(reason)) => {
+                            stats.refuse(reason);
                             M::body_invalid(pending, owner, last_ts);
                             pending.confirm_by_ack = true;
                             self.state = ReaderState::Resync;
