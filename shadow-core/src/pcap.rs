@@ -549,7 +549,7 @@ mod tests {
         let mut arp = frames[0].clone();
         arp[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
         frames.extend([fragment, arp, frames[0][..30].to_vec()]);
-        let bytes = testkit::pcap_of_frames(LinkType::Ethernet, &frames);
+        let bytes = testkit::pcap_of_frames(LinkType::Ethernet, &frames, 65535);
         let mut src = PcapSource::new(&bytes[..], Path::new("mixed.pcap"), &[8080]).unwrap();
         while src.next_segment().is_some() {}
         let stats = src.stats();

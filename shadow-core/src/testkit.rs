@@ -301,18 +301,21 @@ pub fn pcap_bytes_with(link: LinkType, segments: &[Segment], snaplen: u32) -> Ve
     writer.into_writer()
 }
 
-/// A pcap file (microsecond timestamps 1 µs apart) of ready-made `link` frames.
-pub fn pcap_of_frames(link: LinkType, frames: &[Vec<u8>]) -> Vec<u8> {
+/// A pcap file (microsecond timestamps 1 µs apart) of ready-made `link` frames, each cut to
+/// `snaplen` bytes (its original length recorded, as `tcpdump -s` does).
+pub fn pcap_of_frames(link: LinkType, frames: &[Vec<u8>], snaplen: usize) -> Vec<u8> {
     let header = PcapHeader {
         datalink: datalink(link),
         ts_resolution: TsResolution::MicroSecond,
+        snaplen: snaplen.try_into().unwrap_or(u32::MAX),
         ..PcapHeader::default()
     };
     let mut writer = PcapWriter::with_header(Vec::new(), header).expect("in-memory writer");
     for (i, data) in frames.iter().enumerate() {
         let ts = Duration::from_nanos(START_NS) + Duration::from_micros(i as u64);
+        let cut = &data[..data.len().min(snaplen)];
         writer
-            .write_packet(&PcapPacket::new(ts, data.len() as u32, data))
+            .write_packet(&PcapPacket::new(ts, data.len() as u32, cut))
             .expect("in-memory write");
     }
     writer.into_writer()

@@ -270,4 +270,43 @@ mod tests {
         assert_eq!(summary.cut_packets, 1);
         assert_eq!(summary.reassembly.gap_bytes, 1042 + 54 - 200);
     }
+
+    #[test]
+    fn snap_length_with_an_ethernet_fcs_loses_no_request() {
+        // zeek's pipelined-requests cut with `editcap -s 200`, FCS kept: orig_len - caplen
+        // counted the 4 FCS bytes as missing payload, the next request's first 4 bytes were
+        // then taken for duplicates and 4 of 5 requests vanished.
+        let mut c = Conn::new("10.0.0.1:40000", "10.0.0.2:8080");
+        c.handshake();
+        for i in 0..5 {
+            let body = "b".repeat(300);
+            let request = format!("POST /{i} HTTP/1.1\r\nContent-Length: 300\r\n\r\n{body}");
+            c.request(request.as_bytes())
+                .response(b"HTTP/1.1 204 No Content\r\n\r\n");
+        }
+        c.close();
+        let frames: Vec<Vec<u8>> = c
+            .segments()
+            .iter()
+            .map(|s| {
+                let mut frame = testkit::frame(LinkType::Ethernet, s);
+                frame.extend_from_slice(&[0xfc, 0x5f, 0xc5, 0xcf]); // FCS
+                frame
+            })
+            .collect();
+        let (lines, summary) = inspect(
+            &testkit::pcap_of_frames(LinkType::Ethernet, &frames, 200),
+            false,
+        );
+        let got: Vec<_> = lines
+            .iter()
+            .map(|l| (l["path"].clone(), l["outcome"].clone()))
+            .collect();
+        let want: Vec<_> = (0..5)
+            .map(|i| (json!(format!("/{i}")), json!("gap")))
+            .collect();
+        assert_eq!(got, want, "every request is seen, each a gap");
+        assert_eq!(summary.cut_packets, 5);
+        assert_eq!(summary.reassembly.duplicate_bytes, 0);
+    }
 }
