@@ -73,11 +73,9 @@ const fn differs(reason: &'static str) -> Tshark {
 
 struct Expected {
     file: &'static str,
-    /// tshark's (requests, paired requests), for the record.
-    #[allow(dead_code, reason = "documents the hand verification")]
+    /// tshark's (requests, paired requests).
     tshark: (u64, u64),
     run: Run,
-    #[allow(dead_code, reason = "documents the hand verification")]
     vs_tshark: Tshark,
 }
 
@@ -260,6 +258,25 @@ fn inspect_matches_the_hand_checked_results_on_every_corpus_capture() {
         listed, expected,
         "the README's captures and this test's table must list the same files, in order"
     );
+    // The table itself: a file said to match tshark has tshark's number of paired requests as
+    // complete exchanges; every difference has its one-line reason.
+    for e in CORPUS {
+        match (&e.vs_tshark, &e.run) {
+            (Tshark::Same, Run::Read { outcomes, .. }) => {
+                assert_eq!(
+                    outcomes[0], e.tshark.1,
+                    "{}: SAME but not tshark's count",
+                    e.file
+                )
+            }
+            (Tshark::Same, Run::Refused(_)) => panic!("{}: refused files differ", e.file),
+            (Tshark::Differs(reason), _) => assert!(
+                !reason.is_empty() && !reason.contains('\n'),
+                "{}: one line",
+                e.file
+            ),
+        }
+    }
     let by_file: BTreeMap<&str, &Expected> = CORPUS.iter().map(|e| (e.file, e)).collect();
     let mut failures = Vec::new();
     for (file, ports) in &files {
