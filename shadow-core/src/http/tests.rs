@@ -1209,3 +1209,21 @@ fn ambiguous_requests_are_unparsable_and_counted_by_reason() {
         "the valid request after them keeps its own response"
     );
 }
+
+#[test]
+fn responses_without_requests_are_each_counted_at_close() {
+    // PcapPlusPlus's 650HttpResponses: only the server's side was captured.
+    let mut c = conn();
+    c.response(&ok(b"one"))
+        .response(&ok(b"two"))
+        .response(&ok(b"three"));
+    c.close();
+    let segs: Vec<Segment> = c
+        .into_segments()
+        .into_iter()
+        .filter(|s| s.dir == Direction::Response || s.payload.is_empty())
+        .collect();
+    let (x, a) = run_with(segs, ReassemblyConfig::default(), HttpConfig::default());
+    assert!(x.is_empty(), "{x:?}");
+    assert_eq!(a.http_stats().orphan_responses, 3);
+}

@@ -181,6 +181,9 @@ impl ConnectionParser {
         };
         let end = Cut::End(incomplete);
         self.requests.cut(&mut self.pending, end, ts, stats);
+        // Responses held for requests that will never come are read now, each an orphan.
+        self.pending.closing = true;
+        self.run_responses(stats);
         self.finish_close_delimited();
         self.responses.cut(&mut self.pending, end, ts, stats);
         self.pending.close(incomplete);

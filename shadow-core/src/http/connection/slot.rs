@@ -262,6 +262,8 @@ pub(super) struct PendingExchanges {
     pub confirm_by_ack: bool,
     /// Sequence number just past the newest request-stream byte delivered so far.
     pub request_stream_end: Option<u32>,
+    /// The connection is gone: no request is still to come.
+    pub closing: bool,
     /// Ids of the requests that were lost or unparsable ([`SlotState::NoRequest`]; their
     /// slots may be gone) whose answer has not been accounted for yet: in HTTP/1 order the
     /// server answered them too, so a response lost or dropped before the next parsed
@@ -410,6 +412,9 @@ impl PendingExchanges {
     /// and any request still to be parsed ends beyond them. Such a response is dropped as an
     /// orphan right away instead of being held for the next request.
     pub fn answers_nothing_to_come(&self, ack: Option<u32>) -> bool {
+        if self.closing {
+            return true;
+        }
         match (ack, self.request_stream_end) {
             (Some(ack), Some(end)) => seq_le(ack, end),
             _ => false,
