@@ -2,8 +2,10 @@
 //!
 //! One `AF_PACKET`/`SOCK_DGRAM` socket bound to the interface (the kernel strips the link
 //! header, so Ethernet, `lo`, VLAN and tun devices all yield plain IP packets), a classic BPF
-//! filter that lets only TCP to or from the production ports into the socket, and a blocking
-//! reader thread that decodes each packet with [`frame::decode`] and `try_send`s the segment.
+//! filter that lets only TCP to or from the production ports into the socket (and IPv6 packets
+//! with extension headers, whose ports it cannot reach), and a blocking reader thread that
+//! decodes each packet with [`frame::decode`] and `try_send`s the segment. Packets it cannot
+//! decode (fragments, cut or malformed headers) are counted by reason.
 //!
 //! This uses `libc` directly rather than `pnet::datalink`: pnet 0.35 reports neither the packet
 //! type (`sll_pkttype`, needed to drop `lo`'s duplicate copy) nor the kernel timestamp, and
