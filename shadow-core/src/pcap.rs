@@ -1,18 +1,21 @@
 //! Offline capture source: reads pcap and pcapng files into [`crate::segment::Segment`]s.
 //!
-//! The format is told by the file's magic number. Ethernet, raw IP and Linux cooked (SLL,
-//! SLL2) link types are read, IPv4 and IPv6. A packet cut by the capture's snap length is
-//! returned with the number of payload bytes that are missing, so that reassembly marks them
-//! as a gap instead of stitching a shortened body.
+//! The format is told by the file's magic number. Ethernet (with VLAN tags and PPPoE), raw
+//! IP, Linux cooked (SLL, SLL2), BSD loopback (NULL, LOOP) and NFLOG link types are read, IPv4
+//! and IPv6. A packet cut by the capture's snap length is returned with the number of payload
+//! bytes that are missing (from the IP lengths), so that reassembly marks them as a gap instead
+//! of stitching a shortened body. Frames that yield no segment are counted by
+//! [`FrameSkip`] reason; a file cut in the middle of a packet ends with
+//! [`PcapError::Truncated`] after the packets before it.
 
-use crate::frame::{LinkType, decode};
+use crate::frame::{FrameSkip, LinkType, decode};
 use crate::segment::Segment;
 use pcap_file::DataLink;
 use pcap_file::pcap::PcapReader;
 use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption;
 use pcap_file::pcapng::{Block, PcapNgReader};
 use std::fs::File;
-use std::io::{BufReader, Chain, Cursor, Read};
+use std::io::{BufReader, Chain, Cursor, ErrorKind, Read};
 use std::path::{Path, PathBuf};
 
 const PCAPNG_MAGIC: [u8; 4] = [0x0a, 0x0d, 0x0d, 0x0a];
@@ -39,10 +42,34 @@ pub struct PcapStats {
     pub packets: u64,
     /// Packets that were TCP to or from a watched port.
     pub segments: u64,
-    /// Packets cut by the snap length.
+    /// Segments whose payload was cut by the snap length.
     pub cut: u64,
     /// Captured packet bytes.
     pub bytes: u64,
+    /// Packets that yielded no segment, by [`FrameSkip`] reason (indexed like
+    /// [`FrameSkip::ALL`]; read with [`PcapStats::skipped`]).
+    skipped: [u64; FrameSkip::ALL.len()],
+}
+
+impl PcapStats {
+    /// Packets that yielded no segment for `reason`.
+    pub fn skipped(&self, reason: FrameSkip) -> u64 {
+        self.skipped[reason as usize]
+    }
+
+    /// Packets that may have carried watched bytes but could not be decoded
+    /// ([`FrameSkip::is_loss`]).
+    pub fn undecodable(&self) -> u64 {
+        FrameSkip::ALL
+            .iter()
+            .filter(|r| r.is_loss())
+            .map(|&r| self.skipped(r))
+            .sum()
+    }
+
+    fn skip(&mut self, reason: FrameSkip) {
+        self.skipped[reason as usize] += 1;
+    }
 }
 
 /// A pcap or pcapng file's packets.
@@ -158,8 +185,8 @@ impl<R: Read> PcapSource<R> {
     }
 
     /// The next TCP segment of a watched port. `Err` ends the stream: a file cut in the
-    /// middle of a packet, a corrupt block, or (pcapng) an interface with an unsupported
-    /// link type.
+    /// middle of a packet ([`PcapError::Truncated`]), a corrupt block, or (pcapng) an
+    /// interface with an unsupported link type.
     pub fn next_segment(&mut self) -> Option<Result<FileSegment, PcapError>> {
         while !self.done {
             match self.next_packet() {
@@ -176,10 +203,23 @@ impl<R: Read> PcapSource<R> {
     }
 
     fn next_packet(&mut self) -> Option<Result<Option<FileSegment>, PcapError>> {
-        let format_err = |e: pcap_file::PcapError| PcapError::Format {
-            path: self.path.clone(),
-            reason: "unreadable packet record".into(),
-            source: Some(e),
+        let packets = self.stats.packets;
+        let format_err = |e: pcap_file::PcapError| match e {
+            pcap_file::PcapError::IncompleteBuffer => PcapError::Truncated {
+                path: self.path.clone(),
+                packets,
+            },
+            pcap_file::PcapError::IoError(io) if io.kind() == ErrorKind::UnexpectedEof => {
+                PcapError::Truncated {
+                    path: self.path.clone(),
+                    packets,
+                }
+            }
+            e => PcapError::Format {
+                path: self.path.clone(),
+                reason: "unreadable packet record".into(),
+                source: Some(e),
+            },
         };
         let (link, data, orig_len, ts_ns) = match &mut self.format {
             Format::Pcap {
@@ -248,12 +288,20 @@ impl<R: Read> PcapSource<R> {
         };
         self.stats.packets += 1;
         self.stats.bytes += data.len() as u64;
-        let Some(segment) = decode(link, &data, &self.ports, ts_ns) else {
-            return Some(Ok(None));
+        let decoded = match decode(link, &data, &self.ports, ts_ns) {
+            Ok(decoded) => decoded,
+            Err(reason) => {
+                self.stats.skip(reason);
+                return Some(Ok(None));
+            }
         };
         self.stats.segments += 1;
-        let missing =
-            u32::try_from((orig_len as usize).saturating_sub(data.len())).unwrap_or(u32::MAX);
+        let segment = decoded.segment;
+        // The IP lengths say how much payload was cut; when they do not (GSO super-packets
+        // record IP length 0), the frame lengths do.
+        let missing = decoded.missing.unwrap_or_else(|| {
+            u32::try_from((orig_len as usize).saturating_sub(data.len())).unwrap_or(u32::MAX)
+        });
         if missing > 0 {
             self.stats.cut += 1;
         }
@@ -268,6 +316,8 @@ fn link_type(datalink: DataLink) -> Result<LinkType, DataLink> {
         DataLink::RAW | DataLink::IPV4 | DataLink::IPV6 => Ok(LinkType::RawIp),
         DataLink::LINUX_SLL => Ok(LinkType::LinuxSll),
         DataLink::LINUX_SLL2 => Ok(LinkType::LinuxSll2),
+        DataLink::NULL | DataLink::LOOP => Ok(LinkType::Null),
+        DataLink::NFLOG => Ok(LinkType::Nflog),
         // DLT_RAW as numbered on some BSDs.
         other if matches!(u32::from(other), 12 | 14) => Ok(LinkType::RawIp),
         other => Err(other),
@@ -327,9 +377,23 @@ pub enum PcapError {
         #[source]
         source: Option<pcap_file::PcapError>,
     },
+    /// The file ends in the middle of a packet (a capture cut short, e.g. copied while
+    /// it was written): the packets before it were read.
+    #[error(
+        "truncated file after {packets} packets: `{path}` ends inside a packet (a capture cut \
+         short or copied while it was written); the packets before the cut were read"
+    )]
+    Truncated {
+        /// The file.
+        path: PathBuf,
+        /// Whole packets read before the cut.
+        packets: u64,
+    },
     /// The capture's link type is not one the frame decoder reads.
     #[error(
-        "`{path}` uses link type {linktype}, which shadowd does not read (Ethernet, raw IP, Linux cooked SLL/SLL2)"
+        "`{path}` uses link type {linktype}, which shadowd does not read (it reads Ethernet \
+         with VLAN/PPPoE, raw IP, Linux cooked SLL/SLL2, BSD loopback NULL/LOOP and NFLOG); \
+         capture again on an Ethernet interface or with `tcpdump -i any`"
     )]
     LinkType {
         /// The file.
@@ -386,6 +450,8 @@ mod tests {
             LinkType::RawIp,
             LinkType::LinuxSll,
             LinkType::LinuxSll2,
+            LinkType::Null,
+            LinkType::Nflog,
         ] {
             files.push(("pcap µs", testkit::pcap_bytes_with(link, &segs, 65535)));
             files.push(("pcapng ns", testkit::pcapng_bytes(link, &segs, true)));
@@ -422,23 +488,78 @@ mod tests {
             Err(PcapError::Format { .. })
         ));
         assert!(matches!(read_all(b"ab"), Err(PcapError::Format { .. })));
-        // A pcap header announcing DLT_NULL (BSD loopback).
+        // A pcap header announcing ARCNET.
         let mut bad = testkit::pcap_bytes_with(LinkType::Ethernet, &[], 65535);
-        bad[20..24].copy_from_slice(&0u32.to_be_bytes());
-        assert!(matches!(read_all(&bad), Err(PcapError::LinkType { .. })));
-        // A file cut in the middle of a packet: the packets before it, then an error.
-        let full = testkit::pcap_bytes(&sample());
-        let mut src =
-            PcapSource::new(&full[..full.len() - 5], Path::new("cut.pcap"), &[8080]).unwrap();
-        let mut ok = 0;
-        let mut err = 0;
-        while let Some(s) = src.next_segment() {
-            match s {
-                Ok(_) => ok += 1,
-                Err(_) => err += 1,
+        bad[20..24].copy_from_slice(&7u32.to_be_bytes());
+        let err = read_all(&bad).unwrap_err();
+        assert!(matches!(err, PcapError::LinkType { .. }));
+        assert!(err.to_string().contains("ARCNET"), "{err}");
+        let missing = PcapSource::open(Path::new("/nonexistent/x.pcap"), &[80]);
+        assert!(matches!(missing, Err(PcapError::Open { .. })));
+    }
+
+    #[test]
+    fn a_file_cut_mid_packet_is_truncated_after_its_whole_packets() {
+        let segments = sample();
+        for (name, full) in [
+            ("pcap", testkit::pcap_bytes(&segments)),
+            (
+                "pcapng",
+                testkit::pcapng_bytes(LinkType::Ethernet, &segments, true),
+            ),
+        ] {
+            let mut src =
+                PcapSource::new(&full[..full.len() - 5], Path::new("cut.pcap"), &[8080]).unwrap();
+            let mut ok = 0;
+            let mut errors = Vec::new();
+            while let Some(s) = src.next_segment() {
+                match s {
+                    Ok(_) => ok += 1,
+                    Err(e) => errors.push(e),
+                }
             }
+            assert_eq!(ok, segments.len() - 1, "{name}");
+            let [PcapError::Truncated { packets, .. }] = &errors[..] else {
+                panic!("{name}: expected one Truncated error, got {errors:?}");
+            };
+            assert_eq!(*packets, segments.len() as u64 - 1, "{name}");
+            assert!(
+                errors[0]
+                    .to_string()
+                    .starts_with(&format!("truncated file after {packets} packets: ")),
+                "{name}"
+            );
         }
-        assert_eq!((ok, err), (sample().len() - 1, 1));
+    }
+
+    #[test]
+    fn frames_without_a_segment_are_counted_by_reason() {
+        let mut c = Conn::new("10.0.0.1:40000", "10.0.0.2:8080");
+        c.handshake().request(b"GET / HTTP/1.1\r\n\r\n");
+        let mut other = Conn::new("10.0.0.1:40001", "10.0.0.2:9999");
+        other.handshake();
+        let mut frames: Vec<Vec<u8>> = c
+            .segments()
+            .iter()
+            .chain(other.segments())
+            .map(|s| testkit::frame(LinkType::Ethernet, s))
+            .collect();
+        let mut fragment = frames[3].clone();
+        fragment[14 + 6] = 0x20; // more fragments
+        let mut arp = frames[0].clone();
+        arp[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
+        frames.extend([fragment, arp, frames[0][..30].to_vec()]);
+        let bytes = testkit::pcap_of_frames(LinkType::Ethernet, &frames, 65535);
+        let mut src = PcapSource::new(&bytes[..], Path::new("mixed.pcap"), &[8080]).unwrap();
+        while src.next_segment().is_some() {}
+        let stats = src.stats();
+        assert_eq!(stats.packets, 10);
+        assert_eq!(stats.segments, 4);
+        assert_eq!(stats.skipped(FrameSkip::OtherPort), 3);
+        assert_eq!(stats.skipped(FrameSkip::Fragment), 1);
+        assert_eq!(stats.skipped(FrameSkip::NotIp), 1);
+        assert_eq!(stats.skipped(FrameSkip::Truncated), 1);
+        assert_eq!(stats.undecodable(), 2);
         let missing = PcapSource::open(Path::new("/nonexistent/x.pcap"), &[80]);
         assert!(matches!(missing, Err(PcapError::Open { .. })));
     }

@@ -135,7 +135,11 @@ mod tests {
             let packet = packet.unwrap();
             assert_eq!(packet.orig_len as usize, packet.data.len());
             let ts = packet.timestamp.as_nanos() as u64;
-            read.push(decode(LinkType::Ethernet, &packet.data, &[8080], ts).unwrap());
+            read.push(
+                decode(LinkType::Ethernet, &packet.data, &[8080], ts)
+                    .unwrap()
+                    .segment,
+            );
         }
         assert_eq!(read, segments);
     }
@@ -152,7 +156,9 @@ mod tests {
         let mut joined = Vec::new();
         let mut expected_seq = u32::MAX - 10;
         while let Some(packet) = reader.next_packet() {
-            let s = decode(LinkType::Ethernet, &packet.unwrap().data, &[8080], 0).unwrap();
+            let s = decode(LinkType::Ethernet, &packet.unwrap().data, &[8080], 0)
+                .unwrap()
+                .segment;
             assert_eq!(s.seq, expected_seq);
             expected_seq = expected_seq.wrapping_add(s.payload.len() as u32);
             joined.extend_from_slice(&s.payload);

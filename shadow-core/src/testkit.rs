@@ -242,6 +242,22 @@ pub fn frame(link: LinkType, segment: &Segment) -> Vec<u8> {
             out.extend_from_slice(&[0u8; 8]);
             out.extend_from_slice(ip);
         }
+        LinkType::Null => {
+            // Address family in the capturing host's byte order (little-endian here).
+            let family: u32 = if ethertype == [0x08, 0x00] { 2 } else { 30 };
+            out.extend_from_slice(&family.to_le_bytes());
+            out.extend_from_slice(ip);
+        }
+        LinkType::Nflog => {
+            // Header (family, version, resource id), then the NFULA_PAYLOAD TLV
+            // (length and type in host byte order, little-endian here), padded to 4 bytes.
+            let family = if ethertype == [0x08, 0x00] { 2 } else { 10 };
+            out.extend_from_slice(&[family, 0, 0, 0]);
+            out.extend_from_slice(&((ip.len() + 4) as u16).to_le_bytes());
+            out.extend_from_slice(&9u16.to_le_bytes());
+            out.extend_from_slice(ip);
+            out.resize(out.len().div_ceil(4) * 4, 0);
+        }
     }
     out
 }
@@ -252,6 +268,8 @@ fn datalink(link: LinkType) -> DataLink {
         LinkType::RawIp => DataLink::RAW,
         LinkType::LinuxSll => DataLink::LINUX_SLL,
         LinkType::LinuxSll2 => DataLink::LINUX_SLL2,
+        LinkType::Null => DataLink::NULL,
+        LinkType::Nflog => DataLink::NFLOG,
     }
 }
 
@@ -278,6 +296,26 @@ pub fn pcap_bytes_with(link: LinkType, segments: &[Segment], snaplen: u32) -> Ve
                 data.len() as u32,
                 cut,
             ))
+            .expect("in-memory write");
+    }
+    writer.into_writer()
+}
+
+/// A pcap file (microsecond timestamps 1 µs apart) of ready-made `link` frames, each cut to
+/// `snaplen` bytes (its original length recorded, as `tcpdump -s` does).
+pub fn pcap_of_frames(link: LinkType, frames: &[Vec<u8>], snaplen: usize) -> Vec<u8> {
+    let header = PcapHeader {
+        datalink: datalink(link),
+        ts_resolution: TsResolution::MicroSecond,
+        snaplen: snaplen.try_into().unwrap_or(u32::MAX),
+        ..PcapHeader::default()
+    };
+    let mut writer = PcapWriter::with_header(Vec::new(), header).expect("in-memory writer");
+    for (i, data) in frames.iter().enumerate() {
+        let ts = Duration::from_nanos(START_NS) + Duration::from_micros(i as u64);
+        let cut = &data[..data.len().min(snaplen)];
+        writer
+            .write_packet(&PcapPacket::new(ts, data.len() as u32, cut))
             .expect("in-memory write");
     }
     writer.into_writer()

@@ -3,16 +3,18 @@
 
 pub use crate::compare::{DiscrepancyKind, ErrorClass, Model, ShadowAnswer};
 pub use crate::encoding::DecodeFailure;
-pub use crate::http::Outcome;
+pub use crate::frame::FrameSkip;
+pub use crate::http::{Outcome, Refusal};
 
 /// Every [`Outcome`] (label of `exchanges_total{outcome}`), for zero-initialised metrics and
 /// for tests that go through all of them.
-pub const OUTCOMES: [Outcome; 5] = [
+pub const OUTCOMES: [Outcome; 6] = [
     Outcome::Complete,
     Outcome::Gap,
     Outcome::Truncated,
     Outcome::NoResponse,
     Outcome::Unparsable,
+    Outcome::Incomplete,
 ];
 
 /// Why an exchange was not replayed (label of `mirror_skipped_total{reason}`). Together with
@@ -145,15 +147,29 @@ pub enum DropStage {
     Reassembly,
     /// The channel from the HTTP stage to the mirror was full.
     ExchangeChannel,
+    /// A captured packet of a watched port was an IP fragment (fragments are not
+    /// reassembled; the bytes become a gap).
+    IpFragment,
+    /// A captured packet's headers were cut before the TCP header ended.
+    FrameTruncated,
+    /// A captured packet's headers could not be right (lengths, version).
+    FrameMalformed,
+    /// A production response answered no request that could be proven to be its own (more
+    /// responses than requests, or a response sent before the request it would answer).
+    OrphanResponse,
 }
 
 impl DropStage {
     /// Every stage, for zero-valued series at start.
-    pub const ALL: [DropStage; 4] = [
+    pub const ALL: [DropStage; 8] = [
         DropStage::Capture,
         DropStage::SegmentTruncated,
         DropStage::Reassembly,
         DropStage::ExchangeChannel,
+        DropStage::IpFragment,
+        DropStage::FrameTruncated,
+        DropStage::FrameMalformed,
+        DropStage::OrphanResponse,
     ];
 
     /// Metric label value.
@@ -163,6 +179,21 @@ impl DropStage {
             DropStage::SegmentTruncated => "segment_truncated",
             DropStage::Reassembly => "reassembly",
             DropStage::ExchangeChannel => "exchange_channel",
+            DropStage::IpFragment => "ip_fragment",
+            DropStage::FrameTruncated => "frame_truncated",
+            DropStage::FrameMalformed => "frame_malformed",
+            DropStage::OrphanResponse => "orphan_response",
+        }
+    }
+
+    /// The stage a frame that yielded no segment is a loss at; `None` for traffic that is
+    /// not ours.
+    pub fn of_frame(skip: FrameSkip) -> Option<DropStage> {
+        match skip {
+            FrameSkip::Fragment => Some(DropStage::IpFragment),
+            FrameSkip::Truncated => Some(DropStage::FrameTruncated),
+            FrameSkip::Malformed => Some(DropStage::FrameMalformed),
+            FrameSkip::NotIp | FrameSkip::NotTcp | FrameSkip::OtherPort => None,
         }
     }
 }

@@ -69,6 +69,7 @@ fn assembler(capture: &CaptureConfig) -> ExchangeAssembler {
 struct Reported {
     capture: CaptureStats,
     reassembly: ReassemblyStats,
+    orphan_responses: u64,
 }
 
 struct Source {
@@ -188,6 +189,9 @@ impl Source {
                 self.telemetry.kernel_packets(result, n);
             }
         }
+        for (stage, n) in now.undecodable.since(&was.undecodable) {
+            self.dropped(stage, n);
+        }
         self.reported.capture = now;
 
         let re = self.assembler.reassembly_stats();
@@ -199,6 +203,14 @@ impl Source {
         self.telemetry
             .reassembly_load(re.flows_active, re.bytes_buffered);
         self.reported.reassembly = re;
+
+        // Production responses that answered no request they could be proven to answer.
+        let orphans = self.assembler.http_stats().orphan_responses;
+        self.dropped(
+            DropStage::OrphanResponse,
+            orphans - self.reported.orphan_responses,
+        );
+        self.reported.orphan_responses = orphans;
     }
 }
 
@@ -329,5 +341,72 @@ mod tests {
             "HTTP/2 preface seen on 10.0.0.5:51234 \u{2192} :8080: not HTTP/1.x, not mirrored"
         );
         assert!(foreign_warnings(vec![http1], at).is_empty());
+    }
+
+    #[test]
+    fn orphan_responses_and_undecodable_frames_reach_telemetry_as_drops() {
+        use crate::capture::SharedStats;
+        use crate::telemetry::{Event, Recorder};
+        use std::sync::atomic::Ordering;
+
+        let recorder = Arc::new(Recorder::new());
+        let (tx, _rx) = mpsc::channel(16);
+        let mut source = Source {
+            assembler: assembler(&crate::config::test_config("").capture),
+            tx,
+            telemetry: recorder.clone(),
+            foreign: ForeignTraffic::new(recorder.clone()),
+            ready: Vec::new(),
+            reported: Reported::default(),
+        };
+        // One request answered three times in one segment, then a request answered once.
+        let mut c = Conn::new("10.0.0.1:40000", "10.0.0.2:8080");
+        let ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+        c.handshake()
+            .request(b"GET /1 HTTP/1.1\r\n\r\n")
+            .response(ok.repeat(3).as_bytes())
+            .request(b"GET /2 HTTP/1.1\r\n\r\n")
+            .response(ok.as_bytes());
+        for segment in c.into_segments() {
+            source.assembler.push(segment, &mut source.ready);
+        }
+        let (_segments_tx, segments) = mpsc::channel(1);
+        let stats = Arc::new(SharedStats::default());
+        stats.frame_fragment.fetch_add(2, Ordering::Relaxed);
+        let capture = LiveCapture {
+            segments,
+            stats: stats.clone(),
+            _guard: Box::new(()),
+        };
+        source.report(&capture);
+        source.report(&capture);
+        stats.frame_malformed.fetch_add(1, Ordering::Relaxed);
+        source.report(&capture);
+        let drops: Vec<Event> = recorder
+            .events()
+            .into_iter()
+            .filter(|e| matches!(e, Event::Dropped(..)))
+            .collect();
+        assert_eq!(
+            drops,
+            vec![
+                Event::Dropped(DropStage::IpFragment, 2),
+                Event::Dropped(DropStage::OrphanResponse, 2),
+                Event::Dropped(DropStage::FrameMalformed, 1),
+            ]
+        );
+        let paths: Vec<_> = source
+            .ready
+            .iter()
+            .map(|x| x.request.as_ref().map(|r| r.target.clone()))
+            .collect();
+        assert_eq!(paths, vec![Some("/1".to_string()), Some("/2".to_string())]);
+        assert!(
+            source
+                .ready
+                .iter()
+                .all(|x| x.outcome == shadow_core::http::Outcome::Complete
+                    && x.timing.latency_ns().is_some_and(|ns| ns > 0))
+        );
     }
 }

@@ -68,19 +68,19 @@ fn file_problems_exit_2_with_a_clear_message() {
     assert_eq!(code, 2);
     assert!(stderr.contains("is not a pcap or pcapng file"), "{stderr}");
 
-    let null_link = dir.path().join("null.pcap");
+    let arcnet = dir.path().join("arcnet.pcap");
     let mut bytes = testkit::pcap_bytes_with(LinkType::Ethernet, &[], 65535);
-    bytes[20..24].copy_from_slice(&0u32.to_be_bytes()); // DLT_NULL
-    std::fs::write(&null_link, bytes).unwrap();
+    bytes[20..24].copy_from_slice(&7u32.to_be_bytes()); // ARCNET (BSD)
+    std::fs::write(&arcnet, bytes).unwrap();
     let (code, _, stderr) = shadowd(&[
         "inspect",
         "--pcap",
-        null_link.to_str().unwrap(),
+        arcnet.to_str().unwrap(),
         "--port",
         "80",
     ]);
     assert_eq!(code, 2);
-    assert!(stderr.contains("link type NULL"), "{stderr}");
+    assert!(stderr.contains("link type ARCNET_BSD"), "{stderr}");
 
     let (code, _, stderr) = shadowd(&[
         "inspect",
@@ -90,4 +90,32 @@ fn file_problems_exit_2_with_a_clear_message() {
         "80",
     ]);
     assert_eq!(code, 2, "{stderr}");
+}
+
+#[test]
+fn a_file_cut_mid_packet_is_read_up_to_the_cut_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cut.pcap");
+    let mut c = Conn::new("127.0.0.1:50000", "127.0.0.1:8080");
+    c.handshake()
+        .request(b"GET /a HTTP/1.1\r\n\r\n")
+        .response(b"HTTP/1.1 204 No Content\r\n\r\n")
+        .request(b"GET /b HTTP/1.1\r\n\r\n");
+    let bytes = testkit::pcap_bytes(c.segments());
+    std::fs::write(&path, &bytes[..bytes.len() - 3]).unwrap();
+    let (code, stdout, stderr) = shadowd(&[
+        "inspect",
+        "--pcap",
+        path.to_str().unwrap(),
+        "--port",
+        "8080",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(stdout.contains("\"path\":\"/a\""), "{stdout}");
+    assert!(
+        stderr.contains("shadowd: warning: truncated file after 5 packets: "),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("not a pcap"), "{stderr}");
 }

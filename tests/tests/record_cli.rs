@@ -61,7 +61,8 @@ fn read_pcap(path: &Path) -> Vec<Segment> {
         let ts = packet.timestamp.as_nanos() as u64;
         segments.push(
             decode(LinkType::Ethernet, &packet.data, &[PORT], ts)
-                .expect("only watched TCP in the file"),
+                .expect("only watched TCP in the file")
+                .segment,
         );
     }
     segments

@@ -6,7 +6,8 @@
 //! trailers) stays in the buffer until the body ends. A body over the cap is consumed and
 //! counted but not kept.
 
-use super::head::BodyKind;
+use super::head::{BodyKind, MAX_SIZE};
+use super::stats::Refusal;
 use bytes::{Buf, Bytes, BytesMut};
 
 /// Longest chunk-size line or trailer section accepted.
@@ -21,9 +22,26 @@ pub(crate) struct Body {
     pub len: u64,
 }
 
-/// The bytes are not a valid body.
+/// The bytes are not a valid body, and why ([`Refusal::InvalidChunk`] or
+/// [`Refusal::SizeOverflow`]).
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) struct BodyError;
+pub(crate) struct BodyError(pub Refusal);
+
+/// Why a chunk-size line was refused: a size of 2^63 or more (also one too large for
+/// `httparse`), or anything else that is not a chunk size.
+fn chunk_size_error(line: &[u8]) -> BodyError {
+    let digits: Vec<u8> = line
+        .iter()
+        .copied()
+        .take_while(u8::is_ascii_hexdigit)
+        .skip_while(|&d| d == b'0')
+        .collect();
+    if digits.len() > 16 {
+        BodyError(Refusal::SizeOverflow)
+    } else {
+        BodyError(Refusal::InvalidChunk)
+    }
+}
 
 #[derive(Debug)]
 enum Chunk {
@@ -160,6 +178,9 @@ impl BodyReader {
             let rest = &buf[self.pos..];
             match self.chunk {
                 Chunk::Size => match httparse::parse_chunk_size(rest) {
+                    Ok(httparse::Status::Complete((_, size))) if size > MAX_SIZE => {
+                        return Err(BodyError(Refusal::SizeOverflow));
+                    }
                     Ok(httparse::Status::Complete((used, size))) => {
                         self.pos += used;
                         self.chunk = if size == 0 {
@@ -169,7 +190,7 @@ impl BodyReader {
                         };
                     }
                     Ok(httparse::Status::Partial) if rest.len() <= MAX_LINE => return Ok(false),
-                    _ => return Err(BodyError),
+                    _ => return Err(chunk_size_error(rest)),
                 },
                 Chunk::Data(remaining) => {
                     let take = remaining.min(rest.len() as u64) as usize;
@@ -209,14 +230,14 @@ impl BodyReader {
                         self.chunk = Chunk::Size;
                     }
                     [] | [b'\r'] => return Ok(false),
-                    _ => return Err(BodyError),
+                    _ => return Err(BodyError(Refusal::InvalidChunk)),
                 },
                 Chunk::Trailers => {
                     let Some(nl) = rest.iter().position(|&b| b == b'\n') else {
                         return if rest.len() <= MAX_LINE {
                             Ok(false)
                         } else {
-                            Err(BodyError)
+                            Err(BodyError(Refusal::InvalidChunk))
                         };
                     };
                     let line = &rest[..nl];
@@ -225,7 +246,7 @@ impl BodyReader {
                         return Ok(true);
                     }
                     if !line.contains(&b':') {
-                        return Err(BodyError);
+                        return Err(BodyError(Refusal::InvalidChunk));
                     }
                 }
             }
@@ -311,7 +332,19 @@ mod tests {
         for wire in [&b"zz\r\n"[..], b"3\r\nabcX", b"0\r\nno colon\r\n\r\n"] {
             let mut reader = BodyReader::new(BodyKind::Chunked, 100);
             let mut buf = BytesMut::from(wire);
-            assert_eq!(reader.feed(&mut buf), Err(BodyError), "{wire:?}");
+            let got = reader.feed(&mut buf);
+            assert_eq!(got, Err(BodyError(Refusal::InvalidChunk)), "{wire:?}");
+        }
+        // Sizes of 2^63 and more, also beyond 2^64 (zeek's chunk_2pow64_overflow).
+        for wire in [
+            &b"8000000000000000\r\n"[..],
+            b"ffffffffffffffff\r\n",
+            b"10000000000000000\r\n",
+        ] {
+            let mut reader = BodyReader::new(BodyKind::Chunked, 100);
+            let mut buf = BytesMut::from(wire);
+            let got = reader.feed(&mut buf);
+            assert_eq!(got, Err(BodyError(Refusal::SizeOverflow)), "{wire:?}");
         }
     }
 

@@ -77,6 +77,9 @@ pub enum Outcome {
     NoResponse,
     /// The bytes were not valid HTTP/1.x.
     Unparsable,
+    /// A message was cut short by the connection closing (FIN or reset, every byte before it
+    /// seen): the peer stopped mid-message, the capture lost nothing.
+    Incomplete,
 }
 
 impl Outcome {
@@ -88,6 +91,7 @@ impl Outcome {
             Outcome::Truncated => "truncated",
             Outcome::NoResponse => "no_response",
             Outcome::Unparsable => "unparsable",
+            Outcome::Incomplete => "incomplete",
         }
     }
 }

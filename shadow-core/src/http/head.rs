@@ -2,6 +2,7 @@
 //! body framing they announce (RFC 9112 §6).
 
 use super::exchange::Header;
+use super::stats::Refusal;
 use bytes::{Bytes, BytesMut};
 use std::mem::MaybeUninit;
 
@@ -27,8 +28,29 @@ pub(crate) enum Parsed<T> {
     Complete(T),
     /// More bytes are needed.
     Partial,
-    /// Not a valid head.
-    Invalid,
+    /// Not a valid head, and why.
+    Invalid(Refusal),
+}
+
+/// Largest Content-Length or chunk size accepted: sizes of 2^63 and more are refused.
+pub(crate) const MAX_SIZE: u64 = (1 << 63) - 1;
+
+/// Why `httparse` refused a head: a folded header line (obs-fold) is named, anything else is
+/// an invalid head.
+fn head_error(buf: &[u8]) -> Refusal {
+    let end = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(buf.len());
+    let head = &buf[..end];
+    let folded = head
+        .windows(2)
+        .any(|w| w[0] == b'\n' && (w[1] == b' ' || w[1] == b'\t'));
+    if folded {
+        Refusal::ObsFold
+    } else {
+        Refusal::InvalidHead
+    }
 }
 
 /// A parsed request head.
@@ -83,13 +105,14 @@ pub(crate) fn parse_request(buf: &mut BytesMut) -> Parsed<(RequestHead, usize)> 
     let len = match req.parse_with_uninit_headers(buf, &mut storage) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return Parsed::Partial,
-        Err(_) => return Parsed::Invalid,
+        Err(_) => return Parsed::Invalid(head_error(buf)),
     };
     let (Some(method), Some(target), Some(version)) = (req.method, req.path, req.version) else {
-        return Parsed::Invalid;
+        return Parsed::Invalid(Refusal::InvalidHead);
     };
-    let Some(body) = request_framing(req.headers) else {
-        return Parsed::Invalid;
+    let body = match request_framing(req.headers) {
+        Ok(body) => body,
+        Err(reason) => return Parsed::Invalid(reason),
     };
     let method = method.to_owned();
     let target = target.to_owned();
@@ -119,13 +142,14 @@ pub(crate) fn parse_response(buf: &mut BytesMut) -> Parsed<(ResponseHead, usize)
     ) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return Parsed::Partial,
-        Err(_) => return Parsed::Invalid,
+        Err(_) => return Parsed::Invalid(head_error(buf)),
     };
     let (Some(status), Some(version)) = (resp.code, resp.version) else {
-        return Parsed::Invalid;
+        return Parsed::Invalid(Refusal::InvalidHead);
     };
-    let Some(body) = response_framing(status, resp.headers) else {
-        return Parsed::Invalid;
+    let body = match response_framing(status, resp.headers) {
+        Ok(body) => body,
+        Err(reason) => return Parsed::Invalid(reason),
     };
     let spans = spans(buf, resp.headers);
     let head = buf.split_to(len).freeze();
@@ -157,24 +181,39 @@ fn chunked(headers: &[httparse::Header<'_>]) -> Option<bool> {
     last.map(|c| c.eq_ignore_ascii_case(b"chunked"))
 }
 
-/// The Content-Length value; `Err` when present but invalid or contradictory.
-fn content_length(headers: &[httparse::Header<'_>]) -> Result<Option<u64>, ()> {
+/// A decimal size: digits only, leading zeros allowed (`0050` is 50, RFC 9110 §8.6), refused
+/// from 2^63 up.
+fn decimal_size(digits: &[u8]) -> Result<u64, Refusal> {
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return Err(Refusal::InvalidContentLength);
+    }
+    let significant = match digits.iter().position(|&d| d != b'0') {
+        Some(first) => &digits[first..],
+        None => return Ok(0),
+    };
+    if significant.len() > 19 {
+        return Err(Refusal::SizeOverflow);
+    }
+    let n = significant
+        .iter()
+        .fold(0u64, |n, &d| n * 10 + u64::from(d - b'0'));
+    if n > MAX_SIZE {
+        return Err(Refusal::SizeOverflow);
+    }
+    Ok(n)
+}
+
+/// The Content-Length value; `Err` when present but invalid, too large or contradictory.
+fn content_length(headers: &[httparse::Header<'_>]) -> Result<Option<u64>, Refusal> {
     let mut found: Option<u64> = None;
     for h in headers {
         if !h.name.eq_ignore_ascii_case("content-length") {
             continue;
         }
         for part in h.value.split(|&b| b == b',') {
-            let part = part.trim_ascii();
-            if part.is_empty() || part.len() > 19 || !part.iter().all(u8::is_ascii_digit) {
-                return Err(());
-            }
-            let n: u64 = std::str::from_utf8(part)
-                .map_err(|_| ())?
-                .parse()
-                .map_err(|_| ())?;
+            let n = decimal_size(part.trim_ascii())?;
             if found.is_some_and(|f| f != n) {
-                return Err(());
+                return Err(Refusal::InvalidContentLength);
             }
             found = Some(n);
         }
@@ -182,31 +221,40 @@ fn content_length(headers: &[httparse::Header<'_>]) -> Result<Option<u64>, ()> {
     Ok(found)
 }
 
-/// RFC 9112 §6.3 for requests: chunked, else Content-Length, else no body. A
-/// Transfer-Encoding whose last coding is not chunked is invalid in a request.
-fn request_framing(headers: &[httparse::Header<'_>]) -> Option<BodyKind> {
+fn has_content_length(headers: &[httparse::Header<'_>]) -> bool {
+    headers
+        .iter()
+        .any(|h| h.name.eq_ignore_ascii_case("content-length"))
+}
+
+/// RFC 9112 §6.3 for requests: chunked, else Content-Length, else no body. Ambiguous framing
+/// is refused: Transfer-Encoding together with Content-Length (the request smuggling
+/// pattern), or a last coding that is not chunked (no way to tell the length).
+fn request_framing(headers: &[httparse::Header<'_>]) -> Result<BodyKind, Refusal> {
     match chunked(headers) {
-        Some(true) => Some(BodyKind::Chunked),
-        Some(false) => None,
-        None => match content_length(headers).ok()? {
-            Some(0) | None => Some(BodyKind::Empty),
-            Some(n) => Some(BodyKind::Length(n)),
+        Some(_) if has_content_length(headers) => Err(Refusal::TransferEncodingWithContentLength),
+        Some(true) => Ok(BodyKind::Chunked),
+        Some(false) => Err(Refusal::NotChunked),
+        None => match content_length(headers)? {
+            Some(0) | None => Ok(BodyKind::Empty),
+            Some(n) => Ok(BodyKind::Length(n)),
         },
     }
 }
 
-/// RFC 9112 §6.3 for responses, before the request method is known.
-fn response_framing(status: u16, headers: &[httparse::Header<'_>]) -> Option<BodyKind> {
+/// RFC 9112 §6.3 for responses, before the request method is known. Transfer-Encoding
+/// overrides Content-Length, as the client reading it does.
+fn response_framing(status: u16, headers: &[httparse::Header<'_>]) -> Result<BodyKind, Refusal> {
     if (100..200).contains(&status) || status == 204 || status == 304 {
-        return Some(BodyKind::Empty);
+        return Ok(BodyKind::Empty);
     }
     match chunked(headers) {
-        Some(true) => Some(BodyKind::Chunked),
-        Some(false) => Some(BodyKind::CloseDelimited),
-        None => match content_length(headers).ok()? {
-            Some(0) => Some(BodyKind::Empty),
-            Some(n) => Some(BodyKind::Length(n)),
-            None => Some(BodyKind::CloseDelimited),
+        Some(true) => Ok(BodyKind::Chunked),
+        Some(false) => Ok(BodyKind::CloseDelimited),
+        None => match content_length(headers)? {
+            Some(0) => Ok(BodyKind::Empty),
+            Some(n) => Ok(BodyKind::Length(n)),
+            None => Ok(BodyKind::CloseDelimited),
         },
     }
 }
@@ -278,15 +326,30 @@ mod tests {
         assert_eq!(&rest[..], b"abc");
     }
 
+    /// Why `raw` is refused as a request head.
+    fn refusal(raw: &str) -> Option<Refusal> {
+        match parse_request(&mut BytesMut::from(raw.as_bytes())) {
+            Parsed::Invalid(reason) => Some(reason),
+            _ => None,
+        }
+    }
+
     #[test]
     fn framing_rules() {
-        let te =
-            req("POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\nContent-Length: 5\r\n\r\n")
-                .unwrap();
+        let te = req("POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n").unwrap();
         assert_eq!(te.0.body, BodyKind::Chunked);
-        assert!(req("POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n").is_none());
-        assert!(req("POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n").is_none());
-        assert!(req("POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n").is_none());
+        assert_eq!(
+            refusal("POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n"),
+            Some(Refusal::NotChunked)
+        );
+        assert_eq!(
+            refusal("POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n"),
+            Some(Refusal::InvalidContentLength)
+        );
+        assert_eq!(
+            refusal("POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n"),
+            Some(Refusal::InvalidContentLength)
+        );
         assert_eq!(
             req("POST / HTTP/1.1\r\nContent-Length: 7, 7\r\n\r\n")
                 .unwrap()
@@ -308,6 +371,75 @@ mod tests {
             panic!()
         };
         assert_eq!(r.body, BodyKind::Empty);
+    }
+
+    #[test]
+    fn content_length_leading_zeros_are_the_number() {
+        // zeek's 261/variant-08: 30 leading zeros, value 50.
+        let raw = format!(
+            "POST / HTTP/1.1\r\nContent-Length: {}50\r\n\r\n",
+            "0".repeat(30)
+        );
+        assert_eq!(req(&raw).unwrap().0.body, BodyKind::Length(50));
+        let zeros = format!(
+            "POST / HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+            "0".repeat(40)
+        );
+        assert_eq!(req(&zeros).unwrap().0.body, BodyKind::Empty);
+        let max = "POST / HTTP/1.1\r\nContent-Length: 09223372036854775807\r\n\r\n";
+        assert_eq!(req(max).unwrap().0.body, BodyKind::Length(MAX_SIZE));
+    }
+
+    #[test]
+    fn ambiguous_framing_is_refused_by_reason() {
+        for (raw, reason) in [
+            // Sizes of 2^63 and more (zeek's 261/variant-02: 2^64 - 1).
+            (
+                "POST / HTTP/1.1\r\nContent-Length: 9223372036854775808\r\n\r\n",
+                Refusal::SizeOverflow,
+            ),
+            (
+                "POST / HTTP/1.1\r\nContent-Length: 18446744073709551615\r\n\r\n",
+                Refusal::SizeOverflow,
+            ),
+            (
+                "POST / HTTP/1.1\r\nContent-Length: 100000000000000000000000\r\n\r\n",
+                Refusal::SizeOverflow,
+            ),
+            // Transfer-Encoding and Content-Length together (variant-04).
+            (
+                "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 50\r\n\r\n",
+                Refusal::TransferEncodingWithContentLength,
+            ),
+            // A folded Transfer-Encoding (variant-09).
+            (
+                "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding:\r\n chunked\r\n\r\n",
+                Refusal::ObsFold,
+            ),
+            // Last coding not chunked (variant-10).
+            (
+                "POST / HTTP/1.1\r\nTransfer-Encoding: chunked, identity\r\n\r\n",
+                Refusal::NotChunked,
+            ),
+            ("GET HTTP/1.1\r\n\r\n", Refusal::InvalidHead),
+            ("CONNECT a:25 / HTTP/1.0\r\n\r\n", Refusal::InvalidHead),
+        ] {
+            assert_eq!(refusal(raw), Some(reason), "{raw:?}");
+        }
+        // Responses: Transfer-Encoding overrides Content-Length, as clients read them.
+        let mut buf = BytesMut::from(
+            &b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n"[..],
+        );
+        let Parsed::Complete((r, _)) = parse_response(&mut buf) else {
+            panic!()
+        };
+        assert_eq!(r.body, BodyKind::Chunked);
+        let mut buf =
+            BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-Length: 9223372036854775808\r\n\r\n"[..]);
+        assert!(matches!(
+            parse_response(&mut buf),
+            Parsed::Invalid(Refusal::SizeOverflow)
+        ));
     }
 
     #[test]

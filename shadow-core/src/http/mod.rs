@@ -22,7 +22,7 @@ pub use assembler::{ExchangeAssembler, exchanges_from_segments};
 pub use config::HttpConfig;
 pub use connection::ConnectionParser;
 pub use exchange::{Exchange, ExchangeTiming, Header, HttpRequest, HttpResponse, Outcome};
-pub use stats::HttpStats;
+pub use stats::{HttpStats, Refusal};
 
 #[cfg(test)]
 mod proptests;

@@ -1,7 +1,57 @@
 //! Counters of the HTTP layer: exchanges per outcome, bytes fed and skipped, responses that
-//! paired with nothing.
+//! paired with nothing, messages refused and why.
 
 use super::exchange::Outcome;
+
+/// Why the parser refused a message (it becomes [`Outcome::Unparsable`]). Ambiguous framing
+/// is refused rather than guessed: a proxy and a server could read it differently.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Refusal {
+    /// Not an HTTP/1.x head (request or status line, header syntax).
+    InvalidHead,
+    /// A header line continued on the next one (obs-fold), e.g. a folded Transfer-Encoding.
+    ObsFold,
+    /// A request with both Transfer-Encoding and Content-Length (request smuggling).
+    TransferEncodingWithContentLength,
+    /// A request whose last transfer coding is not `chunked`: its length is unknown.
+    NotChunked,
+    /// Content-Length not a number, or several different ones.
+    InvalidContentLength,
+    /// A Content-Length or chunk size of 2^63 or more.
+    SizeOverflow,
+    /// Chunked framing that is not valid (size line, chunk end, trailers).
+    InvalidChunk,
+    /// A head longer than the configured limit.
+    HeadTooLarge,
+}
+
+impl Refusal {
+    /// Every reason, for summaries.
+    pub const ALL: [Refusal; 8] = [
+        Refusal::InvalidHead,
+        Refusal::ObsFold,
+        Refusal::TransferEncodingWithContentLength,
+        Refusal::NotChunked,
+        Refusal::InvalidContentLength,
+        Refusal::SizeOverflow,
+        Refusal::InvalidChunk,
+        Refusal::HeadTooLarge,
+    ];
+
+    /// Label value (inspect summary, logs).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::InvalidHead => "invalid_head",
+            Refusal::ObsFold => "obs_fold",
+            Refusal::TransferEncodingWithContentLength => "te_with_content_length",
+            Refusal::NotChunked => "not_chunked",
+            Refusal::InvalidContentLength => "invalid_content_length",
+            Refusal::SizeOverflow => "size_overflow",
+            Refusal::InvalidChunk => "invalid_chunk",
+            Refusal::HeadTooLarge => "head_too_large",
+        }
+    }
+}
 
 /// HTTP counters, read by the metrics layer (`exchanges_total{outcome}`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -16,6 +66,8 @@ pub struct HttpStats {
     pub no_response: u64,
     /// Exchanges emitted as [`Outcome::Unparsable`].
     pub unparsable: u64,
+    /// Exchanges emitted as [`Outcome::Incomplete`].
+    pub incomplete: u64,
     /// Request stream bytes fed to the parsers.
     pub request_bytes: u64,
     /// Response stream bytes fed to the parsers.
@@ -26,12 +78,25 @@ pub struct HttpStats {
     pub interim_responses: u64,
     /// Final responses that answered no known request and were dropped.
     pub orphan_responses: u64,
+    /// Messages refused, by [`Refusal`] (indexed like [`Refusal::ALL`]; read with
+    /// [`HttpStats::refused`]).
+    refusals: [u64; Refusal::ALL.len()],
 }
 
 impl HttpStats {
     /// Counts one emitted exchange.
     pub fn count(&mut self, outcome: Outcome) {
         *self.outcome_mut(outcome) += 1;
+    }
+
+    /// Counts one refused message.
+    pub fn refuse(&mut self, reason: Refusal) {
+        self.refusals[reason as usize] += 1;
+    }
+
+    /// Messages refused for `reason`.
+    pub fn refused(&self, reason: Refusal) -> u64 {
+        self.refusals[reason as usize]
     }
 
     /// Exchanges emitted with `outcome`.
@@ -47,6 +112,7 @@ impl HttpStats {
             Outcome::Truncated => &mut self.truncated,
             Outcome::NoResponse => &mut self.no_response,
             Outcome::Unparsable => &mut self.unparsable,
+            Outcome::Incomplete => &mut self.incomplete,
         }
     }
 }

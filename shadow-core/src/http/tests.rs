@@ -419,6 +419,9 @@ fn duplicate_and_overlapping_retransmissions() {
                 next.filter(|n| n.seq == seg.seq.wrapping_add(seg.payload.len() as u32))
             {
                 bytes.extend_from_slice(&n.payload[..n.payload.len().min(3)]);
+                // A retransmission is sent after the bytes it repeats: it acknowledges at least
+                // what their first transmission did.
+                overlap.ack = n.ack;
             }
             overlap.payload = bytes.into();
             noisy.push(overlap);
@@ -624,11 +627,13 @@ fn whole_response_lost_never_mispairs() {
             )
         })
         .collect();
+    // The hole where /a's response should start loses it; /b's response acknowledges /b and
+    // was sent after /b, so it is /b's own.
     assert_eq!(
         got,
         vec![
             ("/a".to_string(), None, Outcome::Gap),
-            ("/b".to_string(), None, Outcome::Gap),
+            ("/b".to_string(), Some(b"for b".to_vec()), Outcome::Complete),
             ("/c".to_string(), Some(b"for c".to_vec()), Outcome::Complete),
         ]
     );
@@ -656,7 +661,7 @@ fn no_response_and_reset() {
         ]
     );
 
-    // Reset in the middle of a response body.
+    // Reset in the middle of a response body: the server stopped, nothing was lost.
     let mut c = conn();
     c.request(GET)
         .response(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhel")
@@ -664,7 +669,7 @@ fn no_response_and_reset() {
     let x = run(c.into_segments());
     assert_eq!(
         x.iter().map(|e| e.outcome).collect::<Vec<_>>(),
-        vec![Outcome::Unparsable]
+        vec![Outcome::Incomplete]
     );
 }
 
@@ -904,4 +909,321 @@ fn chunked_response_over_cap_is_truncated() {
             Outcome::Complete
         )
     );
+}
+
+/// The `(target, response body, outcome)` of each exchange, and whether its latency is > 0.
+fn paired(x: &[Exchange]) -> Vec<(String, Option<Vec<u8>>, Outcome, bool)> {
+    x.iter()
+        .map(|e| {
+            (
+                e.request
+                    .as_ref()
+                    .map_or(String::new(), |r| r.target.clone()),
+                e.prod_response.as_ref().map(|r| r.body.to_vec()),
+                e.outcome,
+                e.timing.latency_ns().is_some_and(|ns| ns > 0),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn extra_responses_are_orphans_never_answers_to_later_requests() {
+    // zeek's http-desync-request-response: three responses to the first request in one
+    // segment, before the second request was sent; then one response per request.
+    let mut c = conn();
+    let mut three = ok(b"r1");
+    three.extend_from_slice(&ok(b"extra 1"));
+    three.extend_from_slice(&ok(b"extra 2"));
+    c.request(b"GET /1 HTTP/1.1\r\n\r\n").response(&three);
+    for i in 2..=5 {
+        c.wait(1_000_000);
+        c.request(format!("GET /{i} HTTP/1.1\r\n\r\n").as_bytes());
+        c.wait(100_000);
+        c.response(&ok(format!("r{i}").as_bytes()));
+    }
+    c.close();
+    let (x, a) = run_with(
+        c.into_segments(),
+        ReassemblyConfig::default(),
+        HttpConfig::default(),
+    );
+    let want: Vec<_> = (1..=5)
+        .map(|i| {
+            (
+                format!("/{i}"),
+                Some(format!("r{i}").into_bytes()),
+                Outcome::Complete,
+                true,
+            )
+        })
+        .collect();
+    assert_eq!(paired(&x), want);
+    assert_eq!(a.http_stats().orphan_responses, 2);
+}
+
+#[test]
+fn without_acks_a_response_captured_before_a_request_never_answers_it() {
+    // No ACK flags (as in some synthetic captures): capture times decide. The extra response
+    // is held while no request waits, then refused for the request sent after it.
+    let mut c = conn();
+    let mut two = ok(b"r1");
+    two.extend_from_slice(&ok(b"extra"));
+    c.request(b"GET /1 HTTP/1.1\r\n\r\n").response(&two);
+    c.wait(1_000_000);
+    c.request(b"GET /2 HTTP/1.1\r\n\r\n").response(&ok(b"r2"));
+    c.close();
+    let segments: Vec<Segment> = c
+        .into_segments()
+        .into_iter()
+        .map(|mut s| {
+            s.flags.0 &= !crate::segment::TcpFlags::ACK;
+            s
+        })
+        .collect();
+    let (x, a) = run_with(segments, ReassemblyConfig::default(), HttpConfig::default());
+    assert_eq!(
+        paired(&x),
+        vec![
+            ("/1".into(), Some(b"r1".to_vec()), Outcome::Complete, true),
+            ("/2".into(), Some(b"r2".to_vec()), Outcome::Complete, true),
+        ]
+    );
+    assert_eq!(a.http_stats().orphan_responses, 1);
+}
+
+#[test]
+fn a_response_that_does_not_acknowledge_the_request_is_an_orphan() {
+    // A server that answers before the request head reached it (e.g. a 408 on a reused
+    // connection) cannot be answering that request: counted, dropped, never paired.
+    let mut c = conn();
+    c.request(b"GET /1 HTTP/1.1\r\n\r\n").response(&ok(b"r1"));
+    let ack_before = c.next_seq(Direction::Request);
+    c.request(b"GET /2 HTTP/1.1\r\n\r\n");
+    let mut segs = c.clone().into_segments();
+    c.response(&ok(b"r2")).close();
+    let mut rest = c.into_segments().split_off(segs.len());
+    // An unsolicited 408 sent before /2 arrived, captured after /2.
+    let mut early = rest[0].clone();
+    early.ack = ack_before;
+    early.payload =
+        bytes::Bytes::from_static(b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n");
+    let shift = early.payload.len() as u32;
+    for s in &mut rest {
+        if s.dir == Direction::Response {
+            s.seq = s.seq.wrapping_add(shift);
+        }
+    }
+    segs.push(early);
+    segs.extend(rest);
+    let (x, a) = run_with(segs, ReassemblyConfig::default(), HttpConfig::default());
+    assert_eq!(
+        paired(&x),
+        vec![
+            ("/1".into(), Some(b"r1".to_vec()), Outcome::Complete, true),
+            ("/2".into(), Some(b"r2".to_vec()), Outcome::Complete, true),
+        ]
+    );
+    assert_eq!(a.http_stats().orphan_responses, 1);
+}
+
+#[test]
+fn after_a_hole_inside_a_body_pipelined_requests_are_never_guessed() {
+    // /0's response body loses a segment; /a and /b were pipelined, so the next response
+    // acknowledges both and could answer either: both are gaps, /c pairs again.
+    let mut c = conn().mss(8);
+    c.request(b"GET /0 HTTP/1.1\r\n\r\n")
+        .response(&ok(b"body of zero, long enough to span segments"));
+    c.request(b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n");
+    let mut both = ok(b"A");
+    both.extend_from_slice(&ok(b"B"));
+    c.response(&both);
+    c.request(b"GET /c HTTP/1.1\r\n\r\n")
+        .response(&ok(b"C"))
+        .close();
+    let mut segs = c.into_segments();
+    // A segment in the middle of /0's response body (its 42 bytes span 6 segments).
+    let first_pipelined = segs
+        .iter()
+        .position(|s| s.payload.starts_with(b"GET /a"))
+        .unwrap();
+    let body: Vec<usize> = (0..first_pipelined)
+        .filter(|&i| segs[i].dir == Direction::Response && !segs[i].payload.is_empty())
+        .collect();
+    segs.remove(body[body.len() - 3]);
+    let x = run(segs);
+    assert_eq!(
+        paired(&x),
+        vec![
+            // The head was paired; the body is not kept.
+            ("/0".into(), Some(Vec::new()), Outcome::Gap, false),
+            ("/a".into(), None, Outcome::Gap, false),
+            ("/b".into(), None, Outcome::Gap, false),
+            ("/c".into(), Some(b"C".to_vec()), Outcome::Complete, true),
+        ]
+    );
+}
+
+#[test]
+fn after_a_lost_request_its_lost_response_is_not_charged_to_the_next_request() {
+    // zeek's zero-length-bodies-with-drops: a whole request and its whole response are not
+    // captured; the next request keeps its own response.
+    let mut c = conn();
+    c.request(b"GET /1 HTTP/1.1\r\n\r\n").response(&ok(b"r1"));
+    c.request(b"GET /lost HTTP/1.1\r\n\r\n")
+        .response(&ok(b"lost"));
+    c.request(b"GET /3 HTTP/1.1\r\n\r\n").response(&ok(b"r3"));
+    c.request(b"GET /4 HTTP/1.1\r\n\r\n")
+        .response(&ok(b"r4"))
+        .close();
+    let segs: Vec<Segment> = c
+        .into_segments()
+        .into_iter()
+        .filter(|s| !s.payload.starts_with(b"GET /lost") && !s.payload.ends_with(b"lost"))
+        .collect();
+    let (x, a) = run_with(segs, ReassemblyConfig::default(), HttpConfig::default());
+    assert_eq!(
+        paired(&x),
+        vec![
+            ("/1".into(), Some(b"r1".to_vec()), Outcome::Complete, true),
+            (String::new(), None, Outcome::Gap, false),
+            ("/3".into(), Some(b"r3".to_vec()), Outcome::Complete, true),
+            ("/4".into(), Some(b"r4".to_vec()), Outcome::Complete, true),
+        ]
+    );
+    assert_eq!(a.http_stats().orphan_responses, 0);
+}
+
+#[test]
+fn messages_cut_by_the_connection_closing_are_incomplete() {
+    // zeek's content-length-overflow: the server announces more than it sends, then closes.
+    let mut c = conn();
+    c.request(GET)
+        .response(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nonly this much")
+        .close();
+    let (x, a) = run_with(
+        c.into_segments(),
+        ReassemblyConfig::default(),
+        HttpConfig::default(),
+    );
+    assert_eq!(
+        x.iter().map(summary).collect::<Vec<_>>(),
+        vec![s(
+            "GET",
+            "/v1/models/m",
+            b"",
+            Some(200),
+            b"",
+            Outcome::Incomplete
+        )]
+    );
+    assert_eq!(a.http_stats().incomplete, 1);
+    assert_eq!(a.http_stats().unparsable, 0);
+
+    // A request body cut by the client's FIN, and a request head cut by it.
+    let post = post(b"0123456789");
+    for partial in [&post[..post.len() - 4], b"GET /half HTTP/1.1\r\nHo"] {
+        let mut c = conn();
+        c.request(partial).close();
+        let x = run(c.into_segments());
+        assert_eq!(
+            x.iter().map(|e| e.outcome).collect::<Vec<_>>(),
+            vec![Outcome::Incomplete],
+            "{partial:?}"
+        );
+    }
+
+    // The same cut by the end of the capture (the connection may go on): a gap.
+    let mut c = conn();
+    c.request(GET)
+        .response(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nonly this much");
+    let x = run(c.into_segments());
+    assert_eq!(
+        x.iter().map(|e| e.outcome).collect::<Vec<_>>(),
+        vec![Outcome::Gap]
+    );
+}
+
+#[test]
+fn content_length_with_leading_zeros_frames_the_body() {
+    // zeek's 261/variant-08: 30 leading zeros, value 50, then a second request.
+    let mut c = conn();
+    let mut wire = format!(
+        "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: {}50\r\n\r\n",
+        "0".repeat(30)
+    )
+    .into_bytes();
+    wire.extend_from_slice(&[b'X'; 50]);
+    wire.extend_from_slice(b"GET /next HTTP/1.1\r\nHost: t\r\n\r\n");
+    c.request(&wire)
+        .response(&ok(b"first"))
+        .response(&ok(b"second"))
+        .close();
+    let (x, a) = run_with(
+        c.into_segments(),
+        ReassemblyConfig::default(),
+        HttpConfig::default(),
+    );
+    assert_eq!(
+        x.iter().map(summary).collect::<Vec<_>>(),
+        vec![
+            s(
+                "POST",
+                "/",
+                &[b'X'; 50],
+                Some(200),
+                b"first",
+                Outcome::Complete
+            ),
+            s("GET", "/next", b"", Some(200), b"second", Outcome::Complete),
+        ]
+    );
+    assert_eq!(a.http_stats().refused(Refusal::InvalidContentLength), 0);
+}
+
+#[test]
+fn ambiguous_requests_are_unparsable_and_counted_by_reason() {
+    let mut c = conn();
+    c.request(
+        b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 50\r\n\r\n0\r\n\r\n",
+    )
+    .response(&ok(b"a"));
+    c.request(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n10000000000000000\r\n\r\n")
+        .response(&ok(b"b"));
+    c.request(GET).response(OK_HELLO).close();
+    let (x, a) = run_with(
+        c.into_segments(),
+        ReassemblyConfig::default(),
+        HttpConfig::default(),
+    );
+    assert_eq!(
+        x.iter().map(|e| e.outcome).collect::<Vec<_>>(),
+        vec![Outcome::Unparsable, Outcome::Unparsable, Outcome::Complete]
+    );
+    let stats = a.http_stats();
+    assert_eq!(stats.refused(Refusal::TransferEncodingWithContentLength), 1);
+    assert_eq!(stats.refused(Refusal::SizeOverflow), 1);
+    assert_eq!(
+        x[2].prod_response.as_ref().map(|r| r.body.to_vec()),
+        Some(b"hello".to_vec()),
+        "the valid request after them keeps its own response"
+    );
+}
+
+#[test]
+fn responses_without_requests_are_each_counted_at_close() {
+    // PcapPlusPlus's 650HttpResponses: only the server's side was captured.
+    let mut c = conn();
+    c.response(&ok(b"one"))
+        .response(&ok(b"two"))
+        .response(&ok(b"three"));
+    c.close();
+    let segs: Vec<Segment> = c
+        .into_segments()
+        .into_iter()
+        .filter(|s| s.dir == Direction::Response || s.payload.is_empty())
+        .collect();
+    let (x, a) = run_with(segs, ReassemblyConfig::default(), HttpConfig::default());
+    assert!(x.is_empty(), "{x:?}");
+    assert_eq!(a.http_stats().orphan_responses, 3);
 }

@@ -2,8 +2,10 @@
 //!
 //! One `AF_PACKET`/`SOCK_DGRAM` socket bound to the interface (the kernel strips the link
 //! header, so Ethernet, `lo`, VLAN and tun devices all yield plain IP packets), a classic BPF
-//! filter that lets only TCP to or from the production ports into the socket, and a blocking
-//! reader thread that decodes each packet with [`frame::decode`] and `try_send`s the segment.
+//! filter that lets only TCP to or from the production ports into the socket (and IPv6 packets
+//! with extension headers, whose ports it cannot reach), and a blocking reader thread that
+//! decodes each packet with [`frame::decode`] and `try_send`s the segment. Packets it cannot
+//! decode (fragments, cut or malformed headers) are counted by reason.
 //!
 //! This uses `libc` directly rather than `pnet::datalink`: pnet 0.35 reports neither the packet
 //! type (`sll_pkttype`, needed to drop `lo`'s duplicate copy) nor the kernel timestamp, and
@@ -309,11 +311,14 @@ impl Reader {
                 continue;
             }
             let ts_ns = packet.ts_ns.unwrap_or_else(now_ns);
-            let Some(segment) =
-                frame::decode(LinkType::RawIp, &buf[..packet.read], &self.ports, ts_ns)
-            else {
-                continue;
-            };
+            let segment =
+                match frame::decode(LinkType::RawIp, &buf[..packet.read], &self.ports, ts_ns) {
+                    Ok(decoded) => decoded.segment,
+                    Err(reason) => {
+                        self.stats.skipped_frame(reason);
+                        continue;
+                    }
+                };
             if packet.len > packet.read {
                 self.stats.truncated.fetch_add(1, Ordering::Relaxed);
             }
@@ -413,9 +418,11 @@ enum To {
     Ipv6,
 }
 
-/// Classic BPF program accepting IPv4/IPv6 TCP packets (no IPv4 fragments with offset, no IPv6
-/// extension headers: the same packets [`frame::decode`] accepts) whose source or destination
-/// port is one of `ports`. Offsets start at the IP header (`SOCK_DGRAM`).
+/// Classic BPF program accepting IPv4/IPv6 TCP packets whose source or destination port is one
+/// of `ports` (IPv4 fragments with an offset are not: their port is unknown), and every IPv6
+/// packet whose first header is an extension header: classic BPF cannot walk them, so
+/// [`frame::decode`] checks their ports (and counts the fragments among them). Offsets start at
+/// the IP header (`SOCK_DGRAM`).
 fn port_filter(ports: &[u16]) -> Vec<libc::sock_filter> {
     let mut prog: Vec<(u16, To, To, u32)> = Vec::new();
     let port_checks = |prog: &mut Vec<(u16, To, To, u32)>, load: u16, offset: u32| {
@@ -437,10 +444,15 @@ fn port_filter(ports: &[u16]) -> Vec<libc::sock_filter> {
     port_checks(&mut prog, BPF_LD_H_IND, 0);
     port_checks(&mut prog, BPF_LD_H_IND, 2);
     prog.push((BPF_RET_K, To::Next, To::Next, 0));
-    // IPv6: version 6, next header TCP, ports right after the 40-byte header.
+    // IPv6: version 6; extension headers (hop-by-hop, routing, fragment, authentication,
+    // destination options) go to userspace; else next header TCP, ports right after the
+    // 40-byte header.
     let ipv6 = prog.len();
     prog.push((BPF_JEQ_K, To::Next, To::Reject, 0x60));
     prog.push((BPF_LD_B_ABS, To::Next, To::Next, 6));
+    for extension in [0, 43, 44, 51, 60] {
+        prog.push((BPF_JEQ_K, To::Accept, To::Next, extension));
+    }
     prog.push((BPF_JEQ_K, To::Next, To::Reject, 6));
     port_checks(&mut prog, BPF_LD_H_ABS, 40);
     port_checks(&mut prog, BPF_LD_H_ABS, 42);
@@ -576,9 +588,13 @@ mod tests {
         let mut fragment = tcp.clone();
         fragment[7] = 1; // fragment offset 8
         assert_eq!(run_filter(&prog, &fragment), 0);
+        // IPv6 extension headers reach userspace, which walks them (and checks the port).
         let mut v6_ext = ip_packet("[::1]:40000", "[::1]:8080", Direction::Request);
         v6_ext[6] = 0; // hop-by-hop options header
-        assert_eq!(run_filter(&prog, &v6_ext), 0);
+        assert_eq!(run_filter(&prog, &v6_ext), u32::MAX);
+        let mut v6_udp = ip_packet("[::1]:40000", "[::1]:8080", Direction::Request);
+        v6_udp[6] = 17;
+        assert_eq!(run_filter(&prog, &v6_udp), 0);
         assert_eq!(run_filter(&prog, &tcp[..20]), 0);
         assert_eq!(run_filter(&prog, &[0x20, 0, 0, 0]), 0);
         // Options in the IPv4 header move the ports: IHL 6 with the port after 4 option bytes.

@@ -3,7 +3,7 @@
 //! other or on the dispatch in [`crate::capture`].
 
 use shadow_core::segment::Segment;
-use shadow_core::vocabulary::KernelPacketResult;
+use shadow_core::vocabulary::{DropStage, FrameSkip, KernelPacketResult};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::mpsc;
@@ -18,6 +18,9 @@ pub struct SharedStats {
     pub kernel_matched: AtomicU64,
     pub kernel_malformed: AtomicU64,
     pub kernel_too_long: AtomicU64,
+    pub frame_fragment: AtomicU64,
+    pub frame_truncated: AtomicU64,
+    pub frame_malformed: AtomicU64,
 }
 
 impl SharedStats {
@@ -33,7 +36,24 @@ impl SharedStats {
                 malformed: self.kernel_malformed.load(Ordering::Relaxed),
                 too_long: self.kernel_too_long.load(Ordering::Relaxed),
             },
+            undecodable: UndecodableFrames {
+                fragment: self.frame_fragment.load(Ordering::Relaxed),
+                truncated: self.frame_truncated.load(Ordering::Relaxed),
+                malformed: self.frame_malformed.load(Ordering::Relaxed),
+            },
         }
+    }
+
+    /// Counts a packet of a watched port (or of an unknown one) that yielded no segment;
+    /// traffic that is not ours is not counted.
+    pub fn skipped_frame(&self, reason: FrameSkip) {
+        let counter = match reason {
+            FrameSkip::Fragment => &self.frame_fragment,
+            FrameSkip::Truncated => &self.frame_truncated,
+            FrameSkip::Malformed => &self.frame_malformed,
+            FrameSkip::NotIp | FrameSkip::NotTcp | FrameSkip::OtherPort => return,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts one delivered segment.
@@ -107,6 +127,41 @@ pub struct CaptureStats {
     /// What the kernel-side program counted per packet (eBPF tap only: all zero with
     /// AF_PACKET, whose classic BPF filter counts nothing).
     pub kernel: KernelPackets,
+    /// Packets handed to userspace that the frame decoder could not turn into a segment
+    /// (AF_PACKET only: the eBPF tap decodes in the kernel).
+    pub undecodable: UndecodableFrames,
+}
+
+/// Packets the userspace frame decoder could not read, by reason (running totals), exported as
+/// `shadowtap_capture_dropped_total{stage}`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UndecodableFrames {
+    /// IP fragments ([`DropStage::IpFragment`]).
+    pub fragment: u64,
+    /// Headers cut before the TCP header ended ([`DropStage::FrameTruncated`]).
+    pub truncated: u64,
+    /// Impossible header fields ([`DropStage::FrameMalformed`]).
+    pub malformed: u64,
+}
+
+impl UndecodableFrames {
+    /// The counts added since `earlier`, each with its drop stage.
+    pub fn since(&self, earlier: &UndecodableFrames) -> [(DropStage, u64); 3] {
+        [
+            (
+                DropStage::IpFragment,
+                self.fragment.saturating_sub(earlier.fragment),
+            ),
+            (
+                DropStage::FrameTruncated,
+                self.truncated.saturating_sub(earlier.truncated),
+            ),
+            (
+                DropStage::FrameMalformed,
+                self.malformed.saturating_sub(earlier.malformed),
+            ),
+        ]
+    }
 }
 
 /// Packets counted by the kernel-side eBPF program (running totals), exported as

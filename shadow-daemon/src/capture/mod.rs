@@ -11,6 +11,7 @@ pub mod live;
 
 pub use live::{
     CaptureStats, KernelPackets, LIVE_CHANNEL_DEPTH, LiveCapture, SharedStats, TapSpec,
+    UndecodableFrames,
 };
 
 /// Starts the live capture backend `kind` on `spec`.

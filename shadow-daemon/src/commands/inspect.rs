@@ -1,16 +1,23 @@
 //! `shadowd inspect`: pcap → HTTP exchanges as JSON lines.
 //!
 //! One JSON object per exchange on stdout (per connection in the order the requests were
-//! sent), a summary line on stderr. Needs no privileges.
+//! sent), a summary line on stderr: exchanges per outcome, then packet and byte counts, then
+//! the messages the HTTP parser refused by reason, then the frames that yielded no segment by
+//! reason (`ip_fragment`, `truncated_header` and
+//! `malformed` may have carried watched bytes; the others are traffic that is not ours). A
+//! file cut in the middle of a packet is read up to the cut, with a warning. Needs no
+//! privileges.
 
 use super::{CommandResult, EXIT_OK, UsageError};
 use base64::Engine as _;
 use clap::Args;
 use serde_json::{Value, json};
+use shadow_core::frame::FrameSkip;
+use shadow_core::http::Refusal;
 use shadow_core::http::{Exchange, ExchangeAssembler, HttpStats, Outcome};
-use shadow_core::pcap::PcapError;
-use shadow_core::pcap::PcapSource;
+use shadow_core::pcap::{PcapError, PcapSource, PcapStats};
 use shadow_core::reassembly::ReassemblyStats;
+use shadow_core::vocabulary::OUTCOMES;
 use std::io::{BufWriter, Read, Write};
 use std::path::PathBuf;
 
@@ -38,7 +45,7 @@ pub fn main(args: InspectArgs) -> CommandResult {
     let summary = run(source, args.bodies, &mut BufWriter::new(stdout))?;
     eprintln!("{}", summary.line());
     if let Some(err) = &summary.read_error {
-        eprintln!("shadowd: warning: stopped reading early: {err}");
+        eprintln!("shadowd: warning: {err}");
     }
     Ok(EXIT_OK)
 }
@@ -50,6 +57,8 @@ pub struct Summary {
     pub reassembly: ReassemblyStats,
     pub packets: u64,
     pub cut_packets: u64,
+    /// Packets that yielded no segment, by reason.
+    pub frames: PcapStats,
     /// The file ended with an error after some packets (e.g. cut mid-packet).
     pub read_error: Option<String>,
 }
@@ -59,15 +68,23 @@ impl Summary {
     pub fn line(&self) -> String {
         let h = &self.http;
         let r = &self.reassembly;
-        format!(
-            "inspect: exchanges complete={} gap={} truncated={} no_response={} unparsable={} | \
+        let counts = |pairs: Vec<(&str, u64)>| {
+            pairs
+                .into_iter()
+                .map(|(label, n)| format!("{label}={n}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let outcomes = counts(
+            OUTCOMES
+                .iter()
+                .map(|&o| (o.as_str(), h.outcome(o)))
+                .collect(),
+        );
+        let line = format!(
+            "inspect: exchanges {outcomes} | \
              packets={} cut={} request_bytes={} response_bytes={} gap_bytes={} duplicate_bytes={} \
              skipped_bytes={} orphan_responses={} flows={}",
-            h.complete,
-            h.gap,
-            h.truncated,
-            h.no_response,
-            h.unparsable,
             self.packets,
             self.cut_packets,
             h.request_bytes,
@@ -77,7 +94,20 @@ impl Summary {
             h.skipped_bytes,
             h.orphan_responses,
             r.flows_total,
-        )
+        );
+        let refused = counts(
+            Refusal::ALL
+                .iter()
+                .map(|&reason| (reason.as_str(), h.refused(reason)))
+                .collect(),
+        );
+        let skipped = counts(
+            FrameSkip::ALL
+                .iter()
+                .map(|&reason| (reason.as_str(), self.frames.skipped(reason)))
+                .collect(),
+        );
+        format!("{line} | refused {refused} | frames_skipped {skipped}")
     }
 }
 
@@ -95,8 +125,14 @@ pub fn run<R: Read>(
             Ok(s) => assembler.push_cut(s.segment, s.missing, &mut exchanges),
             // A bad link type in a pcapng interface is as fatal as in a pcap header.
             Err(e @ PcapError::LinkType { .. }) => return Err(e.into()),
+            // A file cut mid-packet: everything before the cut counts, with a warning.
+            Err(e @ PcapError::Truncated { .. }) => {
+                summary.read_error = Some(e.to_string());
+                break;
+            }
             Err(e) => {
-                summary.read_error = Some(format!("{:#}", anyhow::Error::new(e)));
+                let e = anyhow::Error::new(e);
+                summary.read_error = Some(format!("stopped reading early: {e:#}"));
                 break;
             }
         }
@@ -114,6 +150,7 @@ pub fn run<R: Read>(
     summary.reassembly = assembler.reassembly_stats();
     summary.packets = stats.packets;
     summary.cut_packets = stats.cut;
+    summary.frames = stats;
     Ok(summary)
 }
 
@@ -201,7 +238,8 @@ mod tests {
         assert_eq!(summary.http.no_response, 1);
         assert_eq!(summary.packets, 6);
         assert!(summary.line().starts_with(
-            "inspect: exchanges complete=1 gap=0 truncated=0 no_response=1 unparsable=0 | packets=6"
+            "inspect: exchanges complete=1 gap=0 truncated=0 no_response=1 unparsable=0 \
+             incomplete=0 | packets=6"
         ));
     }
 
@@ -231,5 +269,44 @@ mod tests {
         );
         assert_eq!(summary.cut_packets, 1);
         assert_eq!(summary.reassembly.gap_bytes, 1042 + 54 - 200);
+    }
+
+    #[test]
+    fn snap_length_with_an_ethernet_fcs_loses_no_request() {
+        // zeek's pipelined-requests cut with `editcap -s 200`, FCS kept: orig_len - caplen
+        // counted the 4 FCS bytes as missing payload, the next request's first 4 bytes were
+        // then taken for duplicates and 4 of 5 requests vanished.
+        let mut c = Conn::new("10.0.0.1:40000", "10.0.0.2:8080");
+        c.handshake();
+        for i in 0..5 {
+            let body = "b".repeat(300);
+            let request = format!("POST /{i} HTTP/1.1\r\nContent-Length: 300\r\n\r\n{body}");
+            c.request(request.as_bytes())
+                .response(b"HTTP/1.1 204 No Content\r\n\r\n");
+        }
+        c.close();
+        let frames: Vec<Vec<u8>> = c
+            .segments()
+            .iter()
+            .map(|s| {
+                let mut frame = testkit::frame(LinkType::Ethernet, s);
+                frame.extend_from_slice(&[0xfc, 0x5f, 0xc5, 0xcf]); // FCS
+                frame
+            })
+            .collect();
+        let (lines, summary) = inspect(
+            &testkit::pcap_of_frames(LinkType::Ethernet, &frames, 200),
+            false,
+        );
+        let got: Vec<_> = lines
+            .iter()
+            .map(|l| (l["path"].clone(), l["outcome"].clone()))
+            .collect();
+        let want: Vec<_> = (0..5)
+            .map(|i| (json!(format!("/{i}")), json!("gap")))
+            .collect();
+        assert_eq!(got, want, "every request is seen, each a gap");
+        assert_eq!(summary.cut_packets, 5);
+        assert_eq!(summary.reassembly.duplicate_bytes, 0);
     }
 }

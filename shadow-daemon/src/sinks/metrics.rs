@@ -12,7 +12,7 @@ use prometheus::{
 use shadow_core::compare::Comparison;
 use shadow_core::vocabulary::{
     AgreementUnit, DecodeFailure, DropStage, ErrorClass, KernelPacketResult, MirrorResult, Model,
-    Outcome, SkipReason,
+    OUTCOMES, Outcome, SkipReason,
 };
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -263,6 +263,9 @@ impl Metrics {
                     .with_label_values(&[m.as_str(), reason.as_str()]);
             }
         }
+        for outcome in OUTCOMES {
+            inner.exchanges.with_label_values(&[outcome.as_str()]);
+        }
         for stage in DropStage::ALL {
             inner.capture_dropped.with_label_values(&[stage.as_str()]);
         }
@@ -511,6 +514,9 @@ mod tests {
             "shadowtap_mirror_skipped_total{reason=\"sampled_out\"} 0",
             "shadowtap_mirrored_requests_total{result=\"request_error\"} 0",
             "shadowtap_capture_dropped_total{stage=\"exchange_channel\"} 0",
+            "shadowtap_capture_dropped_total{stage=\"orphan_response\"} 0",
+            "shadowtap_capture_dropped_total{stage=\"ip_fragment\"} 0",
+            "shadowtap_exchanges_total{outcome=\"incomplete\"} 0",
             "shadowtap_errors_total{class=\"4xx\",model=\"production\"} 0",
             "shadowtap_circuit_state 0",
             "shadowtap_mirror_skipped_total{reason=\"unparsable\"} 0",

@@ -3,7 +3,7 @@
 //! one, and the request method decides whether it has a body (HEAD, CONNECT, 101).
 
 use super::reader::{Cut, HeadSeen, MessageKind, Protocol, ReaderState};
-use super::slot::{PendingExchanges, SlotId};
+use super::slot::{PendingExchanges, ResponseStart, SlotId};
 use super::stream::StreamBuffer;
 use crate::http::body::{Body, BodyReader};
 use crate::http::config::HttpConfig;
@@ -36,7 +36,7 @@ impl MessageKind for Requests {
         head::parse_request(buf)
     }
 
-    fn head_expected(_: &PendingExchanges) -> bool {
+    fn head_expected(_: &PendingExchanges, _: Option<u32>) -> bool {
         true
     }
 
@@ -63,7 +63,7 @@ impl MessageKind for Requests {
             request_last_byte: stream.latest_ts(),
             ..ExchangeTiming::default()
         };
-        let owner = pending.push_request(head, seen.end_seq, timing);
+        let owner = pending.push_request(head, seen.end_seq, seen.ack, timing);
         ReaderState::Body { reader, owner }
     }
 
@@ -159,12 +159,14 @@ impl MessageKind for Responses {
         head::parse_response(buf)
     }
 
-    fn head_expected(pending: &PendingExchanges) -> bool {
-        pending.any_awaiting()
+    /// A response head is read when a request awaits it, or when it provably answers no
+    /// request still to come (then as an orphan); otherwise it waits for its request.
+    fn head_expected(pending: &PendingExchanges, front_ack: Option<u32>) -> bool {
+        pending.any_awaiting() || pending.answers_nothing_to_come(front_ack)
     }
 
     fn head_invalid(pending: &mut PendingExchanges, _: &StreamBuffer) {
-        Self::lose_oldest_awaiting(pending, Outcome::Unparsable);
+        pending.lose_next_response(Outcome::Unparsable);
     }
 
     fn head_parsed(
@@ -179,8 +181,14 @@ impl MessageKind for Responses {
             stats.interim_responses += 1;
             return ReaderState::Head { resynced: false };
         }
-        let Some(slot) = pending.pair(seen.ack) else {
+        let start = ResponseStart {
+            seq: seen.start_seq,
+            ack: seen.ack,
+            ts: seen.first_ts,
+        };
+        let Some(slot) = pending.pair(&start) else {
             stats.orphan_responses += 1;
+            pending.orphan_dropped();
             return ReaderState::Body {
                 reader: BodyReader::new(head.body, config.max_body),
                 owner: None,
@@ -239,9 +247,10 @@ impl MessageKind for Responses {
         }
     }
 
-    /// Bytes of a response whose head was never parsed: after a gap they were the answer to
-    /// the oldest waiting request, which is lost; at the end of the stream they answered
-    /// nothing known.
+    /// A cut where a response head was expected. A gap there hides the start of the next
+    /// response (a keep-alive server's next byte after a response begins the next one): the
+    /// oldest waiting request lost its answer. At the end of the stream, bytes of a head never
+    /// parsed answered nothing known.
     fn head_cut(
         pending: &mut PendingExchanges,
         stream: &StreamBuffer,
@@ -249,21 +258,10 @@ impl MessageKind for Responses {
         _: u64,
         stats: &mut HttpStats,
     ) {
-        if stream.buf.is_empty() {
-            return;
-        }
         match cut {
-            Cut::Gap => Self::lose_oldest_awaiting(pending, Outcome::Gap),
+            Cut::Gap => pending.lose_next_response(Outcome::Gap),
+            Cut::End(_) if stream.buf.is_empty() => {}
             Cut::End(_) => stats.orphan_responses += 1,
-        }
-    }
-}
-
-impl Responses {
-    /// The oldest request awaiting a response loses it with `failure`.
-    fn lose_oldest_awaiting(pending: &mut PendingExchanges, failure: Outcome) {
-        if let Some(slot) = pending.oldest_awaiting() {
-            slot.end_response(Err(failure));
         }
     }
 }

@@ -5,11 +5,20 @@
 //! still waiting for one (interim 1xx responses do not). Slots leave in order, so pipelined
 //! exchanges come out in the order the requests were sent.
 //!
+//! Every pairing is proven by the TCP sequence numbers: a response whose first segment does
+//! not acknowledge the end of a request's head, or that the client had already received when
+//! it sent the request (the request's acknowledgment number is past the response's first
+//! byte), cannot answer it; without ACK flags, a response captured before the request cannot.
+//! A response that answers no waiting request is an orphan: counted
+//! ([`HttpStats::orphan_responses`]) and dropped, and not held for the next request once the
+//! server had seen no request bytes beyond those already parsed.
+//!
 //! After anything that can desynchronise the pairing (a gap, unparsable bytes, a stream joined
-//! in the middle) the parser resyncs at the next request or status line and checks the TCP
-//! acknowledgment number of each response: a response whose segment did not yet acknowledge
-//! the end of a request's head cannot answer it. When one response could answer several
-//! waiting requests, they are all marked [`Outcome::Gap`] rather than guessed.
+//! in the middle) the parser resyncs at the next request or status line, and a response may
+//! answer any waiting request it can; when it could answer several, they are all marked
+//! [`Outcome::Gap`] rather than guessed. A hole where a response should start lost that
+//! response: it answered the oldest waiting request (or a lost request before it), which then
+//! becomes a gap, so the next response can pair with its own request.
 
 mod message;
 mod reader;
@@ -99,6 +108,7 @@ impl ConnectionParser {
         match dir {
             Direction::Request => {
                 stats.request_bytes += bytes.len() as u64;
+                self.pending.request_stream_end = Some(seq.wrapping_add(bytes.len() as u32));
                 self.requests.append(seq, ack, ts, bytes);
                 self.requests.run(&mut self.pending, &self.config, stats);
             }
@@ -138,7 +148,7 @@ impl ConnectionParser {
     fn fin(&mut self, dir: Direction, ts: u64, stats: &mut HttpStats) {
         match dir {
             Direction::Request => {
-                let end = Cut::End(Outcome::Unparsable);
+                let end = Cut::End(Outcome::Incomplete);
                 self.requests.cut(&mut self.pending, end, ts, stats);
             }
             Direction::Response => {
@@ -148,7 +158,7 @@ impl ConnectionParser {
                 // request stream) is judged when the connection closes.
                 let waiting = self.responses.holds_head() && !self.pending.any_awaiting();
                 if !waiting {
-                    let end = Cut::End(Outcome::Unparsable);
+                    let end = Cut::End(Outcome::Incomplete);
                     self.responses.cut(&mut self.pending, end, ts, stats);
                 }
             }
@@ -165,12 +175,15 @@ impl ConnectionParser {
 
     fn close(&mut self, reason: CloseReason, ts: u64, stats: &mut HttpStats) {
         let incomplete = if reason.is_connection_end() {
-            Outcome::Unparsable
+            Outcome::Incomplete
         } else {
             Outcome::Gap
         };
         let end = Cut::End(incomplete);
         self.requests.cut(&mut self.pending, end, ts, stats);
+        // Responses held for requests that will never come are read now, each an orphan.
+        self.pending.closing = true;
+        self.run_responses(stats);
         self.finish_close_delimited();
         self.responses.cut(&mut self.pending, end, ts, stats);
         self.pending.close(incomplete);

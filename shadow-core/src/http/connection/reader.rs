@@ -5,11 +5,11 @@
 
 use super::slot::PendingExchanges;
 use super::stream::StreamBuffer;
-use crate::http::body::{Body, BodyReader};
+use crate::http::body::{Body, BodyError, BodyReader};
 use crate::http::config::HttpConfig;
 use crate::http::exchange::Outcome;
 use crate::http::head::Parsed;
-use crate::http::stats::HttpStats;
+use crate::http::stats::{HttpStats, Refusal};
 use bytes::{Bytes, BytesMut};
 use std::marker::PhantomData;
 
@@ -39,6 +39,8 @@ pub(super) struct HeadSeen {
     pub first_ts: u64,
     /// Ack of the segment its first byte came in.
     pub ack: Option<u32>,
+    /// Sequence number of its first byte.
+    pub start_seq: u32,
     /// Sequence number just past it.
     pub end_seq: u32,
 }
@@ -57,9 +59,9 @@ pub(super) trait MessageKind {
     /// Parses a head at the front of `buf`, splitting it off on success.
     fn parse_head(buf: &mut BytesMut) -> Parsed<(Self::Head, usize)>;
 
-    /// Whether a head at the front may be parsed yet (a response waits, up to the head limit,
-    /// for the request it answers).
-    fn head_expected(pending: &PendingExchanges) -> bool;
+    /// Whether a head at the front, whose first segment carried `front_ack`, may be parsed
+    /// yet (a response waits, up to the head limit, for the request it may answer).
+    fn head_expected(pending: &PendingExchanges, front_ack: Option<u32>) -> bool;
 
     /// The bytes at the front should have been a head but are not one.
     fn head_invalid(pending: &mut PendingExchanges, stream: &StreamBuffer);
@@ -216,19 +218,24 @@ impl<M: MessageKind> DirectionReader<M> {
                 },
                 ReaderState::Head { resynced } => {
                     let resynced = *resynced;
+                    let (first_ts, ack) = self.stream.front();
                     if self.stream.buf.is_empty()
-                        || (!M::head_expected(pending) && self.stream.buf.len() <= config.max_head)
+                        || (!M::head_expected(pending, ack)
+                            && self.stream.buf.len() <= config.max_head)
                     {
                         return Protocol::Http1;
                     }
-                    let (first_ts, ack) = self.stream.front();
                     let start_seq = self.stream.front_seq();
                     match M::parse_head(&mut self.stream.buf) {
                         Parsed::Partial if self.stream.buf.len() <= config.max_head => {
                             return Protocol::Http1;
                         }
-                        Parsed::Partial | Parsed::Invalid => {
+                        parsed @ (Parsed::Partial | Parsed::Invalid(_)) => {
                             if !resynced {
+                                stats.refuse(match parsed {
+                                    Parsed::Invalid(reason) => reason,
+                                    _ => Refusal::HeadTooLarge,
+                                });
                                 M::head_invalid(pending, &self.stream);
                                 pending.confirm_by_ack = true;
                             }
@@ -240,6 +247,7 @@ impl<M: MessageKind> DirectionReader<M> {
                             let seen = HeadSeen {
                                 first_ts,
                                 ack,
+                                start_seq,
                                 end_seq: start_seq.wrapping_add(len as u32),
                             };
                             self.state =
@@ -261,7 +269,8 @@ impl<M: MessageKind> DirectionReader<M> {
                                 return Protocol::Switched;
                             }
                         }
-                        Err(_) => {
+                        Err(BodyError(reason)) => {
+                            stats.refuse(reason);
                             M::body_invalid(pending, owner, last_ts);
                             pending.confirm_by_ack = true;
                             self.state = ReaderState::Resync;

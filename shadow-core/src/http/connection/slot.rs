@@ -1,6 +1,7 @@
 //! The exchanges of one connection still in flight: one slot per request, in the order the
 //! requests were sent, each in a [`SlotState`]; final responses are paired with the oldest slot
-//! still awaiting one.
+//! still awaiting one, if the TCP sequence numbers show it can be that request's answer
+//! ([`Slot::can_answer`]).
 
 use crate::http::exchange::{Exchange, ExchangeTiming, HttpRequest, HttpResponse, Outcome};
 use crate::http::head::{RequestHead, ResponseHead};
@@ -29,6 +30,10 @@ pub(super) enum SlotState {
         /// Sequence number just past the head: a response whose segment does not acknowledge
         /// it cannot answer this request.
         head_end_seq: u32,
+        /// How far the client had received the response stream (the acknowledgment number of
+        /// the request's first segment): a response starting before it was sent before the
+        /// request and cannot answer it.
+        answer_from: Option<u32>,
         body: RequestBody,
         response: ResponseState,
     },
@@ -109,6 +114,27 @@ impl Slot {
             } => Some(head.status),
             _ => None,
         }
+    }
+
+    /// Whether a final response starting at `start` can answer this request: the response's
+    /// segment acknowledges the request's head, and the response was not already received by
+    /// the client when it sent the request. Without acknowledgment numbers the capture times
+    /// decide: a response that started before the request cannot answer it.
+    pub fn can_answer(&self, start: &ResponseStart) -> bool {
+        let SlotState::Request {
+            head_end_seq,
+            answer_from,
+            ..
+        } = self.state
+        else {
+            return false;
+        };
+        let head_acknowledged = start.ack.is_none_or(|ack| seq_le(head_end_seq, ack));
+        let sent_after_request = match (answer_from, start.ack) {
+            (Some(from), Some(_)) => seq_le(from, start.seq),
+            _ => self.timing.request_first_byte <= start.ts,
+        };
+        head_acknowledged && sent_after_request
     }
 
     /// Whether it awaits a final response.
@@ -213,15 +239,40 @@ fn seq_le(a: u32, b: u32) -> bool {
     b.wrapping_sub(a) as i32 >= 0
 }
 
+/// Where a final response starts: what pairing checks it against a request.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct ResponseStart {
+    /// Sequence number of its first byte (response stream).
+    pub seq: u32,
+    /// Acknowledgment number of the segment its first byte came in (request stream), if the
+    /// ACK flag was set.
+    pub ack: Option<u32>,
+    /// Capture time of its first byte.
+    pub ts: u64,
+}
+
 /// The slots of one connection, oldest first, and how responses are paired with them.
 #[derive(Debug, Default)]
 pub(super) struct PendingExchanges {
     slots: VecDeque<Slot>,
     next_id: u64,
     /// The streams may be out of step (after a gap, unparsable bytes or a mid-stream join):
-    /// a response must acknowledge a request's head to be paired with it.
+    /// a response may answer any waiting request it [can answer](Slot::can_answer), not only
+    /// the oldest one; if it could answer several, they are all given up.
     pub confirm_by_ack: bool,
+    /// Sequence number just past the newest request-stream byte delivered so far.
+    pub request_stream_end: Option<u32>,
+    /// The connection is gone: no request is still to come.
+    pub closing: bool,
+    /// Ids of the requests that were lost or unparsable ([`SlotState::NoRequest`]; their
+    /// slots may be gone) whose answer has not been accounted for yet: in HTTP/1 order the
+    /// server answered them too, so a response lost or dropped before the next parsed
+    /// request's answer was theirs.
+    lost_requests: VecDeque<u64>,
 }
+
+/// Lost requests remembered at most per connection (the oldest are forgotten first).
+const MAX_LOST_REQUESTS: usize = 64;
 
 impl PendingExchanges {
     /// Slots not emitted yet.
@@ -243,20 +294,58 @@ impl PendingExchanges {
 
     /// A slot for bytes where a request should have been, failed with `outcome`.
     pub fn push_no_request(&mut self, outcome: Outcome, timing: ExchangeTiming) {
-        self.push(SlotState::NoRequest, outcome, timing);
+        let id = self.push(SlotState::NoRequest, outcome, timing);
+        if self.lost_requests.len() == MAX_LOST_REQUESTS {
+            self.lost_requests.pop_front();
+        }
+        self.lost_requests.push_back(id.0);
     }
 
-    /// A slot for a parsed request head ending at sequence number `head_end_seq`, whose body
-    /// is still to be read.
+    /// Accounts one response that answered no parsed request (dropped, lost or unparsable)
+    /// to the oldest lost request older than every request still awaiting a response, if
+    /// there is one. Returns whether it did.
+    fn answer_lost_request(&mut self) -> bool {
+        let oldest_awaiting = self.awaiting_index().map(|i| self.slots[i].id.0);
+        match self.lost_requests.front() {
+            Some(&lost) if oldest_awaiting.is_none_or(|awaiting| lost < awaiting) => {
+                self.lost_requests.pop_front();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The next response in the stream was lost (a hole where it starts) or unparsable: it
+    /// answered a lost request older than every waiting one, or else the oldest waiting
+    /// request, which fails with `failure`.
+    pub fn lose_next_response(&mut self, failure: Outcome) {
+        if !self.answer_lost_request()
+            && let Some(slot) = self.oldest_awaiting()
+        {
+            slot.end_response(Err(failure));
+        }
+    }
+
+    /// A response was dropped as an orphan: if a lost request is older than every waiting
+    /// one, it was probably that request's answer.
+    pub fn orphan_dropped(&mut self) {
+        self.answer_lost_request();
+    }
+
+    /// A slot for a parsed request head ending at sequence number `head_end_seq`, sent when
+    /// the client had received the response stream up to `answer_from`, whose body is still to
+    /// be read.
     pub fn push_request(
         &mut self,
         head: RequestHead,
         head_end_seq: u32,
+        answer_from: Option<u32>,
         timing: ExchangeTiming,
     ) -> SlotId {
         let state = SlotState::Request {
             head,
             head_end_seq,
+            answer_from,
             body: RequestBody::Reading,
             response: ResponseState::Awaiting,
         };
@@ -281,38 +370,54 @@ impl PendingExchanges {
     }
 
     /// The oldest slot still awaiting its response.
-    pub fn oldest_awaiting(&mut self) -> Option<&mut Slot> {
+    fn oldest_awaiting(&mut self) -> Option<&mut Slot> {
         let i = self.awaiting_index()?;
         self.slots.get_mut(i)
     }
 
-    /// The slot a final response starting in a segment with `ack` answers, or `None` to drop
-    /// the response. Under [`confirm_by_ack`](Self::confirm_by_ack), a response can only
-    /// answer requests whose head it acknowledges; if it could answer several, they are all
-    /// given up as gaps rather than guessed.
-    pub fn pair(&mut self, ack: Option<u32>) -> Option<&mut Slot> {
+    /// The slot the final response starting at `start` answers, or `None` to drop it as an
+    /// orphan. It answers the oldest slot awaiting a response if it [can](Slot::can_answer);
+    /// if it cannot, it answers no request (later requests were sent later still). Under
+    /// [`confirm_by_ack`](Self::confirm_by_ack) it may answer any awaiting request it can; if
+    /// it could answer several, they are all given up as gaps rather than guessed.
+    pub fn pair(&mut self, start: &ResponseStart) -> Option<&mut Slot> {
         let first = self.awaiting_index()?;
-        let ack = match ack {
-            Some(ack) if self.confirm_by_ack => ack,
-            _ => return self.slots.get_mut(first),
-        };
-        let acknowledged = |slot: &Slot| match slot.state {
-            SlotState::Request { head_end_seq, .. } => seq_le(head_end_seq, ack),
-            SlotState::NoRequest => false,
-        };
-        let covered: Vec<usize> = (first..self.slots.len())
-            .filter(|&i| self.slots[i].awaits_response())
-            .take_while(|&i| acknowledged(&self.slots[i]))
-            .collect();
-        match covered[..] {
-            [] => None,
-            [only] => self.slots.get_mut(only),
-            _ => {
-                for i in covered {
-                    self.slots[i].end_response(Err(Outcome::Gap));
+        let chosen = if !self.confirm_by_ack {
+            self.slots[first].can_answer(start).then_some(first)
+        } else {
+            let covered: Vec<usize> = (first..self.slots.len())
+                .filter(|&i| self.slots[i].awaits_response())
+                .take_while(|&i| self.slots[i].can_answer(start))
+                .collect();
+            match covered[..] {
+                [] => None,
+                [only] => Some(only),
+                _ => {
+                    for i in covered {
+                        self.slots[i].end_response(Err(Outcome::Gap));
+                    }
+                    None
                 }
-                None
             }
+        };
+        let index = chosen?;
+        // Requests lost before this one were answered before it.
+        let id = self.slots[index].id.0;
+        self.lost_requests.retain(|&lost| lost > id);
+        self.slots.get_mut(index)
+    }
+
+    /// Whether a response whose first segment carries `ack` can answer no request still to
+    /// come: the server had not received any request bytes beyond those already delivered,
+    /// and any request still to be parsed ends beyond them. Such a response is dropped as an
+    /// orphan right away instead of being held for the next request.
+    pub fn answers_nothing_to_come(&self, ack: Option<u32>) -> bool {
+        if self.closing {
+            return true;
+        }
+        match (ack, self.request_stream_end) {
+            (Some(ack), Some(end)) => seq_le(ack, end),
+            _ => false,
         }
     }
 
