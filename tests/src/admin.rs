@@ -115,6 +115,38 @@ pub fn wait_healthy(ns: &NetNs, daemon: &mut Daemon, admin: SocketAddr) {
     panic!("/healthz never answered 200:\n{}", daemon.output());
 }
 
+/// Starts `shadowd run` in `ns` tapping `lo` for the production server `prod`, mirroring to
+/// `shadow` and serving its admin address on `admin`, with `extra` flags; returns once
+/// `/healthz` says the tap is attached.
+pub fn run_daemon(
+    ns: &NetNs,
+    prod: SocketAddr,
+    shadow: SocketAddr,
+    admin: SocketAddr,
+    extra: &[&str],
+) -> Daemon {
+    let (port, shadow_url, admin_addr) = (
+        prod.port().to_string(),
+        format!("http://{shadow}"),
+        admin.to_string(),
+    );
+    let mut args = vec![
+        "run",
+        "--interface",
+        "lo",
+        "--port",
+        &port,
+        "--shadow",
+        &shadow_url,
+        "--admin-addr",
+        &admin_addr,
+    ];
+    args.extend_from_slice(extra);
+    let mut daemon = Daemon::spawn(Some(ns), &args).expect("spawn shadowd");
+    wait_healthy(ns, &mut daemon, admin);
+    daemon
+}
+
 /// Polls `/metrics` (bounded) until `cond` holds on it; returns that scrape.
 pub fn wait_metrics(
     ns: &NetNs,

@@ -51,27 +51,9 @@ fn start(tag: &str, role: Role, config: &str, extra: &[&str]) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.toml");
     std::fs::write(&path, config).unwrap();
-    let (port, url, admin) = (
-        PROD.port().to_string(),
-        format!("http://{SHADOW}"),
-        ADMIN.to_string(),
-    );
-    let mut args = vec![
-        "run",
-        "--config",
-        path.to_str().unwrap(),
-        "--interface",
-        "lo",
-        "--port",
-        &port,
-        "--shadow",
-        &url,
-        "--admin-addr",
-        &admin,
-    ];
+    let mut args = vec!["--config", path.to_str().unwrap()];
     args.extend_from_slice(extra);
-    let mut daemon = Daemon::spawn(Some(&ns), &args).expect("spawn shadowd");
-    admin::wait_healthy(&ns, &mut daemon, ADMIN);
+    let daemon = admin::run_daemon(&ns, PROD, SHADOW, ADMIN, &args);
     Setup {
         ns,
         _prod: prod,

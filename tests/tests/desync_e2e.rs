@@ -21,7 +21,6 @@ use shadowtap_tests::admin::{
 };
 use shadowtap_tests::model::{ModelServer, Req, Role, answer_body, disagrees, label};
 use shadowtap_tests::netns::NetNs;
-use shadowtap_tests::shadowd::Daemon;
 use shadowtap_tests::{IO_TIMEOUT, close_after_last_response, require_root};
 use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -145,26 +144,7 @@ fn run_compares_every_request_with_its_own_answer_when_production_answers_thrice
     let _prod = DesyncServer::start(ns.run(|| TcpListener::bind(PROD)).unwrap()).unwrap();
     let _shadow =
         ModelServer::start(ns.run(|| TcpListener::bind(SHADOW)).unwrap(), Role::Shadow).unwrap();
-    let (port, shadow_url, admin_addr) = (
-        PROD.port().to_string(),
-        format!("http://{SHADOW}"),
-        ADMIN.to_string(),
-    );
-    let args = [
-        "run",
-        "--interface",
-        "lo",
-        "--port",
-        &port,
-        "--shadow",
-        &shadow_url,
-        "--admin-addr",
-        &admin_addr,
-        "--preset",
-        "kserve-v2",
-    ];
-    let mut daemon = Daemon::spawn(Some(&ns), &args).expect("spawn shadowd");
-    admin::wait_healthy(&ns, &mut daemon, ADMIN);
+    let mut daemon = admin::run_daemon(&ns, PROD, SHADOW, ADMIN, &["--preset", "kserve-v2"]);
 
     // Two connections; ids the shadow agrees on, except 7.
     let plan: Vec<Vec<Req>> = vec![

@@ -156,26 +156,7 @@ fn mlserver_agreement_equals_the_offline_truth() {
     wait_ready(&ns, &mut prod, PROD);
     wait_ready(&ns, &mut shadow, SHADOW);
 
-    let (port, url, admin_addr) = (
-        PROD.port().to_string(),
-        format!("http://{SHADOW}"),
-        ADMIN.to_string(),
-    );
-    let args = [
-        "run",
-        "--interface",
-        "lo",
-        "--port",
-        &port,
-        "--shadow",
-        &url,
-        "--shadow-model",
-        "wine-v2",
-        "--admin-addr",
-        &admin_addr,
-    ];
-    let mut daemon = Daemon::spawn(Some(&ns), &args).expect("spawn shadowd");
-    admin::wait_healthy(&ns, &mut daemon, ADMIN);
+    let mut daemon = admin::run_daemon(&ns, PROD, SHADOW, ADMIN, &["--shadow-model", "wine-v2"]);
 
     let requests = REQUESTS.to_string();
     let truth = ns

@@ -342,25 +342,7 @@ fn start(tag: &str, shadow_name: &'static str, extra: &[&str]) -> Setup {
             chunk_every: 4,
         },
     );
-    let (port, url, admin) = (
-        PROD.port().to_string(),
-        format!("http://{SHADOW}"),
-        ADMIN.to_string(),
-    );
-    let mut args = vec![
-        "run",
-        "--interface",
-        "lo",
-        "--port",
-        &port,
-        "--shadow",
-        &url,
-        "--admin-addr",
-        &admin,
-    ];
-    args.extend_from_slice(extra);
-    let mut daemon = Daemon::spawn(Some(&ns), &args).expect("spawn shadowd");
-    admin::wait_healthy(&ns, &mut daemon, ADMIN);
+    let daemon = admin::run_daemon(&ns, PROD, SHADOW, ADMIN, extra);
     Setup {
         ns,
         prod,

@@ -71,27 +71,9 @@ fn start(tag: &str, shadow: Option<Role>, extra: &[&str]) -> Setup {
     let shadow = shadow.map(|role| {
         ModelServer::start(ns.run(|| TcpListener::bind(SHADOW)).unwrap(), role).unwrap()
     });
-    let (port, shadow_url, admin) = (
-        PROD.port().to_string(),
-        format!("http://{SHADOW}"),
-        ADMIN.to_string(),
-    );
-    let mut args = vec![
-        "run",
-        "--interface",
-        "lo",
-        "--port",
-        &port,
-        "--shadow",
-        &shadow_url,
-        "--admin-addr",
-        &admin,
-        "--preset",
-        "kserve-v2",
-    ];
+    let mut args = vec!["--preset", "kserve-v2"];
     args.extend_from_slice(extra);
-    let mut daemon = Daemon::spawn(Some(&ns), &args).expect("spawn shadowd");
-    admin::wait_healthy(&ns, &mut daemon, ADMIN);
+    let daemon = admin::run_daemon(&ns, PROD, SHADOW, ADMIN, &args);
     Setup {
         ns,
         prod,
