@@ -53,8 +53,12 @@ pub mod counter {
     pub const MALFORMED: u32 = 2;
     /// Segments seen that matched a watched port.
     pub const MATCHED: u32 = 3;
+    /// IP fragments of TCP that were not tapped (fragments are not reassembled): every later
+    /// fragment (no TCP header, so its port cannot be known: any port counts here) and first
+    /// fragments of a watched port (also counted in `MATCHED`).
+    pub const FRAGMENT: u32 = 4;
     /// Number of counters.
-    pub const COUNT: u32 = 4;
+    pub const COUNT: u32 = 5;
 }
 
 /// One ring-buffer record: a header followed by `chunk_len` payload bytes.

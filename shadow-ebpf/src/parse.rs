@@ -10,7 +10,7 @@ use shadow_common::{
     SegmentEvent, SegmentRecord, counter, tcp_flags,
 };
 
-use crate::maps::{EVENTS, bump, is_watched};
+use crate::maps::{EVENTS, bump, is_watched, opaque};
 use crate::trace;
 
 const ETH_HLEN: usize = 14;
@@ -18,6 +18,21 @@ const ETH_P_IP: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86DD;
 const IPPROTO_TCP: u8 = 6;
 const IPV6_HLEN: usize = 40;
+/// IPv4 flags/offset field: the fragment offset bits and the "more fragments" flag.
+const IPV4_FRAGMENT_OFFSET: u16 = 0x1fff;
+const IPV4_MORE_FRAGMENTS: u16 = 0x2000;
+/// IPv6 extension headers the walk understands (next-header values).
+const IPV6_HOP_BY_HOP: u8 = 0;
+const IPV6_ROUTING: u8 = 43;
+const IPV6_FRAGMENT: u8 = 44;
+const IPV6_AUTH: u8 = 51;
+const IPV6_DEST_OPTS: u8 = 60;
+/// IPv6 fragment header offset/flags field: the offset bits and the M flag.
+const IPV6_FRAGMENT_OFFSET: u16 = 0xfff8;
+const IPV6_MORE_FRAGMENTS: u16 = 0x0001;
+/// Extension headers walked before the packet counts as malformed (as in the userspace frame
+/// decoder, `shadow_core::frame`): real packets carry a handful at most.
+const MAX_IPV6_EXTENSIONS: u32 = 8;
 
 /// Ring fill (bytes) from which a submit wakes the reader. Below it, records are submitted
 /// without a wakeup and the reader collects them on its short poll timer: far fewer wakeups
@@ -43,6 +58,9 @@ struct Network {
     /// Bytes from the TCP header start to the end of the IP datagram, or 0 when the IP length
     /// field is 0 (GSO super-packets on loopback): then the skb length is used.
     l4_len: u32,
+    /// The first fragment of a fragmented datagram: the TCP header is here, the rest of the
+    /// payload is in fragments that are not reassembled.
+    first_fragment: bool,
 }
 
 /// Copies the segment into the ring if it belongs to a watched port. Errors only mean "not
@@ -65,6 +83,10 @@ fn load_be32(ctx: &TcContext, offset: usize) -> Result<u32, ()> {
     ctx.load::<u32>(offset).map(u32::from_be).map_err(|_| ())
 }
 
+/// Reads the IP header (and IPv6 extension headers) in front of the TCP header. `Ok(None)`:
+/// not TCP over IP, or an IP fragment without a TCP header (counted as `FRAGMENT` here, since
+/// its port cannot be known). `Err`: unreadable or more than `MAX_IPV6_EXTENSIONS` extension
+/// headers (the caller counts it as malformed, like the userspace frame decoder).
 #[inline(always)]
 fn parse_network(ctx: &TcContext) -> Result<Option<Network>, ()> {
     let ethertype = load_be16(ctx, 12)?;
@@ -75,9 +97,13 @@ fn parse_network(ctx: &TcContext) -> Result<Option<Network>, ()> {
             let version_ihl: u8 = ctx.load(ETH_HLEN).map_err(|_| ())?;
             let ihl = ((version_ihl & 0x0f) as usize) * 4;
             let protocol: u8 = ctx.load(ETH_HLEN + 9).map_err(|_| ())?;
+            if protocol != IPPROTO_TCP || ihl < 20 {
+                return Ok(None);
+            }
             let frag = load_be16(ctx, ETH_HLEN + 6)?;
-            // Only TCP, and only the first fragment carries the TCP header.
-            if protocol != IPPROTO_TCP || frag & 0x1fff != 0 || ihl < 20 {
+            // A later fragment has no TCP header: its connection cannot be known.
+            if frag & IPV4_FRAGMENT_OFFSET != 0 {
+                bump(counter::FRAGMENT);
                 return Ok(None);
             }
             let tot_len = load_be16(ctx, ETH_HLEN + 2)? as u32;
@@ -91,23 +117,77 @@ fn parse_network(ctx: &TcContext) -> Result<Option<Network>, ()> {
                 daddr,
                 l4_offset: ETH_HLEN + ihl,
                 l4_len: tot_len.saturating_sub(ihl as u32),
+                first_fragment: frag & IPV4_MORE_FRAGMENTS != 0,
             }))
         }
         ETH_P_IPV6 => {
-            let next_header: u8 = ctx.load(ETH_HLEN + 6).map_err(|_| ())?;
-            // Extension headers before TCP are rare on a model server's port; not tapped.
-            if next_header != IPPROTO_TCP {
-                return Ok(None);
+            let mut next_header: u8 = ctx.load(ETH_HLEN + 6).map_err(|_| ())?;
+            let mut l4_offset = ETH_HLEN + IPV6_HLEN;
+            let mut first_fragment = false;
+            // Walk the extension headers up to TCP; bounded, so the verifier sees the loop end.
+            let mut walked: u32 = 0;
+            while next_header != IPPROTO_TCP {
+                if walked >= MAX_IPV6_EXTENSIONS {
+                    return Err(());
+                }
+                walked += 1;
+                let following: u8 = ctx.load(l4_offset).map_err(|_| ())?;
+                let header_len = match next_header {
+                    IPV6_HOP_BY_HOP | IPV6_ROUTING | IPV6_DEST_OPTS => {
+                        let units: u8 = ctx.load(l4_offset + 1).map_err(|_| ())?;
+                        (units as usize + 1) * 8
+                    }
+                    IPV6_AUTH => {
+                        let units: u8 = ctx.load(l4_offset + 1).map_err(|_| ())?;
+                        (units as usize + 2) * 4
+                    }
+                    IPV6_FRAGMENT => {
+                        let offset_flags = load_be16(ctx, l4_offset + 2)?;
+                        if offset_flags & IPV6_FRAGMENT_OFFSET != 0 {
+                            bump(counter::FRAGMENT);
+                            return Ok(None);
+                        }
+                        // Offset 0 with more to come: the first fragment (with M clear it is
+                        // an atomic fragment, a whole packet).
+                        first_fragment = offset_flags & IPV6_MORE_FRAGMENTS != 0;
+                        8
+                    }
+                    _ => return Ok(None),
+                };
+                next_header = following;
+                l4_offset += header_len;
+            }
+            if walked > 0 {
+                // Each combination of extension headers ends at its own range of offsets:
+                // hide it from the verifier so that the rest is verified once, not per path.
+                l4_offset = opaque(l4_offset as u32).ok_or(())? as usize;
+                // (Each header is at most 2048 bytes long.)
+                let walk = ETH_HLEN + IPV6_HLEN
+                    ..=ETH_HLEN + IPV6_HLEN + 2048 * MAX_IPV6_EXTENSIONS as usize;
+                if !walk.contains(&l4_offset) {
+                    return Err(());
+                }
             }
             let payload_len = load_be16(ctx, ETH_HLEN + 4)? as u32;
+            let extensions_len = (l4_offset - ETH_HLEN - IPV6_HLEN) as u32;
+            // Payload length 0 (GSO super-packet, jumbogram): the skb length is used instead.
+            let l4_len = if payload_len == 0 {
+                0
+            } else if payload_len <= extensions_len {
+                // No room for a TCP header.
+                return Err(());
+            } else {
+                payload_len - extensions_len
+            };
             saddr = ctx.load(ETH_HLEN + 8).map_err(|_| ())?;
             daddr = ctx.load(ETH_HLEN + 24).map_err(|_| ())?;
             Ok(Some(Network {
                 family: FAMILY_IPV6,
                 saddr,
                 daddr,
-                l4_offset: ETH_HLEN + IPV6_HLEN,
-                l4_len: payload_len,
+                l4_offset,
+                l4_len,
+                first_fragment,
             }))
         }
         _ => Ok(None),
@@ -131,6 +211,10 @@ fn tap(ctx: &TcContext) -> Result<(), ()> {
         return Ok(());
     };
     bump(counter::MATCHED);
+    if net.first_fragment {
+        bump(counter::FRAGMENT);
+        return Ok(());
+    }
 
     let seq = load_be32(ctx, l4 + 4)?;
     let ack = load_be32(ctx, l4 + 8)?;

@@ -127,16 +127,19 @@ pub struct CaptureStats {
     /// What the kernel-side program counted per packet (eBPF tap only: all zero with
     /// AF_PACKET, whose classic BPF filter counts nothing).
     pub kernel: KernelPackets,
-    /// Packets handed to userspace that the frame decoder could not turn into a segment
-    /// (AF_PACKET only: the eBPF tap decodes in the kernel).
+    /// Packets that yielded no segment, by reason. Both backends count IP fragments here (the
+    /// eBPF tap from its kernel counter `FRAGMENT`); truncated and malformed frames are the
+    /// AF_PACKET frame decoder's (the eBPF tap counts those in [`KernelPackets::malformed`]).
     pub undecodable: UndecodableFrames,
 }
 
-/// Packets the userspace frame decoder could not read, by reason (running totals), exported as
+/// Packets that could not be turned into a segment, by reason (running totals), exported as
 /// `shadowtap_capture_dropped_total{stage}`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct UndecodableFrames {
-    /// IP fragments ([`DropStage::IpFragment`]).
+    /// IP fragments of TCP, not reassembled ([`DropStage::IpFragment`]): later fragments of
+    /// any port (theirs cannot be known) and first fragments of a watched port. Counted by
+    /// both backends.
     pub fragment: u64,
     /// Headers cut before the TCP header ended ([`DropStage::FrameTruncated`]).
     pub truncated: u64,

@@ -86,6 +86,8 @@ pub struct KernelCounters {
     pub malformed: u64,
     /// Segments of a watched port.
     pub matched: u64,
+    /// IP fragments not tapped (see `counter::FRAGMENT`).
+    pub fragment: u64,
 }
 
 impl KernelCounters {
@@ -101,6 +103,7 @@ impl KernelCounters {
         read(counter::TOO_LONG, &mut self.too_long);
         read(counter::MALFORMED, &mut self.malformed);
         read(counter::MATCHED, &mut self.matched);
+        read(counter::FRAGMENT, &mut self.fragment);
     }
 }
 
@@ -229,6 +232,8 @@ impl RingReader {
         store(&self.stats.kernel_matched, k.matched);
         store(&self.stats.kernel_malformed, k.malformed);
         store(&self.stats.kernel_too_long, k.too_long);
+        // Fragments are a drop stage shared with AF_PACKET (`stage="ip_fragment"`).
+        store(&self.stats.frame_fragment, k.fragment);
     }
 }
 
@@ -283,6 +288,7 @@ mod tests {
                 counter::TOO_LONG => &[0, 0, 0],
                 counter::MALFORMED => &[3, 4, 0],
                 counter::MATCHED => &[100, 0, 23],
+                counter::FRAGMENT => &[0, 2, 5],
                 _ => panic!("no counter {index}"),
             }
         };
@@ -294,11 +300,15 @@ mod tests {
                 too_long: 0,
                 malformed: 7,
                 matched: 123,
+                fragment: 7,
             }
         );
         // A counter that cannot be read keeps its total; the others move on.
         kernel.refresh(|index| (index != counter::MATCHED).then_some(9));
         assert_eq!(kernel.matched, 123);
-        assert_eq!((kernel.ring_full, kernel.malformed), (9, 9));
+        assert_eq!(
+            (kernel.ring_full, kernel.malformed, kernel.fragment),
+            (9, 9, 9)
+        );
     }
 }
