@@ -1,7 +1,7 @@
 //! Command line of `shadowd` (clap derive) and its dispatch. Each subcommand's flags live beside
 //! its code in [`crate::commands`]; this module depends on them, never the other way round.
 
-use crate::commands::{self, check_config, inspect, record, run};
+use crate::commands::{self, check_config, inspect, record, run, verdict};
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
@@ -9,7 +9,8 @@ use std::process::ExitCode;
 /// the application. The production model server is tapped with eBPF; its requests are replayed
 /// to the shadow model and the answers compared.
 ///
-/// Exit codes: 0 success, 1 runtime error, 2 usage, configuration or input-file error.
+/// Exit codes: 0 success, 1 runtime error, 2 usage, configuration or input-file error;
+/// `verdict` also exits 3 for HOLD and 4 for REJECT (0 is PROMOTE).
 #[derive(Debug, Parser)]
 #[command(name = "shadowd", version, propagate_version = true)]
 pub struct Cli {
@@ -34,6 +35,9 @@ pub enum Command {
     Run(run::RunArgs),
     /// Validate a config file (and flags) as `run` would and print the effective config.
     CheckConfig(check_config::CheckConfigArgs),
+    /// Judge a running daemon's summary against success criteria: print each criterion and
+    /// PROMOTE (exit 0), HOLD (exit 3) or REJECT (exit 4).
+    Verdict(verdict::VerdictArgs),
 }
 
 impl Cli {
@@ -46,6 +50,7 @@ impl Cli {
             Command::Inspect(args) => inspect::main(args),
             Command::Run(args) => run::main(args),
             Command::CheckConfig(args) => check_config::main(args),
+            Command::Verdict(args) => verdict::main(args),
         };
         match result {
             Ok(code) => ExitCode::from(code),

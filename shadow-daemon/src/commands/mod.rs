@@ -5,6 +5,7 @@ pub mod check_config;
 pub mod inspect;
 pub mod record;
 pub mod run;
+pub mod verdict;
 
 use crate::config::ConfigError;
 use crate::error::{CaptureError, ExitClass};
@@ -17,6 +18,10 @@ pub const EXIT_OK: u8 = 0;
 pub const EXIT_RUNTIME: u8 = 1;
 /// Exit code: bad flags, configuration or input file.
 pub const EXIT_USAGE: u8 = 2;
+/// Exit code of `verdict`: HOLD (nothing failed, not everything passed yet).
+pub const EXIT_HOLD: u8 = 3;
+/// Exit code of `verdict`: REJECT (a criterion failed).
+pub const EXIT_REJECT: u8 = 4;
 
 /// A flag problem, phrased for the user: exits with [`EXIT_USAGE`].
 #[derive(Debug, thiserror::Error)]

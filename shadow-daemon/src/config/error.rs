@@ -144,7 +144,7 @@ pub(super) fn located(mut findings: Vec<Finding>, file: Option<&ConfigFile>) -> 
 }
 
 /// 1-based line and column (in characters) of byte `offset` in `text`.
-pub(super) fn line_column(text: &str, offset: usize) -> (usize, usize) {
+pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(text.len());
     let before = text.get(..offset).unwrap_or(text);
     let line_start = before.rfind('\n').map_or(0, |i| i + 1);

@@ -21,7 +21,7 @@ mod print;
 pub mod raw;
 mod typed;
 
-pub use error::{ConfigError, Location, Problem};
+pub use error::{ConfigError, Location, Problem, line_column};
 pub use raw::{Origin, RawConfig, Setting};
 pub use shadow_core::compare::PresetName;
 pub use typed::{
