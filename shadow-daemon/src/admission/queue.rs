@@ -154,6 +154,8 @@ pub struct ReplayQueue {
     /// Local clock origin: lags are `local ns − wire ns`.
     epoch: Instant,
     lags: VecDeque<i128>,
+    /// Reused buffer for the 90th percentile of `lags` (no allocation per exchange).
+    lags_scratch: Vec<i128>,
     /// `due = wire start + offset` (local ns); `None` before the first complete exchange.
     offset: Option<i128>,
     production: ProductionLoad,
@@ -172,7 +174,8 @@ impl ReplayQueue {
             waiting: BinaryHeap::new(),
             arrivals: 0,
             epoch: now,
-            lags: VecDeque::new(),
+            lags: VecDeque::with_capacity(LAG_WINDOW + 1),
+            lags_scratch: Vec::with_capacity(LAG_WINDOW + 1),
             offset: None,
             production: ProductionLoad::default(),
             closed: false,
@@ -223,7 +226,9 @@ impl ReplayQueue {
             if self.lags.len() > LAG_WINDOW {
                 self.lags.pop_front();
             }
-            let mut sorted: Vec<i128> = self.lags.iter().copied().collect();
+            let sorted = &mut self.lags_scratch;
+            sorted.clear();
+            sorted.extend(self.lags.iter().copied());
             let at = (sorted.len() * 9 / 10).min(sorted.len() - 1);
             let (_, p90, _) = sorted.select_nth_unstable(at);
             self.offset = Some(*p90);
