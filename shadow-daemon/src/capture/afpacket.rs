@@ -20,7 +20,7 @@
 //!   own socket drops (`PACKET_STATISTICS.tp_drops`) are added to `dropped` as well.
 //! - It stops within [`READ_TIMEOUT`] of a shutdown request or of the receiver being dropped.
 
-use super::live::{LIVE_CHANNEL_DEPTH, LiveCapture, SharedStats, TapSpec};
+use super::live::{LIVE_CHANNEL_DEPTH, LiveCapture, SharedStats, TapSpec, spawn_reader};
 use crate::error::CaptureError;
 use crate::shutdown::Shutdown;
 use shadow_core::frame::{self, LinkType};
@@ -95,13 +95,7 @@ pub fn open_with(
         stop: Arc::clone(&stop),
         shutdown,
     };
-    std::thread::Builder::new()
-        .name(format!("afpacket-{}", spec.interface))
-        .spawn(move || reader.run())
-        .map_err(|source| CaptureError::Io {
-            step: "start its reader thread",
-            source,
-        })?;
+    spawn_reader(format!("afpacket-{}", spec.interface), move || reader.run())?;
     Ok(LiveCapture {
         segments: rx,
         stats,

@@ -113,6 +113,20 @@ impl TapSpec {
     }
 }
 
+/// Starts a backend's reader thread, named `name` (as `top -H` shows it).
+pub(super) fn spawn_reader(
+    name: String,
+    run: impl FnOnce() + Send + 'static,
+) -> Result<std::thread::JoinHandle<()>, crate::error::CaptureError> {
+    std::thread::Builder::new()
+        .name(name)
+        .spawn(run)
+        .map_err(|source| crate::error::CaptureError::Io {
+            step: "start its reader thread",
+            source,
+        })
+}
+
 /// Counters every live capture source reports.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CaptureStats {

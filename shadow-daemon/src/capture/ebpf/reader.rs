@@ -8,7 +8,7 @@
 use super::attach::{AttachedTap, KernelTrace};
 use super::chunks::ChunkJoiner;
 use super::record::split_record;
-use crate::capture::live::{LIVE_CHANNEL_DEPTH, LiveCapture, SharedStats};
+use crate::capture::live::{LIVE_CHANNEL_DEPTH, LiveCapture, SharedStats, spawn_reader};
 use crate::error::CaptureError;
 use crate::shutdown::Shutdown;
 use aya::maps::{MapData, PerCpuArray, RingBuf};
@@ -54,17 +54,11 @@ pub fn start(tap: AttachedTap, shutdown: Shutdown) -> Result<LiveCapture, Captur
         joiner: ChunkJoiner::default(),
         ready: Vec::new(),
     };
-    let thread = std::thread::Builder::new()
-        .name("shadowtap-ring".into())
-        .spawn(move || {
-            reader.run();
-            // Dropping the program here detaches the tap (TCX links close with their fds).
-            drop(ebpf);
-        })
-        .map_err(|source| CaptureError::Io {
-            step: "start its reader thread",
-            source,
-        })?;
+    let thread = spawn_reader("shadowtap-ring".into(), move || {
+        reader.run();
+        // Dropping the program here detaches the tap (TCX links close with their fds).
+        drop(ebpf);
+    })?;
     Ok(LiveCapture {
         segments: rx,
         stats,
