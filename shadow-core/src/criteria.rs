@@ -73,7 +73,20 @@ pub struct Criteria {
     /// Largest acceptable shadow / production resident memory ratio (> 0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_rss_ratio: Option<f64>,
+    /// Comparisons (and, for accuracy, labeled rows) a segment needs before the segment floors
+    /// judge it; smaller segments are left out of the verdict (default 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment_min_samples: Option<u64>,
+    /// `min_agreement` for every segment (each path, each value of the segment field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment_min_agreement: Option<f64>,
+    /// `accuracy_margin` for every segment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment_accuracy_margin: Option<f64>,
 }
+
+/// Default of [`Criteria::segment_min_samples`].
+pub const DEFAULT_SEGMENT_MIN_SAMPLES: u64 = 100;
 
 /// A criterion's threshold is out of its range.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
@@ -94,8 +107,20 @@ impl Criteria {
         let signed_unit = |x: f64| (-1.0..=1.0).contains(&x);
         let positive = |x: f64| x.is_finite() && x > 0.0;
         type Check = (&'static str, Option<f64>, fn(f64) -> bool, &'static str);
-        let checks: [Check; 7] = [
+        let checks: [Check; 9] = [
             ("min_agreement", self.min_agreement, unit, "within [0, 1]"),
+            (
+                "segment_min_agreement",
+                self.segment_min_agreement,
+                unit,
+                "within [0, 1]",
+            ),
+            (
+                "segment_accuracy_margin",
+                self.segment_accuracy_margin,
+                unit,
+                "within [0, 1]",
+            ),
             (
                 "accuracy_margin",
                 self.accuracy_margin,
@@ -167,10 +192,14 @@ pub struct Measurements {
     pub p99_latency_ms: Option<ModelPair<f64>>,
     /// Each model's errors / requests.
     pub errors: Option<ModelPair<Proportion>>,
-    /// Each model's CPU time over the run, in seconds.
-    pub cpu_seconds: Option<ModelPair<f64>>,
+    /// Each model's CPU time per request it handled, in seconds (production: per exchange seen
+    /// on the wire; the shadow: per replay).
+    pub cpu_seconds_per_request: Option<ModelPair<f64>>,
     /// Each model's resident memory, in bytes.
     pub rss_bytes: Option<ModelPair<f64>>,
+    /// The same per segment (`path=/v2/...`, `field=<value>`); resources are not per segment.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub segments: std::collections::BTreeMap<String, Measurements>,
 }
 
 impl Measurements {
@@ -259,6 +288,9 @@ pub struct CriterionResult {
     pub threshold: f64,
     /// Why, in a few words.
     pub reason: String,
+    /// The segment it judged (`path=...`, `field=...`); `None` for all traffic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment: Option<String>,
 }
 
 /// The overall decision.
@@ -293,8 +325,47 @@ pub struct Verdict {
     pub criteria: Vec<CriterionResult>,
 }
 
-/// Judges `m` against `c` (see the module docs for how each criterion is judged).
+/// Judges `m` against `c` (see the module docs for how each criterion is judged), then every
+/// segment with at least `segment_min_samples` comparisons against the segment floors.
 pub fn evaluate(c: &Criteria, m: &Measurements) -> Verdict {
+    let mut out = judge(c, m);
+    if c.segment_min_agreement.is_some() || c.segment_accuracy_margin.is_some() {
+        let min = c.segment_min_samples.unwrap_or(DEFAULT_SEGMENT_MIN_SAMPLES);
+        let floors = Criteria {
+            min_samples: Some(min),
+            min_labeled: Some(min),
+            min_agreement: c.segment_min_agreement,
+            accuracy_margin: c.segment_accuracy_margin,
+            ..Criteria::default()
+        };
+        for (segment, sm) in m.segments.iter().filter(|(_, sm)| sm.samples >= min) {
+            for mut result in judge(&floors, sm) {
+                if matches!(
+                    result.criterion,
+                    CriterionName::MinSamples | CriterionName::MinLabeled
+                ) {
+                    continue;
+                }
+                result.segment = Some(segment.clone());
+                out.push(result);
+            }
+        }
+    }
+    let decision = if out.iter().any(|c| c.status == Status::Fail) {
+        Decision::Reject
+    } else if !out.is_empty() && out.iter().all(|c| c.status == Status::Pass) {
+        Decision::Promote
+    } else {
+        Decision::Hold
+    };
+    Verdict {
+        decision,
+        criteria: out,
+    }
+}
+
+/// Judges the configured criteria on one set of measurements.
+fn judge(c: &Criteria, m: &Measurements) -> Vec<CriterionResult> {
     let mut out = Vec::new();
     let enough_samples = m.samples >= c.min_samples.unwrap_or(0);
     let labeled = m.labeled();
@@ -306,6 +377,7 @@ pub fn evaluate(c: &Criteria, m: &Measurements) -> Verdict {
         interval,
         threshold,
         reason: reason.to_owned(),
+        segment: None,
     };
 
     for (name, min, have) in [
@@ -410,7 +482,7 @@ pub fn evaluate(c: &Criteria, m: &Measurements) -> Verdict {
     if let Some(max) = c.max_cpu_ratio {
         out.push(ratio_judgement(
             CriterionName::MaxCpuRatio,
-            m.cpu_seconds,
+            m.cpu_seconds_per_request,
             max,
             enough_samples,
         ));
@@ -424,17 +496,7 @@ pub fn evaluate(c: &Criteria, m: &Measurements) -> Verdict {
         ));
     }
 
-    let decision = if out.iter().any(|c| c.status == Status::Fail) {
-        Decision::Reject
-    } else if !out.is_empty() && out.iter().all(|c| c.status == Status::Pass) {
-        Decision::Promote
-    } else {
-        Decision::Hold
-    };
-    Verdict {
-        decision,
-        criteria: out,
-    }
+    out
 }
 
 /// The value must be at least `floor`: pass if the whole interval is, fail if none of it is.
@@ -457,6 +519,7 @@ fn lower_bound_judgement(criterion: CriterionName, e: Estimate, floor: f64) -> C
         interval: e.interval,
         threshold: floor,
         reason: reason.to_owned(),
+        segment: None,
     }
 }
 
@@ -480,6 +543,7 @@ fn upper_bound_judgement(criterion: CriterionName, e: Estimate, max: f64) -> Cri
         interval: e.interval,
         threshold: max,
         reason: reason.to_owned(),
+        segment: None,
     }
 }
 
@@ -510,6 +574,7 @@ fn ratio_judgement(
         interval: None,
         threshold: max,
         reason: reason.to_owned(),
+        segment: None,
     }
 }
 
@@ -529,6 +594,7 @@ mod tests {
             max_error_rate_delta: Some(0.01),
             max_cpu_ratio: Some(2.0),
             max_rss_ratio: Some(2.0),
+            ..Criteria::default()
         }
     }
 
@@ -561,8 +627,9 @@ mod tests {
             macro_f1: Some(pair(f1(0.80, 0.02), f1(0.84, 0.02))),
             p99_latency_ms: Some(pair(40.0, 48.0)),
             errors: Some(pair(Proportion::new(2, 1000), Proportion::new(3, 1000))),
-            cpu_seconds: Some(pair(100.0, 150.0)),
+            cpu_seconds_per_request: Some(pair(100.0, 150.0)),
             rss_bytes: Some(pair(1e9, 1.2e9)),
+            segments: Default::default(),
         }
     }
 
@@ -612,7 +679,7 @@ mod tests {
 
         // A resource criterion alone also rejects: CPU 2.5×.
         let mut m = better();
-        m.cpu_seconds = Some(pair(100.0, 250.0));
+        m.cpu_seconds_per_request = Some(pair(100.0, 250.0));
         let v = evaluate(&criteria(), &m);
         assert_eq!(status(&v, CriterionName::MaxCpuRatio), Status::Fail);
         assert_eq!(v.decision, Decision::Reject);
@@ -628,7 +695,7 @@ mod tests {
             second_only: 3,
             neither: 6,
         });
-        m.cpu_seconds = Some(pair(100.0, 1000.0)); // would fail, but too early to judge
+        m.cpu_seconds_per_request = Some(pair(100.0, 1000.0)); // would fail, but too early to judge
         let v = evaluate(&criteria(), &m);
         assert_eq!(v.decision, Decision::Hold, "{v:#?}");
         assert_eq!(status(&v, CriterionName::MinSamples), Status::NotEnoughData);

@@ -13,7 +13,10 @@
 //! 4. [`replay`]: the request re-sent to the shadow model.
 //! 5. [`mirror`]: the runtime joining admission → replay → compare (`shadow_core::compare`) →
 //!    evaluation, and handing the results on.
-//! 6. [`sinks`]: Prometheus metrics and the admin server, discrepancy log.
+//! 6. [`sinks`]: Prometheus metrics and the admin server (also where ground-truth labels
+//!    arrive), discrepancy log.
+//! 7. [`decision`]: once a second, measurements → success criteria → the verdict (published
+//!    through the sinks, handed to the rollback plan), and the state file.
 //!
 //! # Dependencies point one way
 //!
@@ -21,7 +24,7 @@
 //!
 //! ```text
 //! shutdown, error → capture → config, telemetry → exchange_source, admission, replay
-//!   → mirror → sinks → commands → cli
+//!   → mirror → sinks → decision → commands → cli
 //! ```
 //!
 //! Stages never name a sink: they report events through [`telemetry::Telemetry`] (which
@@ -38,6 +41,7 @@ pub mod capture;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod decision;
 pub mod error;
 pub mod exchange_source;
 pub mod mirror;

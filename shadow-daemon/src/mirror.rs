@@ -33,7 +33,11 @@ use crate::shutdown::Shutdown;
 use crate::telemetry::{ReplayLoad, Telemetry, Throttle, Warning};
 use serde::Serialize;
 use shadow_core::compare::{Comparer, Comparison, ShadowAnswer};
-use shadow_core::evaluation::{Evaluation, Summary};
+use shadow_core::criteria::Measurements;
+use shadow_core::evaluation::{
+    Evaluation, EvaluationState, KeyRules, LabelLine, LabelResult, StateError, Summary,
+    parse_label_lines,
+};
 use shadow_core::http::Exchange;
 use shadow_core::vocabulary::{AgreementUnit, MirrorResult, ShadowFailure, SkipReason};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -82,10 +86,51 @@ pub struct ReplayStatus {
     pub queue_capacity: usize,
 }
 
-/// A read-only view of a mirror's running aggregates (for `/api/summary`).
+/// The evaluation behind a lock, with the clock its label join runs on.
+#[derive(Debug)]
+struct SharedEvaluation {
+    evaluation: Mutex<Evaluation>,
+    /// Where request ids and segments are read from (a copy, read without the lock).
+    rules: KeyRules,
+    origin: Instant,
+}
+
+impl SharedEvaluation {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Evaluation> {
+        self.evaluation.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Time on the join's clock.
+    fn now(&self) -> Duration {
+        self.origin.elapsed()
+    }
+}
+
+/// What happened to the lines of one batch of labels.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct LabelReport {
+    /// Lines joined with their waiting request.
+    pub joined: u64,
+    /// Lines for ids never seen (or long forgotten).
+    pub unknown: u64,
+    /// Lines that came after their request stopped waiting.
+    pub late: u64,
+    /// Lines for requests already labeled.
+    pub duplicate: u64,
+    /// Lines refused as malformed.
+    pub malformed: u64,
+    /// The first few refused lines: `line N: why`.
+    pub errors: Vec<String>,
+}
+
+/// Refused label lines listed in a [`LabelReport`], at most.
+const MAX_REPORTED_LABEL_ERRORS: usize = 10;
+
+/// A read-only view of a mirror's running aggregates (for `/api/summary`), through which
+/// labels arrive.
 #[derive(Clone, Debug)]
 pub struct MirrorStatus {
-    evaluation: Arc<Mutex<Evaluation>>,
+    evaluation: Arc<SharedEvaluation>,
     breaker: Arc<SharedBreaker>,
     queue: Arc<SharedQueue>,
     in_flight: Arc<AtomicUsize>,
@@ -94,10 +139,76 @@ pub struct MirrorStatus {
 impl MirrorStatus {
     /// Agreement, accuracy and latency so far.
     pub fn evaluation(&self) -> Summary {
-        self.evaluation
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .summary()
+        self.evaluation.lock().summary()
+    }
+
+    /// What the success criteria are judged on (without resources).
+    pub fn measurements(&self) -> Measurements {
+        self.evaluation.lock().measurements()
+    }
+
+    /// The aggregates to save.
+    pub fn state(&self) -> EvaluationState {
+        self.evaluation.lock().state()
+    }
+
+    /// Continues from saved aggregates.
+    pub fn restore(&self, state: EvaluationState) -> Result<(), StateError> {
+        self.evaluation.lock().restore(state)
+    }
+
+    /// Requests whose wait for a label is over stop waiting.
+    pub fn expire_labels(&self) {
+        let now = self.evaluation.now();
+        self.evaluation.lock().expire(now);
+    }
+
+    /// Applies a batch of label lines (JSON lines, see [`shadow_core::evaluation::truth`]).
+    pub fn labels(&self, text: &str) -> LabelReport {
+        let (lines, refused) = parse_label_lines(text);
+        let mut report = LabelReport {
+            malformed: refused.len() as u64,
+            errors: refused
+                .iter()
+                .take(MAX_REPORTED_LABEL_ERRORS)
+                .map(|(line, e)| format!("line {line}: {e}"))
+                .collect(),
+            ..LabelReport::default()
+        };
+        let now = self.evaluation.now();
+        let mut e = self.evaluation.lock();
+        e.malformed_labels(report.malformed);
+        for LabelLine { id, truth } in lines {
+            match e.label(&id, truth, now) {
+                LabelResult::Joined => report.joined += 1,
+                LabelResult::Unknown => report.unknown += 1,
+                LabelResult::Late => report.late += 1,
+                LabelResult::Duplicate => report.duplicate += 1,
+            }
+        }
+        report
+    }
+
+    /// Keeps labels known before their requests (an offline label file); returns how many were
+    /// kept and the report of the refused lines.
+    pub fn preload_labels(&self, text: &str) -> (u64, LabelReport) {
+        let (lines, refused) = parse_label_lines(text);
+        let mut e = self.evaluation.lock();
+        e.malformed_labels(refused.len() as u64);
+        let kept = lines
+            .into_iter()
+            .filter(|l| e.preload(l.id.clone(), l.truth.clone()))
+            .count() as u64;
+        let report = LabelReport {
+            malformed: refused.len() as u64,
+            errors: refused
+                .iter()
+                .take(MAX_REPORTED_LABEL_ERRORS)
+                .map(|(line, e)| format!("line {line}: {e}"))
+                .collect(),
+            ..LabelReport::default()
+        };
+        (kept, report)
     }
 
     /// The shadow circuit breaker's state now.
@@ -123,7 +234,7 @@ struct Worker {
     client: ShadowClient,
     comparer: Comparer,
     breaker: Arc<SharedBreaker>,
-    evaluation: Arc<Mutex<Evaluation>>,
+    evaluation: Arc<SharedEvaluation>,
     telemetry: Arc<dyn Telemetry>,
     discrepancies: Option<Box<dyn DiscrepancySink>>,
     /// Answers slower than this count as shadow failures for the breaker.
@@ -149,7 +260,14 @@ impl Mirror {
                 CircuitBreaker::new(&config.circuit_breaker),
                 telemetry.clone(),
             )),
-            evaluation: Arc::new(Mutex::new(Evaluation::default())),
+            evaluation: Arc::new(SharedEvaluation {
+                evaluation: Mutex::new(Evaluation::new(
+                    config.ground_truth.rules.clone(),
+                    config.ground_truth.limits,
+                )),
+                rules: config.ground_truth.rules.clone(),
+                origin: Instant::now(),
+            }),
             telemetry,
             discrepancies: None,
             slow_call: config.circuit_breaker.slow_call,
@@ -210,11 +328,7 @@ impl Mirror {
         };
         let (replayed, abandoned) = dispatcher.run(shutdown).await;
         let stats = admission_task.await.unwrap_or_default();
-        let evaluation = worker
-            .evaluation
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .summary();
+        let evaluation = worker.evaluation.lock().summary();
         RunSummary {
             admission: stats,
             replayed,
@@ -327,7 +441,6 @@ impl Dispatcher {
         self.worker
             .evaluation
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
             .record_queue_wait(u64::try_from(waited.as_nanos()).unwrap_or(u64::MAX));
         let worker = self.worker.clone();
         tasks.spawn(async move { worker.process(job).await });
@@ -414,11 +527,15 @@ impl Worker {
     /// Telemetry, evaluation and discrepancy sink for one comparison.
     fn publish(&self, job: &Job, c: &Comparison) {
         self.telemetry.compared(c);
+        // Read before the lock: the request's id and segment (parses the body only when a
+        // pointer is configured).
+        let keys = self.evaluation.rules.keys(&job.request);
+        let now = self.evaluation.now();
         {
             // The ratios are reported under the lock: concurrent workers cannot leave a stale
             // one. A unit without samples yet reports nothing (absent, not 0).
-            let mut e = self.evaluation.lock().unwrap_or_else(|e| e.into_inner());
-            e.record(c);
+            let mut e = self.evaluation.lock();
+            e.record(c, &keys, now);
             for unit in AgreementUnit::ALL {
                 if let Some(r) = e.agreement_ratio(unit) {
                     self.telemetry.agreement(unit, r);
@@ -575,7 +692,7 @@ mod tests {
             (2, 1)
         );
         assert_eq!(summary.replayed, 1);
-        assert_eq!(status.evaluation().compared, 1);
+        assert_eq!(status.evaluation().overall.compared, 1);
         let events = recorder.events();
         assert_eq!(
             events[0],
@@ -660,7 +777,7 @@ mod tests {
             recorder.count_where(|e| matches!(e, Event::Agreement(..))),
             0
         );
-        assert_eq!(summary.evaluation.agreement.request.ratio, None);
+        assert_eq!(summary.evaluation.overall.agreement.request.ratio, None);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

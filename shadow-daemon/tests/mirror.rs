@@ -647,8 +647,8 @@ async fn agreeing_and_disagreeing_shadow_end_to_end() {
 
     assert_eq!(summary.admission.queued, N);
     assert_eq!(summary.replayed, N);
-    assert_eq!(summary.evaluation.agreement.request.agreed, 17);
-    assert_eq!(summary.evaluation.compared, N);
+    assert_eq!(summary.evaluation.overall.agreement.request.agreed, 17);
+    assert_eq!(summary.evaluation.overall.compared, N);
 
     // Discrepancy log: one line per disagreeing request, secrets redacted, mode 0600.
     use std::os::unix::fs::PermissionsExt;

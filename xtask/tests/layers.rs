@@ -24,6 +24,8 @@ const LAYERS: &[&[&str]] = &[
     &["mirror"],
     // Where results go: metrics (implements telemetry), admin server, discrepancy log.
     &["sinks"],
+    // The decision loop: measurements → criteria → verdict (published through the sinks).
+    &["decision"],
     // The subcommands wiring stages and sinks together.
     &["commands"],
     // The command line, dispatching to the subcommands.

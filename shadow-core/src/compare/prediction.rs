@@ -97,6 +97,11 @@ pub struct Prediction {
     /// One class label per row; empty when the output has no labels (regression).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub labels: Vec<String>,
+    /// One number per row: the value of a numeric (regression) output, or the top score of a
+    /// score vector; empty when the output has no numbers. Read by the evaluation (error
+    /// statistics against true values, score distribution shift), not logged.
+    #[serde(skip)]
+    pub scores: Vec<f64>,
 }
 
 impl Preset {
@@ -141,13 +146,20 @@ pub fn argmax(scores: &[f64]) -> Option<usize> {
 }
 
 fn generic(v: &Value) -> Option<Prediction> {
-    let labels = match v {
-        Value::Array(rows) => rows_labels(rows.iter().map(row_of)),
-        scalar => scalar_label(scalar).into_iter().collect(),
+    let (labels, scores) = match v {
+        Value::Array(rows) => (
+            rows_labels(rows.iter().map(row_of)),
+            rows_scores(rows.iter().map(row_of)),
+        ),
+        scalar => (
+            scalar_label(scalar).into_iter().collect(),
+            rows_scores(std::iter::once(std::slice::from_ref(scalar))),
+        ),
     };
     Some(Prediction {
         values: v.clone(),
         labels,
+        scores,
     })
 }
 
@@ -180,6 +192,20 @@ fn row_label(row: &[Value]) -> Option<String> {
         }
         _ => None,
     }
+}
+
+/// One score per row (a lone number, or the largest of a score vector), or none at all if any
+/// row has no number.
+fn rows_scores<'a>(rows: impl Iterator<Item = &'a [Value]>) -> Vec<f64> {
+    let mut out = Vec::new();
+    for row in rows {
+        let numbers: Option<Vec<f64>> = row.iter().map(Value::as_f64).collect();
+        match numbers.and_then(|n| n.into_iter().reduce(f64::max)) {
+            Some(top) => out.push(top),
+            None => return Vec::new(),
+        }
+    }
+    out
 }
 
 /// Integers, strings and booleans are labels; floats are not (regression).
@@ -277,7 +303,17 @@ fn kserve_v2(body: &Value, label_output: Option<&str>) -> Option<Prediction> {
             .map(labels_of)
             .unwrap_or_default()
     };
-    Some(Prediction { values, labels })
+    // Scores: the first floating-point output (probabilities or a regression value).
+    let scores = tensors
+        .iter()
+        .find(|t| t.datatype.to_ascii_uppercase().starts_with("FP"))
+        .map(|t| rows_scores(t.rows.iter().map(Vec::as_slice)))
+        .unwrap_or_default();
+    Some(Prediction {
+        values,
+        labels,
+        scores,
+    })
 }
 
 #[cfg(test)]
@@ -287,6 +323,26 @@ mod tests {
 
     fn kserve() -> Preset {
         Preset::KserveV2 { label_output: None }
+    }
+
+    #[test]
+    fn scores_are_regression_values_or_top_scores() {
+        let body = json!({"outputs": [
+            {"name": "label", "datatype": "INT64", "shape": [2], "data": [1, 0]},
+            {"name": "proba", "datatype": "FP32", "shape": [2, 3], "data": [0.1, 0.7, 0.2, 0.5, 0.3, 0.2]},
+        ]});
+        let p = kserve().extract(&body).unwrap();
+        assert_eq!(p.labels, ["1", "0"]);
+        assert_eq!(p.scores, [0.7, 0.5]);
+        let p = Preset::Predictions
+            .extract(&json!({"predictions": [1.5, -2.0]}))
+            .unwrap();
+        assert!(p.labels.is_empty());
+        assert_eq!(p.scores, [1.5, -2.0]);
+        let p = Preset::Predictions
+            .extract(&json!({"predictions": ["cat", "dog"]}))
+            .unwrap();
+        assert!(p.scores.is_empty(), "strings have no score");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! per doubling, so a quantile read from it is within 1.1 % of the true value), from 1 µs to
 //! about 18 minutes; slower values share the last bucket and faster ones the first.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Buckets per doubling of the latency.
 const PER_DOUBLING: f64 = 32.0;
@@ -15,7 +15,7 @@ const BUCKETS: usize = DOUBLINGS * PER_DOUBLING as usize + 2;
 
 /// A latency distribution: exact count, sum, min and max; quantiles from log-spaced buckets.
 /// About 8 KB once the first value is recorded, nothing before.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct LatencyHistogram {
     counts: Vec<u64>,
     count: u64,
@@ -45,8 +45,11 @@ impl LatencyHistogram {
     /// Adds one latency.
     pub fn record(&mut self, ns: u64) {
         if self.counts.is_empty() {
-            self.counts = vec![0; BUCKETS];
             self.min_ns = ns;
+        }
+        // Empty before the first value; a restored state of another shape is re-fitted.
+        if self.counts.len() != BUCKETS {
+            self.counts.resize(BUCKETS, 0);
         }
         self.counts[bucket(ns)] += 1;
         self.count += 1;

@@ -5,8 +5,10 @@
 
 use super::{CommandResult, EXIT_OK, UsageError};
 use crate::capture::CaptureKind;
+use crate::commands::verdict::load_criteria;
 use crate::config::{Config, ConfigError, PresetName, RawConfig, Setting};
-use crate::mirror::Mirror;
+use crate::decision::{DecisionLoop, load_state};
+use crate::mirror::{Mirror, MirrorStatus};
 use crate::shutdown::{self, Shutdown};
 use crate::sinks::admin::{AdminState, bind_admin, serve_admin};
 use crate::sinks::discrepancy_log::DiscrepancyLog;
@@ -87,6 +89,19 @@ pub struct RunArgs {
     /// Discrepancy log file (`discrepancy_log.path`).
     #[arg(long)]
     pub discrepancy_log: Option<PathBuf>,
+    /// Success criteria file (top-level keys as in `[criteria]`, see
+    /// deploy/criteria.example.toml); replaces the config's `[criteria]`. The verdict is
+    /// judged every second: /api/verdict, `shadowtap_verdict`.
+    #[arg(long, value_name = "FILE")]
+    pub criteria: Option<PathBuf>,
+    /// Ground truth known in advance, JSON lines `{"id": .., "label": ..}`
+    /// (`ground_truth.labels_file`); later labels go to POST /api/labels.
+    #[arg(long, value_name = "FILE")]
+    pub labels: Option<PathBuf>,
+    /// State file: the aggregates are saved there every `state.interval_ms` and at stop, and
+    /// resumed from it at start (`state.path`).
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
 }
 
 fn parse_preset(name: &str) -> Result<PresetName, String> {
@@ -171,12 +186,22 @@ impl RunArgs {
         if let Some(v) = &self.discrepancy_log {
             c.discrepancy_log.path = Some(Setting::flag("--discrepancy-log", v.clone()));
         }
+        if let Some(v) = &self.labels {
+            c.ground_truth.labels_file = Some(Setting::flag("--labels", v.clone()));
+        }
+        if let Some(v) = &self.state {
+            c.state.path = Some(Setting::flag("--state", v.clone()));
+        }
     }
 }
 
 /// Runs `shadowd run`.
 pub fn main(args: RunArgs) -> CommandResult {
-    let config = Arc::new(args.effective_config().map_err(UsageError::from)?);
+    let mut config = args.effective_config().map_err(UsageError::from)?;
+    if let Some(path) = &args.criteria {
+        config.criteria = load_criteria(path)?;
+    }
+    let config = Arc::new(config);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("shadowd")
@@ -190,17 +215,33 @@ async fn run(config: Arc<Config>) -> CommandResult {
     let metrics = Metrics::new();
     let telemetry: Arc<dyn Telemetry> = Arc::new(metrics.clone());
     let log = DiscrepancyLog::from_config(&config.discrepancy_log, telemetry.clone())?;
+    let verdict_metrics = metrics.verdict();
     let mut mirror = Mirror::new(config.clone(), telemetry.clone());
     if let Some(log) = &log {
         mirror = mirror.with_discrepancy_sink(log.writer());
     }
+    let status = mirror.status();
+    resume(&config, &status)?;
     // The admin server answers at once (a taken port fails before anything is attached), and
     // /healthz says 200 only once the tap is attached: "healthy" means traffic is captured.
     let listener = bind_admin(config.admin.addr).await?;
     let admin_addr = listener.local_addr()?;
-    let state = AdminState::new(metrics, mirror.status());
+    let state = AdminState::new(metrics, status.clone());
     state.capturing.store(false, Ordering::Relaxed);
     let capturing = state.capturing.clone();
+    let decision = DecisionLoop {
+        criteria: config.criteria.clone(),
+        mirror: status,
+        latest: state.verdict.clone(),
+        metrics: verdict_metrics,
+        resources: None,
+        observer: None,
+        state: config
+            .state
+            .path
+            .clone()
+            .map(|p| (p, config.state.interval)),
+    };
     tracing::info!(addr = %admin_addr, "admin server: /metrics /healthz /api/summary");
     let admin = tokio::spawn(serve_admin(listener, state, shutdown.clone()));
     let exchanges = start_exchange_source(&config, telemetry, shutdown.clone())?;
@@ -211,7 +252,10 @@ async fn run(config: Arc<Config>) -> CommandResult {
         shadow = %config.shadow.url,
         "mirroring"
     );
+    let decisions = tokio::spawn(decision.run(shutdown.clone()));
     let summary = mirror.run(exchanges, shutdown).await;
+    // The last verdict and state cover every comparison.
+    let _ = decisions.await;
     if let Some(log) = log {
         log.close().await;
     }
@@ -221,11 +265,43 @@ async fn run(config: Arc<Config>) -> CommandResult {
         replayed = summary.replayed,
         skipped = summary.admission.skipped.values().sum::<u64>(),
         abandoned = summary.abandoned,
-        agreement = ?summary.evaluation.agreement.request.ratio,
-        row_agreement = ?summary.evaluation.agreement.row.ratio,
+        agreement = ?summary.evaluation.overall.agreement.request.ratio,
+        row_agreement = ?summary.evaluation.overall.agreement.row.ratio,
         "stopped"
     );
     Ok(EXIT_OK)
+}
+
+/// Resumes the aggregates from the state file and preloads the label file, if configured.
+fn resume(config: &Config, status: &MirrorStatus) -> anyhow::Result<()> {
+    if let Some(path) = &config.state.path {
+        match load_state(path)? {
+            Some(state) => {
+                status.restore(state.evaluation)?;
+                tracing::info!(path = %path.display(), "resumed the aggregates from the state file");
+            }
+            None => tracing::info!(path = %path.display(), "no state file yet: starting afresh"),
+        }
+    }
+    if let Some(path) = &config.ground_truth.labels_file {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            UsageError(format!(
+                "cannot read the label file {}: {e}",
+                path.display()
+            ))
+        })?;
+        let (kept, refused) = status.preload_labels(&text);
+        if refused.malformed > 0 {
+            tracing::warn!(
+                path = %path.display(),
+                malformed = refused.malformed,
+                first = refused.errors.first().map(String::as_str).unwrap_or(""),
+                "label file: refused malformed lines"
+            );
+        }
+        tracing::info!(path = %path.display(), labels = kept, "label file read");
+    }
+    Ok(())
 }
 
 /// Starts the live front end (capture → reassembly → http) and returns the channel of

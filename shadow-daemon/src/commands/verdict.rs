@@ -1,15 +1,11 @@
-//! `shadowd verdict`: fetch `/api/summary` from a running daemon's admin address, judge it
-//! against success criteria ([`shadow_core::criteria`]) and print each criterion and the
-//! decision; the exit code is the decision (PROMOTE 0, HOLD 3, REJECT 4), so a CI job can gate
-//! on it.
-//!
-//! Measured today: comparisons (`min_samples`), request agreement (`min_agreement`), the p99
-//! latency ratio and the error-rate difference. Ground truth, CPU and memory are not wired yet,
-//! so `min_labeled`, `accuracy_margin`, `f1_margin`, `max_cpu_ratio` and `max_rss_ratio` say
-//! not-enough-data.
+//! `shadowd verdict`: read the measurements of a running daemon (`/api/summary` on its admin
+//! address) or of a state file it saved (`--state`, no daemon needed), judge them against
+//! success criteria ([`shadow_core::criteria`]) and print each criterion and the decision; the
+//! exit code is the decision (PROMOTE 0, HOLD 3, REJECT 4), so a CI job can gate on it.
 
 use super::{CommandResult, EXIT_HOLD, EXIT_OK, EXIT_REJECT, UsageError};
 use crate::config::line_column;
+use crate::decision::load_state;
 use anyhow::Context;
 use clap::Args;
 use serde::Deserialize;
@@ -24,6 +20,8 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// Where the daemon's admin server listens by default.
+const DEFAULT_FROM: &str = "http://127.0.0.1:9464";
 /// How long to wait for the admin server to accept and to answer.
 const TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest `/api/summary` answer read.
@@ -32,9 +30,13 @@ const MAX_RESPONSE: u64 = 16 << 20;
 /// Flags of `shadowd verdict`.
 #[derive(Debug, Args)]
 pub struct VerdictArgs {
-    /// Admin address of the running `shadowd run` (its `[admin] listen`), as an http:// URL.
-    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:9464")]
-    pub from: String,
+    /// Admin address of the running `shadowd run` (its `admin.addr`), as an http:// URL
+    /// [default: http://127.0.0.1:9464].
+    #[arg(long, value_name = "URL", conflicts_with = "state")]
+    pub from: Option<String>,
+    /// Judge a state file saved by `shadowd run --state FILE` instead of a running daemon.
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
     /// Success criteria, a TOML file of top-level keys (see deploy/criteria.example.toml).
     /// Without it no criterion is configured and the verdict is HOLD.
     #[arg(long, value_name = "FILE")]
@@ -51,15 +53,29 @@ pub fn main(args: VerdictArgs) -> CommandResult {
         Some(path) => load_criteria(path)?,
         None => Criteria::default(),
     };
-    let body = fetch_summary(&args.from).with_context(|| {
-        format!(
-            "cannot read the summary from {}: is `shadowd run` running with its admin server \
-             there? Pass its [admin] listen address with --from",
-            args.from
-        )
-    })?;
-    let measurements = measurements_from_summary(&body)
-        .with_context(|| format!("{} did not answer a shadowd summary", args.from))?;
+    let measurements = match &args.state {
+        Some(path) => match load_state(path)? {
+            Some(state) => state.measurements(),
+            None => {
+                return Err(UsageError(format!(
+                    "no state file at {}: pass the path given to `shadowd run --state`",
+                    path.display()
+                ))
+                .into());
+            }
+        },
+        None => {
+            let from = args.from.as_deref().unwrap_or(DEFAULT_FROM);
+            let body = fetch_summary(from).with_context(|| {
+                format!(
+                    "cannot read the summary from {from}: is `shadowd run` running with its \
+                     admin server there? Pass its admin.addr with --from"
+                )
+            })?;
+            measurements_from_summary(&body)
+                .with_context(|| format!("{from} did not answer a shadowd summary"))?
+        }
+    };
     let verdict = evaluate(&criteria, &measurements);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&verdict)?);
@@ -225,11 +241,17 @@ struct LatencyView {
     p99_ms: Option<f64>,
 }
 
-/// Builds [`Measurements`] from `/api/summary` JSON: samples = comparisons; agreement = agreed
-/// requests / requests where agreement is defined; p99 latency of each model; errors = each
-/// model's error answers (all classes) / comparisons. Labels, CPU and memory stay unmeasured.
+/// Builds [`Measurements`] from `/api/summary` JSON: the daemon's own `measurements` (what its
+/// decision loop judged: ground truth, segments and resources included) when present; else,
+/// from an older daemon, samples = comparisons, agreement = agreed requests / requests where
+/// agreement is defined, p99 latency of each model, errors = each model's error answers /
+/// comparisons.
 pub fn measurements_from_summary(json: &str) -> anyhow::Result<Measurements> {
-    let s: SummaryView = serde_json::from_str(json).context("parsing /api/summary")?;
+    let v: serde_json::Value = serde_json::from_str(json).context("parsing /api/summary")?;
+    if let Some(m) = v.get("measurements").filter(|m| !m.is_null()) {
+        return Measurements::deserialize(m).context("parsing /api/summary measurements");
+    }
+    let s: SummaryView = serde_json::from_value(v).context("parsing /api/summary")?;
     let request = &s.agreement.request;
     let errors = |m: &BTreeMap<String, u64>| Proportion::new(m.values().sum(), s.compared);
     Ok(Measurements {
@@ -351,7 +373,7 @@ mod tests {
         );
         assert_eq!(m.correctness, None);
         assert_eq!(m.macro_f1, None);
-        assert_eq!(m.cpu_seconds, None);
+        assert_eq!(m.cpu_seconds_per_request, None);
         assert_eq!(m.rss_bytes, None);
     }
 
@@ -416,7 +438,7 @@ mod tests {
         let c = load_criteria(&path).unwrap_or_else(|e| panic!("{}", e.0));
         // Every key is set in the example.
         let json = serde_json::to_value(&c).unwrap();
-        assert_eq!(json.as_object().unwrap().len(), 9, "{json}");
+        assert_eq!(json.as_object().unwrap().len(), 12, "{json}");
     }
 
     #[test]

@@ -5,17 +5,21 @@
 use super::error::{ConfigError, Finding, located};
 use super::raw::{
     List, Origin, RawAdmin, RawCapture, RawCircuitBreaker, RawCompare, RawConfig,
-    RawDiscrepancyLog, RawHeaderRewrite, RawMirror, RawReassembly, RawRewrite, RawShadow, Setting,
+    RawDiscrepancyLog, RawGroundTruth, RawHeaderRewrite, RawMirror, RawReassembly, RawRewrite,
+    RawShadow, Setting,
 };
 use super::typed::{
     AcceptEncoding, AdminConfig, CaptureConfig, CircuitBreakerConfig, CompareConfig, Config,
-    DiscrepancyLogConfig, HeaderRewrite, HostHeader, MethodSet, MirrorConfig, Pacing, RateLimit,
-    Rewrite, ShadowConfig, ShadowUrl,
+    DiscrepancyLogConfig, GroundTruthConfig, HeaderRewrite, HostHeader, MethodSet, MirrorConfig,
+    Pacing, RateLimit, Rewrite, ShadowConfig, ShadowUrl, StateConfig,
 };
 use hyper::Method;
 use hyper::header::{HeaderName, HeaderValue};
 use regex::Regex;
 use shadow_core::compare::{DecodeLimits, DiffOptions, PathPattern, Preset, PresetName};
+use shadow_core::criteria::Criteria;
+use shadow_core::evaluation::{EvaluationLimits, KeyRules};
+use shadow_core::labels::JoinLimits;
 use shadow_core::reassembly::ReassemblyConfig;
 use std::num::{NonZeroU16, NonZeroUsize};
 use std::time::Duration;
@@ -35,6 +39,12 @@ impl TryFrom<RawConfig> for Config {
         let mut compare = compare(&raw.compare, &mut checks);
         let discrepancy_log = discrepancy_log(&raw.discrepancy_log, &mut checks);
         let admin = admin(&raw.admin);
+        let ground_truth = ground_truth(&raw.ground_truth, &mut checks);
+        let criteria = criteria(raw.criteria.as_ref(), &mut checks);
+        let state = StateConfig {
+            path: raw.state.path.as_ref().map(|p| p.value.clone()),
+            interval: Duration::from_millis(raw.state.interval_ms.value.max(100)),
+        };
         if let (Some(capture), Some(shadow)) = (&capture, &shadow) {
             let port = shadow.url.port();
             checks.ensure(
@@ -95,6 +105,8 @@ impl TryFrom<RawConfig> for Config {
             circuit_breaker,
             compare,
             discrepancy_log,
+            ground_truth,
+            criteria,
         ) {
             (
                 Some(capture),
@@ -103,6 +115,8 @@ impl TryFrom<RawConfig> for Config {
                 Some(circuit_breaker),
                 Some(compare),
                 Some(discrepancy_log),
+                Some(ground_truth),
+                Some(criteria),
             ) if findings.is_empty() => Ok(Config {
                 capture,
                 shadow,
@@ -111,6 +125,9 @@ impl TryFrom<RawConfig> for Config {
                 compare,
                 discrepancy_log,
                 admin,
+                ground_truth,
+                criteria,
+                state,
             }),
             _ => Err(located(findings, raw.file.as_ref())),
         }
@@ -675,6 +692,70 @@ fn discrepancy_log(raw: &RawDiscrepancyLog, c: &mut Checks) -> Option<Discrepanc
         redact_headers: redact_headers?,
         redact_fields: redact_fields?,
     })
+}
+
+fn ground_truth(raw: &RawGroundTruth, c: &mut Checks) -> Option<GroundTruthConfig> {
+    let pointer = |c: &mut Checks, key: &str, p: &Option<Setting<String>>| match p {
+        Some(p) => c
+            .value(key, p, json_pointer)
+            .map(|_| Some(p.value.clone()).filter(|v| !v.is_empty())),
+        None => Some(None),
+    };
+    let id_pointer = pointer(c, "ground_truth.id_pointer", &raw.id_pointer);
+    let segment_field = pointer(c, "ground_truth.segment_field", &raw.segment_field);
+    let id_header = c.value("ground_truth.id_header", &raw.id_header, |h| {
+        if h.is_empty() {
+            Ok(None)
+        } else {
+            header_name(h).map(|n| Some(n.as_str().to_owned()))
+        }
+    });
+    let positive = |c: &mut Checks, key: &str, s: &Setting<usize>| {
+        c.value(key, s, |n| {
+            if *n > 0 {
+                Ok(*n)
+            } else {
+                Err("must be at least 1".to_owned())
+            }
+        })
+    };
+    let max_pending = positive(c, "ground_truth.max_pending", &raw.max_pending);
+    let max_bytes = positive(c, "ground_truth.max_pending_bytes", &raw.max_pending_bytes);
+    let max_segments = positive(c, "ground_truth.max_segments", &raw.max_segments);
+    let join = JoinLimits {
+        max_items: max_pending?,
+        max_bytes: max_bytes?,
+        max_wait: Duration::from_millis(raw.max_wait_ms.value),
+        remembered_ids: max_pending?,
+    };
+    Some(GroundTruthConfig {
+        rules: KeyRules {
+            id_header: id_header?,
+            id_pointer: id_pointer?,
+            segment_pointer: segment_field?,
+        },
+        limits: EvaluationLimits {
+            max_segments: max_segments?,
+            join,
+            ..EvaluationLimits::default()
+        },
+        labels_file: raw.labels_file.as_ref().map(|p| p.value.clone()),
+    })
+}
+
+fn criteria(raw: Option<&Setting<Criteria>>, c: &mut Checks) -> Option<Criteria> {
+    let Some(raw) = raw else {
+        return Some(Criteria::default());
+    };
+    match raw.value.validate() {
+        Ok(()) => Some(raw.value.clone()),
+        Err(e) => {
+            c.ensure(false, &format!("criteria.{}", e.key), &raw.origin, || {
+                e.to_string()
+            });
+            None
+        }
+    }
 }
 
 fn admin(raw: &RawAdmin) -> AdminConfig {

@@ -3,11 +3,13 @@
 
 use super::raw::{
     RawAdmin, RawCapture, RawCircuitBreaker, RawCompare, RawConfig, RawDiscrepancyLog,
-    RawHeaderRewrite, RawMirror, RawReassembly, RawRewrite, RawShadow, Setting,
+    RawGroundTruth, RawHeaderRewrite, RawMirror, RawReassembly, RawRewrite, RawShadow, RawState,
+    Setting,
 };
 use super::typed::{Config, HostHeader, MethodSet};
 use hyper::header::HeaderValue;
 use shadow_core::compare::{PathPattern, Preset};
+use shadow_core::criteria::Criteria;
 use std::time::Duration;
 
 impl Config {
@@ -50,6 +52,7 @@ impl From<&Config> for RawConfig {
         let (capture, shadow, mirror) = (&c.capture, &c.shadow, &c.mirror);
         let (breaker, compare, log) = (&c.circuit_breaker, &c.compare, &c.discrepancy_log);
         let r = &capture.reassembly;
+        let gt = &c.ground_truth;
         let (prediction_pointer, label_output) = match &compare.preset {
             Preset::Pointer(p) => (Some(p.clone()), None),
             Preset::KserveV2 { label_output } => (None, label_output.clone()),
@@ -149,6 +152,21 @@ impl From<&Config> for RawConfig {
             },
             admin: RawAdmin {
                 addr: b(c.admin.addr),
+            },
+            ground_truth: RawGroundTruth {
+                id_header: b(gt.rules.id_header.clone().unwrap_or_default()),
+                id_pointer: gt.rules.id_pointer.clone().map(b),
+                segment_field: gt.rules.segment_pointer.clone().map(b),
+                max_wait_ms: b(ms(gt.limits.join.max_wait)),
+                max_pending: b(gt.limits.join.max_items),
+                max_pending_bytes: b(gt.limits.join.max_bytes),
+                max_segments: b(gt.limits.max_segments),
+                labels_file: gt.labels_file.clone().map(b),
+            },
+            criteria: (c.criteria != Criteria::default()).then(|| b(c.criteria.clone())),
+            state: RawState {
+                path: c.state.path.clone().map(b),
+                interval_ms: b(ms(c.state.interval)),
             },
             file: None,
         }

@@ -6,6 +6,7 @@ use super::error::Finding;
 use crate::capture::CaptureKind;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use shadow_core::compare::PresetName;
+use shadow_core::criteria::Criteria;
 use shadow_core::reassembly::ReassemblyConfig;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -123,6 +124,13 @@ pub struct RawConfig {
     pub discrepancy_log: RawDiscrepancyLog,
     /// `[admin]`
     pub admin: RawAdmin,
+    /// `[ground_truth]`
+    pub ground_truth: RawGroundTruth,
+    /// `[criteria]`: the success criteria (absent = none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub criteria: Option<Setting<Criteria>>,
+    /// `[state]`
+    pub state: RawState,
     /// The file the values came from, if any.
     #[serde(skip)]
     pub file: Option<ConfigFile>,
@@ -439,6 +447,66 @@ impl Default for RawAdmin {
     fn default() -> Self {
         RawAdmin {
             addr: Setting::builtin(SocketAddr::from(([127, 0, 0, 1], 9464))),
+        }
+    }
+}
+
+/// `[ground_truth]`: request ids, the label join and segments.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawGroundTruth {
+    /// Header holding the request id; `""` reads no header.
+    pub id_header: Setting<String>,
+    /// JSON pointer of the request id in the request body (when the header is absent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_pointer: Option<Setting<String>>,
+    /// JSON pointer of the input field whose value segments the statistics.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub segment_field: Option<Setting<String>>,
+    /// Longest a compared request waits for its label, in milliseconds.
+    pub max_wait_ms: Setting<u64>,
+    /// Most compared requests waiting for their label.
+    pub max_pending: Setting<usize>,
+    /// Most bytes they may take.
+    pub max_pending_bytes: Setting<usize>,
+    /// Distinct paths and field values tracked, each; the rest count as `(other)`.
+    pub max_segments: Setting<usize>,
+    /// Labels known in advance (JSON lines), read at start.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub labels_file: Option<Setting<PathBuf>>,
+}
+
+impl Default for RawGroundTruth {
+    fn default() -> Self {
+        RawGroundTruth {
+            id_header: Setting::builtin("x-request-id".into()),
+            id_pointer: None,
+            segment_field: None,
+            max_wait_ms: Setting::builtin(3_600_000),
+            max_pending: Setting::builtin(100_000),
+            max_pending_bytes: Setting::builtin(64 << 20),
+            max_segments: Setting::builtin(32),
+            labels_file: None,
+        }
+    }
+}
+
+/// `[state]`: where the aggregates are saved, to survive a restart.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawState {
+    /// The state file; absent = nothing saved.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<Setting<PathBuf>>,
+    /// How often it is written, in milliseconds (and at stop).
+    pub interval_ms: Setting<u64>,
+}
+
+impl Default for RawState {
+    fn default() -> Self {
+        RawState {
+            path: None,
+            interval_ms: Setting::builtin(10_000),
         }
     }
 }

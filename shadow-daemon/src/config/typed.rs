@@ -8,6 +8,8 @@ use hyper::http::Method;
 use hyper::http::uri::Authority;
 use regex::Regex;
 use shadow_core::compare::{Comparer, DecodeLimits, DiffOptions, PathPattern, Preset, PresetName};
+use shadow_core::criteria::Criteria;
+use shadow_core::evaluation::{EvaluationLimits, KeyRules};
 use shadow_core::reassembly::ReassemblyConfig;
 use std::fmt;
 use std::net::SocketAddr;
@@ -32,6 +34,12 @@ pub struct Config {
     pub discrepancy_log: DiscrepancyLogConfig,
     /// `[admin]`
     pub admin: AdminConfig,
+    /// `[ground_truth]`
+    pub ground_truth: GroundTruthConfig,
+    /// `[criteria]` (every criterion `None` when absent).
+    pub criteria: Criteria,
+    /// `[state]`
+    pub state: StateConfig,
 }
 
 /// What to tap: the production model server.
@@ -447,4 +455,24 @@ pub struct DiscrepancyLogConfig {
 pub struct AdminConfig {
     /// Listen address for `/metrics`, `/healthz`, `/api/summary`.
     pub addr: SocketAddr,
+}
+
+/// Request ids, the ground-truth join and segments.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GroundTruthConfig {
+    /// Where request ids and the segment field are read.
+    pub rules: KeyRules,
+    /// The join's and the segments' caps.
+    pub limits: EvaluationLimits,
+    /// Labels known in advance, read at start.
+    pub labels_file: Option<PathBuf>,
+}
+
+/// Where the aggregates are saved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StateConfig {
+    /// The state file (none = not saved).
+    pub path: Option<PathBuf>,
+    /// How often it is written.
+    pub interval: Duration,
 }

@@ -4,6 +4,7 @@
 //! Each event has exactly one method here that both logs it (tracing) and bumps its metric, so
 //! that logs and metrics never disagree (vector's style). Metric names are listed in docs/architecture.md.
 
+use crate::sinks::verdict_metrics::VerdictMetrics;
 use crate::telemetry::{BreakerCause, BreakerChange, BreakerState, ReplayLoad, Telemetry, Warning};
 use prometheus::{
     Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
@@ -70,6 +71,8 @@ struct Inner {
     discrepancy_log_dropped: IntCounter,
     /// Last CPU time read from /proc, to turn the absolute value into counter increments.
     last_cpu: Mutex<f64>,
+    /// Quality, label and verdict metrics.
+    verdict: Arc<VerdictMetrics>,
 }
 
 fn opts(name: &str, help: &str) -> Opts {
@@ -231,6 +234,9 @@ impl Metrics {
                 "Discrepancy log lines dropped because the writer fell behind or failed."
             ))),
             last_cpu: Mutex::new(0.0),
+            verdict: Arc::new(
+                VerdictMetrics::new(&registry).expect("verdict metric definitions are valid"),
+            ),
             registry,
         };
         for r in SkipReason::ALL {
@@ -275,6 +281,11 @@ impl Metrics {
         Metrics {
             inner: Arc::new(inner),
         }
+    }
+
+    /// Quality, label and verdict metrics (in the same registry).
+    pub fn verdict(&self) -> Arc<VerdictMetrics> {
+        self.inner.verdict.clone()
     }
 
     /// The registry, for callers that register their own collectors.

@@ -1,0 +1,206 @@
+//! The decision loop of `shadowd run`: once a second it lets requests whose wait for a label
+//! is over go unlabeled, gathers the measurements (the evaluation's, plus the resource usage of
+//! both model servers), judges them against the success criteria, publishes the verdict (admin
+//! API and metrics), hands it to the rollback plan, and saves the aggregates to the state file
+//! every `state.interval` and at stop.
+//!
+//! The state file is JSON ([`StateFile`]), written to a temporary file beside it and renamed
+//! over it, so a crash never leaves half a file; `shadowd run` resumes from it and
+//! `shadowd verdict --state` judges it without a running daemon.
+
+use crate::mirror::MirrorStatus;
+use crate::shutdown::Shutdown;
+use crate::sinks::admin::LatestVerdict;
+use crate::sinks::verdict_metrics::VerdictMetrics;
+use serde::{Deserialize, Serialize};
+use shadow_core::criteria::{Criteria, Measurements, ModelPair, Verdict, evaluate};
+use shadow_core::evaluation::EvaluationState;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// How often the verdict is judged.
+pub const DECISION_EVERY: Duration = Duration::from_secs(1);
+
+/// Resource usage of both models as the criteria read it: CPU seconds per handled request and
+/// resident bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ResourceMeasures {
+    /// CPU seconds per request (production: per exchange seen; shadow: per replay).
+    pub cpu_seconds_per_request: Option<ModelPair<f64>>,
+    /// Resident memory.
+    pub rss_bytes: Option<ModelPair<f64>>,
+}
+
+/// Where the loop reads resource usage from (the resource monitor).
+pub type ResourceSource = Box<dyn Fn() -> ResourceMeasures + Send + Sync>;
+
+/// Called with every verdict (the rollback plan); must not block.
+pub type VerdictObserver = Box<dyn Fn(&Verdict) + Send + Sync>;
+
+/// What the state file holds.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StateFile {
+    /// When it was written, seconds since the Unix epoch.
+    pub saved_at_unix: u64,
+    /// The aggregates.
+    pub evaluation: EvaluationState,
+    /// The resource usage last measured.
+    #[serde(default)]
+    pub resources: ResourceMeasures,
+}
+
+impl StateFile {
+    /// What the criteria are judged on.
+    pub fn measurements(&self) -> Measurements {
+        with_resources(self.evaluation.measurements(), self.resources)
+    }
+}
+
+/// A state file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum StateFileError {
+    /// Reading failed.
+    #[error("cannot read the state file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Not a state file of this version.
+    #[error(
+        "{path} is not a shadowd state file of this version ({source}); move it aside to start \
+         afresh"
+    )]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// Reads a state file; `Ok(None)` when there is none yet.
+pub fn load_state(path: &Path) -> Result<Option<StateFile>, StateFileError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(StateFileError::Read {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
+    };
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|source| StateFileError::Parse {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+/// Writes a state file atomically (a temporary file in the same directory, renamed over it).
+pub fn save_state(path: &Path, state: &StateFile) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let json = serde_json::to_vec(state).map_err(std::io::Error::other)?;
+    std::fs::write(&tmp, json)?;
+    std::fs::rename(&tmp, path)
+}
+
+fn with_resources(mut m: Measurements, r: ResourceMeasures) -> Measurements {
+    m.cpu_seconds_per_request = r.cpu_seconds_per_request;
+    m.rss_bytes = r.rss_bytes;
+    m
+}
+
+/// The loop and everything it reads and writes.
+pub struct DecisionLoop {
+    /// The success criteria.
+    pub criteria: Criteria,
+    /// The evaluation.
+    pub mirror: MirrorStatus,
+    /// Where the verdict is published for the admin API.
+    pub latest: Arc<LatestVerdict>,
+    /// Where it is published as metrics.
+    pub metrics: Arc<VerdictMetrics>,
+    /// Resource usage, if monitored.
+    pub resources: Option<ResourceSource>,
+    /// The rollback plan, if configured.
+    pub observer: Option<VerdictObserver>,
+    /// The state file and how often to write it.
+    pub state: Option<(PathBuf, Duration)>,
+}
+
+impl DecisionLoop {
+    /// One round: expire, measure, judge, publish. Returns the verdict.
+    pub fn decide(&self) -> Verdict {
+        self.mirror.expire_labels();
+        let summary = self.mirror.evaluation();
+        self.metrics.evaluation(&summary);
+        let measurements = with_resources(self.mirror.measurements(), self.resources());
+        let verdict = evaluate(&self.criteria, &measurements);
+        self.metrics.verdict(&verdict);
+        if let Some(observe) = &self.observer {
+            observe(&verdict);
+        }
+        self.latest.set(verdict.clone(), measurements);
+        verdict
+    }
+
+    fn resources(&self) -> ResourceMeasures {
+        self.resources.as_ref().map(|r| r()).unwrap_or_default()
+    }
+
+    /// Saves the state file (if configured), logging a failure.
+    pub fn save(&self) {
+        let Some((path, _)) = &self.state else {
+            return;
+        };
+        let state = StateFile {
+            saved_at_unix: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            evaluation: self.mirror.state(),
+            resources: self.resources(),
+        };
+        if let Err(e) = save_state(path, &state) {
+            tracing::warn!(
+                path = %path.display(),
+                "cannot save the state (aggregates would not survive a restart): {e}"
+            );
+        }
+    }
+
+    /// Runs until shutdown, then decides and saves once more.
+    pub async fn run(self, mut shutdown: Shutdown) {
+        let mut tick = tokio::time::interval(DECISION_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_save = Instant::now();
+        let mut last_decision = None;
+        loop {
+            tokio::select! {
+                _ = shutdown.requested() => break,
+                _ = tick.tick() => {}
+            }
+            let verdict = self.decide();
+            if last_decision != Some(verdict.decision) {
+                tracing::info!(decision = verdict.decision.as_str(), "verdict");
+                last_decision = Some(verdict.decision);
+            }
+            if let Some((_, every)) = &self.state
+                && last_save.elapsed() >= *every
+            {
+                self.save();
+                last_save = Instant::now();
+            }
+        }
+        self.decide();
+        self.save();
+    }
+}
