@@ -1,7 +1,8 @@
 //! Admin HTTP server (hyper 1): `GET /metrics` (Prometheus text), `GET /healthz`,
 //! `GET /api/summary` (JSON of the running aggregates: agreement per request and per row,
-//! latency quantiles of both models and of the queue wait, the breaker's state and the replay
-//! stage's load; a value without samples is `null`).
+//! latency quantiles of both models and of the queue wait, the breaker's state, the replay
+//! stage's load and `noise`, the noise baseline's summary or `null` without a baseline; a value
+//! without samples is `null`).
 
 use crate::mirror::MirrorStatus;
 use crate::shutdown::Shutdown;
@@ -130,6 +131,10 @@ fn route(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> {
                 obj.insert(
                     "replay".into(),
                     serde_json::to_value(state.mirror.replay()).unwrap_or_default(),
+                );
+                obj.insert(
+                    "noise".into(),
+                    serde_json::to_value(state.mirror.noise()).unwrap_or_default(),
                 );
             }
             respond(StatusCode::OK, "application/json", v.to_string())
