@@ -12,10 +12,12 @@
 //! 4. [`compare`]: a shadow answer against the production response: status, latency, body and
 //!    prediction differences, after [`encoding`] has undone both bodies' content codings.
 //! 5. [`evaluation`]: running agreement, accuracy, precision, recall, F1, latency.
-//! 6. [`labels`]: comparisons wait, bounded, for their ground-truth label.
-//! 7. [`stats`]: model-quality statistics against ground truth (Wilson and Newcombe
+//! 6. [`noise`]: what differs between production and a second production instance (the noise
+//!    baseline) is nondeterminism, kept apart from the shadow's real discrepancies.
+//! 7. [`labels`]: comparisons wait, bounded, for their ground-truth label.
+//! 8. [`stats`]: model-quality statistics against ground truth (Wilson and Newcombe
 //!    intervals, McNemar's test, confusion matrices, regression errors, PSI).
-//! 8. [`criteria`]: success criteria judged on those statistics → PROMOTE / HOLD / REJECT.
+//! 9. [`criteria`]: success criteria judged on those statistics → PROMOTE / HOLD / REJECT.
 //!
 //! [`vocabulary`] names the outcomes, skip reasons, drop stages and results that every later
 //! layer (daemon, metrics, logs, tests) reports. `testkit` (feature `testkit`) builds synthetic
@@ -31,6 +33,7 @@ pub mod evaluation;
 pub mod frame;
 pub mod http;
 pub mod labels;
+pub mod noise;
 pub mod pcap;
 pub mod pcap_writer;
 pub mod reassembly;

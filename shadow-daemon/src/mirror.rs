@@ -15,6 +15,13 @@
 //! queue fills, a rate-limited warning says the shadow is saturated. The first replay failure
 //! of each kind is a warning, later ones are rate-limited.
 //!
+//! With a noise baseline (`shadow.baseline`, a second instance of the production model),
+//! each job is replayed to the shadow and the baseline at the same time. Production vs
+//! baseline is compared by the same [`Comparer`] and taught to a [`NoiseModel`] before the
+//! shadow's comparison is judged by it, so a request's own nondeterminism already counts. The
+//! baseline never touches the shadow's comparison or the breaker (which judges the shadow's
+//! answer as soon as it is in); a slow baseline only keeps the job's replay slot longer.
+//!
 //! The mirror names no sink: events go to a [`Telemetry`], differing comparisons to a
 //! [`DiscrepancySink`], and [`MirrorStatus`] is what an admin endpoint may read.
 //!
@@ -28,7 +35,7 @@ use crate::admission::circuit_breaker::{
 use crate::admission::queue::{Next, Released, ReplayQueue, SharedQueue};
 use crate::admission::{AdmissionStats, Admitter, Job};
 use crate::config::Config;
-use crate::replay::ShadowClient;
+use crate::replay::{ReplayError, ShadowClient};
 use crate::shutdown::Shutdown;
 use crate::telemetry::{ReplayLoad, Telemetry, Throttle, Warning};
 use serde::Serialize;
@@ -39,6 +46,7 @@ use shadow_core::evaluation::{
     parse_label_lines,
 };
 use shadow_core::http::Exchange;
+use shadow_core::noise::{NoiseLimits, NoiseModel, NoiseSummary, NoiseVerdict};
 use shadow_core::vocabulary::{AgreementUnit, MirrorResult, ShadowFailure, SkipReason};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -50,12 +58,17 @@ use tokio::task::JoinSet;
 const SATURATION_WARNING_EVERY: Duration = Duration::from_secs(30);
 /// At most one warning per kind of replay failure per this long (the first at once).
 const FAILURE_WARNING_EVERY: Duration = Duration::from_secs(60);
+/// Distinct noisy paths the noise model keeps (the rest are counted as `(other)`).
+const MAX_NOISY_PATHS: usize = 256;
+/// The noisiest paths `/api/summary` and the run summary show.
+const NOISY_PATHS_SHOWN: usize = 20;
 
 /// Where the mirror hands every comparison that found a difference (the discrepancy log
 /// implements it). Called on the replay workers: it must not wait.
 pub trait DiscrepancySink: Send + Sync {
-    /// `comparison` of `job` has at least one discrepancy.
-    fn discrepancy(&self, job: &Job, comparison: &Comparison);
+    /// `comparison` of `job` has at least one discrepancy; `noise` is the noise baseline's
+    /// verdict on it (`None` without a baseline).
+    fn discrepancy(&self, job: &Job, comparison: &Comparison, noise: Option<&NoiseVerdict>);
 }
 
 /// What a run did.
@@ -69,6 +82,9 @@ pub struct RunSummary {
     pub abandoned: u64,
     /// Agreement, accuracy and latency over the compared requests.
     pub evaluation: Summary,
+    /// What the noise baseline taught, and the shadow's discrepancies split into noise and
+    /// real ones (`None` without a baseline).
+    pub noise: Option<NoiseSummary>,
 }
 
 /// The replay stage's load and settings, as `/api/summary` shows them.
@@ -134,9 +150,15 @@ pub struct MirrorStatus {
     breaker: Arc<SharedBreaker>,
     queue: Arc<SharedQueue>,
     in_flight: Arc<AtomicUsize>,
+    noise: Option<Arc<Mutex<NoiseModel>>>,
 }
 
 impl MirrorStatus {
+    /// What the noise baseline taught so far (`None` without a baseline).
+    pub fn noise(&self) -> Option<NoiseSummary> {
+        self.noise.as_ref().map(|n| noise_summary(n))
+    }
+
     /// Agreement, accuracy and latency so far.
     pub fn evaluation(&self) -> Summary {
         self.evaluation.lock().summary()
@@ -229,9 +251,26 @@ impl MirrorStatus {
     }
 }
 
+/// The running summary of a noise model.
+fn noise_summary(model: &Mutex<NoiseModel>) -> NoiseSummary {
+    model
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .summary(NOISY_PATHS_SHOWN)
+}
+
+/// The noise baseline: a second instance of the production model, and what it taught.
+struct Baseline {
+    client: ShadowClient,
+    noise: Arc<Mutex<NoiseModel>>,
+    failure_warnings: Mutex<Throttle<()>>,
+}
+
 /// Everything the replay workers share.
 struct Worker {
     client: ShadowClient,
+    /// The noise baseline, when configured.
+    baseline: Option<Baseline>,
     comparer: Comparer,
     breaker: Arc<SharedBreaker>,
     evaluation: Arc<SharedEvaluation>,
@@ -253,8 +292,17 @@ pub struct Mirror {
 impl Mirror {
     /// Builds the shadow client, comparer, breaker and replay queue, reporting to `telemetry`.
     pub fn new(config: Arc<Config>, telemetry: Arc<dyn Telemetry>) -> Mirror {
+        let baseline = config.shadow.baseline.as_ref().map(|url| Baseline {
+            client: ShadowClient::baseline(&config.shadow, url),
+            noise: Arc::new(Mutex::new(NoiseModel::new(NoiseLimits {
+                max_paths: MAX_NOISY_PATHS,
+                max_diffs: config.compare.diff.max_diffs,
+            }))),
+            failure_warnings: Mutex::new(Throttle::new(FAILURE_WARNING_EVERY)),
+        });
         let worker = Worker {
             client: ShadowClient::new(&config.shadow, telemetry.clone()),
+            baseline,
             comparer: config.compare.comparer(),
             breaker: Arc::new(SharedBreaker::new(
                 CircuitBreaker::new(&config.circuit_breaker),
@@ -300,6 +348,7 @@ impl Mirror {
             breaker: self.worker.breaker.clone(),
             queue: self.queue.clone(),
             in_flight: self.in_flight.clone(),
+            noise: self.worker.baseline.as_ref().map(|b| b.noise.clone()),
         }
     }
 
@@ -329,11 +378,13 @@ impl Mirror {
         let (replayed, abandoned) = dispatcher.run(shutdown).await;
         let stats = admission_task.await.unwrap_or_default();
         let evaluation = worker.evaluation.lock().summary();
+        let noise = worker.baseline.as_ref().map(|b| noise_summary(&b.noise));
         RunSummary {
             admission: stats,
             replayed,
             abandoned,
             evaluation,
+            noise,
         }
     }
 }
@@ -481,30 +532,104 @@ impl Dispatcher {
 }
 
 impl Worker {
-    /// Replay → compare → telemetry, evaluation and discrepancy sink for one job.
+    /// Replay (to the shadow and the noise baseline at once) → compare → telemetry,
+    /// evaluation and discrepancy sink for one job.
     async fn process(&self, job: Job) {
-        let answer = match self.client.replay(&job.request).await {
-            Ok(a) => a,
-            Err(e) => {
-                self.failed(ShadowFailure::Request, || {
-                    format!("{}: not replayed: {e}", request_line(&job))
-                });
-                self.telemetry.replayed(MirrorResult::RequestError);
-                self.breaker.cancel();
-                return;
+        // The breaker judges the shadow's answer as soon as it is in, whatever the baseline does.
+        let shadow = async {
+            let answer = self.client.replay(&job.request).await;
+            match &answer {
+                Ok(answer) => {
+                    let failure = shadow_failure(answer, self.slow_call);
+                    if let Some(failure) = failure {
+                        self.failed(failure, || describe_failure(&job, answer, self.slow_call));
+                    }
+                    self.breaker.record(failure, Instant::now());
+                }
+                Err(e) => {
+                    self.failed(ShadowFailure::Request, || {
+                        format!("{}: not replayed: {e}", request_line(&job))
+                    });
+                    self.breaker.cancel();
+                }
+            }
+            answer
+        };
+        let baseline = async {
+            match &self.baseline {
+                Some(b) => Some(b.client.replay(&job.request).await),
+                None => None,
             }
         };
-        let failure = shadow_failure(&answer, self.slow_call);
-        if let Some(failure) = failure {
-            self.failed(failure, || describe_failure(&job, &answer, self.slow_call));
+        let (answer, baseline_answer) = tokio::join!(shadow, baseline);
+        // Learned before the shadow's comparison is judged: this request's noise counts too.
+        if let (Some(b), Some(baseline_answer)) = (&self.baseline, baseline_answer) {
+            self.learn_noise(b, &job, baseline_answer);
         }
-        self.breaker.record(failure, Instant::now());
+        let Ok(answer) = answer else {
+            self.telemetry.replayed(MirrorResult::RequestError);
+            return;
+        };
         let comparison =
             self.comparer
                 .compare(&job.prod_response, job.timing.latency_ns(), &answer);
-        self.publish(&job, &comparison);
+        let noise = self.baseline.as_ref().map(|b| {
+            b.noise
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .judge(&comparison)
+        });
+        self.publish(&job, &comparison, noise.as_ref());
         // Reported last: once a request shows as replayed, its comparison is in every sink.
         self.telemetry.replayed(MirrorResult::of(&answer));
+    }
+
+    /// Compares production with the baseline's answer and teaches the noise model; a failed
+    /// baseline replay teaches nothing and is warned about (rate-limited).
+    fn learn_noise(
+        &self,
+        baseline: &Baseline,
+        job: &Job,
+        answer: Result<ShadowAnswer, ReplayError>,
+    ) {
+        let (result, comparison, failure) = match answer {
+            Ok(answer) => {
+                let comparison =
+                    self.comparer
+                        .compare(&job.prod_response, job.timing.latency_ns(), &answer);
+                let failure = match &answer {
+                    ShadowAnswer::Failed { message, .. } => Some(message.clone()),
+                    ShadowAnswer::Response { .. } => None,
+                };
+                (MirrorResult::of(&answer), Some(comparison), failure)
+            }
+            Err(e) => (
+                MirrorResult::RequestError,
+                None,
+                Some(format!("not replayed: {e}")),
+            ),
+        };
+        {
+            let mut noise = baseline.noise.lock().unwrap_or_else(|e| e.into_inner());
+            match &comparison {
+                Some(c) => noise.learn(c),
+                None => noise.baseline_failed(),
+            }
+        }
+        self.telemetry.baseline_replayed(result);
+        if let Some(message) = failure {
+            let allowed = baseline
+                .failure_warnings
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .allow((), Instant::now());
+            if let Some(suppressed) = allowed {
+                self.telemetry.warning(&Warning::BaselineFailed {
+                    detail: format!("{}: {message}", request_line(job)),
+                    suppressed,
+                });
+            }
+        }
     }
 
     /// Warns about a failed replay: the first of each kind at once, then at most one per
@@ -524,9 +649,15 @@ impl Worker {
         }
     }
 
-    /// Telemetry, evaluation and discrepancy sink for one comparison.
-    fn publish(&self, job: &Job, c: &Comparison) {
+    /// Telemetry, evaluation and discrepancy sink for one comparison (with the noise
+    /// baseline's verdict on it, when there is a baseline).
+    fn publish(&self, job: &Job, c: &Comparison, noise: Option<&NoiseVerdict>) {
         self.telemetry.compared(c);
+        if noise.is_some_and(|v| v.noise) {
+            for kind in &c.discrepancies {
+                self.telemetry.noise_discrepancy(*kind);
+            }
+        }
         // Read before the lock: the request's id and segment (parses the body only when a
         // pointer is configured).
         let keys = self.evaluation.rules.keys(&job.request);
@@ -545,7 +676,7 @@ impl Worker {
         if let Some(sink) = &self.discrepancies
             && !c.discrepancies.is_empty()
         {
-            sink.discrepancy(job, c);
+            sink.discrepancy(job, c, noise);
         }
     }
 }
@@ -588,7 +719,7 @@ mod tests {
     struct Jobs(Arc<Mutex<Vec<(Job, Comparison)>>>);
 
     impl DiscrepancySink for Jobs {
-        fn discrepancy(&self, job: &Job, comparison: &Comparison) {
+        fn discrepancy(&self, job: &Job, comparison: &Comparison, _: Option<&NoiseVerdict>) {
             self.0
                 .lock()
                 .unwrap()
@@ -640,6 +771,141 @@ mod tests {
         let replayed = recorder.count_where(|e| matches!(e, Event::Replayed(_)));
         let skipped = recorder.count_where(|e| matches!(e, Event::Skipped(_)));
         assert_eq!(seen, replayed + skipped, "{:?}", recorder.events());
+    }
+
+    /// A server on 127.0.0.1 answering every request with `200` and `body` (then closing).
+    async fn answering(body: &'static str) -> std::net::SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = stream.write_all(answer.as_bytes()).await;
+                });
+            }
+        });
+        addr
+    }
+
+    /// Runs a mirror replaying `n` exchanges (production answered `{}`) to `shadow` and
+    /// `baseline`; returns the events, the jobs handed to the sink with the noise verdicts,
+    /// and the noise summary.
+    async fn with_baseline(
+        shadow: std::net::SocketAddr,
+        baseline: std::net::SocketAddr,
+        n: usize,
+    ) -> (Arc<Recorder>, Vec<Option<NoiseVerdict>>, NoiseSummary) {
+        #[derive(Clone, Default)]
+        struct Verdicts(Arc<Mutex<Vec<Option<NoiseVerdict>>>>);
+        impl DiscrepancySink for Verdicts {
+            fn discrepancy(&self, _: &Job, _: &Comparison, noise: Option<&NoiseVerdict>) {
+                self.0.lock().unwrap().push(noise.cloned());
+            }
+        }
+        let extra = format!("baseline = \"http://{baseline}\"\n[mirror]\npacing = \"asap\"\n");
+        let recorder = Arc::new(Recorder::new());
+        let verdicts = Verdicts::default();
+        let mirror = Mirror::new(config(shadow, &extra), recorder.clone())
+            .with_discrepancy_sink(verdicts.clone());
+        let status = mirror.status();
+        let (tx, rx) = mpsc::channel(16);
+        for i in 0..n {
+            tx.send(exchange("POST", "/infer", &i.to_string()))
+                .await
+                .unwrap();
+        }
+        drop(tx);
+        let (_trigger, shutdown) = crate::shutdown::channel();
+        let summary = mirror.run(rx, shutdown).await;
+        assert_eq!(summary.noise.as_ref(), status.noise().as_ref());
+        let noise = status.noise().expect("a baseline is configured");
+        let verdicts = verdicts.0.lock().unwrap().clone();
+        (recorder, verdicts, noise)
+    }
+
+    #[tokio::test]
+    async fn a_failing_baseline_changes_nothing_for_the_shadow() {
+        let shadow = answering("{\"x\":1}").await;
+        // A port nobody listens on: the baseline refuses every connection.
+        let down = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let (recorder, verdicts, noise) = with_baseline(shadow, down, 12).await;
+        // Every shadow replay compared and counted as usual; the breaker never moved although
+        // every baseline replay failed.
+        assert_eq!(recorder.count(&Event::Replayed(MirrorResult::Ok)), 12);
+        assert_eq!(
+            recorder.count(&Event::BaselineReplayed(MirrorResult::ConnectError)),
+            12
+        );
+        assert_eq!(recorder.breaker_states(), vec![BreakerState::Closed]);
+        let warnings = recorder.warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            matches!(&warnings[0], Warning::BaselineFailed { detail, .. } if detail.starts_with("POST /infer: ")),
+            "{warnings:?}"
+        );
+        // Nothing learned, so the shadow's difference at /x is real.
+        assert_eq!(
+            recorder.count_where(|e| matches!(e, Event::NoiseDiscrepancy(_))),
+            0
+        );
+        assert_eq!(verdicts.len(), 12);
+        for v in verdicts {
+            let v = v.expect("a verdict with a baseline");
+            assert!(!v.noise);
+            assert_eq!(v.real_paths, vec!["/x".to_string()]);
+        }
+        assert_eq!((noise.baseline_compared, noise.baseline_failed), (0, 12));
+        assert_eq!((noise.shadow.noise, noise.shadow.real), (0, 12));
+    }
+
+    #[tokio::test]
+    async fn what_production_and_its_baseline_disagree_on_is_noise() {
+        let shadow = answering("{\"x\":1}").await;
+        let baseline = answering("{\"x\":2}").await;
+        let (recorder, verdicts, noise) = with_baseline(shadow, baseline, 3).await;
+        assert_eq!(
+            recorder.count(&Event::BaselineReplayed(MirrorResult::Ok)),
+            3
+        );
+        assert_eq!(
+            recorder.count(&Event::NoiseDiscrepancy(DiscrepancyKind::Body)),
+            3
+        );
+        for v in verdicts {
+            let v = v.unwrap();
+            assert!(v.noise);
+            assert_eq!(v.noisy_paths, vec!["/x".to_string()]);
+        }
+        assert_eq!(noise.baseline_compared, 3);
+        assert_eq!(noise.noisy_paths[0].path, "/x");
+        assert_eq!(noise.noisy_paths[0].comparisons, 3);
+        assert_eq!(noise.shadow_by_kind["body"].noise, 3);
+        // The baseline event comes before the shadow's replay of the same request is reported.
+        let events = recorder.events();
+        let first_baseline = events
+            .iter()
+            .position(|e| matches!(e, Event::BaselineReplayed(_)))
+            .unwrap();
+        let first_replay = events
+            .iter()
+            .position(|e| matches!(e, Event::Replayed(_)))
+            .unwrap();
+        assert!(first_baseline < first_replay, "{events:?}");
     }
 
     /// A shadow on 127.0.0.1 answering every request with an empty 503.

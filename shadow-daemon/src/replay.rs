@@ -20,7 +20,7 @@ mod target;
 
 pub use target::{Mapping, TargetMap};
 
-use crate::config::{AcceptEncoding, HeaderRewrite, HostHeader, ShadowConfig};
+use crate::config::{AcceptEncoding, HeaderRewrite, HostHeader, ShadowConfig, ShadowUrl};
 use crate::telemetry::Telemetry;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -99,7 +99,8 @@ pub struct ShadowClient {
     header_rewrites: Vec<HeaderRewrite>,
     timeout: Duration,
     max_response_bytes: usize,
-    telemetry: Arc<dyn Telemetry>,
+    /// Where the shadow's error answers are reported; `None` for the noise baseline.
+    telemetry: Option<Arc<dyn Telemetry>>,
     routes: Arc<RouteWatch>,
 }
 
@@ -116,6 +117,25 @@ impl ShadowClient {
     /// A client for the checked `[shadow]` config, reporting shadow error answers to
     /// `telemetry`.
     pub fn new(c: &ShadowConfig, telemetry: Arc<dyn Telemetry>) -> Self {
+        Self::build(c, Some(telemetry))
+    }
+
+    /// A client for the noise baseline at `url` (a second instance of the production model):
+    /// the `[shadow]` transport and header settings, but production's own paths (`model` and
+    /// the path rewrites name the shadow's) and nothing reported as the shadow's (its error
+    /// answers are not the shadow's, a baseline answering 404 does not warn about the shadow).
+    pub fn baseline(c: &ShadowConfig, url: &ShadowUrl) -> Self {
+        let c = ShadowConfig {
+            url: url.clone(),
+            baseline: None,
+            model: None,
+            rewrites: Vec::new(),
+            ..c.clone()
+        };
+        Self::build(&c, None)
+    }
+
+    fn build(c: &ShadowConfig, telemetry: Option<Arc<dyn Telemetry>>) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(c.connect_timeout));
         connector.set_nodelay(true);
@@ -230,9 +250,9 @@ impl ShadowClient {
         };
         let outcome = tokio::time::timeout(self.timeout, exchange).await;
         let latency_ns = start.elapsed().as_nanos() as u64;
-        if let Ok(Ok((status, _, _))) = &outcome {
+        if let (Ok(Ok((status, _, _))), Some(telemetry)) = (&outcome, &self.telemetry) {
             if *status >= 400 {
-                self.telemetry.shadow_http_error(*status);
+                telemetry.shadow_http_error(*status);
             }
             self.routes.record(*status, &req.method, &req.target, &uri);
         }
@@ -486,6 +506,27 @@ mod tests {
         );
         let err = bad.build_request(&req(&[("X-A", "a")], "")).unwrap_err();
         assert!(matches!(err, ReplayError::HeaderRewrite { .. }), "{err}");
+    }
+
+    #[test]
+    fn the_baseline_gets_production_paths_with_the_shadow_header_rules() {
+        let text = "[capture]\nports = [1]\n[shadow]\nurl = \"http://127.0.0.1:9/s\"\n\
+            baseline = \"http://127.0.0.1:10/b\"\nmodel = \"m-v2\"\nhost_header = \"shadow\"\n\
+            set_headers = { \"x-shadowtap\" = \"1\" }\n\
+            [[shadow.rewrite]]\npath = \"/infer$\"\nreplacement = \"/predict\"\n";
+        let config =
+            crate::config::Config::from_toml(text, std::path::Path::new("t.toml")).unwrap();
+        let url = config.shadow.baseline.clone().unwrap();
+        let request = req(&[("Host", "prod")], "{}");
+        let shadow = ShadowClient::new(&config.shadow, Arc::new(Recorder::new()));
+        let r = shadow.build_request(&request).unwrap();
+        assert_eq!(r.uri(), "http://127.0.0.1:9/s/v2/models/m-v2/predict?x=1");
+        // The baseline is production's twin: its paths are production's, under its prefix.
+        let baseline = ShadowClient::baseline(&config.shadow, &url);
+        let r = baseline.build_request(&request).unwrap();
+        assert_eq!(r.uri(), "http://127.0.0.1:10/b/v2/models/m/infer?x=1");
+        assert_eq!(r.headers()["host"], "127.0.0.1:10", "its own URL's host");
+        assert_eq!(r.headers()["x-shadowtap"], "1");
     }
 
     /// A shadow on 127.0.0.1 answering every request with `status`, a gzip `Content-Encoding`

@@ -8,8 +8,8 @@
 use shadow_core::compare::Comparison;
 use shadow_core::segment::FlowKey;
 use shadow_core::vocabulary::{
-    AgreementUnit, DropStage, ForeignProtocol, KernelPacketResult, MirrorResult, Outcome,
-    ShadowFailure, SkipReason,
+    AgreementUnit, DiscrepancyKind, DropStage, ForeignProtocol, KernelPacketResult, MirrorResult,
+    Outcome, ShadowFailure, SkipReason,
 };
 use std::collections::HashMap;
 use std::fmt;
@@ -47,6 +47,13 @@ pub trait Telemetry: Send + Sync {
     fn shadow_http_error(&self, status: u16);
     /// One replayed request was compared with production.
     fn compared(&self, comparison: &Comparison);
+    /// The noise baseline's replay of a request finished (`request_error`: it could not be
+    /// sent). Reported before the shadow's [`Telemetry::replayed`] of the same request.
+    fn baseline_replayed(&self, result: MirrorResult);
+    /// A shadow discrepancy of `kind` is explained by noise: its comparison differs from
+    /// production only where production differs from the noise baseline too
+    /// (`shadow_core::noise`). Reported with [`Telemetry::compared`].
+    fn noise_discrepancy(&self, kind: DiscrepancyKind);
     /// The running agreement ratio counted in `unit` changed (never reported before the first
     /// sample: a ratio of nothing is absent, not 0).
     fn agreement(&self, unit: AgreementUnit, ratio: f64);
@@ -179,6 +186,14 @@ pub enum Warning {
         /// Failures of this kind since the last warning about it.
         suppressed: u64,
     },
+    /// A replay to the noise baseline failed: nothing is learned from that request (the
+    /// shadow's comparison goes on).
+    BaselineFailed {
+        /// What happened, for the log.
+        detail: String,
+        /// Baseline failures since the last warning.
+        suppressed: u64,
+    },
     /// A connection on the tapped port speaks another protocol than HTTP/1.x.
     ForeignProtocol {
         /// Which.
@@ -232,6 +247,12 @@ impl fmt::Display for Warning {
                 f,
                 "replay failed ({}): {detail}{}",
                 failure.as_str(),
+                more(*suppressed)
+            ),
+            Warning::BaselineFailed { detail, suppressed } => write!(
+                f,
+                "noise baseline replay failed: {detail}; noise is learned only from the \
+                 baseline's answers (shadowtap_baseline_replays_total){}",
                 more(*suppressed)
             ),
             Warning::ForeignProtocol {
@@ -358,6 +379,10 @@ pub enum Event {
     ShadowHttpError(u16),
     /// [`Telemetry::compared`].
     Compared(Comparison),
+    /// [`Telemetry::baseline_replayed`].
+    BaselineReplayed(MirrorResult),
+    /// [`Telemetry::noise_discrepancy`].
+    NoiseDiscrepancy(DiscrepancyKind),
     /// [`Telemetry::agreement`].
     Agreement(AgreementUnit, f64),
     /// [`Telemetry::warning`].
@@ -461,6 +486,12 @@ impl Telemetry for Recorder {
     }
     fn compared(&self, comparison: &Comparison) {
         self.push(Event::Compared(comparison.clone()));
+    }
+    fn baseline_replayed(&self, result: MirrorResult) {
+        self.push(Event::BaselineReplayed(result));
+    }
+    fn noise_discrepancy(&self, kind: DiscrepancyKind) {
+        self.push(Event::NoiseDiscrepancy(kind));
     }
     fn agreement(&self, unit: AgreementUnit, ratio: f64) {
         self.push(Event::Agreement(unit, ratio));

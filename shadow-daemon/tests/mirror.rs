@@ -17,7 +17,7 @@ use shadow_core::compare::Comparison;
 use shadow_core::http::{Exchange, ExchangeTiming, Header, HttpRequest, HttpResponse, Outcome};
 use shadow_core::segment::FlowKey;
 use shadow_core::vocabulary::{
-    AgreementUnit, DropStage, KernelPacketResult, MirrorResult, SkipReason,
+    AgreementUnit, DiscrepancyKind, DropStage, KernelPacketResult, MirrorResult, SkipReason,
 };
 use shadow_daemon::config::{Config, Pacing, RawConfig, Setting};
 use shadow_daemon::mirror::{Mirror, RunSummary};
@@ -410,6 +410,14 @@ impl Telemetry for Tee {
         self.0.compared(comparison);
         self.1.compared(comparison);
     }
+    fn baseline_replayed(&self, result: MirrorResult) {
+        self.0.baseline_replayed(result);
+        self.1.baseline_replayed(result);
+    }
+    fn noise_discrepancy(&self, kind: DiscrepancyKind) {
+        self.0.noise_discrepancy(kind);
+        self.1.noise_discrepancy(kind);
+    }
     fn agreement(&self, unit: AgreementUnit, ratio: f64) {
         self.0.agreement(unit, ratio);
         self.1.agreement(unit, ratio);
@@ -743,6 +751,11 @@ async fn admin_summary_and_healthz() {
     assert_eq!(summary["latency_production"]["p50_ms"], 5.0);
     assert_eq!(summary["discrepancies"]["label"], 1);
     assert_eq!(summary["circuit_state"], "closed");
+    assert_eq!(
+        summary["noise"],
+        Value::Null,
+        "no baseline, no noise summary"
+    );
     // Production said class 1 for id 1; the shadow said 2.
     assert_eq!(summary["confusion"]["1"]["2"], 1);
     r.trigger.trigger();

@@ -40,6 +40,11 @@ pub struct RunArgs {
     /// Shadow model base URL (`shadow.url`), e.g. `http://127.0.0.1:8081`.
     #[arg(long)]
     pub shadow: Option<String>,
+    /// Base URL of a second instance of the production model (`shadow.baseline`), replayed to
+    /// alongside the shadow so that what differs between production and its twin is reported
+    /// as noise, apart from the shadow's real discrepancies.
+    #[arg(long, value_name = "URL")]
+    pub baseline: Option<String>,
     /// Admin address for /metrics, /healthz, /api/summary (`admin.addr`).
     #[arg(long)]
     pub admin_addr: Option<SocketAddr>,
@@ -137,6 +142,9 @@ impl RunArgs {
         }
         if let Some(v) = &self.shadow {
             c.shadow.url = Some(Setting::flag("--shadow", v.clone()));
+        }
+        if let Some(v) = &self.baseline {
+            c.shadow.baseline = Some(Setting::flag("--baseline", v.clone()));
         }
         if let Some(v) = self.admin_addr {
             c.admin.addr = Setting::flag("--admin-addr", v);
@@ -250,6 +258,7 @@ async fn run(config: Arc<Config>) -> CommandResult {
         interface = %config.capture.interface,
         ports = ?config.capture.ports,
         shadow = %config.shadow.url,
+        baseline = config.shadow.baseline.as_ref().map(tracing::field::display),
         "mirroring"
     );
     let decisions = tokio::spawn(decision.run(shutdown.clone()));
@@ -267,6 +276,8 @@ async fn run(config: Arc<Config>) -> CommandResult {
         abandoned = summary.abandoned,
         agreement = ?summary.evaluation.overall.agreement.request.ratio,
         row_agreement = ?summary.evaluation.overall.agreement.row.ratio,
+        noise_discrepancies = summary.noise.as_ref().map(|n| n.shadow.noise),
+        real_discrepancies = summary.noise.as_ref().map(|n| n.shadow.real),
         "stopped"
     );
     Ok(EXIT_OK)
@@ -500,6 +511,35 @@ mod tests {
             ],
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_baseline_flag_sets_shadow_baseline_and_is_located() {
+        let args = |baseline: &str| {
+            T::parse_from([
+                "t",
+                "--port",
+                "8080",
+                "--shadow",
+                "http://127.0.0.1:8081",
+                "--baseline",
+                baseline,
+            ])
+        };
+        let c = args("http://127.0.0.1:8082")
+            .run
+            .effective_config()
+            .unwrap();
+        assert_eq!(
+            c.shadow.baseline.map(|u| u.to_string()),
+            Some("http://127.0.0.1:8082/".to_string())
+        );
+        let err = args("http://127.0.0.1:8080")
+            .run
+            .effective_config()
+            .unwrap_err();
+        assert_eq!(err.problems()[0].location, Location::Flag("--baseline"));
+        assert_eq!(err.problems()[0].key.as_deref(), Some("shadow.baseline"));
     }
 
     #[test]

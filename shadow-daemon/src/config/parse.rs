@@ -61,6 +61,32 @@ impl TryFrom<RawConfig> for Config {
                 },
             );
         }
+        if let (Some(capture), Some(shadow)) = (&capture, &shadow)
+            && let Some(baseline) = &shadow.baseline
+        {
+            let origin = baseline_origin(&raw.shadow);
+            let port = baseline.port();
+            checks.ensure(!capture.taps_port(port), "shadow.baseline", origin, || {
+                format!(
+                    "`{baseline}` uses port {port}, which is a tapped production port: replayed \
+                     requests would be captured and mirrored again. Run the baseline (a second \
+                     production instance) on another port"
+                )
+            });
+            checks.ensure(
+                baseline.authority() != shadow.url.authority(),
+                "shadow.baseline",
+                origin,
+                || {
+                    format!(
+                        "`{baseline}` is the shadow's server ({}): the baseline must be a second \
+                         instance of the production model, so that what differs between it and \
+                         production is production's own noise",
+                        shadow.url
+                    )
+                },
+            );
+        }
         if let (Some(capture), Some(shadow), Some(compare)) = (&capture, &shadow, &mut compare) {
             compare.decode_limits = DecodeLimits {
                 production: capture.max_body_bytes,
@@ -143,6 +169,12 @@ impl Config {
 
 fn url_origin(raw: &RawShadow) -> &Origin {
     raw.url.as_ref().map_or(&Origin::Default, |u| &u.origin)
+}
+
+fn baseline_origin(raw: &RawShadow) -> &Origin {
+    raw.baseline
+        .as_ref()
+        .map_or(&Origin::Default, |u| &u.origin)
 }
 
 /// The problems found so far. Every check runs (recording what is wrong) before any section
@@ -454,6 +486,10 @@ fn shadow(raw: &RawShadow, c: &mut Checks) -> Option<ShadowConfig> {
             None
         }
     };
+    let baseline = match &raw.baseline {
+        Some(b) => c.value("shadow.baseline", b, |u| baseline_url(u)).map(Some),
+        None => Some(None),
+    };
     let timeout = c.value("shadow.timeout_ms", &raw.timeout_ms, positive_millis);
     let connect_timeout = c.value(
         "shadow.connect_timeout_ms",
@@ -510,6 +546,7 @@ fn shadow(raw: &RawShadow, c: &mut Checks) -> Option<ShadowConfig> {
         .collect();
     Some(ShadowConfig {
         url: url?,
+        baseline: baseline?,
         timeout: timeout?,
         connect_timeout: connect_timeout?,
         concurrency: concurrency?,
@@ -524,6 +561,18 @@ fn shadow(raw: &RawShadow, c: &mut Checks) -> Option<ShadowConfig> {
         rewrites: rewrites.into_iter().collect::<Option<_>>()?,
         header_rewrites: header_rewrites.into_iter().collect::<Option<_>>()?,
     })
+}
+
+/// `shadow.baseline`: a base URL like the shadow's, named as what it is.
+fn baseline_url(text: &str) -> Result<ShadowUrl, String> {
+    if text.is_empty() {
+        return Err(
+            "is empty: give the base URL of a second instance of the production model \
+                    (e.g. http://127.0.0.1:8082), or leave shadow.baseline out"
+                .into(),
+        );
+    }
+    ShadowUrl::parse(text)
 }
 
 fn mirror(raw: &RawMirror, c: &mut Checks) -> Option<MirrorConfig> {

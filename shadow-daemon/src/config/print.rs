@@ -75,6 +75,7 @@ impl From<&Config> for RawConfig {
             },
             shadow: RawShadow {
                 url: Some(b(shadow.url.to_string())),
+                baseline: shadow.baseline.as_ref().map(|u| b(u.to_string())),
                 timeout_ms: b(ms(shadow.timeout)),
                 connect_timeout_ms: b(ms(shadow.connect_timeout)),
                 concurrency: b(shadow.concurrency.get()),

@@ -211,6 +211,10 @@ pub struct RawShadow {
     /// Base URL of the shadow model server (`http://host:port[/prefix]`); required.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub url: Option<Setting<String>>,
+    /// Base URL of a second instance of the production model (the noise baseline); absent =
+    /// no baseline.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<Setting<String>>,
     /// Per-request timeout (connect + response + body), ms.
     pub timeout_ms: Setting<u64>,
     /// Connect timeout, ms.
@@ -266,6 +270,7 @@ impl Default for RawShadow {
     fn default() -> Self {
         RawShadow {
             url: None,
+            baseline: None,
             timeout_ms: Setting::builtin(5_000),
             connect_timeout_ms: Setting::builtin(1_000),
             concurrency: Setting::builtin(32),

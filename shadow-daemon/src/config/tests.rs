@@ -450,6 +450,7 @@ fn example_config_parses_and_documents_every_key() {
     // Every key of the schema, optional ones included, appears in the example file.
     let mut raw = RawConfig::default();
     raw.shadow.url = Some(Setting::builtin("http://x".into()));
+    raw.shadow.baseline = Some(Setting::builtin("http://y".into()));
     raw.compare.prediction_pointer = Some(Setting::builtin("/x".into()));
     raw.compare.label_output = Some(Setting::builtin("x".into()));
     raw.discrepancy_log.path = Some(Setting::builtin("x".into()));
@@ -690,4 +691,30 @@ fn pacing_is_production_by_default_and_a_bad_value_names_both() {
     .to_string();
     assert!(err.contains("mirror.pacing"), "{err}");
     assert!(err.contains("production") && err.contains("asap"), "{err}");
+}
+
+#[test]
+fn the_noise_baseline_is_optional_checked_and_round_trips() {
+    assert_eq!(test_config("").shadow.baseline, None);
+    let base = "[capture]\nports = [8080]\n[shadow]\nurl = \"http://127.0.0.1:8081\"\n";
+    let c = parse(&format!("{base}baseline = \"http://127.0.0.1:8082/p\"\n")).unwrap();
+    let baseline = c.shadow.baseline.clone().unwrap();
+    assert_eq!((baseline.port(), baseline.prefix()), (8082, "/p"));
+    let again = parse(&c.to_toml().unwrap()).unwrap();
+    assert_eq!(again.shadow.baseline, c.shadow.baseline);
+    // Located at its value, with what to do.
+    for (value, why) in [
+        ("\"\"", "second instance of the production model"),
+        ("\"https://h:1\"", "https is not supported"),
+        ("\"http://127.0.0.1:8080\"", "tapped production port"),
+        ("\"http://127.0.0.1:8081\"", "is the shadow's server"),
+    ] {
+        let err = parse(&format!("{base}baseline = {value}\n")).unwrap_err();
+        assert_eq!(
+            located(&err),
+            vec![("t.toml:5:12".to_string(), "shadow.baseline".to_string())],
+            "{value}"
+        );
+        assert!(err.to_string().contains(why), "{value}: {err}");
+    }
 }

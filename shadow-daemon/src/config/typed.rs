@@ -235,6 +235,11 @@ pub struct HeaderRewrite {
 pub struct ShadowConfig {
     /// Base URL of the shadow model server.
     pub url: ShadowUrl,
+    /// Base URL of a second instance of the production model, the noise baseline: every
+    /// replayed request goes there too, and what differs between production and it is
+    /// nondeterminism (`shadow_core::noise`). Replayed with these settings, but to
+    /// production's own paths (`model` and `rewrites` name the shadow's).
+    pub baseline: Option<ShadowUrl>,
     /// Per-request timeout (connect + response + body).
     pub timeout: Duration,
     /// Connect timeout.

@@ -1,9 +1,10 @@
 //! Admin HTTP server (hyper 1): `GET /metrics` (Prometheus text), `GET /healthz`,
 //! `GET /api/summary` (JSON of the running aggregates: agreement per request and per row,
 //! latency quantiles of both models and of the queue wait, quality against ground truth, per
-//! segment, the breaker's state, the replay stage's load, and the latest verdict with the
-//! measurements it judged; a value without samples is `null`), `GET /api/verdict` (the verdict
-//! alone) and `POST /api/labels` (ground truth as JSON lines `{"id": .., "label": ..}` or
+//! segment, the breaker's state, the replay stage's load, `noise` (the noise baseline's
+//! summary, `null` without a baseline), and the latest verdict with the measurements it
+//! judged; a value without samples is `null`), `GET /api/verdict` (the verdict alone) and
+//! `POST /api/labels` (ground truth as JSON lines `{"id": .., "label": ..}` or
 //! `{"id": .., "value": ..}`; answers what became of each line).
 
 use crate::mirror::MirrorStatus;
@@ -165,6 +166,10 @@ async fn route(state: &AdminState, req: Request<Incoming>) -> Response<Full<Byte
                 obj.insert(
                     "replay".into(),
                     serde_json::to_value(state.mirror.replay()).unwrap_or_default(),
+                );
+                obj.insert(
+                    "noise".into(),
+                    serde_json::to_value(state.mirror.noise()).unwrap_or_default(),
                 );
                 let (verdict, measurements) = match state.verdict.get() {
                     Some((v, m)) => (Some(v), Some(m)),

@@ -3,7 +3,8 @@
 //!
 //! Each line holds the time, the request (method, target, redacted headers, body sha256 and
 //! the body itself up to `body_max_bytes`), both statuses, latencies and predictions, and the
-//! field diff. Headers `Authorization`, `Cookie`, `Set-Cookie`, `Proxy-Authorization` and the
+//! field diff; with a noise baseline also `noise` (whether the whole discrepancy is
+//! production's own nondeterminism) and `noisy_paths` (the diff's paths that are). Headers `Authorization`, `Cookie`, `Set-Cookie`, `Proxy-Authorization` and the
 //! configured ones are replaced by `[REDACTED]`; configured JSON fields are redacted in the
 //! request body and in the diff values. A non-JSON body cannot be field-redacted: when
 //! `redact_fields` is set, such bodies are left out (only their sha256 is logged).
@@ -20,6 +21,7 @@ use shadow_core::compare::{
     Comparison, DiscrepancyKind, ErrorClass, FieldDiff, PathPattern, Prediction,
 };
 use shadow_core::http::Header;
+use shadow_core::noise::NoiseVerdict;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -175,6 +177,13 @@ pub struct Record {
     pub agreement: Option<bool>,
     pub discrepancies: Vec<DiscrepancyKind>,
     pub diff: Vec<FieldDiff>,
+    /// With a noise baseline: whether the whole discrepancy is production's own noise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub noise: Option<bool>,
+    /// With a noise baseline: the diff's paths (normalised, array indices as `*`) where
+    /// production differs from the baseline too.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub noisy_paths: Option<Vec<String>>,
 }
 
 /// Lowercase hex sha256.
@@ -195,10 +204,11 @@ fn side(s: &shadow_core::compare::Side) -> SideRecord {
 }
 
 impl Record {
-    /// The line for `comparison` of `job`, redacted.
+    /// The line for `comparison` of `job` (with the noise baseline's verdict, if any), redacted.
     pub fn new(
         job: &Job,
         comparison: &Comparison,
+        noise: Option<&NoiseVerdict>,
         redactor: &Redactor,
         body_max_bytes: usize,
         now_ns: u64,
@@ -248,6 +258,8 @@ impl Record {
             agreement: comparison.agreement,
             discrepancies: comparison.discrepancies.clone(),
             diff,
+            noise: noise.map(|v| v.noise),
+            noisy_paths: noise.map(|v| v.noisy_paths.clone()),
         }
     }
 }
@@ -466,13 +478,14 @@ impl LogWriter {
 
 impl DiscrepancySink for LogWriter {
     /// Queues the redacted line of `comparison`, timed now.
-    fn discrepancy(&self, job: &Job, comparison: &Comparison) {
+    fn discrepancy(&self, job: &Job, comparison: &Comparison, noise: Option<&NoiseVerdict>) {
         let now_ns = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
         self.write(Record::new(
             job,
             comparison,
+            noise,
             &self.redactor,
             self.body_max_bytes,
             now_ns,
@@ -558,7 +571,14 @@ mod tests {
                 latency_ns: 2_000_000,
             },
         );
-        let r = Record::new(&ex, &cmp, &Redactor::new(&Default::default()), 4096, 0);
+        let r = Record::new(
+            &ex,
+            &cmp,
+            None,
+            &Redactor::new(&Default::default()),
+            4096,
+            0,
+        );
         let v = serde_json::to_value(&r).unwrap();
         assert_eq!(
             v["request"]["body_sha256"],
@@ -573,10 +593,30 @@ mod tests {
         assert_eq!(v["shadow"]["status"], 500);
         assert_eq!(v["shadow"]["latency_ms"], 2.0);
         assert_eq!(v["discrepancies"], json!(["status", "body"]));
+        assert!(
+            v.get("noise").is_none() && v.get("noisy_paths").is_none(),
+            "no baseline"
+        );
+        let verdict = NoiseVerdict {
+            noise: true,
+            noisy_paths: vec!["/request_id".into()],
+            real_paths: Vec::new(),
+        };
+        let r = Record::new(
+            &ex,
+            &cmp,
+            Some(&verdict),
+            &Redactor::new(&Default::default()),
+            0,
+            0,
+        );
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["noise"], true);
+        assert_eq!(v["noisy_paths"], json!(["/request_id"]));
         // Truncation of a non-JSON body.
         let mut ex2 = ex.clone();
         ex2.request.body = Bytes::from_static(b"0123456789");
-        let r = Record::new(&ex2, &cmp, &Redactor::new(&Default::default()), 4, 0);
+        let r = Record::new(&ex2, &cmp, None, &Redactor::new(&Default::default()), 4, 0);
         assert_eq!(r.request.body, Some(json!("0123")));
         assert!(r.request.body_truncated);
         assert_eq!(r.request.body_len, 10);

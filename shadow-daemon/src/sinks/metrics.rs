@@ -11,9 +11,10 @@ use prometheus::{
     Opts, Registry, TextEncoder,
 };
 use shadow_core::compare::Comparison;
+use shadow_core::noise::NOISE_KINDS;
 use shadow_core::vocabulary::{
-    AgreementUnit, DecodeFailure, DropStage, ErrorClass, KernelPacketResult, MirrorResult, Model,
-    OUTCOMES, Outcome, SkipReason,
+    AgreementUnit, DecodeFailure, DiscrepancyKind, DropStage, ErrorClass, KernelPacketResult,
+    MirrorResult, Model, OUTCOMES, Outcome, SkipReason,
 };
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -61,6 +62,8 @@ struct Inner {
     errors: IntCounterVec,
     agreement_ratio: GaugeVec,
     discrepancies: IntCounterVec,
+    baseline_replays: IntCounterVec,
+    noise_discrepancies: IntCounterVec,
     shadow_http_errors: IntCounterVec,
     body_decode_failures: IntCounterVec,
     cpu_seconds: prometheus::CounterVec,
@@ -195,6 +198,20 @@ impl Metrics {
                 ),
                 &["kind"]
             )),
+            baseline_replays: reg!(IntCounterVec::new(
+                opts(
+                    "baseline_replays_total",
+                    "Requests replayed to the noise baseline (a second production instance, --baseline), by result (ok = a response came back). Never affects the shadow's comparison or the circuit breaker."
+                ),
+                &["result"]
+            )),
+            noise_discrepancies: reg!(IntCounterVec::new(
+                opts(
+                    "noise_discrepancies_total",
+                    "Shadow discrepancies explained by noise, by kind: the comparison differs from production only at paths (and in the label) where production also differs from the noise baseline. Real ones: discrepancies_total minus these."
+                ),
+                &["kind"]
+            )),
             shadow_http_errors: reg!(IntCounterVec::new(
                 opts(
                     "shadow_http_errors_total",
@@ -244,6 +261,12 @@ impl Metrics {
         }
         for r in MirrorResult::ALL {
             inner.mirrored.with_label_values(&[r.as_str()]);
+            inner.baseline_replays.with_label_values(&[r.as_str()]);
+        }
+        for kind in NOISE_KINDS {
+            inner
+                .noise_discrepancies
+                .with_label_values(&[kind.as_str()]);
         }
         for m in [Model::Production, Model::Shadow] {
             inner.latency.with_label_values(&[m.as_str()]);
@@ -475,6 +498,24 @@ impl Telemetry for Metrics {
         }
     }
 
+    fn baseline_replayed(&self, result: MirrorResult) {
+        if result != MirrorResult::Ok {
+            tracing::debug!(result = result.as_str(), "baseline request failed");
+        }
+        self.inner
+            .baseline_replays
+            .with_label_values(&[result.as_str()])
+            .inc();
+    }
+
+    fn noise_discrepancy(&self, kind: DiscrepancyKind) {
+        tracing::debug!(kind = kind.as_str(), "discrepancy explained by noise");
+        self.inner
+            .noise_discrepancies
+            .with_label_values(&[kind.as_str()])
+            .inc();
+    }
+
     fn agreement(&self, unit: AgreementUnit, ratio: f64) {
         self.inner
             .agreement_ratio
@@ -515,7 +556,6 @@ mod tests {
     use super::*;
     use crate::telemetry::{BreakerCause, BreakerChange, ReplayLoad};
     use shadow_core::compare::Side;
-    use shadow_core::vocabulary::DiscrepancyKind;
 
     #[test]
     fn renders_design_names_with_prefix() {
@@ -533,6 +573,8 @@ mod tests {
             "shadowtap_mirror_skipped_total{reason=\"unparsable\"} 0",
             "shadowtap_mirror_skipped_total{reason=\"abandoned\"} 0",
             "shadowtap_replays_in_flight 0",
+            "shadowtap_baseline_replays_total{result=\"timeout\"} 0",
+            "shadowtap_noise_discrepancies_total{kind=\"label\"} 0",
         ] {
             assert!(text.contains(zero), "missing {zero} at start in\n{text}");
         }
@@ -574,6 +616,10 @@ mod tests {
         });
         m.agreement(AgreementUnit::Row, 0.5);
         m.discrepancy_log_dropped("test");
+        m.baseline_replayed(MirrorResult::Ok);
+        m.baseline_replayed(MirrorResult::Ok);
+        m.baseline_replayed(MirrorResult::ConnectError);
+        m.noise_discrepancy(DiscrepancyKind::Body);
         let text = m.render();
         for needle in [
             "shadowtap_mirror_skipped_total{reason=\"queue_full\"} 1",
@@ -600,6 +646,11 @@ mod tests {
             "shadowtap_kernel_packets_total{result=\"matched\"} 0",
             "shadowtap_resource_memory_bytes{process=\"shadowd\"}",
             "shadowtap_latency_seconds_bucket{model=\"shadow\"",
+            "shadowtap_baseline_replays_total{result=\"ok\"} 2",
+            "shadowtap_baseline_replays_total{result=\"connect_error\"} 1",
+            "shadowtap_noise_discrepancies_total{kind=\"body\"} 1",
+            "shadowtap_noise_discrepancies_total{kind=\"prediction\"} 0",
+            "shadowtap_mirrored_requests_total{result=\"ok\"} 0",
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");
         }
