@@ -3,6 +3,7 @@
 //! (eBPF on `lo`), drives the held-out rows as traffic and prints the comparison.
 
 use crate::build::release;
+use crate::demo_decision;
 use crate::services::{
     DemoModels, Processes, free_port, http_get, spawn_logged, start_demo_models, wait_ready,
 };
@@ -46,7 +47,13 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let admin = free_port()?;
     let log_path = args.dir.join("discrepancies.jsonl");
     let labels_path = args.dir.join("labels.jsonl");
+    let criteria_path = args.dir.join("criteria.toml");
+    let state_path = args.dir.join("state.json");
     let _ = std::fs::remove_file(&log_path);
+    // A fresh start: the demo's daemon would otherwise resume the last run's aggregates.
+    let _ = std::fs::remove_file(&state_path);
+    std::fs::write(&criteria_path, demo_decision::CRITERIA)
+        .with_context(|| format!("cannot write {}", criteria_path.display()))?;
 
     let mut procs = Processes::default();
     let DemoModels {
@@ -69,7 +76,11 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
                 &admin.to_string(),
             ])
             .args(["--preset", "kserve-v2", "--discrepancy-log"])
-            .arg(&log_path),
+            .arg(&log_path)
+            .arg("--criteria")
+            .arg(&criteria_path)
+            .arg("--state")
+            .arg(&state_path),
         &args.dir.join("shadowd.log"),
     )?;
     procs.push("shadowd", shadowd);
@@ -111,6 +122,14 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
 
     let metrics = settle(admin, args.requests as f64)?;
     print_summary(&metrics, &traffic_summary, admin, &log_path, &args.dir);
+    let posted = demo_decision::post_labels(admin, &labels_path)?;
+    let summary = demo_decision::settled_summary(admin, posted.at_once + posted.late)?;
+    demo_decision::print_quality(&summary, &posted);
+    demo_decision::run_verdict(&bin.join("shadowd"), admin, &criteria_path)?;
+    println!(
+        "  state file:        {}   (shadowd verdict --state reads it)",
+        state_path.display()
+    );
 
     if args.keep_running {
         eprintln!("xtask demo: still running; Ctrl-C to stop");

@@ -9,6 +9,7 @@ mod bench_wrk;
 mod bootstrap;
 mod build;
 mod demo;
+mod demo_decision;
 mod services;
 mod test;
 mod util;

@@ -20,8 +20,13 @@ fn workspace_file(path: &str) -> String {
 /// Histograms also expose `_bucket` (with `le`), `_sum` and `_count`.
 fn registered_metrics() -> BTreeMap<String, BTreeSet<String>> {
     let source = workspace_file("shadow-daemon/src/sinks/metrics.rs");
+    let verdict = workspace_file("shadow-daemon/src/sinks/verdict_metrics.rs");
     let mut metrics = BTreeMap::new();
-    for chunk in source.split("reg!(").skip(1) {
+    let chunks = source
+        .split("reg!(")
+        .skip(1)
+        .chain(verdict.split("reg(\n").skip(1));
+    for chunk in chunks {
         let Some(after) = ["opts(", "HistogramOpts::new("]
             .iter()
             .filter_map(|call| chunk.split_once(call).map(|(_, rest)| rest))
@@ -292,4 +297,31 @@ fn example_prometheus_config_scrapes_the_job_the_alerts_expect() {
         doc["scrape_configs"][0]["static_configs"][0]["targets"][0],
         "127.0.0.1:9464"
     );
+}
+
+#[test]
+fn flagger_and_argo_gates_query_the_verdict_the_daemon_exports() {
+    let metrics = registered_metrics();
+    assert!(metrics.contains_key("shadowtap_verdict"), "{metrics:?}");
+    let flagger_text = workspace_file("deploy/gates/flagger-metric-template.yaml");
+    let flagger = yaml_subset::parse(&flagger_text).expect("Flagger template is YAML");
+    assert_eq!(flagger["kind"], "MetricTemplate");
+    assert_eq!(flagger["apiVersion"], "flagger.app/v1beta1");
+    let query = flagger["spec"]["query"].as_str().expect("a query");
+    check_expr(query, &metrics, "flagger query");
+    assert!(query.contains("decision=\"PROMOTE\""), "{query}");
+    let argo_text = workspace_file("deploy/gates/argo-analysis-template.yaml");
+    let argo = yaml_subset::parse(&argo_text).expect("Argo template is YAML");
+    assert_eq!(argo["kind"], "AnalysisTemplate");
+    let gates = argo["spec"]["metrics"].as_array().expect("metrics");
+    assert_eq!(gates.len(), 2);
+    for gate in gates {
+        let query = gate["provider"]["prometheus"]["query"]
+            .as_str()
+            .expect("a Prometheus query");
+        check_expr(query, &metrics, "argo query");
+        assert!(gate["successCondition"].is_string(), "{gate}");
+    }
+    check_names_exist(&flagger_text, &metrics, "flagger-metric-template.yaml");
+    check_names_exist(&argo_text, &metrics, "argo-analysis-template.yaml");
 }

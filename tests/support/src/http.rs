@@ -282,6 +282,37 @@ pub fn get(addr: SocketAddr, path: &str) -> io::Result<(u16, String)> {
     Ok((status, String::from_utf8_lossy(&response.body).into_owned()))
 }
 
+/// `POST path` with `body` (`content_type`) on `addr` over a fresh connection (`Connection:
+/// close`, each step bounded); returns the status code and the body.
+pub fn post(
+    addr: SocketAddr,
+    path: &str,
+    content_type: &str,
+    body: &[u8],
+) -> io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {content_type}\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )?;
+    stream.write_all(body)?;
+    let mut bytes = Vec::new();
+    stream.read_to_end(&mut bytes)?;
+    let incomplete = || {
+        io::Error::other(format!(
+            "POST {path}: incomplete response {:?}",
+            String::from_utf8_lossy(&bytes)
+        ))
+    };
+    let (response, _) = parse(&bytes, true)?.ok_or_else(incomplete)?;
+    let status = response.status().ok_or_else(incomplete)?;
+    Ok((status, String::from_utf8_lossy(&response.body).into_owned()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
