@@ -16,6 +16,8 @@
 //! 7. [`stats`]: model-quality statistics against ground truth (Wilson and Newcombe
 //!    intervals, McNemar's test, confusion matrices, regression errors, PSI).
 //! 8. [`criteria`]: success criteria judged on those statistics → PROMOTE / HOLD / REJECT.
+//! 9. [`rollback`]: after promotion (reverse shadow), when a failed criterion calls for rolling
+//!    back, at most once per cooldown.
 //!
 //! [`vocabulary`] names the outcomes, skip reasons, drop stages and results that every later
 //! layer (daemon, metrics, logs, tests) reports. `testkit` (feature `testkit`) builds synthetic
@@ -34,6 +36,7 @@ pub mod labels;
 pub mod pcap;
 pub mod pcap_writer;
 pub mod reassembly;
+pub mod rollback;
 pub mod segment;
 pub mod stats;
 #[cfg(any(test, feature = "testkit"))]
