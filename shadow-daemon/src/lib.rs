@@ -15,13 +15,16 @@
 //!    evaluation, and handing the results on.
 //! 6. [`sinks`]: Prometheus metrics and the admin server, discrepancy log.
 //!
+//! [`rollback`] runs `[rollback]`'s actions (command, webhook) when a reverse-shadow run's
+//! verdict fails a trigger criterion (`shadow_core::rollback` decides when).
+//!
 //! # Dependencies point one way
 //!
 //! A module imports only from the layers before it (checked by `xtask/tests/layers.rs`):
 //!
 //! ```text
 //! shutdown, error → capture → config, telemetry → exchange_source, admission, replay
-//!   → mirror → sinks → commands → cli
+//!   → mirror → rollback → sinks → commands → cli
 //! ```
 //!
 //! Stages never name a sink: they report events through [`telemetry::Telemetry`] (which
@@ -42,6 +45,7 @@ pub mod error;
 pub mod exchange_source;
 pub mod mirror;
 pub mod replay;
+pub mod rollback;
 pub mod shutdown;
 pub mod sinks;
 pub mod telemetry;
