@@ -18,6 +18,8 @@
 //! 8. [`stats`]: model-quality statistics against ground truth (Wilson and Newcombe
 //!    intervals, McNemar's test, confusion matrices, regression errors, PSI).
 //! 9. [`criteria`]: success criteria judged on those statistics → PROMOTE / HOLD / REJECT.
+//! 10. [`rollback`]: after promotion (reverse shadow), when a failed criterion calls for
+//!     rolling back, at most once per cooldown.
 //!
 //! [`vocabulary`] names the outcomes, skip reasons, drop stages and results that every later
 //! layer (daemon, metrics, logs, tests) reports. `testkit` (feature `testkit`) builds synthetic
@@ -37,6 +39,7 @@ pub mod noise;
 pub mod pcap;
 pub mod pcap_writer;
 pub mod reassembly;
+pub mod rollback;
 pub mod segment;
 pub mod stats;
 #[cfg(any(test, feature = "testkit"))]

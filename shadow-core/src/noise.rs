@@ -357,6 +357,7 @@ mod tests {
             prediction: Some(Prediction {
                 values: json!([label]),
                 labels: vec![label.to_string()],
+                scores: Vec::new(),
             }),
             ..Side::default()
         };

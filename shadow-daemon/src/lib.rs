@@ -18,13 +18,16 @@
 //! 7. [`decision`]: once a second, measurements → success criteria → the verdict (published
 //!    through the sinks, handed to the rollback plan), and the state file.
 //!
+//! [`rollback`] runs `[rollback]`'s actions (command, webhook) when a reverse-shadow run's
+//! verdict fails a trigger criterion (`shadow_core::rollback` decides when).
+//!
 //! # Dependencies point one way
 //!
 //! A module imports only from the layers before it (checked by `xtask/tests/layers.rs`):
 //!
 //! ```text
 //! shutdown, error → capture → config, telemetry → exchange_source, admission, replay
-//!   → mirror → sinks → decision → commands → cli
+//!   → mirror → rollback → sinks → decision → commands → cli
 //! ```
 //!
 //! Stages never name a sink: they report events through [`telemetry::Telemetry`] (which
@@ -46,6 +49,7 @@ pub mod error;
 pub mod exchange_source;
 pub mod mirror;
 pub mod replay;
+pub mod rollback;
 pub mod shutdown;
 pub mod sinks;
 pub mod telemetry;

@@ -6,10 +6,11 @@
 //! and tests agree on labels.
 
 use shadow_core::compare::Comparison;
+use shadow_core::rollback::Firing;
 use shadow_core::segment::FlowKey;
 use shadow_core::vocabulary::{
     AgreementUnit, DiscrepancyKind, DropStage, ForeignProtocol, KernelPacketResult, MirrorResult,
-    Outcome, ShadowFailure, SkipReason,
+    Outcome, RollbackAction, RollbackResult, ShadowFailure, SkipReason,
 };
 use std::collections::HashMap;
 use std::fmt;
@@ -61,6 +62,78 @@ pub trait Telemetry: Send + Sync {
     fn warning(&self, warning: &Warning);
     /// A discrepancy log line was dropped, and why.
     fn discrepancy_log_dropped(&self, why: &str);
+    /// A rollback trigger failed and fired: its actions start now (or, in a dry run, are
+    /// only described). Each action then ends in one [`Telemetry::rollback_action`].
+    fn rollback_fired(&self, fired: &RollbackFired);
+    /// One rollback action ended (a dry run ends at once, `ok`).
+    fn rollback_action(&self, done: &RollbackDone);
+    /// A failed trigger did not fire, and why.
+    fn rollback_suppressed(&self, held: &RollbackHeld);
+}
+
+/// A rollback firing, as reported before its actions run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RollbackFired {
+    /// The failed triggers and the verdict's decision.
+    pub firing: Firing,
+    /// What runs: `command /usr/bin/kubectl "rollout" "undo"`, `webhook http://…`.
+    pub actions: Vec<String>,
+    /// Nothing runs: the actions are only described.
+    pub dry_run: bool,
+}
+
+impl fmt::Display for RollbackFired {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "rollback triggered (verdict {}):",
+            self.firing.decision.as_str()
+        )?;
+        for (i, r) in self.firing.failed.iter().enumerate() {
+            let sep = if i == 0 { " " } else { "; " };
+            write!(f, "{sep}{} failed", r.criterion.as_str())?;
+            if let Some(m) = r.measured {
+                write!(f, ", measured {m:.4}")?;
+            }
+            if let Some(i) = r.interval {
+                write!(f, ", 95% interval [{:.4}, {:.4}]", i.lo, i.hi)?;
+            }
+            write!(f, ", threshold {:.4} ({})", r.threshold, r.reason)?;
+        }
+        let actions = if self.actions.is_empty() {
+            "no action configured".to_string()
+        } else {
+            self.actions.join(" and ")
+        };
+        if self.dry_run {
+            write!(f, ". DRY RUN, nothing is run: would run {actions}")
+        } else {
+            write!(f, ". Running {actions}")
+        }
+    }
+}
+
+/// How one rollback action ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RollbackDone {
+    /// Which action.
+    pub action: RollbackAction,
+    /// How it ended.
+    pub result: RollbackResult,
+    /// What happened: exit status and output, HTTP status, the error.
+    pub detail: String,
+}
+
+/// Why a failed trigger did not fire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RollbackHeld {
+    /// The last firing was less than a cooldown ago.
+    Cooldown {
+        /// Until the next firing is allowed.
+        remaining: Duration,
+    },
+    /// The previous firing's actions are still running.
+    ActionRunning,
 }
 
 /// Load of the replay stage (gauges `shadowtap_replays_in_flight`, `shadowtap_replay_queue_length`,
@@ -389,6 +462,12 @@ pub enum Event {
     Warning(Warning),
     /// [`Telemetry::discrepancy_log_dropped`].
     DiscrepancyLogDropped(String),
+    /// [`Telemetry::rollback_fired`].
+    RollbackFired(RollbackFired),
+    /// [`Telemetry::rollback_action`].
+    RollbackAction(RollbackDone),
+    /// [`Telemetry::rollback_suppressed`].
+    RollbackSuppressed(RollbackHeld),
 }
 
 /// Telemetry for tests: keeps every event in order, so a stage's events can be asserted
@@ -501,6 +580,15 @@ impl Telemetry for Recorder {
     }
     fn discrepancy_log_dropped(&self, why: &str) {
         self.push(Event::DiscrepancyLogDropped(why.to_string()));
+    }
+    fn rollback_fired(&self, fired: &RollbackFired) {
+        self.push(Event::RollbackFired(fired.clone()));
+    }
+    fn rollback_action(&self, done: &RollbackDone) {
+        self.push(Event::RollbackAction(done.clone()));
+    }
+    fn rollback_suppressed(&self, held: &RollbackHeld) {
+        self.push(Event::RollbackSuppressed(*held));
     }
 }
 

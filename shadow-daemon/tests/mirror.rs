@@ -25,7 +25,10 @@ use shadow_daemon::shutdown::{self, Shutdown, ShutdownTrigger};
 use shadow_daemon::sinks::admin::{AdminState, bind_admin, serve_admin};
 use shadow_daemon::sinks::discrepancy_log::DiscrepancyLog;
 use shadow_daemon::sinks::metrics::Metrics;
-use shadow_daemon::telemetry::{BreakerChange, Recorder, ReplayLoad, Telemetry, Warning};
+use shadow_daemon::telemetry::{
+    BreakerChange, Recorder, ReplayLoad, RollbackDone, RollbackFired, RollbackHeld, Telemetry,
+    Warning,
+};
 use shadowtap_test_support::prom;
 use std::collections::{BTreeMap, HashSet};
 use std::convert::Infallible;
@@ -425,6 +428,18 @@ impl Telemetry for Tee {
     fn warning(&self, warning: &Warning) {
         self.0.warning(warning);
         self.1.warning(warning);
+    }
+    fn rollback_fired(&self, fired: &RollbackFired) {
+        self.0.rollback_fired(fired);
+        self.1.rollback_fired(fired);
+    }
+    fn rollback_action(&self, done: &RollbackDone) {
+        self.0.rollback_action(done);
+        self.1.rollback_action(done);
+    }
+    fn rollback_suppressed(&self, held: &RollbackHeld) {
+        self.0.rollback_suppressed(held);
+        self.1.rollback_suppressed(held);
     }
     fn discrepancy_log_dropped(&self, why: &str) {
         self.0.discrepancy_log_dropped(why);

@@ -99,20 +99,24 @@ fn post(admin: SocketAddr, body: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Waits (bounded) until the daemon's verdict covers the labels just posted, and returns
-/// `/api/summary`.
+/// Waits (bounded) until the daemon's latest verdict (judged once a second) covers every label
+/// just posted, and returns `/api/summary`.
 pub fn settled_summary(admin: SocketAddr, joined: usize) -> anyhow::Result<Value> {
     let deadline = Instant::now() + Duration::from_secs(15);
+    let rows = |v: &Value| {
+        v.as_object()
+            .map_or(0, |c| c.values().filter_map(Value::as_u64).sum::<u64>())
+    };
     loop {
         let (_, body) = http::get(admin, "/api/summary").context("GET /api/summary")?;
         let s: Value = serde_json::from_str(&body).context("/api/summary is not JSON")?;
-        let labelled = s["measurements"]["correctness"]
-            .as_object()
-            .map_or(0, |c| c.values().filter_map(Value::as_u64).sum::<u64>());
-        let rows_joined = s["labels"]["counters"]["join"]["joined"]
+        let judged = rows(&s["measurements"]["correctness"]);
+        let labelled = rows(&s["ground_truth"]["paired"]);
+        let requests = s["labels"]["counters"]["join"]["joined"]
             .as_u64()
             .unwrap_or(0);
-        if (rows_joined as usize >= joined && labelled > 0) || Instant::now() >= deadline {
+        let settled = requests as usize >= joined && labelled > 0 && judged == labelled;
+        if settled || Instant::now() >= deadline {
             return Ok(s);
         }
         std::thread::sleep(Duration::from_millis(250));
@@ -147,7 +151,8 @@ pub fn print_quality(s: &Value, posted: &Posted) {
         posted.repeats
     );
     println!(
-        "  joined {}   unknown ids {}   late {}   still waiting {}",
+        "  joined {}   unknown ids {}   late {}   still waiting {} (the unlabelled repeats, until \
+         ground_truth.max_wait_ms)",
         join["joined"], join["unknown_labels"], join["late_labels"], s["labels"]["waiting"]
     );
     let gt = &s["ground_truth"];

@@ -22,6 +22,8 @@ const LAYERS: &[&[&str]] = &[
     &["exchange_source", "admission", "replay"],
     // The runtime joining admission → replay → compare and handing results to the sinks.
     &["mirror"],
+    // Acting on verdicts: the rollback executor (command, webhook), called by the decision loop.
+    &["rollback"],
     // Where results go: metrics (implements telemetry), admin server, discrepancy log.
     &["sinks"],
     // The decision loop: measurements → criteria → verdict (published through the sinks).

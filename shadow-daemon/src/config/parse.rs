@@ -6,22 +6,25 @@ use super::error::{ConfigError, Finding, located};
 use super::raw::{
     List, Origin, RawAdmin, RawCapture, RawCircuitBreaker, RawCompare, RawConfig,
     RawDiscrepancyLog, RawGroundTruth, RawHeaderRewrite, RawMirror, RawReassembly, RawRewrite,
-    RawShadow, Setting,
+    RawRollback, RawShadow, Setting,
 };
 use super::typed::{
     AcceptEncoding, AdminConfig, CaptureConfig, CircuitBreakerConfig, CompareConfig, Config,
     DiscrepancyLogConfig, GroundTruthConfig, HeaderRewrite, HostHeader, MethodSet, MirrorConfig,
-    Pacing, RateLimit, Rewrite, ShadowConfig, ShadowUrl, StateConfig,
+    Pacing, RateLimit, Rewrite, RollbackCommand, RollbackSettings, ShadowConfig, ShadowUrl,
+    StateConfig,
 };
-use hyper::Method;
 use hyper::header::{HeaderName, HeaderValue};
+use hyper::{Method, Uri};
 use regex::Regex;
 use shadow_core::compare::{DecodeLimits, DiffOptions, PathPattern, Preset, PresetName};
 use shadow_core::criteria::Criteria;
 use shadow_core::evaluation::{EvaluationLimits, KeyRules};
 use shadow_core::labels::JoinLimits;
 use shadow_core::reassembly::ReassemblyConfig;
+use shadow_core::rollback::{TRIGGERABLE, criterion_named};
 use std::num::{NonZeroU16, NonZeroUsize};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The smallest rotating discrepancy log.
@@ -44,6 +47,10 @@ impl TryFrom<RawConfig> for Config {
         let state = StateConfig {
             path: raw.state.path.as_ref().map(|p| p.value.clone()),
             interval: Duration::from_millis(raw.state.interval_ms.value.max(100)),
+        };
+        let rollback = match &raw.rollback {
+            None => Some(None),
+            Some(r) => rollback(r, &mut checks).map(Some),
         };
         if let (Some(capture), Some(shadow)) = (&capture, &shadow) {
             let port = shadow.url.port();
@@ -133,6 +140,7 @@ impl TryFrom<RawConfig> for Config {
             discrepancy_log,
             ground_truth,
             criteria,
+            rollback,
         ) {
             (
                 Some(capture),
@@ -143,6 +151,7 @@ impl TryFrom<RawConfig> for Config {
                 Some(discrepancy_log),
                 Some(ground_truth),
                 Some(criteria),
+                Some(rollback),
             ) if findings.is_empty() => Ok(Config {
                 capture,
                 shadow,
@@ -154,6 +163,7 @@ impl TryFrom<RawConfig> for Config {
                 ground_truth,
                 criteria,
                 state,
+                rollback,
             }),
             _ => Err(located(findings, raw.file.as_ref())),
         }
@@ -255,6 +265,58 @@ fn positive_nanos(ms: &u64) -> Result<u64, String> {
             u64::MAX / 1_000_000
         )
     })
+}
+
+/// A duration written as one or more `<integer><unit>` parts, unit `ms`, `s`, `m` or `h`:
+/// `"30s"`, `"10m"`, `"1h30m"`, `"1500ms"`.
+pub(super) fn duration_text(text: &String) -> Result<Duration, String> {
+    let hint = "give a duration such as \"30s\", \"10m\" or \"1h30m\" (units ms, s, m, h)";
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return Err(format!("is empty: {hint}"));
+    }
+    let mut total = Duration::ZERO;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let unit_len = rest[digits..]
+            .find(|c: char| !c.is_ascii_alphabetic())
+            .unwrap_or(rest.len() - digits);
+        let (number, unit) = (&rest[..digits], &rest[digits..digits + unit_len]);
+        let n: u64 = number
+            .parse()
+            .map_err(|_| format!("`{text}` is not a duration: {hint}"))?;
+        let part = match unit {
+            "ms" => Duration::from_millis(n),
+            "s" => Duration::from_secs(n),
+            "m" => n
+                .checked_mul(60)
+                .map(Duration::from_secs)
+                .unwrap_or(Duration::MAX),
+            "h" => n
+                .checked_mul(3600)
+                .map(Duration::from_secs)
+                .unwrap_or(Duration::MAX),
+            "" if digits == rest.len() => {
+                return Err(format!("`{text}` has a number without a unit: {hint}"));
+            }
+            "" => return Err(format!("`{text}` is not a duration: {hint}")),
+            other => return Err(format!("`{text}`: `{other}` is not a unit: {hint}")),
+        };
+        total = total.saturating_add(part);
+        rest = rest[digits + unit_len..].trim_start();
+    }
+    Ok(total)
+}
+
+/// A [`duration_text`] that is not zero.
+fn positive_duration(text: &String) -> Result<Duration, String> {
+    let d = duration_text(text)?;
+    if d.is_zero() {
+        return Err(format!("`{text}` is zero: give a positive duration"));
+    }
+    Ok(d)
 }
 
 /// `name` as written in a dotted TOML key: bare if it can be, else quoted.
@@ -805,6 +867,122 @@ fn criteria(raw: Option<&Setting<Criteria>>, c: &mut Checks) -> Option<Criteria>
             None
         }
     }
+}
+
+/// A criterion that can fail, by its config key.
+fn trigger(name: &String) -> Result<shadow_core::criteria::CriterionName, String> {
+    let names: Vec<&str> = TRIGGERABLE.iter().map(|c| c.as_str()).collect();
+    match criterion_named(name) {
+        Some(c) if TRIGGERABLE.contains(&c) => Ok(c),
+        Some(_) => Err(format!(
+            "`{name}` never fails (below it the other criteria are not-enough-data), so it \
+             cannot trigger a rollback: use one of {}",
+            names.join(", ")
+        )),
+        None => Err(format!(
+            "`{name}` is not a criterion: use one of {}",
+            names.join(", ")
+        )),
+    }
+}
+
+/// The rollback program: an absolute path (no `PATH` lookup, no shell).
+fn program(path: &String) -> Result<PathBuf, String> {
+    if Path::new(path).is_absolute() {
+        Ok(PathBuf::from(path))
+    } else {
+        Err(format!(
+            "`{path}` is not an absolute path: give the program's full path (e.g. \
+             /usr/local/bin/kubectl); the command runs without a shell and without a PATH lookup"
+        ))
+    }
+}
+
+/// The rollback webhook: `http://host[:port][/path]`.
+fn webhook(text: &String) -> Result<Uri, String> {
+    let uri: Uri = text
+        .parse()
+        .map_err(|e| format!("`{text}` is not a URL ({e}): give http://host:port/path"))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => {
+            return Err(format!(
+                "`{text}`: https is not supported, only http://; point it at a local relay \
+                 (e.g. a sidecar) that forwards over TLS"
+            ));
+        }
+        _ => return Err(format!("`{text}` must start with http://")),
+    }
+    if uri.authority().is_none_or(|a| a.host().is_empty()) {
+        return Err(format!("`{text}` has no host: give http://host:port/path"));
+    }
+    Ok(uri)
+}
+
+fn rollback(raw: &RawRollback, c: &mut Checks) -> Option<RollbackSettings> {
+    const KEY: &str = "rollback";
+    let triggers = c.list(&format!("{KEY}.triggers"), &raw.triggers, trigger);
+    let some_trigger = c.ensure(
+        !raw.triggers.value.is_empty(),
+        &format!("{KEY}.triggers"),
+        &raw.triggers.origin,
+        || {
+            format!(
+                "is empty: name the criteria that must keep holding after the promotion, e.g. \
+                 triggers = [\"accuracy_margin\", \"max_error_rate_delta\"] (any of {})",
+                TRIGGERABLE.map(|t| t.as_str()).join(", ")
+            )
+        },
+    );
+    let cooldown = c.value(&format!("{KEY}.cooldown"), &raw.cooldown, positive_duration);
+    let action_timeout = c.value(
+        &format!("{KEY}.action_timeout"),
+        &raw.action_timeout,
+        positive_duration,
+    );
+    let command = match &raw.command {
+        None => Some(None),
+        Some(argv) => {
+            let key = format!("{KEY}.command");
+            let nonempty = c.ensure(!argv.value.is_empty(), &key, &argv.origin, || {
+                "is empty: give the program's absolute path and its arguments, e.g. \
+                 [\"/usr/local/bin/kubectl\", \"rollout\", \"undo\", \"deployment/model\"]"
+                    .into()
+            });
+            let program = match argv.value.first() {
+                Some(first) => c.value(&key, first, program),
+                None => None,
+            };
+            nonempty?;
+            let args = argv.value[1..].iter().map(|a| a.value.clone()).collect();
+            program.map(|program| Some(RollbackCommand { program, args }))
+        }
+    };
+    let hook = match &raw.webhook {
+        None => Some(None),
+        Some(w) => c.value(&format!("{KEY}.webhook"), w, webhook).map(Some),
+    };
+    let dry_run = raw.dry_run.value;
+    let acts = c.ensure(
+        dry_run || raw.command.is_some() || raw.webhook.is_some(),
+        &format!("{KEY}.dry_run"),
+        &raw.dry_run.origin,
+        || {
+            "is false but no action is configured: give rollback.command and/or \
+             rollback.webhook, or keep dry_run = true"
+                .into()
+        },
+    );
+    some_trigger?;
+    acts?;
+    Some(RollbackSettings {
+        triggers: triggers?,
+        cooldown: cooldown?,
+        dry_run,
+        command: command?,
+        webhook: hook?,
+        action_timeout: action_timeout?,
+    })
 }
 
 fn admin(raw: &RawAdmin) -> AdminConfig {

@@ -3,10 +3,10 @@
 
 use super::raw::{
     RawAdmin, RawCapture, RawCircuitBreaker, RawCompare, RawConfig, RawDiscrepancyLog,
-    RawGroundTruth, RawHeaderRewrite, RawMirror, RawReassembly, RawRewrite, RawShadow, RawState,
-    Setting,
+    RawGroundTruth, RawHeaderRewrite, RawMirror, RawReassembly, RawRewrite, RawRollback, RawShadow,
+    RawState, Setting,
 };
-use super::typed::{Config, HostHeader, MethodSet};
+use super::typed::{Config, HostHeader, MethodSet, RollbackSettings};
 use hyper::header::HeaderValue;
 use shadow_core::compare::{PathPattern, Preset};
 use shadow_core::criteria::Criteria;
@@ -25,6 +25,32 @@ fn b<T>(value: T) -> Setting<T> {
 
 fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A duration as the config writes it (`"10m"`, `"90s"`, `"1500ms"`): the largest unit that
+/// holds it exactly.
+fn duration_text(d: Duration) -> String {
+    let ms = d.as_millis();
+    for (unit, size) in [("h", 3_600_000), ("m", 60_000), ("s", 1000)] {
+        if ms > 0 && ms.is_multiple_of(size) {
+            return format!("{}{unit}", ms / size);
+        }
+    }
+    format!("{ms}ms")
+}
+
+fn rollback(r: &RollbackSettings) -> RawRollback {
+    RawRollback {
+        triggers: Setting::builtin_list(r.triggers.iter().map(|t| t.as_str().to_string())),
+        cooldown: b(duration_text(r.cooldown)),
+        dry_run: b(r.dry_run),
+        command: r.command.as_ref().map(|c| {
+            let program = c.program.to_string_lossy().into_owned();
+            Setting::builtin_list(std::iter::once(program).chain(c.args.iter().cloned()))
+        }),
+        webhook: r.webhook.as_ref().map(|w| b(w.to_string())),
+        action_timeout: b(duration_text(r.action_timeout)),
+    }
 }
 
 fn header_text(v: &HeaderValue) -> String {
@@ -169,6 +195,7 @@ impl From<&Config> for RawConfig {
                 path: c.state.path.clone().map(b),
                 interval_ms: b(ms(c.state.interval)),
             },
+            rollback: c.rollback.as_ref().map(rollback),
             file: None,
         }
     }

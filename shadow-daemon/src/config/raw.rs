@@ -131,6 +131,9 @@ pub struct RawConfig {
     pub criteria: Option<Setting<Criteria>>,
     /// `[state]`
     pub state: RawState,
+    /// `[rollback]`: present only in a reverse-shadow run (after a promotion).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<RawRollback>,
     /// The file the values came from, if any.
     #[serde(skip)]
     pub file: Option<ConfigFile>,
@@ -512,6 +515,40 @@ impl Default for RawState {
         RawState {
             path: None,
             interval_ms: Setting::builtin(10_000),
+        }
+    }
+}
+
+/// `[rollback]`: what to do when a promoted model fails a trigger criterion (reverse shadow,
+/// see docs/rollback.md).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawRollback {
+    /// Criteria (by config key) whose failure calls for a rollback; at least one.
+    pub triggers: List<String>,
+    /// At most one firing per this long (`"10m"`, `"90s"`, `"1h30m"`).
+    pub cooldown: Setting<String>,
+    /// Only log what would run.
+    pub dry_run: Setting<bool>,
+    /// The program and its arguments, run without a shell; the program an absolute path.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<List<String>>,
+    /// `http://host:port/path` the firing is POSTed to as JSON.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<Setting<String>>,
+    /// How long each action may take; a command still running then is killed.
+    pub action_timeout: Setting<String>,
+}
+
+impl Default for RawRollback {
+    fn default() -> Self {
+        RawRollback {
+            triggers: Setting::builtin_list([]),
+            cooldown: Setting::builtin("10m".into()),
+            dry_run: Setting::builtin(true),
+            command: None,
+            webhook: None,
+            action_timeout: Setting::builtin("30s".into()),
         }
     }
 }

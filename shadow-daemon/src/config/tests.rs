@@ -464,6 +464,11 @@ fn example_config_parses_and_documents_every_key() {
         value: Setting::builtin("x".into()),
         replacement: Setting::builtin("x".into()),
     }]);
+    raw.rollback = Some(raw::RawRollback {
+        command: Some(Setting::builtin_list(["/x".to_string()])),
+        webhook: Some(Setting::builtin("http://x/".into())),
+        ..raw::RawRollback::default()
+    });
     let full = toml::to_string(&raw).unwrap();
     let mut section = String::new();
     let mut keys = 0;
@@ -717,4 +722,193 @@ fn the_noise_baseline_is_optional_checked_and_round_trips() {
         );
         assert!(err.to_string().contains(why), "{value}: {err}");
     }
+}
+
+#[test]
+fn rollback_is_absent_by_default_and_parsed_with_its_defaults() {
+    assert_eq!(test_config("").rollback, None);
+    let c = test_config("[rollback]\ntriggers = [\"accuracy_margin\"]\n");
+    let r = c.rollback.as_ref().expect("[rollback] given");
+    assert_eq!(
+        *r,
+        RollbackSettings {
+            triggers: vec![shadow_core::criteria::CriterionName::AccuracyMargin],
+            cooldown: Duration::from_secs(600),
+            dry_run: true,
+            command: None,
+            webhook: None,
+            action_timeout: Duration::from_secs(30),
+        }
+    );
+    assert_eq!(parse(&c.to_toml().unwrap()).unwrap(), c);
+}
+
+#[test]
+fn rollback_keys_are_typed_and_round_trip() {
+    use shadow_core::criteria::CriterionName;
+    let c = test_config(
+        r#"[rollback]
+triggers = ["accuracy_margin", "max_error_rate_delta", "min_agreement"]
+cooldown = "1h30m"
+dry_run = false
+command = ["/usr/local/bin/kubectl", "rollout", "undo", "deployment/wine", "--to-revision=$REV"]
+webhook = "http://127.0.0.1:9000/hooks/rollback?team=ml"
+action_timeout = "1500ms"
+"#,
+    );
+    let r = c.rollback.as_ref().unwrap();
+    assert_eq!(
+        r.triggers,
+        vec![
+            CriterionName::AccuracyMargin,
+            CriterionName::MaxErrorRateDelta,
+            CriterionName::MinAgreement
+        ]
+    );
+    assert_eq!(r.cooldown, Duration::from_secs(5400));
+    assert!(!r.dry_run);
+    assert_eq!(
+        r.command,
+        Some(RollbackCommand {
+            program: "/usr/local/bin/kubectl".into(),
+            // As written: no shell, so `$REV` stays literal.
+            args: ["rollout", "undo", "deployment/wine", "--to-revision=$REV"]
+                .map(String::from)
+                .to_vec(),
+        })
+    );
+    assert_eq!(
+        r.webhook.as_ref().map(|u| u.to_string()).as_deref(),
+        Some("http://127.0.0.1:9000/hooks/rollback?team=ml")
+    );
+    assert_eq!(r.action_timeout, Duration::from_millis(1500));
+    assert_eq!(
+        r.policy(),
+        shadow_core::rollback::RollbackConfig {
+            triggers: r.triggers.clone(),
+            cooldown: r.cooldown
+        }
+    );
+    let printed = c.to_toml().unwrap();
+    assert!(printed.contains("cooldown = \"90m\""), "{printed}");
+    assert!(printed.contains("action_timeout = \"1500ms\""), "{printed}");
+    assert_eq!(parse(&printed).unwrap(), c, "{printed}");
+}
+
+#[test]
+fn rollback_mistakes_are_located_and_say_what_to_write() {
+    let text = r#"[capture]
+ports = [8080]
+[shadow]
+url = "http://127.0.0.1:8081"
+[rollback]
+triggers = ["accuracy", "min_samples", "f1_margin"]
+cooldown = "0s"
+dry_run = false
+command = ["kubectl", "rollout", "undo"]
+webhook = "https://hooks.example/rollback"
+action_timeout = "30 seconds"
+"#;
+    let err = parse(text).unwrap_err();
+    assert_eq!(
+        located(&err),
+        [
+            ("t.toml:6:13", "rollback.triggers"),
+            ("t.toml:6:25", "rollback.triggers"),
+            ("t.toml:7:12", "rollback.cooldown"),
+            ("t.toml:9:12", "rollback.command"),
+            ("t.toml:10:11", "rollback.webhook"),
+            ("t.toml:11:18", "rollback.action_timeout"),
+        ]
+        .map(|(a, k)| (a.to_string(), k.to_string()))
+        .to_vec(),
+        "{err}"
+    );
+    let text = err.to_string();
+    for hint in [
+        "`accuracy` is not a criterion: use one of min_agreement, accuracy_margin, f1_margin, \
+         max_p99_latency_ratio, max_error_rate_delta, max_cpu_ratio, max_rss_ratio",
+        "`min_samples` never fails",
+        "`0s` is zero",
+        "`kubectl` is not an absolute path",
+        "https is not supported, only http://",
+        "`30 seconds` is not a duration",
+    ] {
+        assert!(text.contains(hint), "no `{hint}` in:\n{text}");
+    }
+
+    // No trigger; an active rollback without an action; an empty command.
+    let base = "[capture]\nports = [8080]\n[shadow]\nurl = \"http://h:1\"\n[rollback]\n";
+    let err = parse(&format!("{base}dry_run = false\n")).unwrap_err();
+    assert_eq!(
+        located(&err),
+        vec![
+            ("t.toml:6:11".to_string(), "rollback.dry_run".to_string()),
+            ("default".to_string(), "rollback.triggers".to_string()),
+        ],
+        "{err}"
+    );
+    let text = err.to_string();
+    assert!(text.contains("no action is configured"), "{text}");
+    assert!(
+        text.contains("name the criteria that must keep holding"),
+        "{text}"
+    );
+    let err = parse(&format!("{base}triggers = [\"f1_margin\"]\ncommand = []\n")).unwrap_err();
+    assert_eq!(
+        located(&err),
+        vec![("t.toml:7:11".to_string(), "rollback.command".to_string())],
+        "{err}"
+    );
+    // An unknown key in the table is reported like any other.
+    let err = parse(&format!("{base}triggers = [\"f1_margin\"]\nshell = true\n")).unwrap_err();
+    assert_eq!(
+        located(&err),
+        vec![("t.toml:7:1".to_string(), "rollback.shell".to_string())],
+        "{err}"
+    );
+}
+
+#[test]
+fn durations_are_written_with_units() {
+    use super::parse::duration_text;
+    let d = |t: &str| duration_text(&t.to_string());
+    assert_eq!(d("30s"), Ok(Duration::from_secs(30)));
+    assert_eq!(d("10m"), Ok(Duration::from_secs(600)));
+    assert_eq!(d("1h30m"), Ok(Duration::from_secs(5400)));
+    assert_eq!(d("1h 30m"), Ok(Duration::from_secs(5400)));
+    assert_eq!(d("250ms"), Ok(Duration::from_millis(250)));
+    assert_eq!(d("0s"), Ok(Duration::ZERO));
+    for bad in ["", "10", "1.5h", "-3s", "3d", "m", "10 m s"] {
+        assert!(d(bad).is_err(), "{bad:?} accepted");
+    }
+    assert!(d("10").unwrap_err().contains("without a unit"));
+}
+
+#[test]
+fn the_example_rollback_table_parses_once_uncommented() {
+    let text = include_str!("../../../deploy/shadowtap.example.toml");
+    let start = text
+        .find("\n# [rollback]\n")
+        .expect("example documents [rollback]");
+    let is_key = |l: &str| {
+        l.split_once(" = ")
+            .is_some_and(|(k, _)| k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+    };
+    let uncommented: String = text[start..]
+        .lines()
+        .map(|l| match l.strip_prefix("# ") {
+            Some(rest) if rest == "[rollback]" || is_key(rest) => rest,
+            _ => l,
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let c = parse(&format!("{}{uncommented}", &text[..start])).unwrap();
+    let r = c.rollback.expect("[rollback] uncommented");
+    assert_eq!(r.triggers.len(), 2);
+    assert!(r.dry_run && r.command.is_some() && r.webhook.is_some());
+    assert_eq!(
+        (r.cooldown, r.action_timeout),
+        (Duration::from_secs(600), Duration::from_secs(30))
+    );
 }

@@ -9,8 +9,10 @@ use hyper::http::uri::Authority;
 use regex::Regex;
 use shadow_core::compare::{Comparer, DecodeLimits, DiffOptions, PathPattern, Preset, PresetName};
 use shadow_core::criteria::Criteria;
+use shadow_core::criteria::CriterionName;
 use shadow_core::evaluation::{EvaluationLimits, KeyRules};
 use shadow_core::reassembly::ReassemblyConfig;
+use shadow_core::rollback::RollbackConfig;
 use std::fmt;
 use std::net::SocketAddr;
 use std::num::{NonZeroU16, NonZeroUsize};
@@ -40,6 +42,8 @@ pub struct Config {
     pub criteria: Criteria,
     /// `[state]`
     pub state: StateConfig,
+    /// `[rollback]`; `None` outside a reverse-shadow run.
+    pub rollback: Option<RollbackSettings>,
 }
 
 /// What to tap: the production model server.
@@ -480,4 +484,50 @@ pub struct StateConfig {
     pub path: Option<PathBuf>,
     /// How often it is written.
     pub interval: Duration,
+}
+
+/// `[rollback]`: a reverse-shadow run's rollback triggers and actions (docs/rollback.md).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RollbackSettings {
+    /// The criteria whose failure calls for a rollback (never empty; each one can fail).
+    pub triggers: Vec<CriterionName>,
+    /// At most one firing per this long (> 0).
+    pub cooldown: Duration,
+    /// Only log what would run, run nothing.
+    pub dry_run: bool,
+    /// The command run on a firing, without a shell.
+    pub command: Option<RollbackCommand>,
+    /// The `http://` URL a firing is POSTed to.
+    pub webhook: Option<Uri>,
+    /// How long each action may take (> 0); a command still running then is killed.
+    pub action_timeout: Duration,
+}
+
+impl RollbackSettings {
+    /// The pure policy's part (`shadow_core::rollback`).
+    pub fn policy(&self) -> RollbackConfig {
+        RollbackConfig {
+            triggers: self.triggers.clone(),
+            cooldown: self.cooldown,
+        }
+    }
+}
+
+/// A program and its arguments, run as given: no shell, no globbing, no `$VAR` expansion.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RollbackCommand {
+    /// Absolute path of the program.
+    pub program: PathBuf,
+    /// Its arguments.
+    pub args: Vec<String>,
+}
+
+impl fmt::Display for RollbackCommand {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.program.display())?;
+        for arg in &self.args {
+            write!(f, " {arg:?}")?;
+        }
+        Ok(())
+    }
 }

@@ -5,7 +5,10 @@
 //! that logs and metrics never disagree (vector's style). Metric names are listed in docs/architecture.md.
 
 use crate::sinks::verdict_metrics::VerdictMetrics;
-use crate::telemetry::{BreakerCause, BreakerChange, BreakerState, ReplayLoad, Telemetry, Warning};
+use crate::telemetry::{
+    BreakerCause, BreakerChange, BreakerState, ReplayLoad, RollbackDone, RollbackFired,
+    RollbackHeld, Telemetry, Warning,
+};
 use prometheus::{
     Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     Opts, Registry, TextEncoder,
@@ -14,7 +17,7 @@ use shadow_core::compare::Comparison;
 use shadow_core::noise::NOISE_KINDS;
 use shadow_core::vocabulary::{
     AgreementUnit, DecodeFailure, DiscrepancyKind, DropStage, ErrorClass, KernelPacketResult,
-    MirrorResult, Model, OUTCOMES, Outcome, SkipReason,
+    MirrorResult, Model, OUTCOMES, Outcome, RollbackAction, RollbackResult, SkipReason,
 };
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -72,6 +75,8 @@ struct Inner {
     reassembly_bytes: IntGauge,
     circuit_state: IntGauge,
     discrepancy_log_dropped: IntCounter,
+    rollback_firings: IntCounterVec,
+    rollback_suppressed: IntCounter,
     /// Last CPU time read from /proc, to turn the absolute value into counter increments.
     last_cpu: Mutex<f64>,
     /// Quality, label and verdict metrics.
@@ -250,6 +255,17 @@ impl Metrics {
                 "discrepancy_log_dropped_total",
                 "Discrepancy log lines dropped because the writer fell behind or failed."
             ))),
+            rollback_firings: reg!(IntCounterVec::new(
+                opts(
+                    "rollback_firings_total",
+                    "Rollback actions run when a trigger criterion failed (at most one firing per cooldown), by action (command, webhook, dry_run) and result (ok, failed, timeout)."
+                ),
+                &["action", "result"]
+            )),
+            rollback_suppressed: reg!(IntCounter::with_opts(opts(
+                "rollback_suppressed_total",
+                "Verdicts with a failed rollback trigger that did not fire: within the cooldown of the last firing, or while its actions still ran."
+            ))),
             last_cpu: Mutex::new(0.0),
             verdict: Arc::new(
                 VerdictMetrics::new(&registry).expect("verdict metric definitions are valid"),
@@ -300,6 +316,13 @@ impl Metrics {
         }
         for result in KernelPacketResult::ALL {
             inner.kernel_packets.with_label_values(&[result.as_str()]);
+        }
+        for action in RollbackAction::ALL {
+            for result in RollbackResult::ALL {
+                inner
+                    .rollback_firings
+                    .with_label_values(&[action.as_str(), result.as_str()]);
+            }
         }
         Metrics {
             inner: Arc::new(inner),
@@ -532,6 +555,49 @@ impl Telemetry for Metrics {
     fn discrepancy_log_dropped(&self, why: &str) {
         tracing::warn!(why, "discrepancy log line dropped");
         self.inner.discrepancy_log_dropped.inc();
+    }
+
+    // ---- rollback ----
+
+    fn rollback_fired(&self, fired: &RollbackFired) {
+        tracing::warn!(
+            failed = fired.firing.failed_names(),
+            decision = fired.firing.decision.as_str(),
+            dry_run = fired.dry_run,
+            "{fired}"
+        );
+    }
+
+    fn rollback_action(&self, done: &RollbackDone) {
+        let (action, result) = (done.action.as_str(), done.result.as_str());
+        match done.result {
+            RollbackResult::Ok => {
+                tracing::warn!(action, result, "rollback {action} done: {}", done.detail)
+            }
+            RollbackResult::Failed | RollbackResult::Timeout => tracing::error!(
+                action,
+                result,
+                "rollback {action} {result}: {}",
+                done.detail
+            ),
+        }
+        self.inner
+            .rollback_firings
+            .with_label_values(&[action, result])
+            .inc();
+    }
+
+    fn rollback_suppressed(&self, held: &RollbackHeld) {
+        match held {
+            RollbackHeld::Cooldown { remaining } => tracing::debug!(
+                "rollback trigger still failing; not fired again for {:?} (cooldown)",
+                remaining
+            ),
+            RollbackHeld::ActionRunning => tracing::debug!(
+                "rollback trigger still failing; the last firing's actions are still running"
+            ),
+        }
+        self.inner.rollback_suppressed.inc();
     }
 }
 
