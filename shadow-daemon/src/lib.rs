@@ -15,13 +15,16 @@
 //!    evaluation, and handing the results on.
 //! 6. [`sinks`]: Prometheus metrics and the admin server, discrepancy log.
 //!
+//! Beside the data path, [`resources`] samples the CPU and memory of both model servers and of
+//! shadowd for the metrics and `/api/summary`.
+//!
 //! # Dependencies point one way
 //!
 //! A module imports only from the layers before it (checked by `xtask/tests/layers.rs`):
 //!
 //! ```text
-//! shutdown, error → capture → config, telemetry → exchange_source, admission, replay
-//!   → mirror → sinks → commands → cli
+//! shutdown, error → capture → config, telemetry → exchange_source, admission, replay,
+//!   resources → mirror → sinks → commands → cli
 //! ```
 //!
 //! Stages never name a sink: they report events through [`telemetry::Telemetry`] (which
@@ -42,6 +45,7 @@ pub mod error;
 pub mod exchange_source;
 pub mod mirror;
 pub mod replay;
+pub mod resources;
 pub mod shutdown;
 pub mod sinks;
 pub mod telemetry;

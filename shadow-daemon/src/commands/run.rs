@@ -7,6 +7,7 @@ use super::{CommandResult, EXIT_OK, UsageError};
 use crate::capture::CaptureKind;
 use crate::config::{Config, ConfigError, PresetName, RawConfig, Setting};
 use crate::mirror::Mirror;
+use crate::resources;
 use crate::shutdown::{self, Shutdown};
 use crate::sinks::admin::{AdminState, bind_admin, serve_admin};
 use crate::sinks::discrepancy_log::DiscrepancyLog;
@@ -198,7 +199,9 @@ async fn run(config: Arc<Config>) -> CommandResult {
     // /healthz says 200 only once the tap is attached: "healthy" means traffic is captured.
     let listener = bind_admin(config.admin.addr).await?;
     let admin_addr = listener.local_addr()?;
-    let state = AdminState::new(metrics, mirror.status());
+    let resources = resources::start(&config, shutdown.clone());
+    metrics.watch_resources(resources.clone());
+    let state = AdminState::new(metrics, mirror.status()).with_resources(resources);
     state.capturing.store(false, Ordering::Relaxed);
     let capturing = state.capturing.clone();
     tracing::info!(addr = %admin_addr, "admin server: /metrics /healthz /api/summary");

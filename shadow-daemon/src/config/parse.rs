@@ -5,23 +5,27 @@
 use super::error::{ConfigError, Finding, located};
 use super::raw::{
     List, Origin, RawAdmin, RawCapture, RawCircuitBreaker, RawCompare, RawConfig,
-    RawDiscrepancyLog, RawHeaderRewrite, RawMirror, RawReassembly, RawRewrite, RawShadow, Setting,
+    RawDiscrepancyLog, RawHeaderRewrite, RawMirror, RawReassembly, RawResources, RawRewrite,
+    RawShadow, Setting,
 };
 use super::typed::{
     AcceptEncoding, AdminConfig, CaptureConfig, CircuitBreakerConfig, CompareConfig, Config,
     DiscrepancyLogConfig, HeaderRewrite, HostHeader, MethodSet, MirrorConfig, Pacing, RateLimit,
-    Rewrite, ShadowConfig, ShadowUrl,
+    ResourceTarget, ResourcesConfig, Rewrite, ShadowConfig, ShadowUrl,
 };
 use hyper::Method;
 use hyper::header::{HeaderName, HeaderValue};
 use regex::Regex;
 use shadow_core::compare::{DecodeLimits, DiffOptions, PathPattern, Preset, PresetName};
 use shadow_core::reassembly::ReassemblyConfig;
-use std::num::{NonZeroU16, NonZeroUsize};
+use std::num::{NonZeroU16, NonZeroU32, NonZeroUsize};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// The smallest rotating discrepancy log.
 const MIN_LOG_BYTES: u64 = 4096;
+/// The shortest resource sampling interval: CPU time is counted in clock ticks (10 ms).
+const MIN_SAMPLE_INTERVAL_MS: u64 = 100;
 
 impl TryFrom<RawConfig> for Config {
     type Error = ConfigError;
@@ -35,6 +39,7 @@ impl TryFrom<RawConfig> for Config {
         let mut compare = compare(&raw.compare, &mut checks);
         let discrepancy_log = discrepancy_log(&raw.discrepancy_log, &mut checks);
         let admin = admin(&raw.admin);
+        let resources = resources(&raw.resources, &mut checks);
         if let (Some(capture), Some(shadow)) = (&capture, &shadow) {
             let port = shadow.url.port();
             checks.ensure(
@@ -95,6 +100,7 @@ impl TryFrom<RawConfig> for Config {
             circuit_breaker,
             compare,
             discrepancy_log,
+            resources,
         ) {
             (
                 Some(capture),
@@ -103,6 +109,7 @@ impl TryFrom<RawConfig> for Config {
                 Some(circuit_breaker),
                 Some(compare),
                 Some(discrepancy_log),
+                Some(resources),
             ) if findings.is_empty() => Ok(Config {
                 capture,
                 shadow,
@@ -111,6 +118,7 @@ impl TryFrom<RawConfig> for Config {
                 compare,
                 discrepancy_log,
                 admin,
+                resources,
             }),
             _ => Err(located(findings, raw.file.as_ref())),
         }
@@ -683,6 +691,81 @@ fn admin(raw: &RawAdmin) -> AdminConfig {
     }
 }
 
+fn resources(raw: &RawResources, c: &mut Checks) -> Option<ResourcesConfig> {
+    const KEY: &str = "resources";
+    let interval = c.value(
+        &format!("{KEY}.sample_interval_ms"),
+        &raw.sample_interval_ms,
+        |ms| {
+            if *ms >= MIN_SAMPLE_INTERVAL_MS {
+                Ok(millis(ms))
+            } else {
+                Err(format!(
+                    "{ms} ms is too short: give at least {MIN_SAMPLE_INTERVAL_MS} (CPU time is \
+                     counted in 10 ms ticks)"
+                ))
+            }
+        },
+    );
+    let production = resource_target(c, "production", &raw.production_pid, &raw.production_cgroup);
+    let shadow = resource_target(c, "shadow", &raw.shadow_pid, &raw.shadow_cgroup);
+    Some(ResourcesConfig {
+        enabled: raw.enabled.value,
+        sample_interval: interval?,
+        production: production?,
+        shadow: shadow?,
+    })
+}
+
+/// `resources.{role}_pid` or `resources.{role}_cgroup` (not both), or discovery.
+fn resource_target(
+    c: &mut Checks,
+    role: &str,
+    pid: &Option<Setting<u32>>,
+    cgroup: &Option<Setting<PathBuf>>,
+) -> Option<ResourceTarget> {
+    let pid_key = format!("resources.{role}_pid");
+    let cgroup_key = format!("resources.{role}_cgroup");
+    let pid = match pid {
+        Some(p) => c
+            .value(&pid_key, p, |p| {
+                NonZeroU32::new(*p)
+                    .ok_or_else(|| "0 is not a process id: give the server's pid".to_string())
+            })
+            .map(Some),
+        None => Some(None),
+    };
+    let cgroup = match cgroup {
+        Some(dir) => c
+            .value(&cgroup_key, dir, |dir| {
+                if dir.is_absolute() {
+                    Ok(dir.clone())
+                } else {
+                    Err(format!(
+                        "`{}` is not an absolute path: give the cgroup v2 directory, e.g. \
+                         /sys/fs/cgroup/system.slice/model.service",
+                        dir.display()
+                    ))
+                }
+            })
+            .map(|d| Some((d, dir.origin.clone()))),
+        None => Some(None),
+    };
+    match (pid?, cgroup?) {
+        (Some(_), Some((_, origin))) => {
+            c.problem(
+                cgroup_key,
+                &origin,
+                format!("{pid_key} is set too: give one of them (a pid or a cgroup)"),
+            );
+            None
+        }
+        (Some(pid), None) => Some(ResourceTarget::Pid(pid)),
+        (None, Some((dir, _))) => Some(ResourceTarget::Cgroup(dir)),
+        (None, None) => Some(ResourceTarget::Discover),
+    }
+}
+
 /// The built-in defaults of the sections that have valid ones (used by tests and as a base).
 macro_rules! default_from_raw {
     ($typed:ty, $raw:ty, $parse:ident) => {
@@ -702,6 +785,7 @@ default_from_raw!(MirrorConfig, RawMirror, mirror);
 default_from_raw!(CircuitBreakerConfig, RawCircuitBreaker, circuit_breaker);
 default_from_raw!(CompareConfig, RawCompare, compare);
 default_from_raw!(DiscrepancyLogConfig, RawDiscrepancyLog, discrepancy_log);
+default_from_raw!(ResourcesConfig, RawResources, resources);
 
 impl Default for AdminConfig {
     fn default() -> Self {

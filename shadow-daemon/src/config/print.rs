@@ -3,9 +3,9 @@
 
 use super::raw::{
     RawAdmin, RawCapture, RawCircuitBreaker, RawCompare, RawConfig, RawDiscrepancyLog,
-    RawHeaderRewrite, RawMirror, RawReassembly, RawRewrite, RawShadow, Setting,
+    RawHeaderRewrite, RawMirror, RawReassembly, RawResources, RawRewrite, RawShadow, Setting,
 };
-use super::typed::{Config, HostHeader, MethodSet};
+use super::typed::{Config, HostHeader, MethodSet, ResourceTarget};
 use hyper::header::HeaderValue;
 use shadow_core::compare::{PathPattern, Preset};
 use std::time::Duration;
@@ -150,7 +150,27 @@ impl From<&Config> for RawConfig {
             admin: RawAdmin {
                 addr: b(c.admin.addr),
             },
+            resources: raw_resources(&c.resources),
             file: None,
         }
+    }
+}
+
+fn raw_resources(r: &super::typed::ResourcesConfig) -> RawResources {
+    let pid = |t: &ResourceTarget| match t {
+        ResourceTarget::Pid(p) => Some(b(p.get())),
+        _ => None,
+    };
+    let cgroup = |t: &ResourceTarget| match t {
+        ResourceTarget::Cgroup(dir) => Some(b(dir.clone())),
+        _ => None,
+    };
+    RawResources {
+        enabled: b(r.enabled),
+        sample_interval_ms: b(ms(r.sample_interval)),
+        production_pid: pid(&r.production),
+        production_cgroup: cgroup(&r.production),
+        shadow_pid: pid(&r.shadow),
+        shadow_cgroup: cgroup(&r.shadow),
     }
 }

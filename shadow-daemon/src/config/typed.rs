@@ -11,7 +11,7 @@ use shadow_core::compare::{Comparer, DecodeLimits, DiffOptions, PathPattern, Pre
 use shadow_core::reassembly::ReassemblyConfig;
 use std::fmt;
 use std::net::SocketAddr;
-use std::num::{NonZeroU16, NonZeroUsize};
+use std::num::{NonZeroU16, NonZeroU32, NonZeroUsize};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -32,6 +32,8 @@ pub struct Config {
     pub discrepancy_log: DiscrepancyLogConfig,
     /// `[admin]`
     pub admin: AdminConfig,
+    /// `[resources]`
+    pub resources: ResourcesConfig,
 }
 
 /// What to tap: the production model server.
@@ -447,4 +449,30 @@ pub struct DiscrepancyLogConfig {
 pub struct AdminConfig {
     /// Listen address for `/metrics`, `/healthz`, `/api/summary`.
     pub addr: SocketAddr,
+}
+
+/// CPU and memory of the model servers and of shadowd (`[resources]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResourcesConfig {
+    /// Measure the model servers at all (shadowd's own usage is always measured).
+    pub enabled: bool,
+    /// Time between samples.
+    pub sample_interval: Duration,
+    /// Where the production server's usage is read.
+    pub production: ResourceTarget,
+    /// Where the shadow server's usage is read.
+    pub shadow: ResourceTarget,
+}
+
+/// Where one model server's CPU and memory are read.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum ResourceTarget {
+    /// The processes holding the socket that listens on the server's port (production: the
+    /// first capture port; the shadow: its URL's port, when the URL names this host).
+    #[default]
+    Discover,
+    /// This process (`*_pid`).
+    Pid(NonZeroU32),
+    /// This cgroup v2 directory (`*_cgroup`): `cpu.stat` and `memory.current`.
+    Cgroup(PathBuf),
 }

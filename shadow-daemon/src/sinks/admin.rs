@@ -1,9 +1,11 @@
 //! Admin HTTP server (hyper 1): `GET /metrics` (Prometheus text), `GET /healthz`,
 //! `GET /api/summary` (JSON of the running aggregates: agreement per request and per row,
-//! latency quantiles of both models and of the queue wait, the breaker's state and the replay
-//! stage's load; a value without samples is `null`).
+//! latency quantiles of both models and of the queue wait, the breaker's state, the replay
+//! stage's load and `resources`, the latest [`ResourceSnapshot`](crate::resources::ResourceSnapshot)
+//! of the model servers and shadowd; a value without samples is `null`).
 
 use crate::mirror::MirrorStatus;
+use crate::resources::ResourceHandle;
 use crate::shutdown::Shutdown;
 use crate::sinks::metrics::Metrics;
 use bytes::Bytes;
@@ -27,6 +29,9 @@ pub struct AdminState {
     pub mirror: MirrorStatus,
     /// Whether traffic is being captured: `/healthz` answers 503 until it is.
     pub capturing: Arc<AtomicBool>,
+    /// CPU and memory of the model servers and shadowd (`/api/summary` `resources`: `null`
+    /// without a monitor).
+    pub resources: Option<ResourceHandle>,
 }
 
 impl AdminState {
@@ -37,7 +42,14 @@ impl AdminState {
             metrics,
             mirror,
             capturing: Arc::new(AtomicBool::new(true)),
+            resources: None,
         }
+    }
+
+    /// Reports the resource monitor's latest sample in `/api/summary`.
+    pub fn with_resources(mut self, resources: ResourceHandle) -> Self {
+        self.resources = Some(resources);
+        self
     }
 }
 
@@ -130,6 +142,11 @@ fn route(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> {
                 obj.insert(
                     "replay".into(),
                     serde_json::to_value(state.mirror.replay()).unwrap_or_default(),
+                );
+                let resources = state.resources.as_ref().map(ResourceHandle::latest);
+                obj.insert(
+                    "resources".into(),
+                    serde_json::to_value(resources).unwrap_or_default(),
                 );
             }
             respond(StatusCode::OK, "application/json", v.to_string())
