@@ -9,12 +9,14 @@
 //! `shadowd verdict --state` judges it without a running daemon.
 
 use crate::mirror::MirrorStatus;
+use crate::resources::ResourceSnapshot;
 use crate::shutdown::Shutdown;
 use crate::sinks::admin::LatestVerdict;
 use crate::sinks::verdict_metrics::VerdictMetrics;
 use serde::{Deserialize, Serialize};
 use shadow_core::criteria::{Criteria, Measurements, ModelPair, Verdict, evaluate};
 use shadow_core::evaluation::EvaluationState;
+use shadow_core::rollback::evaluate_reverse_shadow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -30,6 +32,27 @@ pub struct ResourceMeasures {
     pub cpu_seconds_per_request: Option<ModelPair<f64>>,
     /// Resident memory.
     pub rss_bytes: Option<ModelPair<f64>>,
+}
+
+impl ResourceMeasures {
+    /// The criteria's view of a resource sample: CPU seconds per handled request (production:
+    /// `production_requests` exchanges seen; the shadow: `shadow_requests` replays) and
+    /// resident bytes, for each model whose server was found (both, or nothing).
+    pub fn of(s: &ResourceSnapshot, production_requests: u64, shadow_requests: u64) -> Self {
+        let (Some(p), Some(sh)) = (&s.production, &s.shadow) else {
+            return ResourceMeasures::default();
+        };
+        let per = |cpu: f64, n: u64| (n > 0).then(|| cpu / n as f64);
+        ResourceMeasures {
+            cpu_seconds_per_request: per(p.cpu_seconds, production_requests)
+                .zip(per(sh.cpu_seconds, shadow_requests))
+                .map(|(production, shadow)| ModelPair { production, shadow }),
+            rss_bytes: Some(ModelPair {
+                production: p.rss_bytes as f64,
+                shadow: sh.rss_bytes as f64,
+            }),
+        }
+    }
 }
 
 /// Where the loop reads resource usage from (the resource monitor).
@@ -133,6 +156,10 @@ pub struct DecisionLoop {
     pub resources: Option<ResourceSource>,
     /// The rollback plan, if configured.
     pub observer: Option<VerdictObserver>,
+    /// A reverse-shadow run (after a promotion: production serves the new model, the shadow
+    /// is the old one): the criteria are judged with the roles swapped back
+    /// ([`evaluate_reverse_shadow`]), so PROMOTE means the promotion still holds.
+    pub reverse_shadow: bool,
     /// The state file and how often to write it.
     pub state: Option<(PathBuf, Duration)>,
 }
@@ -144,7 +171,11 @@ impl DecisionLoop {
         let summary = self.mirror.evaluation();
         self.metrics.evaluation(&summary);
         let measurements = with_resources(self.mirror.measurements(), self.resources());
-        let verdict = evaluate(&self.criteria, &measurements);
+        let verdict = if self.reverse_shadow {
+            evaluate_reverse_shadow(&self.criteria, &measurements)
+        } else {
+            evaluate(&self.criteria, &measurements)
+        };
         self.metrics.verdict(&verdict);
         if let Some(observe) = &self.observer {
             observe(&verdict);

@@ -21,13 +21,16 @@
 //! [`rollback`] runs `[rollback]`'s actions (command, webhook) when a reverse-shadow run's
 //! verdict fails a trigger criterion (`shadow_core::rollback` decides when).
 //!
+//! Beside the data path, [`resources`] samples the CPU and memory of both model servers and of
+//! shadowd for the metrics and `/api/summary`.
+//!
 //! # Dependencies point one way
 //!
 //! A module imports only from the layers before it (checked by `xtask/tests/layers.rs`):
 //!
 //! ```text
-//! shutdown, error → capture → config, telemetry → exchange_source, admission, replay
-//!   → mirror → rollback → sinks → decision → commands → cli
+//! shutdown, error → capture → config, telemetry → exchange_source, admission, replay,
+//!   resources → mirror → rollback → sinks → decision → commands → cli
 //! ```
 //!
 //! Stages never name a sink: they report events through [`telemetry::Telemetry`] (which
@@ -49,6 +52,7 @@ pub mod error;
 pub mod exchange_source;
 pub mod mirror;
 pub mod replay;
+pub mod resources;
 pub mod rollback;
 pub mod shutdown;
 pub mod sinks;

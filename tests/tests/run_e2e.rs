@@ -245,6 +245,27 @@ fn run_mirrors_every_request_and_logs_known_discrepancies() {
         summary["agreement"]["request"]["agreed"],
         n - disagreeing.len()
     );
+    // Both model servers are threads of this test process, listening in the namespace shadowd
+    // taps: the resource monitor finds this process by their ports.
+    let resources = &summary["resources"];
+    for model in ["production", "shadow"] {
+        assert_eq!(
+            resources[model]["pids"],
+            json!([std::process::id()]),
+            "{resources}"
+        );
+        assert!(
+            resources[model]["rss_bytes"].as_u64() > Some(0),
+            "{resources}"
+        );
+    }
+    assert!(
+        metric(
+            &text,
+            "shadowtap_resource_memory_bytes{process=\"production\"}"
+        ) > 0.0,
+        "{text}"
+    );
 
     // The shadow got exactly the production bodies (a multiset), decoded, each once, with the
     // production method and target, framed by Content-Length.

@@ -18,8 +18,9 @@ const LAYERS: &[&[&str]] = &[
     &["capture"],
     // The configuration, and the events stages report (implemented by `sinks::metrics`).
     &["config", "telemetry"],
-    // The stages: live front end, admission (filter, sample, breaker, rate, queue), replay.
-    &["exchange_source", "admission", "replay"],
+    // The stages: live front end, admission (filter, sample, breaker, rate, queue), replay;
+    // beside them, the resource monitor of the model servers and shadowd.
+    &["exchange_source", "admission", "replay", "resources"],
     // The runtime joining admission → replay → compare and handing results to the sinks.
     &["mirror"],
     // Acting on verdicts: the rollback executor (command, webhook), called by the decision loop.

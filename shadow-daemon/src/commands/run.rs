@@ -7,8 +7,12 @@ use super::{CommandResult, EXIT_OK, UsageError};
 use crate::capture::CaptureKind;
 use crate::commands::verdict::load_criteria;
 use crate::config::{Config, ConfigError, PresetName, RawConfig, Setting};
-use crate::decision::{DecisionLoop, load_state};
+use crate::decision::{
+    DecisionLoop, ResourceMeasures, ResourceSource, VerdictObserver, load_state,
+};
 use crate::mirror::{Mirror, MirrorStatus};
+use crate::resources;
+use crate::rollback::Rollback;
 use crate::shutdown::{self, Shutdown};
 use crate::sinks::admin::{AdminState, bind_admin, serve_admin};
 use crate::sinks::discrepancy_log::DiscrepancyLog;
@@ -224,6 +228,7 @@ async fn run(config: Arc<Config>) -> CommandResult {
     let telemetry: Arc<dyn Telemetry> = Arc::new(metrics.clone());
     let log = DiscrepancyLog::from_config(&config.discrepancy_log, telemetry.clone())?;
     let verdict_metrics = metrics.verdict();
+    let verdict_metrics_source = metrics.clone();
     let mut mirror = Mirror::new(config.clone(), telemetry.clone());
     if let Some(log) = &log {
         mirror = mirror.with_discrepancy_sink(log.writer());
@@ -234,16 +239,44 @@ async fn run(config: Arc<Config>) -> CommandResult {
     // /healthz says 200 only once the tap is attached: "healthy" means traffic is captured.
     let listener = bind_admin(config.admin.addr).await?;
     let admin_addr = listener.local_addr()?;
-    let state = AdminState::new(metrics, status.clone());
+    let resources = resources::start(&config, shutdown.clone());
+    metrics.watch_resources(resources.clone());
+    let state = AdminState::new(metrics, status.clone()).with_resources(resources.clone());
     state.capturing.store(false, Ordering::Relaxed);
     let capturing = state.capturing.clone();
+    let rollback = Rollback::from_config(&config, telemetry.clone());
+    if let Some(r) = &rollback {
+        for name in r
+            .settings()
+            .policy()
+            .unconfigured_triggers(&config.criteria)
+        {
+            tracing::warn!(
+                trigger = name.as_str(),
+                "rollback trigger `{}` is not set in the criteria: it can never fire",
+                name.as_str()
+            );
+        }
+    }
+    let resource_source: ResourceSource = {
+        let (resources, metrics) = (resources.clone(), verdict_metrics_source.clone());
+        Box::new(move || {
+            let (production, shadow) = metrics.requests_handled();
+            ResourceMeasures::of(&resources.latest(), production, shadow)
+        })
+    };
     let decision = DecisionLoop {
         criteria: config.criteria.clone(),
         mirror: status,
         latest: state.verdict.clone(),
         metrics: verdict_metrics,
-        resources: None,
-        observer: None,
+        resources: Some(resource_source),
+        observer: rollback.clone().map(|r| -> VerdictObserver {
+            Box::new(move |v| {
+                r.observe(v);
+            })
+        }),
+        reverse_shadow: rollback.is_some(),
         state: config
             .state
             .path
@@ -263,8 +296,12 @@ async fn run(config: Arc<Config>) -> CommandResult {
     );
     let decisions = tokio::spawn(decision.run(shutdown.clone()));
     let summary = mirror.run(exchanges, shutdown).await;
-    // The last verdict and state cover every comparison.
+    // The last verdict and state cover every comparison; a rollback action still running
+    // finishes (or times out) before the runtime stops.
     let _ = decisions.await;
+    if let Some(r) = &rollback {
+        r.wait_idle().await;
+    }
     if let Some(log) = log {
         log.close().await;
     }

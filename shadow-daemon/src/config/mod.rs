@@ -27,7 +27,8 @@ pub use shadow_core::compare::PresetName;
 pub use typed::{
     AcceptEncoding, AdminConfig, CaptureConfig, CircuitBreakerConfig, CompareConfig, Config,
     DiscrepancyLogConfig, HeaderRewrite, HostHeader, MethodSet, MirrorConfig, Pacing, RateLimit,
-    Rewrite, RollbackCommand, RollbackSettings, ShadowConfig, ShadowUrl,
+    ResourceTarget, ResourcesConfig, Rewrite, RollbackCommand, RollbackSettings, ShadowConfig,
+    ShadowUrl,
 };
 
 /// A checked config for unit tests: production port 8080, shadow at 127.0.0.1:8081, plus

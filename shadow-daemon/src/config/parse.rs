@@ -5,14 +5,14 @@
 use super::error::{ConfigError, Finding, located};
 use super::raw::{
     List, Origin, RawAdmin, RawCapture, RawCircuitBreaker, RawCompare, RawConfig,
-    RawDiscrepancyLog, RawGroundTruth, RawHeaderRewrite, RawMirror, RawReassembly, RawRewrite,
-    RawRollback, RawShadow, Setting,
+    RawDiscrepancyLog, RawGroundTruth, RawHeaderRewrite, RawMirror, RawReassembly, RawResources,
+    RawRewrite, RawRollback, RawShadow, Setting,
 };
 use super::typed::{
     AcceptEncoding, AdminConfig, CaptureConfig, CircuitBreakerConfig, CompareConfig, Config,
     DiscrepancyLogConfig, GroundTruthConfig, HeaderRewrite, HostHeader, MethodSet, MirrorConfig,
-    Pacing, RateLimit, Rewrite, RollbackCommand, RollbackSettings, ShadowConfig, ShadowUrl,
-    StateConfig,
+    Pacing, RateLimit, ResourceTarget, ResourcesConfig, Rewrite, RollbackCommand, RollbackSettings,
+    ShadowConfig, ShadowUrl, StateConfig,
 };
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Method, Uri};
@@ -23,12 +23,14 @@ use shadow_core::evaluation::{EvaluationLimits, KeyRules};
 use shadow_core::labels::JoinLimits;
 use shadow_core::reassembly::ReassemblyConfig;
 use shadow_core::rollback::{TRIGGERABLE, criterion_named};
-use std::num::{NonZeroU16, NonZeroUsize};
+use std::num::{NonZeroU16, NonZeroU32, NonZeroUsize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The smallest rotating discrepancy log.
 const MIN_LOG_BYTES: u64 = 4096;
+/// The shortest resource sampling interval: CPU time is counted in clock ticks (10 ms).
+const MIN_SAMPLE_INTERVAL_MS: u64 = 100;
 
 impl TryFrom<RawConfig> for Config {
     type Error = ConfigError;
@@ -52,6 +54,7 @@ impl TryFrom<RawConfig> for Config {
             None => Some(None),
             Some(r) => rollback(r, &mut checks).map(Some),
         };
+        let resources = resources(&raw.resources, &mut checks);
         if let (Some(capture), Some(shadow)) = (&capture, &shadow) {
             let port = shadow.url.port();
             checks.ensure(
@@ -141,6 +144,7 @@ impl TryFrom<RawConfig> for Config {
             ground_truth,
             criteria,
             rollback,
+            resources,
         ) {
             (
                 Some(capture),
@@ -152,6 +156,7 @@ impl TryFrom<RawConfig> for Config {
                 Some(ground_truth),
                 Some(criteria),
                 Some(rollback),
+                Some(resources),
             ) if findings.is_empty() => Ok(Config {
                 capture,
                 shadow,
@@ -164,6 +169,7 @@ impl TryFrom<RawConfig> for Config {
                 criteria,
                 state,
                 rollback,
+                resources,
             }),
             _ => Err(located(findings, raw.file.as_ref())),
         }
@@ -991,6 +997,81 @@ fn admin(raw: &RawAdmin) -> AdminConfig {
     }
 }
 
+fn resources(raw: &RawResources, c: &mut Checks) -> Option<ResourcesConfig> {
+    const KEY: &str = "resources";
+    let interval = c.value(
+        &format!("{KEY}.sample_interval_ms"),
+        &raw.sample_interval_ms,
+        |ms| {
+            if *ms >= MIN_SAMPLE_INTERVAL_MS {
+                Ok(millis(ms))
+            } else {
+                Err(format!(
+                    "{ms} ms is too short: give at least {MIN_SAMPLE_INTERVAL_MS} (CPU time is \
+                     counted in 10 ms ticks)"
+                ))
+            }
+        },
+    );
+    let production = resource_target(c, "production", &raw.production_pid, &raw.production_cgroup);
+    let shadow = resource_target(c, "shadow", &raw.shadow_pid, &raw.shadow_cgroup);
+    Some(ResourcesConfig {
+        enabled: raw.enabled.value,
+        sample_interval: interval?,
+        production: production?,
+        shadow: shadow?,
+    })
+}
+
+/// `resources.{role}_pid` or `resources.{role}_cgroup` (not both), or discovery.
+fn resource_target(
+    c: &mut Checks,
+    role: &str,
+    pid: &Option<Setting<u32>>,
+    cgroup: &Option<Setting<PathBuf>>,
+) -> Option<ResourceTarget> {
+    let pid_key = format!("resources.{role}_pid");
+    let cgroup_key = format!("resources.{role}_cgroup");
+    let pid = match pid {
+        Some(p) => c
+            .value(&pid_key, p, |p| {
+                NonZeroU32::new(*p)
+                    .ok_or_else(|| "0 is not a process id: give the server's pid".to_string())
+            })
+            .map(Some),
+        None => Some(None),
+    };
+    let cgroup = match cgroup {
+        Some(dir) => c
+            .value(&cgroup_key, dir, |dir| {
+                if dir.is_absolute() {
+                    Ok(dir.clone())
+                } else {
+                    Err(format!(
+                        "`{}` is not an absolute path: give the cgroup v2 directory, e.g. \
+                         /sys/fs/cgroup/system.slice/model.service",
+                        dir.display()
+                    ))
+                }
+            })
+            .map(|d| Some((d, dir.origin.clone()))),
+        None => Some(None),
+    };
+    match (pid?, cgroup?) {
+        (Some(_), Some((_, origin))) => {
+            c.problem(
+                cgroup_key,
+                &origin,
+                format!("{pid_key} is set too: give one of them (a pid or a cgroup)"),
+            );
+            None
+        }
+        (Some(pid), None) => Some(ResourceTarget::Pid(pid)),
+        (None, Some((dir, _))) => Some(ResourceTarget::Cgroup(dir)),
+        (None, None) => Some(ResourceTarget::Discover),
+    }
+}
+
 /// The built-in defaults of the sections that have valid ones (used by tests and as a base).
 macro_rules! default_from_raw {
     ($typed:ty, $raw:ty, $parse:ident) => {
@@ -1010,6 +1091,7 @@ default_from_raw!(MirrorConfig, RawMirror, mirror);
 default_from_raw!(CircuitBreakerConfig, RawCircuitBreaker, circuit_breaker);
 default_from_raw!(CompareConfig, RawCompare, compare);
 default_from_raw!(DiscrepancyLogConfig, RawDiscrepancyLog, discrepancy_log);
+default_from_raw!(ResourcesConfig, RawResources, resources);
 
 impl Default for AdminConfig {
     fn default() -> Self {

@@ -3,10 +3,10 @@
 
 use super::raw::{
     RawAdmin, RawCapture, RawCircuitBreaker, RawCompare, RawConfig, RawDiscrepancyLog,
-    RawGroundTruth, RawHeaderRewrite, RawMirror, RawReassembly, RawRewrite, RawRollback, RawShadow,
-    RawState, Setting,
+    RawGroundTruth, RawHeaderRewrite, RawMirror, RawReassembly, RawResources, RawRewrite,
+    RawRollback, RawShadow, RawState, Setting,
 };
-use super::typed::{Config, HostHeader, MethodSet, RollbackSettings};
+use super::typed::{Config, HostHeader, MethodSet, ResourceTarget, RollbackSettings};
 use hyper::header::HeaderValue;
 use shadow_core::compare::{PathPattern, Preset};
 use shadow_core::criteria::Criteria;
@@ -196,7 +196,27 @@ impl From<&Config> for RawConfig {
                 interval_ms: b(ms(c.state.interval)),
             },
             rollback: c.rollback.as_ref().map(rollback),
+            resources: raw_resources(&c.resources),
             file: None,
         }
+    }
+}
+
+fn raw_resources(r: &super::typed::ResourcesConfig) -> RawResources {
+    let pid = |t: &ResourceTarget| match t {
+        ResourceTarget::Pid(p) => Some(b(p.get())),
+        _ => None,
+    };
+    let cgroup = |t: &ResourceTarget| match t {
+        ResourceTarget::Cgroup(dir) => Some(b(dir.clone())),
+        _ => None,
+    };
+    RawResources {
+        enabled: b(r.enabled),
+        sample_interval_ms: b(ms(r.sample_interval)),
+        production_pid: pid(&r.production),
+        production_cgroup: cgroup(&r.production),
+        shadow_pid: pid(&r.shadow),
+        shadow_cgroup: cgroup(&r.shadow),
     }
 }

@@ -134,6 +134,8 @@ pub struct RawConfig {
     /// `[rollback]`: present only in a reverse-shadow run (after a promotion).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rollback: Option<RawRollback>,
+    /// `[resources]`
+    pub resources: RawResources,
     /// The file the values came from, if any.
     #[serde(skip)]
     pub file: Option<ConfigFile>,
@@ -549,6 +551,41 @@ impl Default for RawRollback {
             command: None,
             webhook: None,
             action_timeout: Setting::builtin("30s".into()),
+        }
+    }
+}
+
+/// `[resources]`: CPU and memory of the model servers and of shadowd.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawResources {
+    /// Measure the model servers at all (shadowd's own usage is always measured).
+    pub enabled: Setting<bool>,
+    /// Time between samples, ms.
+    pub sample_interval_ms: Setting<u64>,
+    /// The production server's pid, instead of finding the process listening on its port.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub production_pid: Option<Setting<u32>>,
+    /// The production server's cgroup v2 directory, instead of a process.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub production_cgroup: Option<Setting<PathBuf>>,
+    /// The shadow server's pid, instead of finding the process listening on its port.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shadow_pid: Option<Setting<u32>>,
+    /// The shadow server's cgroup v2 directory, instead of a process.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shadow_cgroup: Option<Setting<PathBuf>>,
+}
+
+impl Default for RawResources {
+    fn default() -> Self {
+        RawResources {
+            enabled: Setting::builtin(true),
+            sample_interval_ms: Setting::builtin(1_000),
+            production_pid: None,
+            production_cgroup: None,
+            shadow_pid: None,
+            shadow_cgroup: None,
         }
     }
 }

@@ -43,6 +43,16 @@ fn minimal_config_is_valid_and_the_built_in_defaults_hold() {
     assert_eq!(c.compare, CompareConfig::default());
     assert_eq!(c.discrepancy_log, DiscrepancyLogConfig::default());
     assert_eq!(c.admin, AdminConfig::default());
+    assert_eq!(c.resources, ResourcesConfig::default());
+    assert_eq!(
+        c.resources,
+        ResourcesConfig {
+            enabled: true,
+            sample_interval: Duration::from_secs(1),
+            production: ResourceTarget::Discover,
+            shadow: ResourceTarget::Discover,
+        }
+    );
     assert_eq!(
         c.capture.reassembly,
         shadow_core::reassembly::ReassemblyConfig::default()
@@ -264,6 +274,11 @@ redact_headers = ["X-Api-Key"]
 redact_fields = ["/user"]
 [admin]
 addr = "127.0.0.1:9999"
+[resources]
+enabled = false
+sample_interval_ms = 250
+production_pid = 4321
+shadow_cgroup = "/sys/fs/cgroup/system.slice/shadow.service"
 "#;
 
 #[test]
@@ -364,6 +379,15 @@ fn every_typed_field_is_parsed_and_round_trips() {
     assert_eq!(d.redact_headers, vec![HeaderName::from_static("x-api-key")]);
     assert_eq!(d.redact_fields, vec![PathPattern::parse("/user")]);
     assert_eq!(c.admin.addr, "127.0.0.1:9999".parse().unwrap());
+    assert_eq!(
+        c.resources,
+        ResourcesConfig {
+            enabled: false,
+            sample_interval: Duration::from_millis(250),
+            production: ResourceTarget::Pid(std::num::NonZeroU32::new(4321).unwrap()),
+            shadow: ResourceTarget::Cgroup("/sys/fs/cgroup/system.slice/shadow.service".into()),
+        }
+    );
 
     // What check-config prints is a config file that parses back to the same config.
     let printed = c.to_toml().unwrap();
@@ -455,6 +479,10 @@ fn example_config_parses_and_documents_every_key() {
     raw.compare.label_output = Some(Setting::builtin("x".into()));
     raw.discrepancy_log.path = Some(Setting::builtin("x".into()));
     raw.shadow.model = Some(Setting::builtin("x".into()));
+    raw.resources.production_pid = Some(Setting::builtin(1));
+    raw.resources.production_cgroup = Some(Setting::builtin("/x".into()));
+    raw.resources.shadow_pid = Some(Setting::builtin(1));
+    raw.resources.shadow_cgroup = Some(Setting::builtin("/x".into()));
     raw.shadow.rewrite = Setting::builtin_list([raw::RawRewrite {
         path: Setting::builtin("x".into()),
         replacement: Setting::builtin("x".into()),
@@ -911,4 +939,53 @@ fn the_example_rollback_table_parses_once_uncommented() {
         (r.cooldown, r.action_timeout),
         (Duration::from_secs(600), Duration::from_secs(30))
     );
+}
+
+#[test]
+fn resource_targets_are_one_pid_or_one_absolute_cgroup_per_server() {
+    let c = test_config("[resources]\nshadow_pid = 77\nproduction_cgroup = \"/sys/fs/cgroup/a\"\n");
+    assert_eq!(
+        c.resources.shadow,
+        ResourceTarget::Pid(std::num::NonZeroU32::new(77).unwrap())
+    );
+    assert_eq!(
+        c.resources.production,
+        ResourceTarget::Cgroup("/sys/fs/cgroup/a".into())
+    );
+    assert_eq!(parse(&c.to_toml().unwrap()).unwrap(), c);
+    let err = parse(
+        "[capture]\nports = [1]\n[shadow]\nurl = \"http://h:2\"\n[resources]\nsample_interval_ms = 50\nproduction_pid = 0\nshadow_pid = 3\nshadow_cgroup = \"/sys/fs/cgroup/b\"\nproduction_cgroup = \"relative/dir\"\n",
+    )
+    .unwrap_err();
+    assert_eq!(
+        located(&err),
+        vec![
+            (
+                "t.toml:6:22".to_string(),
+                "resources.sample_interval_ms".to_string()
+            ),
+            (
+                "t.toml:7:18".to_string(),
+                "resources.production_pid".to_string()
+            ),
+            (
+                "t.toml:9:17".to_string(),
+                "resources.shadow_cgroup".to_string()
+            ),
+            (
+                "t.toml:10:21".to_string(),
+                "resources.production_cgroup".to_string()
+            ),
+        ],
+        "{err}"
+    );
+    let text = err.to_string();
+    for needle in [
+        "50 ms is too short: give at least 100",
+        "0 is not a process id",
+        "`relative/dir` is not an absolute path",
+        "resources.shadow_pid is set too: give one of them",
+    ] {
+        assert!(text.contains(needle), "missing `{needle}` in:\n{text}");
+    }
 }

@@ -15,7 +15,7 @@ use shadow_core::reassembly::ReassemblyConfig;
 use shadow_core::rollback::RollbackConfig;
 use std::fmt;
 use std::net::SocketAddr;
-use std::num::{NonZeroU16, NonZeroUsize};
+use std::num::{NonZeroU16, NonZeroU32, NonZeroUsize};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -44,6 +44,8 @@ pub struct Config {
     pub state: StateConfig,
     /// `[rollback]`; `None` outside a reverse-shadow run.
     pub rollback: Option<RollbackSettings>,
+    /// `[resources]`
+    pub resources: ResourcesConfig,
 }
 
 /// What to tap: the production model server.
@@ -530,4 +532,30 @@ impl fmt::Display for RollbackCommand {
         }
         Ok(())
     }
+}
+
+/// CPU and memory of the model servers and of shadowd (`[resources]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResourcesConfig {
+    /// Measure the model servers at all (shadowd's own usage is always measured).
+    pub enabled: bool,
+    /// Time between samples.
+    pub sample_interval: Duration,
+    /// Where the production server's usage is read.
+    pub production: ResourceTarget,
+    /// Where the shadow server's usage is read.
+    pub shadow: ResourceTarget,
+}
+
+/// Where one model server's CPU and memory are read.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum ResourceTarget {
+    /// The processes holding the socket that listens on the server's port (production: the
+    /// first capture port; the shadow: its URL's port, when the URL names this host).
+    #[default]
+    Discover,
+    /// This process (`*_pid`).
+    Pid(NonZeroU32),
+    /// This cgroup v2 directory (`*_cgroup`): `cpu.stat` and `memory.current`.
+    Cgroup(PathBuf),
 }

@@ -6,8 +6,11 @@
 //! judged; a value without samples is `null`), `GET /api/verdict` (the verdict alone) and
 //! `POST /api/labels` (ground truth as JSON lines `{"id": .., "label": ..}` or
 //! `{"id": .., "value": ..}`; answers what became of each line).
+//! `/api/summary` also has `resources`, the latest
+//! [`ResourceSnapshot`](crate::resources::ResourceSnapshot) of the model servers and shadowd.
 
 use crate::mirror::MirrorStatus;
+use crate::resources::ResourceHandle;
 use crate::shutdown::Shutdown;
 use crate::sinks::metrics::Metrics;
 use crate::sinks::verdict_metrics::VerdictMetrics;
@@ -58,6 +61,9 @@ pub struct AdminState {
     pub capturing: Arc<AtomicBool>,
     /// The latest verdict.
     pub verdict: Arc<LatestVerdict>,
+    /// CPU and memory of the model servers and shadowd (`/api/summary` `resources`: `null`
+    /// without a monitor).
+    pub resources: Option<ResourceHandle>,
 }
 
 impl AdminState {
@@ -70,7 +76,14 @@ impl AdminState {
             mirror,
             capturing: Arc::new(AtomicBool::new(true)),
             verdict: Arc::new(LatestVerdict::default()),
+            resources: None,
         }
+    }
+
+    /// Reports the resource monitor's latest sample in `/api/summary`.
+    pub fn with_resources(mut self, resources: ResourceHandle) -> Self {
+        self.resources = Some(resources);
+        self
     }
 }
 
@@ -182,6 +195,11 @@ async fn route(state: &AdminState, req: Request<Incoming>) -> Response<Full<Byte
                 obj.insert(
                     "measurements".into(),
                     serde_json::to_value(measurements).unwrap_or_default(),
+                );
+                let resources = state.resources.as_ref().map(ResourceHandle::latest);
+                obj.insert(
+                    "resources".into(),
+                    serde_json::to_value(resources).unwrap_or_default(),
                 );
             }
             respond(StatusCode::OK, "application/json", v.to_string())

@@ -4,6 +4,7 @@
 //! Each event has exactly one method here that both logs it (tracing) and bumps its metric, so
 //! that logs and metrics never disagree (vector's style). Metric names are listed in docs/architecture.md.
 
+use crate::resources::{self, Process, ProcessUsage, ResourceHandle};
 use crate::sinks::verdict_metrics::VerdictMetrics;
 use crate::telemetry::{
     BreakerCause, BreakerChange, BreakerState, ReplayLoad, RollbackDone, RollbackFired,
@@ -19,7 +20,8 @@ use shadow_core::vocabulary::{
     AgreementUnit, DecodeFailure, DiscrepancyKind, DropStage, ErrorClass, KernelPacketResult,
     MirrorResult, Model, OUTCOMES, Outcome, RollbackAction, RollbackResult, SkipReason,
 };
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 /// The smallest and largest latency bucket bounds, seconds: model servers on the same host
@@ -77,8 +79,11 @@ struct Inner {
     discrepancy_log_dropped: IntCounter,
     rollback_firings: IntCounterVec,
     rollback_suppressed: IntCounter,
-    /// Last CPU time read from /proc, to turn the absolute value into counter increments.
-    last_cpu: Mutex<f64>,
+    /// CPU seconds last reported per process, to turn the running totals into counter
+    /// increments.
+    last_cpu: Mutex<BTreeMap<Process, f64>>,
+    /// The model servers' usage (set once by [`Metrics::watch_resources`]).
+    resources: OnceLock<ResourceHandle>,
     /// Quality, label and verdict metrics.
     verdict: Arc<VerdictMetrics>,
 }
@@ -232,11 +237,17 @@ impl Metrics {
                 &["model", "reason"]
             )),
             cpu_seconds: reg!(prometheus::CounterVec::new(
-                opts("resource_cpu_seconds_total", "CPU time used, per process."),
+                opts(
+                    "resource_cpu_seconds_total",
+                    "CPU seconds (user + system) used during this run, per process: production and shadow from the first sample of each of their processes, shadowd since it started. Absent for a model server never found."
+                ),
                 &["process"]
             )),
             memory_bytes: reg!(GaugeVec::new(
-                opts("resource_memory_bytes", "Resident memory, per process."),
+                opts(
+                    "resource_memory_bytes",
+                    "Resident memory at the latest sample, per process (a cgroup's memory.current when one is configured). Absent while a model server is not found."
+                ),
                 &["process"]
             )),
             flows_active: reg!(IntGauge::with_opts(opts(
@@ -266,7 +277,8 @@ impl Metrics {
                 "rollback_suppressed_total",
                 "Verdicts with a failed rollback trigger that did not fire: within the cooldown of the last firing, or while its actions still ran."
             ))),
-            last_cpu: Mutex::new(0.0),
+            last_cpu: Mutex::new(BTreeMap::new()),
+            resources: OnceLock::new(),
             verdict: Arc::new(
                 VerdictMetrics::new(&registry).expect("verdict metric definitions are valid"),
             ),
@@ -368,25 +380,62 @@ impl Metrics {
 
     // ---- process resources ----
 
+    /// Exports the model servers' usage from `handle`'s latest sample at each render (without
+    /// it, only shadowd's is exported). The first handle given stays.
+    /// Exchanges seen on the wire (every outcome) and replays finished (every result) so far:
+    /// the requests each model server handled, for CPU per request.
+    pub fn requests_handled(&self) -> (u64, u64) {
+        let sum = |v: &IntCounterVec| -> u64 {
+            use prometheus::core::Collector;
+            v.collect()
+                .iter()
+                .flat_map(|family| family.get_metric())
+                .map(|m| m.get_counter().get_value() as u64)
+                .sum()
+        };
+        (sum(&self.inner.exchanges), sum(&self.inner.mirrored))
+    }
+
+    pub fn watch_resources(&self, handle: ResourceHandle) {
+        let _ = self.inner.resources.set(handle);
+    }
+
+    /// shadowd's usage read now, the model servers' from the latest sample.
     fn refresh_resources(&self) {
-        if let Some((cpu, rss)) = read_self_resources() {
-            let mut last = self
-                .inner
-                .last_cpu
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            if cpu > *last {
-                self.inner
-                    .cpu_seconds
-                    .with_label_values(&["shadowd"])
-                    .inc_by(cpu - *last);
-                *last = cpu;
-            }
-            self.inner
-                .memory_bytes
-                .with_label_values(&["shadowd"])
-                .set(rss);
+        let snapshot = self.inner.resources.get().map(ResourceHandle::latest);
+        let shadowd = resources::shadowd_usage();
+        for process in Process::ALL {
+            let usage = match process {
+                Process::Shadowd => shadowd.as_ref(),
+                model => snapshot.as_ref().and_then(|s| s.get(model)),
+            };
+            self.report_usage(process, usage);
         }
+    }
+
+    /// A process not found has no memory series (absent, not 0); its CPU counter, once it
+    /// exists, keeps its total (the run's CPU so far).
+    fn report_usage(&self, process: Process, usage: Option<&ProcessUsage>) {
+        let label = [process.as_str()];
+        let Some(usage) = usage else {
+            let _ = self.inner.memory_bytes.remove_label_values(&label);
+            return;
+        };
+        let counter = self.inner.cpu_seconds.with_label_values(&label);
+        let mut last = self
+            .inner
+            .last_cpu
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let reported = last.entry(process).or_insert(0.0);
+        if usage.cpu_seconds > *reported {
+            counter.inc_by(usage.cpu_seconds - *reported);
+            *reported = usage.cpu_seconds;
+        }
+        self.inner
+            .memory_bytes
+            .with_label_values(&label)
+            .set(usage.rss_bytes as f64);
     }
 }
 
@@ -601,22 +650,6 @@ impl Telemetry for Metrics {
     }
 }
 
-/// (CPU seconds user+system, resident bytes) of this process from `/proc/self`.
-fn read_self_resources() -> Option<(f64, f64)> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
-    let rest = stat.rsplit_once(')')?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
-    // SAFETY: sysconf has no memory-safety preconditions.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as f64;
-    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let rss_pages: f64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    Some(((utime + stime) / ticks.max(1.0), rss_pages * page))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -721,6 +754,63 @@ mod tests {
             assert!(text.contains(needle), "missing {needle} in\n{text}");
         }
         assert!(!text.contains("unit=\"request\""), "only the reported unit");
+    }
+
+    #[test]
+    fn model_server_resources_are_exported_while_found_and_absent_otherwise() {
+        use crate::resources::ResourceSnapshot;
+        let m = Metrics::new();
+        let text = m.render();
+        assert!(
+            text.contains("shadowtap_resource_cpu_seconds_total{process=\"shadowd\"}"),
+            "{text}"
+        );
+        assert!(!text.contains("process=\"production\""), "{text}");
+        let handle = ResourceHandle::default();
+        m.watch_resources(handle.clone());
+        let usage = |cpu_seconds: f64, rss_bytes: u64| ProcessUsage {
+            pids: vec![42],
+            cgroup: None,
+            cpu_seconds,
+            rss_bytes,
+        };
+        let snapshot = |production: Option<ProcessUsage>| ResourceSnapshot {
+            elapsed_seconds: 1.0,
+            production,
+            shadow: None,
+            shadowd: usage(0.0, 1),
+        };
+        handle.publish(snapshot(Some(usage(2.5, 1000))));
+        let text = m.render();
+        for needle in [
+            "shadowtap_resource_cpu_seconds_total{process=\"production\"} 2.5",
+            "shadowtap_resource_memory_bytes{process=\"production\"} 1000",
+        ] {
+            assert!(text.contains(needle), "missing {needle} in\n{text}");
+        }
+        assert!(
+            !text.contains("process=\"shadow\""),
+            "never found: absent\n{text}"
+        );
+        handle.publish(snapshot(Some(usage(4.0, 2000))));
+        let text = m.render();
+        for needle in [
+            "shadowtap_resource_cpu_seconds_total{process=\"production\"} 4",
+            "shadowtap_resource_memory_bytes{process=\"production\"} 2000",
+        ] {
+            assert!(text.contains(needle), "missing {needle} in\n{text}");
+        }
+        // Production is gone: no memory series; the CPU it used this run stays counted.
+        handle.publish(snapshot(None));
+        let text = m.render();
+        assert!(
+            text.contains("shadowtap_resource_cpu_seconds_total{process=\"production\"} 4"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("shadowtap_resource_memory_bytes{process=\"production\"}"),
+            "{text}"
+        );
     }
 
     #[test]
