@@ -1,16 +1,18 @@
 //! Talking to a running `shadowd run` through its admin address from inside its namespace:
-//! `GET` a path, read series of its Prometheus metrics (labels named by the
-//! [`shadow_core::vocabulary`] enums), and bounded waits on `/healthz` and `/metrics`.
+//! `GET` a path, `POST` ground truth to `/api/labels`, read series of its Prometheus metrics
+//! (labels named by the [`shadow_core::vocabulary`] enums), and bounded waits on `/healthz`,
+//! `/metrics` and `/api/summary`.
 
 use crate::netns::NetNs;
 use crate::shadowd::Daemon;
+use serde_json::Value;
 use shadow_core::vocabulary::{
     DiscrepancyKind, ErrorClass, MirrorResult, Model, Outcome, SkipReason,
 };
 use shadowtap_test_support::http;
 use shadowtap_test_support::prom::Metrics;
-use std::io;
-use std::net::SocketAddr;
+use std::io::{self, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 /// Bound on every wait of this module (not a timing assertion: on expiry the test fails with
@@ -23,6 +25,67 @@ const POLL: Duration = Duration::from_millis(100);
 /// status code and the body.
 pub fn get(ns: &NetNs, addr: SocketAddr, path: &str) -> io::Result<(u16, String)> {
     ns.run(|| http::get(addr, path))
+}
+
+/// `POST path` with a JSON-lines `body` on `addr` from inside `ns` (`Connection: close`,
+/// bounded reads); returns the status code and the body.
+pub fn post(ns: &NetNs, addr: SocketAddr, path: &str, body: &str) -> io::Result<(u16, String)> {
+    ns.run(|| {
+        let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        stream.set_write_timeout(Some(Duration::from_secs(10)))?;
+        write!(
+            stream,
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-ndjson\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )?;
+        let response = http::read_message(&mut stream, &mut Vec::new())?
+            .ok_or_else(|| io::Error::other(format!("POST {path}: no answer")))?;
+        let status = response
+            .status()
+            .ok_or_else(|| io::Error::other(format!("POST {path}: `{}`", response.start_line)))?;
+        Ok((status, String::from_utf8_lossy(&response.body).into_owned()))
+    })
+}
+
+/// `POST /api/labels` with JSON lines of ground truth; panics unless it answers 200, returns
+/// the report (`joined`, `unknown`, `late`, `duplicate`, `malformed`, `errors`).
+pub fn post_labels(ns: &NetNs, daemon: &Daemon, admin: SocketAddr, lines: &str) -> Value {
+    match post(ns, admin, "/api/labels", lines) {
+        Ok((200, body)) => serde_json::from_str(&body).expect("a JSON label report"),
+        other => panic!(
+            "POST /api/labels answered {other:?}\nshadowd output:\n{}",
+            daemon.output()
+        ),
+    }
+}
+
+/// Polls `/api/summary` (bounded) until `cond` holds on it; returns that summary.
+pub fn wait_summary(
+    ns: &NetNs,
+    daemon: &mut Daemon,
+    admin: SocketAddr,
+    what: &str,
+    cond: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + WAIT;
+    let mut last = Value::Null;
+    while Instant::now() < deadline {
+        assert_running(daemon);
+        if let Ok((200, text)) = get(ns, admin, "/api/summary") {
+            let summary: Value = serde_json::from_str(&text).expect("/api/summary is JSON");
+            if cond(&summary) {
+                return summary;
+            }
+            last = summary;
+        }
+        std::thread::sleep(POLL);
+    }
+    panic!(
+        "timed out waiting for {what}; last /api/summary:\n{last:#}\nshadowd output:\n{}",
+        daemon.output()
+    );
 }
 
 /// Value of one series in Prometheus text (`name{labels}` as rendered, labels in any order), 0

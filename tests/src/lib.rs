@@ -13,7 +13,11 @@
 //! - [`model`]: production and fake shadow model servers (KServe v2 JSON; the shadow disagrees
 //!   on a known subset, or hangs, or answers garbage) and a keep-alive / pipelined / chunked
 //!   client, for `shadowd run` tests.
-//! - [`admin`]: `/metrics` and `/healthz` of a running `shadowd run`, with bounded waits.
+//! - [`classifier`]: a classifier model server with a known accuracy (wrong on a fixed,
+//!   periodic subset of inputs), its client (each request with an `x-request-id`) and the
+//!   ground truth as label lines, for the decision tests.
+//! - [`admin`]: `/metrics`, `/healthz`, `/api/summary` and `POST /api/labels` of a running
+//!   `shadowd run`, with bounded waits.
 //!
 //! What is also needed outside this crate (by `xtask`, the daemon's and the demo's own tests)
 //! lives in `shadowtap-test-support` (`tests/support`): the HTTP/1.1 message reader both test
@@ -34,6 +38,7 @@
 
 pub mod admin;
 pub mod capture;
+pub mod classifier;
 pub mod http_peer;
 pub mod model;
 pub mod netns;

@@ -1,4 +1,5 @@
-//! Locating, spawning and reaping the `shadowd` binary.
+//! Locating, spawning and reaping the `shadowd` binary, and running its one-shot commands
+//! (`shadowd verdict`) to their end.
 //!
 //! `env!("CARGO_BIN_EXE_shadowd")` only exists inside the daemon's own package, and
 //! `cargo test -p shadowtap-tests` does not build other packages' binaries. So [`path`]:
@@ -112,14 +113,7 @@ impl Daemon {
             .stdout(log.as_file().try_clone()?)
             .stderr(log.as_file().try_clone()?);
         if let Some(ns) = netns {
-            let ns_file = ns.file()?;
-            // SAFETY: setns(2) is async-signal-safe; the fd was opened before fork.
-            unsafe {
-                cmd.pre_exec(move || {
-                    nix::sched::setns(&ns_file, nix::sched::CloneFlags::CLONE_NEWNET)
-                        .map_err(io::Error::from)
-                });
-            }
+            enter(&mut cmd, ns)?;
         }
         let child = cmd.spawn()?;
         Ok(Daemon {
@@ -167,6 +161,68 @@ impl Daemon {
     pub fn output(&self) -> String {
         std::fs::read_to_string(self.log.path()).unwrap_or_default()
     }
+}
+
+/// How a `shadowd` command that ran to its end finished.
+#[derive(Debug)]
+pub struct Finished {
+    /// Its exit code (`None` if a signal ended it).
+    pub code: Option<i32>,
+    /// What it printed on stdout.
+    pub stdout: String,
+    /// What it printed on stderr.
+    pub stderr: String,
+}
+
+/// Runs `shadowd <args>` (inside `netns` when given) to its end, bounded by `limit` (killed
+/// after it, which is an error); stdout and stderr are kept apart (in temporary files, so no
+/// pipe can fill up).
+pub fn run_to_end(netns: Option<&NetNs>, args: &[&str], limit: Duration) -> io::Result<Finished> {
+    let stdout = tempfile::Builder::new().suffix(".stdout").tempfile()?;
+    let stderr = tempfile::Builder::new().suffix(".stderr").tempfile()?;
+    let mut cmd = Command::new(path());
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(stdout.as_file().try_clone()?)
+        .stderr(stderr.as_file().try_clone()?);
+    if let Some(ns) = netns {
+        enter(&mut cmd, ns)?;
+    }
+    let mut child = cmd.spawn()?;
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(io::Error::other(format!(
+                "`shadowd {}` still running after {limit:?}; killed",
+                args.join(" ")
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let read = |f: &NamedTempFile| std::fs::read_to_string(f.path());
+    Ok(Finished {
+        code: status.code(),
+        stdout: read(&stdout)?,
+        stderr: read(&stderr)?,
+    })
+}
+
+/// Makes `cmd` join `ns`'s network namespace between fork and exec.
+fn enter(cmd: &mut Command, ns: &NetNs) -> io::Result<()> {
+    let ns_file = ns.file()?;
+    // SAFETY: setns(2) is async-signal-safe; the fd was opened before fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::sched::setns(&ns_file, nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(io::Error::from)
+        });
+    }
+    Ok(())
 }
 
 impl Drop for Daemon {
