@@ -231,6 +231,14 @@ impl DecisionLoop {
                 last_save = Instant::now();
             }
         }
+        // Requests still waiting for a label are not saved: they count as unlabeled now.
+        let dropped = self.mirror.drain_labels();
+        if dropped > 0 {
+            tracing::info!(
+                requests = dropped,
+                "stopping: requests still waiting for their label are counted as unlabeled"
+            );
+        }
         self.decide();
         self.save();
     }

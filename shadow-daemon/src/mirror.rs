@@ -185,6 +185,12 @@ impl MirrorStatus {
         self.evaluation.lock().expire(now);
     }
 
+    /// Every request still waiting for its label stops waiting (at stop), counted as expired;
+    /// returns how many.
+    pub fn drain_labels(&self) -> usize {
+        self.evaluation.lock().drain_pending()
+    }
+
     /// Applies a batch of label lines (JSON lines, see [`shadow_core::evaluation::truth`]).
     pub fn labels(&self, text: &str) -> LabelReport {
         let (lines, refused) = parse_label_lines(text);

@@ -585,3 +585,74 @@ fn state_survives_a_restart() {
     stop(&mut second);
     assert_eq!(judge(), (Some((n + m) as f64), Some((n + m) as f64)));
 }
+
+/// A reverse-shadow run after a bad promotion: production now serves the new model (right on
+/// 80 %), the shadow is the old one (right on 95 %). Judged with the roles swapped back, the
+/// new model is 0.15 less accurate than the old (interval entirely below −0.02, the
+/// arithmetic of [`CRITERIA`] with the models exchanged), so the `accuracy_margin` trigger fails
+/// on every verdict, once a second. With a one-hour cooldown the command (`/usr/bin/tee -a`,
+/// run without a shell, the firing JSON on stdin) runs exactly once; the later failing
+/// verdicts are counted as suppressed.
+#[test]
+fn a_rollback_trigger_fires_its_action_once_per_cooldown() {
+    if !require_root("a_rollback_trigger_fires_its_action_once_per_cooldown") {
+        return;
+    }
+    let s = Setup::new("rollback", Classifier::RIGHT_95);
+    let criteria = s.file("criteria.toml", CRITERIA);
+    let fired = s.dir.path().join("fired.jsonl");
+    let config = s.file(
+        "reverse.toml",
+        &format!(
+            "[rollback]\ntriggers = [\"accuracy_margin\"]\ncooldown = \"1h\"\ndry_run = false\n\
+             command = [\"/usr/bin/tee\", \"-a\", \"{}\"]\n",
+            arg(&fired)
+        ),
+    );
+    let mut daemon = s.daemon(
+        ADMIN,
+        &["--config", arg(&config), "--criteria", arg(&criteria)],
+    );
+    s.traffic(&mut daemon, ADMIN, 0..200, 200);
+    let report = admin::post_labels(&s.ns, &daemon, ADMIN, &label_lines(0..200));
+    assert_eq!(report["joined"], 200, "{report}");
+    let firings = |text: &str| {
+        labelled(
+            text,
+            "shadowtap_rollback_firings_total",
+            &[("action", "command"), ("result", "ok")],
+        )
+    };
+    admin::wait_metrics(&s.ns, &mut daemon, ADMIN, "the rollback command", |t| {
+        firings(t) == 1.0
+    });
+    // Three more failing verdicts (one a second) are held back by the cooldown.
+    let text = admin::wait_metrics(&s.ns, &mut daemon, ADMIN, "suppressed firings", |t| {
+        metric(t, "shadowtap_rollback_suppressed_total") >= 3.0
+    });
+    assert_eq!(firings(&text), 1.0, "one firing per cooldown:\n{text}");
+    assert_eq!(
+        labelled(&text, "shadowtap_verdict", &[("decision", "REJECT")]),
+        1.0,
+        "the promotion no longer holds:\n{text}"
+    );
+    let written = std::fs::read_to_string(&fired).expect("the command wrote its stdin");
+    assert_eq!(
+        written.matches("shadowtap.rollback").count(),
+        1,
+        "exactly one firing reached the command: {written}"
+    );
+    let firing: Value = serde_json::from_str(written.trim()).expect("the firing is JSON");
+    assert_eq!(firing["decision"], "REJECT", "{firing}");
+    assert_eq!(
+        firing["failed"][0]["criterion"], "accuracy_margin",
+        "{firing}"
+    );
+    assert!(
+        firing["failed"][0]["measured"]
+            .as_f64()
+            .is_some_and(|d| (d + 0.15).abs() < 1e-9),
+        "new − old accuracy is (160 − 190) / 200 = −0.15: {firing}"
+    );
+    stop(&mut daemon);
+}

@@ -315,6 +315,12 @@ impl Evaluation {
         self.join.expire(now);
     }
 
+    /// Every request still waiting for its label stops waiting (at stop: they are not part of
+    /// the saved state), counted as expired; returns how many.
+    pub fn drain_pending(&mut self) -> usize {
+        self.join.drain().len()
+    }
+
     fn score(&mut self, p: &Pending, truth: &Truth) {
         self.overall.record_truth(truth, &p.production, &p.shadow);
         self.by_path

@@ -184,8 +184,15 @@ async fn route(state: &AdminState, req: Request<Incoming>) -> Response<Full<Byte
                     "noise".into(),
                     serde_json::to_value(state.mirror.noise()).unwrap_or_default(),
                 );
+                // Measured now (a verdict judged a moment ago may predate the latest labels);
+                // the resource usage is the decision loop's.
                 let (verdict, measurements) = match state.verdict.get() {
-                    Some((v, m)) => (Some(v), Some(m)),
+                    Some((v, last)) => {
+                        let mut now = state.mirror.measurements();
+                        now.cpu_seconds_per_request = last.cpu_seconds_per_request;
+                        now.rss_bytes = last.rss_bytes;
+                        (Some(v), Some(now))
+                    }
                     None => (None, None),
                 };
                 obj.insert(
