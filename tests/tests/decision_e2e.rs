@@ -235,7 +235,11 @@ fn shadow_better_is_promoted_and_exported() {
     );
     assert_eq!(summary["labels"]["waiting"], 0, "every request labeled");
 
-    // The daemon's own verdict and its metrics.
+    // The daemon's own verdict (judged once a second, so it may trail the labels by one round)
+    // and its metrics.
+    admin::wait_summary(&s.ns, &mut daemon, ADMIN, "the daemon's verdict", |v| {
+        v["verdict"]["decision"] == "PROMOTE"
+    });
     let (status, api) = admin::get(&s.ns, ADMIN, "/api/verdict").unwrap();
     assert_eq!(status, 200, "{api}");
     let api: Value = serde_json::from_str(&api).unwrap();
