@@ -5,6 +5,9 @@
 //! `cargo bench -p shadow-core --bench stats`
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use shadow_core::compare::{Comparison, DiscrepancyKind, Prediction, Side};
+use shadow_core::evaluation::{Evaluation, EvaluationLimits, KeyRules, RequestKeys, Truth};
+use shadow_core::http::{Header, HttpRequest};
 use shadow_core::labels::{JoinLimits, LabelJoin};
 use shadow_core::stats::classification::ConfusionMatrix;
 use shadow_core::stats::mcnemar::mcnemar;
@@ -129,6 +132,103 @@ fn per_comparison(c: &mut Criterion) {
     g.finish();
 }
 
+/// A comparison as the comparer makes it for comparison `i` (one row, a label and a score).
+fn compared(i: usize) -> Comparison {
+    let (_, p, s, ps, ss) = comparison(i);
+    let side = |label: &str, score: f64| Side {
+        status: Some(200),
+        latency_ns: Some(1_000_000 + (i as u64 % 1000) * 1000),
+        prediction: Some(Prediction {
+            values: serde_json::json!([label]),
+            labels: vec![label.to_owned()],
+            scores: vec![score],
+        }),
+        ..Side::default()
+    };
+    Comparison {
+        production: side(p, ps),
+        shadow: side(s, ss),
+        body_equal: Some(p == s),
+        agreement: Some(p == s),
+        diffs: Vec::new(),
+        discrepancies: if p == s {
+            vec![]
+        } else {
+            vec![DiscrepancyKind::Label]
+        },
+    }
+}
+
+/// The daemon's whole per-comparison cost in the evaluation, as deployed: all traffic, the
+/// request's path segment and its field segment (three scoreboards), plus the label join;
+/// against the same without ground truth or a field segment.
+fn per_request(c: &mut Criterion) {
+    let mut g = c.benchmark_group("per_request");
+    let comparisons: Vec<Comparison> = (0..1000).map(compared).collect();
+    let ids: Vec<String> = (0..1_000_000).map(|k| format!("req-{k:08}")).collect();
+    let truths: Vec<Truth> = (0..1000)
+        .map(|i| Truth {
+            labels: vec![comparison(i).0.to_owned()],
+            values: Vec::new(),
+        })
+        .collect();
+    let paths = ["/v2/models/a/infer", "/v2/models/b/infer"];
+    let regions = ["eu", "us", "ap", "sa"];
+    let mut plain = Evaluation::new(KeyRules::default(), EvaluationLimits::default());
+    let mut i = 0usize;
+    g.bench_function("evaluation_record_no_labels", |b| {
+        b.iter(|| {
+            i = (i + 1) % 1000;
+            let keys = RequestKeys {
+                id: None,
+                path: paths[i % 2].to_owned(),
+                field: None,
+            };
+            plain.record(black_box(&comparisons[i]), &keys, Duration::ZERO);
+        })
+    });
+    let rules = KeyRules {
+        id_header: Some("x-request-id".into()),
+        segment_pointer: Some("/region".into()),
+        ..KeyRules::default()
+    };
+    let mut full = Evaluation::new(rules.clone(), EvaluationLimits::default());
+    let mut k = 0usize;
+    g.bench_function("evaluation_record_and_label_with_field_segment", |b| {
+        b.iter(|| {
+            k = (k + 1) % ids.len();
+            let i = k % 1000;
+            let keys = RequestKeys {
+                id: Some(ids[k].clone()),
+                path: paths[i % 2].to_owned(),
+                field: Some(regions[i % 4].to_owned()),
+            };
+            let now = Duration::from_millis(k as u64);
+            full.record(black_box(&comparisons[i]), &keys, now);
+            black_box(full.label(&ids[k], truths[i].clone(), now));
+        })
+    });
+    let request = HttpRequest {
+        method: "POST".into(),
+        target: "/v2/models/a/infer".into(),
+        version: 1,
+        headers: vec![Header {
+            name: "X-Request-Id".into(),
+            value: bytes::Bytes::from_static(b"req-00000042"),
+        }],
+        body: bytes::Bytes::from_static(
+            br#"{"region": "eu", "inputs": [{"name": "x", "datatype": "FP64", "shape": [1, 11], "data": [7.4, 0.7, 0, 1.9, 0.076, 11, 34, 0.9978, 3.51, 0.56, 9.4]}]}"#,
+        ),
+    };
+    g.bench_function("request_keys_header_id_and_field_pointer", |b| {
+        b.iter(|| black_box(rules.keys(black_box(&request))))
+    });
+    g.bench_function("summary_with_segments", |b| {
+        b.iter(|| black_box(full.summary()))
+    });
+    g.finish();
+}
+
 fn per_snapshot(c: &mut Criterion) {
     let mut g = c.benchmark_group("per_snapshot");
     let mut all = AllStats {
@@ -157,6 +257,6 @@ fn per_snapshot(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
-    targets = per_comparison, per_snapshot
+    targets = per_comparison, per_request, per_snapshot
 }
 criterion_main!(benches);
