@@ -209,6 +209,7 @@ fn per_request(c: &mut Criterion) {
         })
     });
     let request = HttpRequest {
+        trailers: Vec::new(),
         method: "POST".into(),
         target: "/v2/models/a/infer".into(),
         version: 1,

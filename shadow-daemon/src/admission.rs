@@ -37,6 +37,8 @@ use token_bucket::TokenBucket;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Job {
     pub flow: FlowKey,
+    /// HTTP/1.x, an HTTP/2 stream or a gRPC call: how it is replayed and labelled.
+    pub protocol: shadow_core::http::Protocol,
     pub request: HttpRequest,
     pub prod_response: HttpResponse,
     pub timing: ExchangeTiming,
@@ -59,6 +61,7 @@ impl TryFrom<Exchange> for Job {
     fn try_from(exchange: Exchange) -> Result<Job, NotReplayable> {
         let Exchange {
             flow,
+            protocol,
             request,
             prod_response,
             timing,
@@ -69,6 +72,7 @@ impl TryFrom<Exchange> for Job {
         }
         Ok(Job {
             flow,
+            protocol,
             request: request.ok_or(NotReplayable::Missing("request"))?,
             prod_response: prod_response.ok_or(NotReplayable::Missing("production response"))?,
             timing,
@@ -218,11 +222,13 @@ pub(crate) mod tests {
     /// A complete exchange for tests.
     pub(crate) fn exchange(method: &str, target: &str, body: &str) -> Exchange {
         Exchange {
+            protocol: shadow_core::http::Protocol::Http1,
             flow: FlowKey {
                 client: "127.0.0.1:40000".parse().unwrap(),
                 server: "127.0.0.1:8080".parse().unwrap(),
             },
             request: Some(HttpRequest {
+                trailers: Vec::new(),
                 method: method.into(),
                 target: target.into(),
                 version: 1,
@@ -233,6 +239,7 @@ pub(crate) mod tests {
                 body: Bytes::from(body.to_string()),
             }),
             prod_response: Some(HttpResponse {
+                trailers: Vec::new(),
                 status: 200,
                 version: 1,
                 headers: Vec::new(),

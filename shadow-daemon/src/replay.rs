@@ -348,6 +348,7 @@ mod tests {
 
     fn req(headers: &[(&str, &str)], body: &str) -> HttpRequest {
         HttpRequest {
+            trailers: Vec::new(),
             method: "POST".into(),
             target: "/v2/models/m/infer?x=1".into(),
             version: 1,

@@ -284,11 +284,13 @@ fn header(name: &str, value: &str) -> Header {
 fn exchange(id: u64, method: &str, outcome: Outcome) -> Exchange {
     let body = request_body(id);
     Exchange {
+        protocol: shadow_core::http::Protocol::Http1,
         flow: FlowKey {
             client: SocketAddr::from(([127, 0, 0, 1], 40_000 + id as u16)),
             server: SocketAddr::from(([127, 0, 0, 1], 8080)),
         },
         request: Some(HttpRequest {
+            trailers: Vec::new(),
             method: method.into(),
             target: "/v2/models/m/infer".into(),
             version: 1,
@@ -303,6 +305,7 @@ fn exchange(id: u64, method: &str, outcome: Outcome) -> Exchange {
             body: Bytes::from(body),
         }),
         prod_response: Some(HttpResponse {
+            trailers: Vec::new(),
             status: 200,
             version: 1,
             headers: vec![header("Content-Type", "application/json")],

@@ -191,11 +191,13 @@ async fn exchange(production: SocketAddr, id: u64) -> Exchange {
     assert_eq!(answer.status(), 200);
     let answer = answer.into_body().collect().await.unwrap().to_bytes();
     Exchange {
+        protocol: shadow_core::http::Protocol::Http1,
         flow: FlowKey {
             client: SocketAddr::from(([127, 0, 0, 1], 40_000 + id as u16)),
             server: SocketAddr::from(([127, 0, 0, 1], 8080)),
         },
         request: Some(HttpRequest {
+            trailers: Vec::new(),
             method: "POST".into(),
             target: TARGET.into(),
             version: 1,
@@ -207,6 +209,7 @@ async fn exchange(production: SocketAddr, id: u64) -> Exchange {
             body: Bytes::from(body),
         }),
         prod_response: Some(HttpResponse {
+            trailers: Vec::new(),
             status: 200,
             version: 1,
             headers: vec![header("Content-Type", "application/json")],

@@ -313,6 +313,7 @@ mod tests {
 
     fn response(status: u16, body: Value) -> HttpResponse {
         HttpResponse {
+            trailers: Vec::new(),
             status,
             version: 1,
             headers: Vec::new(),
@@ -430,6 +431,7 @@ mod tests {
     #[test]
     fn non_json_bodies_compare_exactly() {
         let prod = HttpResponse {
+            trailers: Vec::new(),
             status: 200,
             version: 1,
             headers: Vec::new(),
@@ -461,6 +463,7 @@ mod tests {
     fn bodies_are_compared_decoded_whatever_their_coding() {
         let plain = probs("a", [0.1, 0.2, 0.7]).to_string();
         let prod = HttpResponse {
+            trailers: Vec::new(),
             headers: coded("gzip"),
             body: gzip(plain.as_bytes()),
             ..response(200, Value::Null)
@@ -496,6 +499,7 @@ mod tests {
     fn an_undecodable_body_is_not_compared_and_says_why() {
         let plain = probs("a", [0.1, 0.2, 0.7]).to_string();
         let prod = HttpResponse {
+            trailers: Vec::new(),
             headers: coded("gzip"),
             body: gzip(plain.as_bytes()),
             ..response(200, Value::Null)

@@ -101,6 +101,7 @@ mod tests {
 
     fn request(target: &str, headers: &[(&str, &str)], body: &str) -> HttpRequest {
         HttpRequest {
+            trailers: Vec::new(),
             method: "POST".into(),
             target: target.into(),
             version: 1,

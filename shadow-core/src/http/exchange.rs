@@ -14,32 +14,38 @@ pub struct Header {
     pub value: Bytes,
 }
 
-/// A parsed HTTP/1.x request.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A parsed request (HTTP/1.x, or one HTTP/2 stream's).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct HttpRequest {
     /// Method as sent (`GET`, `POST`, ...).
     pub method: String,
     /// Request target exactly as sent (origin form, e.g. `/v2/models/m/infer?x=1`).
     pub target: String,
-    /// Minor version: 1 for HTTP/1.1, 0 for HTTP/1.0.
+    /// Minor version: 1 for HTTP/1.1, 0 for HTTP/1.0 (HTTP/2: see [`Exchange::protocol`]).
     pub version: u8,
-    /// Header fields in the order sent.
+    /// Header fields in the order sent (HTTP/2: without the pseudo-headers, which are in
+    /// `method` and `target`).
     pub headers: Vec<Header>,
     /// Decoded body (chunked framing removed).
     pub body: Bytes,
+    /// Trailer fields (chunked trailers, HTTP/2 trailing HEADERS), in the order sent.
+    pub trailers: Vec<Header>,
 }
 
-/// A parsed HTTP/1.x response (final, never 1xx).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A parsed response (final, never 1xx; HTTP/1.x, or one HTTP/2 stream's).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct HttpResponse {
     /// Status code (never 1xx).
     pub status: u16,
     /// Minor version: 1 for HTTP/1.1, 0 for HTTP/1.0.
     pub version: u8,
-    /// Header fields in the order sent.
+    /// Header fields in the order sent (HTTP/2: without `:status`).
     pub headers: Vec<Header>,
     /// Decoded body (chunked framing removed).
     pub body: Bytes,
+    /// Trailer fields (chunked trailers, HTTP/2 trailing HEADERS: gRPC's `grpc-status`), in the
+    /// order sent.
+    pub trailers: Vec<Header>,
 }
 
 /// Wire timestamps, ns since the Unix epoch.
@@ -96,11 +102,40 @@ impl Outcome {
     }
 }
 
+/// The protocol an exchange was carried in (the `protocol` label of metrics and logs).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    /// HTTP/1.0 or HTTP/1.1.
+    #[default]
+    Http1,
+    /// One stream of an HTTP/2 connection (cleartext: prior knowledge or `Upgrade: h2c`).
+    H2,
+    /// A gRPC call: an HTTP/2 stream with `content-type: application/grpc*`.
+    Grpc,
+}
+
+impl Protocol {
+    /// Every protocol, in label order.
+    pub const ALL: [Protocol; 3] = [Protocol::Http1, Protocol::H2, Protocol::Grpc];
+
+    /// Stable label for metrics and logs: `http1`, `h2`, `grpc`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Http1 => "http1",
+            Protocol::H2 => "h2",
+            Protocol::Grpc => "grpc",
+        }
+    }
+}
+
 /// One request/response pair from a tapped connection.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Exchange {
     /// The connection it was seen on.
     pub flow: FlowKey,
+    /// HTTP/1.x, an HTTP/2 stream, or a gRPC call.
+    pub protocol: Protocol,
     /// The request; `None` only for `Unparsable`/`Gap` exchanges whose request head was lost.
     pub request: Option<HttpRequest>,
     /// The production server's final response, if one was paired with the request.

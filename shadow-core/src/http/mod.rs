@@ -21,7 +21,9 @@ mod stats;
 pub use assembler::{ExchangeAssembler, exchanges_from_segments};
 pub use config::HttpConfig;
 pub use connection::ConnectionParser;
-pub use exchange::{Exchange, ExchangeTiming, Header, HttpRequest, HttpResponse, Outcome};
+pub use exchange::{
+    Exchange, ExchangeTiming, Header, HttpRequest, HttpResponse, Outcome, Protocol,
+};
 pub use stats::{HttpStats, Refusal};
 
 #[cfg(test)]

@@ -658,6 +658,7 @@ fn preset_ignores_join_the_configured_ones_unless_turned_off() {
     // Two answers that differ in every ignored field agree.
     let answer = |id: &str, name: &str, trace: u32| {
         shadow_core::http::HttpResponse {
+            trailers: Vec::new(),
             status: 200,
             version: 1,
             headers: Vec::new(),

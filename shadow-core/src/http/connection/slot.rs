@@ -201,6 +201,7 @@ impl Slot {
                 ..
             } => {
                 let request = HttpRequest {
+                    trailers: Vec::new(),
                     method: head.method,
                     target: head.target,
                     version: head.version,
@@ -216,6 +217,7 @@ impl Slot {
                     ResponseState::Received(head, body) => Some((head, body)),
                 };
                 let response = response.map(|(head, body)| HttpResponse {
+                    trailers: Vec::new(),
                     status: head.status,
                     version: head.version,
                     headers: head.headers,
@@ -225,6 +227,7 @@ impl Slot {
             }
         };
         Exchange {
+            protocol: crate::http::Protocol::Http1,
             flow,
             request,
             prod_response,
