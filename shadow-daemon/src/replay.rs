@@ -261,6 +261,7 @@ impl ShadowClient {
                 status,
                 headers,
                 body,
+                trailers: Vec::new(),
                 latency_ns,
             },
             Ok(Err((class, message))) => ShadowAnswer::Failed {

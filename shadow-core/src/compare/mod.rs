@@ -35,6 +35,8 @@ pub enum ShadowAnswer {
         headers: Vec<Header>,
         /// Its body as received: chunked framing removed, content coding kept.
         body: Bytes,
+        /// Its trailer fields (HTTP/2 trailing HEADERS: gRPC's `grpc-status`), empty if none.
+        trailers: Vec<Header>,
         /// From sending the request to the end of the response.
         latency_ns: u64,
     },
@@ -223,6 +225,7 @@ impl Comparer {
                 headers,
                 body,
                 latency_ns,
+                ..
             } => (
                 *status,
                 decoded(headers, body, self.limits.shadow),
@@ -323,6 +326,7 @@ mod tests {
 
     fn answer(status: u16, body: Value) -> ShadowAnswer {
         ShadowAnswer::Response {
+            trailers: Vec::new(),
             status,
             headers: Vec::new(),
             body: Bytes::from(body.to_string()),
@@ -418,6 +422,7 @@ mod tests {
         assert!(c.discrepancies.is_empty());
         assert!(!c.shadow_answered());
         let garbage = ShadowAnswer::Response {
+            trailers: Vec::new(),
             status: 200,
             headers: Vec::new(),
             body: Bytes::from_static(b"\x00not json"),
@@ -438,6 +443,7 @@ mod tests {
             body: Bytes::from_static(b"hello"),
         };
         let same = ShadowAnswer::Response {
+            trailers: Vec::new(),
             status: 200,
             headers: Vec::new(),
             body: Bytes::from_static(b"hello"),
@@ -448,6 +454,7 @@ mod tests {
         assert!(c.discrepancies.is_empty());
         assert_eq!(c.agreement, None);
         let other = ShadowAnswer::Response {
+            trailers: Vec::new(),
             status: 200,
             headers: Vec::new(),
             body: Bytes::from_static(b"world"),
@@ -471,6 +478,7 @@ mod tests {
         for shadow in [
             answer(200, probs("a", [0.1, 0.2, 0.7])),
             ShadowAnswer::Response {
+                trailers: Vec::new(),
                 status: 200,
                 headers: coded("zstd"),
                 body: zstd(plain.as_bytes()),
@@ -486,6 +494,7 @@ mod tests {
         }
         // Decoded, a real difference is still one.
         let other = ShadowAnswer::Response {
+            trailers: Vec::new(),
             status: 200,
             headers: coded("gzip"),
             body: gzip(probs("a", [0.8, 0.1, 0.1]).to_string().as_bytes()),
@@ -518,6 +527,7 @@ mod tests {
         // The shadow's gzip is cut short: corrupt; a status difference is still reported.
         let cut = gzip(plain.as_bytes()).slice(..20);
         let shadow = ShadowAnswer::Response {
+            trailers: Vec::new(),
             status: 500,
             headers: coded("gzip"),
             body: cut,
@@ -533,6 +543,7 @@ mod tests {
         assert!(line["production"].get("decode_error").is_none());
         // An unknown coding.
         let shadow = ShadowAnswer::Response {
+            trailers: Vec::new(),
             status: 200,
             headers: coded("compress"),
             body: Bytes::from_static(b"x"),

@@ -280,6 +280,7 @@ mod tests {
     fn what_counts_as_a_failure() {
         use shadow_core::compare::ErrorClass;
         let ok = |status, ms: u64| ShadowAnswer::Response {
+            trailers: Vec::new(),
             status,
             headers: Vec::new(),
             body: bytes::Bytes::new(),

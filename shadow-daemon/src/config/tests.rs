@@ -671,6 +671,7 @@ fn preset_ignores_join_the_configured_ones_unless_turned_off() {
     };
     let shadow =
         |r: shadow_core::http::HttpResponse| shadow_core::compare::ShadowAnswer::Response {
+            trailers: Vec::new(),
             status: r.status,
             headers: r.headers,
             body: r.body,

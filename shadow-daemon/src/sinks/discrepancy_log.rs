@@ -565,6 +565,7 @@ mod tests {
             &ex.prod_response,
             Some(1_000_000),
             &ShadowAnswer::Response {
+                trailers: Vec::new(),
                 status: 500,
                 headers: Vec::new(),
                 body: Bytes::from_static(b"oops"),
