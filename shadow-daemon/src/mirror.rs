@@ -779,8 +779,9 @@ mod tests {
         assert_eq!(seen, replayed + skipped, "{:?}", recorder.events());
     }
 
-    /// A server on 127.0.0.1 answering every request with `200` and `body` (then closing).
-    async fn answering(body: &'static str) -> std::net::SocketAddr {
+    /// A server on 127.0.0.1 answering every request with `status` (e.g. `200 OK`) and `body`
+    /// (then closing).
+    async fn answering_with(status: &'static str, body: &'static str) -> std::net::SocketAddr {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move {
@@ -795,7 +796,7 @@ mod tests {
                         }
                     }
                     let answer = format!(
-                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        "HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
                         body.len()
                     );
                     let _ = stream.write_all(answer.as_bytes()).await;
@@ -803,6 +804,11 @@ mod tests {
             }
         });
         addr
+    }
+
+    /// A server on 127.0.0.1 answering every request with `200` and `body`.
+    async fn answering(body: &'static str) -> std::net::SocketAddr {
+        answering_with("200 OK", body).await
     }
 
     /// Runs a mirror replaying `n` exchanges (production answered `{}`) to `shadow` and
@@ -916,26 +922,7 @@ mod tests {
 
     /// A shadow on 127.0.0.1 answering every request with an empty 503.
     async fn unavailable_shadow() -> std::net::SocketAddr {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            while let Ok((mut stream, _)) = listener.accept().await {
-                tokio::spawn(async move {
-                    let mut head = Vec::new();
-                    let mut buf = [0u8; 1024];
-                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match stream.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => head.extend_from_slice(&buf[..n]),
-                        }
-                    }
-                    let _ = stream
-                        .write_all(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
-                        .await;
-                });
-            }
-        });
-        addr
+        answering_with("503 Service Unavailable", "").await
     }
 
     #[tokio::test]

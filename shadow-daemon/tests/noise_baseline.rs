@@ -25,101 +25,21 @@ use shadow_daemon::sinks::admin::{AdminState, bind_admin, serve_admin};
 use shadow_daemon::sinks::discrepancy_log::DiscrepancyLog;
 use shadow_daemon::sinks::metrics::Metrics;
 use shadow_daemon::telemetry::Telemetry;
+use shadowtap_test_support::noise_script::{
+    Role, answer, jitters, request_body, shadow_flips_label, shadow_moves_score,
+};
 use shadowtap_test_support::prom;
 use std::collections::{BTreeMap, BTreeSet};
 use std::convert::Infallible;
-use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 /// Requests replayed.
 const N: u64 = 30;
-
-// ---------- the script ----------
-
-/// Which model server.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Role {
-    Production,
-    Baseline,
-    Shadow,
-}
-
-/// The class production (and its twin) predicts for request `id`.
-fn class(id: u64) -> usize {
-    (id % 3) as usize
-}
-
-/// Requests where the shadow predicts another class: a label disagreement.
-fn shadow_flips_label(id: u64) -> bool {
-    id % 5 == 4
-}
-
-/// Requests where the shadow moves a score beyond tolerance, keeping the label.
-fn shadow_moves_score(id: u64) -> bool {
-    id % 5 == 2
-}
-
-/// Whether `role` jitters `/meta/jitter` on request `id` ("sometimes", on a fixed subset, so
-/// the expected counts are known; the jitter itself is random).
-fn jitters(role: Role, id: u64) -> bool {
-    match role {
-        Role::Production => id % 4 == 1,
-        Role::Baseline => id.is_multiple_of(2),
-        Role::Shadow => id.is_multiple_of(3),
-    }
-}
-
-/// A random 64-bit number (std's randomly seeded hasher over a counter).
-fn random() -> u64 {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(NEXT.fetch_add(1, Ordering::Relaxed));
-    h.finish()
-}
-
-/// The answer of `role` to request `id`: KServe v2 scores, a random `request_id`, the time,
-/// and `/meta/jitter`.
-fn answer(role: Role, id: u64) -> Value {
-    let mut scores = [0.1, 0.1, 0.1];
-    scores[class(id)] = 0.8;
-    if role == Role::Shadow && shadow_flips_label(id) {
-        scores = [0.1, 0.1, 0.1];
-        scores[(class(id) + 1) % 3] = 0.8;
-    }
-    if role == Role::Shadow && shadow_moves_score(id) {
-        scores[(class(id) + 1) % 3] += 0.05;
-    }
-    let jitter = if jitters(role, id) {
-        // 1e-3 .. 2e-3: well beyond the default tolerance of 1e-6.
-        0.5 + 1e-3 * (1.0 + (random() % 1000) as f64 / 1000.0)
-    } else {
-        0.5
-    };
-    // As text: as a number, a nanosecond clock is equal within the relative tolerance.
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
-    let timestamp = format!("{}.{:09}", now.as_secs(), now.subsec_nanos());
-    json!({
-        "model_name": "m",
-        "id": id.to_string(),
-        "request_id": format!("{:016x}", random()),
-        "timestamp": timestamp,
-        "meta": {"jitter": jitter},
-        "outputs": [{"name": "probabilities", "shape": [1, 3], "datatype": "FP64",
-                     "data": scores}]
-    })
-}
-
-fn request_body(id: u64) -> String {
-    json!({"id": id.to_string(),
-           "inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP64", "data": [id as f64, 1.0, 2.0]}]})
-    .to_string()
-}
 
 // ---------- the model servers ----------
 

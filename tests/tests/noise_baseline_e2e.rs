@@ -17,17 +17,19 @@ use serde_json::{Value, json};
 use shadow_core::vocabulary::{DiscrepancyKind, MirrorResult, Outcome};
 use shadowtap_test_support::accept::spawn_accept_loop;
 use shadowtap_test_support::http::{Message, read_message};
+use shadowtap_test_support::noise_script::{
+    Role, answer, jitters, request_body, scores, shadow_flips_label, shadow_moves_score,
+};
 use shadowtap_tests::admin::{self, accounted, discrepancies, exchanges, labelled, mirrored};
 use shadowtap_tests::netns::NetNs;
 use shadowtap_tests::require_root;
 use std::collections::{BTreeMap, BTreeSet};
-use std::hash::{BuildHasher, Hasher};
 use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 const PROD: SocketAddr = local(8080);
 const SHADOW: SocketAddr = local(8081);
@@ -39,94 +41,6 @@ const TARGET: &str = "/v2/models/m/infer";
 
 const fn local(port: u16) -> SocketAddr {
     SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)
-}
-
-// ---------- the script ----------
-
-/// Which model server.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Role {
-    Production,
-    Baseline,
-    Shadow,
-}
-
-/// The class production (and its twin) predicts for request `id`.
-fn class(id: u64) -> usize {
-    (id % 3) as usize
-}
-
-/// Requests where the shadow predicts another class: a label disagreement.
-fn shadow_flips_label(id: u64) -> bool {
-    id % 5 == 4
-}
-
-/// Requests where the shadow moves a score beyond tolerance, keeping the label.
-fn shadow_moves_score(id: u64) -> bool {
-    id % 5 == 2
-}
-
-/// Whether `role` jitters `/meta/jitter` on request `id` (a fixed subset, so the expected
-/// counts are known; the jitter itself is random).
-fn jitters(role: Role, id: u64) -> bool {
-    match role {
-        Role::Production => id % 4 == 1,
-        Role::Baseline => id.is_multiple_of(2),
-        Role::Shadow => id.is_multiple_of(3),
-    }
-}
-
-/// A random 64-bit number (std's randomly seeded hasher over a counter).
-fn random() -> u64 {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(NEXT.fetch_add(1, Ordering::Relaxed));
-    h.finish()
-}
-
-/// Production's scores for request `id` (the label is their argmax).
-fn scores(role: Role, id: u64) -> [f64; 3] {
-    let mut scores = [0.1, 0.1, 0.1];
-    let winner = if role == Role::Shadow && shadow_flips_label(id) {
-        (class(id) + 1) % 3
-    } else {
-        class(id)
-    };
-    scores[winner] = 0.8;
-    if role == Role::Shadow && shadow_moves_score(id) {
-        scores[(class(id) + 1) % 3] += 0.05;
-    }
-    scores
-}
-
-/// The answer of `role` to request `id`: scores, a random `request_id`, the time (text), and
-/// `/meta/jitter`.
-fn answer(role: Role, id: u64) -> Value {
-    let jitter = if jitters(role, id) {
-        // 1e-3 .. 2e-3: well beyond the default tolerance of 1e-6.
-        0.5 + 1e-3 * (1.0 + (random() % 1000) as f64 / 1000.0)
-    } else {
-        0.5
-    };
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970");
-    json!({
-        "model_name": "m",
-        "id": id.to_string(),
-        "request_id": format!("{:016x}", random()),
-        "timestamp": format!("{}.{:09}", now.as_secs(), now.subsec_nanos()),
-        "meta": {"jitter": jitter},
-        "outputs": [{"name": "probabilities", "shape": [1, 3], "datatype": "FP64",
-                     "data": scores(role, id)}]
-    })
-}
-
-fn request_body(id: u64) -> Vec<u8> {
-    json!({"id": id.to_string(),
-           "inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP64", "data": [id as f64, 1.0, 2.0]}]})
-    .to_string()
-    .into_bytes()
 }
 
 /// The request id of a body.

@@ -8,10 +8,12 @@
 //! - [`accept`]: the accept loop of the test servers, one thread per connection, stoppable.
 //! - [`prom`]: Prometheus text exposition parsed into samples: one series, sums over label
 //!   matches, histogram quantiles.
+//! - [`noise_script`]: what each model server of the noise-baseline tests answers.
 //!
 //! Standard library only: xtask depends on it, and xtask must build on a machine that has
 //! nothing but a stable toolchain.
 
 pub mod accept;
 pub mod http;
+pub mod noise_script;
 pub mod prom;
