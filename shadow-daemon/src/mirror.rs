@@ -43,7 +43,7 @@ use shadow_core::compare::{Comparer, Comparison, ShadowAnswer};
 use shadow_core::criteria::Measurements;
 use shadow_core::evaluation::{
     Evaluation, EvaluationState, KeyRules, LabelLine, LabelResult, StateError, Summary,
-    parse_label_lines,
+    parse_label_lines, truth::LabelLineError,
 };
 use shadow_core::http::Exchange;
 use shadow_core::noise::{NoiseLimits, NoiseModel, NoiseSummary, NoiseVerdict};
@@ -142,6 +142,21 @@ pub struct LabelReport {
 /// Refused label lines listed in a [`LabelReport`], at most.
 const MAX_REPORTED_LABEL_ERRORS: usize = 10;
 
+impl LabelReport {
+    /// A report of the refused lines (line number, why) only.
+    fn refused(refused: &[(usize, LabelLineError)]) -> Self {
+        LabelReport {
+            malformed: refused.len() as u64,
+            errors: refused
+                .iter()
+                .take(MAX_REPORTED_LABEL_ERRORS)
+                .map(|(line, e)| format!("line {line}: {e}"))
+                .collect(),
+            ..LabelReport::default()
+        }
+    }
+}
+
 /// A read-only view of a mirror's running aggregates (for `/api/summary`), through which
 /// labels arrive.
 #[derive(Clone, Debug)]
@@ -194,15 +209,7 @@ impl MirrorStatus {
     /// Applies a batch of label lines (JSON lines, see [`shadow_core::evaluation::truth`]).
     pub fn labels(&self, text: &str) -> LabelReport {
         let (lines, refused) = parse_label_lines(text);
-        let mut report = LabelReport {
-            malformed: refused.len() as u64,
-            errors: refused
-                .iter()
-                .take(MAX_REPORTED_LABEL_ERRORS)
-                .map(|(line, e)| format!("line {line}: {e}"))
-                .collect(),
-            ..LabelReport::default()
-        };
+        let mut report = LabelReport::refused(&refused);
         let now = self.evaluation.now();
         let mut e = self.evaluation.lock();
         e.malformed_labels(report.malformed);
@@ -227,16 +234,7 @@ impl MirrorStatus {
             .into_iter()
             .filter(|l| e.preload(l.id.clone(), l.truth.clone()))
             .count() as u64;
-        let report = LabelReport {
-            malformed: refused.len() as u64,
-            errors: refused
-                .iter()
-                .take(MAX_REPORTED_LABEL_ERRORS)
-                .map(|(line, e)| format!("line {line}: {e}"))
-                .collect(),
-            ..LabelReport::default()
-        };
-        (kept, report)
+        (kept, LabelReport::refused(&refused))
     }
 
     /// The shadow circuit breaker's state now.
