@@ -27,6 +27,8 @@ accuracy_margin = 0.02         # v2 at most 2 points less accurate than v1 (95 %
 f1_margin = 0.05               # v2's macro-F1 at most 5 points below v1's
 max_p99_latency_ratio = 3.0    # v2's p99 latency at most 3x v1's
 max_error_rate_delta = 0.01    # v2 at most 1 point more errors than v1
+max_cpu_ratio = 2.0            # v2 at most twice v1's CPU time per request
+max_rss_ratio = 2.0            # v2 at most twice v1's resident memory
 ";
 
 /// How the labels were sent.
@@ -187,6 +189,19 @@ pub fn print_quality(s: &Value, posted: &Posted) {
     }
     if let Some(psi) = s["shadow_vs_production"]["psi"].as_f64() {
         println!("  {:<34} {psi:.3}", "score shift (PSI)");
+    }
+    let r = &s["resources"];
+    for model in ["production", "shadow"] {
+        if let (Some(cpu), Some(rss)) = (
+            r[model]["cpu_seconds"].as_f64(),
+            r[model]["rss_bytes"].as_f64(),
+        ) {
+            println!(
+                "  {:<34} {cpu:.2} s CPU, {:.1} MiB resident",
+                format!("model server ({model})"),
+                rss / (1 << 20) as f64
+            );
+        }
     }
 }
 
