@@ -147,7 +147,8 @@ impl Admitter {
 
     /// Counts the exchange and queues it for replay if every check passes.
     pub fn offer(&mut self, exchange: Exchange) -> Admission {
-        self.telemetry.exchange_seen(exchange.outcome);
+        self.telemetry
+            .exchange_seen(exchange.protocol, exchange.outcome);
         let now = Instant::now();
         self.queue.lock().observe(&exchange.timing, now);
         let admission = self.admit(exchange, now);
@@ -216,7 +217,7 @@ pub(crate) mod tests {
     use crate::telemetry::{BreakerCause, BreakerChange, BreakerState, Event, Recorder};
     use bytes::Bytes;
     use circuit_breaker::CircuitBreaker;
-    use shadow_core::http::Header;
+    use shadow_core::http::{Header, Protocol};
     use shadow_core::vocabulary::ShadowFailure;
 
     /// A complete exchange for tests.
@@ -346,17 +347,17 @@ pub(crate) mod tests {
                     state: BreakerState::Closed,
                     cause: BreakerCause::Start
                 }),
-                ExchangeSeen(Outcome::Truncated),
+                ExchangeSeen(Protocol::Http1, Outcome::Truncated),
                 Skipped(truncated),
-                ExchangeSeen(Outcome::Gap),
+                ExchangeSeen(Protocol::Http1, Outcome::Gap),
                 Skipped(gap),
-                ExchangeSeen(Outcome::Complete),
+                ExchangeSeen(Protocol::Http1, Outcome::Complete),
                 Skipped(no_response),
-                ExchangeSeen(Outcome::Complete),
+                ExchangeSeen(Protocol::Http1, Outcome::Complete),
                 Skipped(SkipReason::Filtered),
-                ExchangeSeen(Outcome::Complete),
-                ExchangeSeen(Outcome::Complete),
-                ExchangeSeen(Outcome::Complete),
+                ExchangeSeen(Protocol::Http1, Outcome::Complete),
+                ExchangeSeen(Protocol::Http1, Outcome::Complete),
+                ExchangeSeen(Protocol::Http1, Outcome::Complete),
                 Skipped(SkipReason::RateLimited),
             ]
         );
@@ -391,7 +392,10 @@ pub(crate) mod tests {
         };
         assert_eq!(first.request.body, Bytes::from_static(b"0"));
         assert_eq!(events.count(&Event::Skipped(SkipReason::QueueFull)), 7);
-        assert_eq!(events.count(&Event::ExchangeSeen(Outcome::Complete)), 10);
+        assert_eq!(
+            events.count(&Event::ExchangeSeen(Protocol::Http1, Outcome::Complete)),
+            10
+        );
     }
 
     #[test]
@@ -425,5 +429,63 @@ pub(crate) mod tests {
             Admission::Skipped(SkipReason::SampledOut)
         );
         assert_eq!(events.count(&Event::Skipped(SkipReason::SampledOut)), 1);
+    }
+
+    /// A gRPC call for tests: `POST /package.Service/Method`, carried as gRPC.
+    fn grpc_call(path: &str) -> Exchange {
+        let mut ex = exchange("POST", path, "\0\0\0\0\0");
+        ex.protocol = Protocol::Grpc;
+        ex
+    }
+
+    #[test]
+    fn grpc_calls_are_filtered_by_their_service_and_method_path() {
+        // A gRPC call's path is `/package.Service/Method`: a `mirror.paths` prefix picks one
+        // method, or a whole service.
+        let one_method =
+            test_config("[mirror]\npaths = [\"/inference.GRPCInferenceService/ModelInfer\"]\n");
+        let (mut p, _queue, events) = admitter(&one_method, 8);
+        assert_eq!(
+            p.offer(grpc_call("/inference.GRPCInferenceService/ModelInfer")),
+            Admission::Queued
+        );
+        for other in [
+            "/inference.GRPCInferenceService/ModelMetadata",
+            "/inference.GRPCInferenceService/ServerLive",
+            "/tensorflow.serving.PredictionService/Predict",
+        ] {
+            assert_eq!(
+                p.offer(grpc_call(other)),
+                Admission::Skipped(SkipReason::Filtered),
+                "{other}"
+            );
+        }
+        assert_eq!(
+            events.count(&Event::ExchangeSeen(Protocol::Grpc, Outcome::Complete)),
+            4
+        );
+        assert_eq!(events.count(&Event::Skipped(SkipReason::Filtered)), 3);
+
+        let service_but_health = test_config(
+            "[mirror]\npaths = [\"/inference.GRPCInferenceService/\"]\n\
+             deny_paths = [\"/inference.GRPCInferenceService/ServerLive\"]\n",
+        );
+        let (mut p, _queue, _events) = admitter(&service_but_health, 8);
+        let admitted: Vec<bool> = [
+            "/inference.GRPCInferenceService/ModelInfer",
+            "/inference.GRPCInferenceService/ModelMetadata",
+            "/inference.GRPCInferenceService/ServerLive",
+            "/grpc.health.v1.Health/Check",
+        ]
+        .iter()
+        .map(|path| p.offer(grpc_call(path)) == Admission::Queued)
+        .collect();
+        assert_eq!(admitted, vec![true, true, false, false]);
+
+        // Paths are prefixes, not regexes: an anchored pattern is refused with what to write.
+        let text = "[capture]\nports = [8080]\n[shadow]\nurl = \"http://127.0.0.1:8081\"\n\
+                    [mirror]\npaths = [\"^/inference.GRPCInferenceService/ModelInfer$\"]\n";
+        let err = Config::from_toml(text, std::path::Path::new("test.toml")).unwrap_err();
+        assert!(err.to_string().contains("must start with `/`"), "{err}");
     }
 }

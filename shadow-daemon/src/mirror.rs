@@ -37,7 +37,7 @@ use crate::admission::{AdmissionStats, Admitter, Job};
 use crate::config::Config;
 use crate::replay::{ReplayError, ShadowClient};
 use crate::shutdown::Shutdown;
-use crate::telemetry::{ReplayLoad, Telemetry, Throttle, Warning};
+use crate::telemetry::{GrpcCode, ReplayLoad, Telemetry, Throttle, Warning};
 use serde::Serialize;
 use shadow_core::compare::{Comparer, Comparison, ShadowAnswer};
 use shadow_core::criteria::Measurements;
@@ -45,9 +45,9 @@ use shadow_core::evaluation::{
     Evaluation, EvaluationState, KeyRules, LabelLine, LabelResult, StateError, Summary,
     parse_label_lines, truth::LabelLineError,
 };
-use shadow_core::http::Exchange;
+use shadow_core::http::{Exchange, Protocol};
 use shadow_core::noise::{NoiseLimits, NoiseModel, NoiseSummary, NoiseVerdict};
-use shadow_core::vocabulary::{AgreementUnit, MirrorResult, ShadowFailure, SkipReason};
+use shadow_core::vocabulary::{AgreementUnit, MirrorResult, Model, ShadowFailure, SkipReason};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -541,7 +541,7 @@ impl Worker {
     async fn process(&self, job: Job) {
         // The breaker judges the shadow's answer as soon as it is in, whatever the baseline does.
         let shadow = async {
-            let answer = self.client.replay(&job.request).await;
+            let answer = self.client.replay(job.protocol, &job.request).await;
             match &answer {
                 Ok(answer) => {
                     let failure = shadow_failure(answer, self.slow_call);
@@ -561,7 +561,7 @@ impl Worker {
         };
         let baseline = async {
             match &self.baseline {
-                Some(b) => Some(b.client.replay(&job.request).await),
+                Some(b) => Some(b.client.replay(job.protocol, &job.request).await),
                 None => None,
             }
         };
@@ -571,7 +571,8 @@ impl Worker {
             self.learn_noise(b, &job, baseline_answer);
         }
         let Ok(answer) = answer else {
-            self.telemetry.replayed(MirrorResult::RequestError);
+            self.telemetry
+                .replayed(job.protocol, MirrorResult::RequestError);
             return;
         };
         let comparison =
@@ -584,8 +585,10 @@ impl Worker {
                 .judge(&comparison)
         });
         self.publish(&job, &comparison, noise.as_ref());
+        self.report_grpc_status(&job, &answer);
         // Reported last: once a request shows as replayed, its comparison is in every sink.
-        self.telemetry.replayed(MirrorResult::of(&answer));
+        self.telemetry
+            .replayed(job.protocol, MirrorResult::of(&answer));
     }
 
     /// Compares production with the baseline's answer and teaches the noise model; a failed
@@ -656,7 +659,7 @@ impl Worker {
     /// Telemetry, evaluation and discrepancy sink for one comparison (with the noise
     /// baseline's verdict on it, when there is a baseline).
     fn publish(&self, job: &Job, c: &Comparison, noise: Option<&NoiseVerdict>) {
-        self.telemetry.compared(c);
+        self.telemetry.compared(job.protocol, c);
         if noise.is_some_and(|v| v.noise) {
             for kind in &c.discrepancies {
                 self.telemetry.noise_discrepancy(*kind);
@@ -681,6 +684,26 @@ impl Worker {
             && !c.discrepancies.is_empty()
         {
             sink.discrepancy(job, c, noise);
+        }
+    }
+
+    /// The gRPC status of both answers of a compared gRPC call (the shadow's only when it
+    /// answered).
+    fn report_grpc_status(&self, job: &Job, answer: &ShadowAnswer) {
+        if job.protocol != Protocol::Grpc {
+            return;
+        }
+        let production = &job.prod_response;
+        self.telemetry.grpc_status(
+            Model::Production,
+            GrpcCode::of_answer(&production.headers, &production.trailers),
+        );
+        if let ShadowAnswer::Response {
+            headers, trailers, ..
+        } = answer
+        {
+            self.telemetry
+                .grpc_status(Model::Shadow, GrpcCode::of_answer(headers, trailers));
         }
     }
 }
@@ -771,8 +794,8 @@ mod tests {
 
     /// Every exchange seen ends as exactly one replay result or one skip reason.
     fn assert_accounted(recorder: &Recorder) {
-        let seen = recorder.count_where(|e| matches!(e, Event::ExchangeSeen(_)));
-        let replayed = recorder.count_where(|e| matches!(e, Event::Replayed(_)));
+        let seen = recorder.count_where(|e| matches!(e, Event::ExchangeSeen(..)));
+        let replayed = recorder.count_where(|e| matches!(e, Event::Replayed(..)));
         let skipped = recorder.count_where(|e| matches!(e, Event::Skipped(_)));
         assert_eq!(seen, replayed + skipped, "{:?}", recorder.events());
     }
@@ -856,7 +879,10 @@ mod tests {
         let (recorder, verdicts, noise) = with_baseline(shadow, down, 12).await;
         // Every shadow replay compared and counted as usual; the breaker never moved although
         // every baseline replay failed.
-        assert_eq!(recorder.count(&Event::Replayed(MirrorResult::Ok)), 12);
+        assert_eq!(
+            recorder.count(&Event::Replayed(Protocol::Http1, MirrorResult::Ok)),
+            12
+        );
         assert_eq!(
             recorder.count(&Event::BaselineReplayed(MirrorResult::ConnectError)),
             12
@@ -913,7 +939,7 @@ mod tests {
             .unwrap();
         let first_replay = events
             .iter()
-            .position(|e| matches!(e, Event::Replayed(_)))
+            .position(|e| matches!(e, Event::Replayed(..)))
             .unwrap();
         assert!(first_baseline < first_replay, "{events:?}");
     }
@@ -958,18 +984,21 @@ mod tests {
                 cause: BreakerCause::Start
             })
         );
-        assert_eq!(recorder.count(&Event::ExchangeSeen(Outcome::Complete)), 2);
+        assert_eq!(
+            recorder.count(&Event::ExchangeSeen(Protocol::Http1, Outcome::Complete)),
+            2
+        );
         assert_eq!(recorder.count(&Event::Skipped(SkipReason::Filtered)), 1);
         let compared = events
             .iter()
-            .position(|e| matches!(e, Event::Compared(_)))
+            .position(|e| matches!(e, Event::Compared(..)))
             .expect("the replayed request was compared");
         let replayed = events
             .iter()
-            .position(|e| *e == Event::Replayed(MirrorResult::Ok))
+            .position(|e| *e == Event::Replayed(Protocol::Http1, MirrorResult::Ok))
             .expect("the replay was reported");
         assert!(compared < replayed, "replayed is reported last: {events:?}");
-        let Event::Compared(c) = &events[compared] else {
+        let Event::Compared(Protocol::Http1, c) = &events[compared] else {
             unreachable!()
         };
         assert!(c.discrepancies.contains(&DiscrepancyKind::Status), "{c:?}");
@@ -1014,7 +1043,10 @@ mod tests {
             assert_eq!(recorder.count(&Event::Skipped(reason)), 1, "{outcome:?}");
             assert_eq!(summary.admission.skipped[reason.as_str()], 1);
         }
-        assert_eq!(recorder.count(&Event::Replayed(MirrorResult::Ok)), 3);
+        assert_eq!(
+            recorder.count(&Event::Replayed(Protocol::Http1, MirrorResult::Ok)),
+            3
+        );
         // Three 503s: one warning, the next two held back (within the minute).
         let warnings = recorder.warnings();
         assert_eq!(warnings.len(), 1, "{warnings:?}");
@@ -1071,7 +1103,7 @@ mod tests {
             events.contains(&load(1, 4))
                 && events
                     .iter()
-                    .filter(|e| matches!(e, Event::ExchangeSeen(_)))
+                    .filter(|e| matches!(e, Event::ExchangeSeen(..)))
                     .count()
                     == 10
         })
@@ -1106,7 +1138,10 @@ mod tests {
         assert_eq!(summary.replayed, 1);
         assert_eq!(recorder.count(&Event::Skipped(SkipReason::Abandoned)), 4);
         assert_eq!(recorder.count(&Event::Skipped(SkipReason::QueueFull)), 5);
-        assert_eq!(recorder.count(&Event::Replayed(MirrorResult::Timeout)), 1);
+        assert_eq!(
+            recorder.count(&Event::Replayed(Protocol::Http1, MirrorResult::Timeout)),
+            1
+        );
         assert_accounted(&recorder);
         assert_eq!(
             recorder.events().last(),

@@ -1,5 +1,6 @@
-//! Replay: re-send a production request to the shadow model with a pooled keep-alive hyper
-//! client, and classify what came back.
+//! Replay: re-send a production request to the shadow model and classify what came back.
+//! HTTP/1 exchanges go over a pooled keep-alive hyper client; HTTP/2 streams and gRPC calls go
+//! over HTTP/2 cleartext with prior knowledge, all multiplexed on one connection (`h2c`).
 //!
 //! The replayed request carries the production request's method, target, headers and body
 //! (chunked framing removed; a `Content-Encoding` of the request is kept with its body, which is
@@ -10,11 +11,15 @@
 //! rule (`shadow.host_header`), `Accept-Encoding: identity` when `shadow.accept_encoding =
 //! "identity"`, `shadow.remove_headers`, `[[shadow.header_rewrite]]` rules (regex on each value
 //! of a header, in order), and last `shadow.set_headers`, which wins over everything before.
+//! Over HTTP/2 the same rules apply, then the `Host` they leave becomes `:authority`, `TE` is
+//! kept as `te: trailers` and the request's trailers follow its body (see `h2c`).
 //!
-//! Answers keep their headers and their content coding; the comparison decodes them. Every 4xx
+//! Answers keep their headers, trailers and content coding; the comparison decodes them. Every
+//! failure is classed the same way over both protocols (connect, timeout, protocol). Every 4xx
 //! and 5xx answer is reported ([`Telemetry::shadow_http_error`]), and a shadow answering most
 //! replays with 404/405 is named once in a warning (`routing`).
 
+mod h2c;
 mod routing;
 mod target;
 
@@ -23,15 +28,19 @@ pub use target::{Mapping, TargetMap};
 use crate::config::{AcceptEncoding, HeaderRewrite, HostHeader, ShadowConfig, ShadowUrl};
 use crate::telemetry::Telemetry;
 use bytes::Bytes;
+use h2c::{Failure, H2Client, H2Request};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::Request;
-use hyper::header::{ACCEPT_ENCODING, CONTENT_LENGTH, HOST, HeaderMap, HeaderName, HeaderValue};
+use hyper::body::Incoming;
+use hyper::header::{
+    ACCEPT_ENCODING, CONTENT_LENGTH, HOST, HeaderMap, HeaderName, HeaderValue, TE,
+};
+use hyper::{Request, Response, Uri};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use routing::RouteWatch;
 use shadow_core::compare::{ErrorClass, ShadowAnswer};
-use shadow_core::http::{Header, HttpRequest};
+use shadow_core::http::{Header, HttpRequest, Protocol};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -55,6 +64,12 @@ pub enum ReplayError {
         /// What the rewrites made of its path.
         path: String,
     },
+    /// The `Host` the header rules left cannot be an HTTP/2 `:authority`.
+    #[error(
+        "the Host `{0}` of an HTTP/2 replay is not a valid :authority (check shadow.host_header \
+         and the [[shadow.header_rewrite]] rules for host)"
+    )]
+    Authority(String),
     /// A header rewrite produced a value that cannot be sent.
     #[error(
         "[[shadow.header_rewrite]] made the {name} header `{value}`, which is not a valid header value"
@@ -86,11 +101,15 @@ const DROPPED: &[&str] = &[
     "content-length",
 ];
 
-/// Sends replayed requests to the shadow over a keep-alive connection pool.
+/// Sends replayed requests to the shadow: HTTP/1 over a keep-alive connection pool, HTTP/2
+/// and gRPC over one multiplexed h2c connection.
 #[derive(Clone)]
 pub struct ShadowClient {
     client: Client<HttpConnector, Full<Bytes>>,
+    h2c: H2Client,
     targets: TargetMap,
+    /// The shadow URL's authority (`:authority` when no `Host` is left).
+    authority: hyper::http::uri::Authority,
     /// The `Host` replayed requests carry; `None` keeps production's.
     host: Option<HeaderValue>,
     accept_encoding: AcceptEncoding,
@@ -145,7 +164,9 @@ impl ShadowClient {
             .build(connector);
         ShadowClient {
             client,
+            h2c: H2Client::new(&c.url, c.connect_timeout, c.concurrency.get()),
             targets: TargetMap::new(c),
+            authority: c.url.authority().clone(),
             host: match &c.host_header {
                 HostHeader::Preserve => None,
                 HostHeader::Shadow => Some(c.url.host_header().clone()),
@@ -162,8 +183,40 @@ impl ShadowClient {
         }
     }
 
-    /// The shadow request for a production request.
+    /// The shadow request for a production request (HTTP/1).
     pub fn build_request(&self, req: &HttpRequest) -> Result<Request<Full<Bytes>>, ReplayError> {
+        let (uri, method, headers) = self.request_parts(req, Wire::Http1)?;
+        let mut builder = Request::builder().method(method).uri(uri);
+        let Some(map) = builder.headers_mut() else {
+            return Err(ReplayError::Build("invalid request parts".into()));
+        };
+        *map = headers;
+        builder
+            .body(Full::new(req.body.clone()))
+            .map_err(|e| ReplayError::Build(e.to_string()))
+    }
+
+    /// The shadow request for a production request carried over HTTP/2 (or gRPC).
+    fn build_h2_request(&self, req: &HttpRequest) -> Result<H2Request, ReplayError> {
+        let (uri, method, headers) = self.request_parts(req, Wire::H2)?;
+        H2Request::new(
+            method,
+            &uri,
+            headers,
+            req.body.clone(),
+            &req.trailers,
+            &self.authority,
+        )
+    }
+
+    /// The shadow URI, method and header fields of a replay: production's fields without the
+    /// hop-by-hop ones (over HTTP/2, `te: trailers` stays), then the header rules, and
+    /// `Content-Length` recomputed.
+    fn request_parts(
+        &self,
+        req: &HttpRequest,
+        wire: Wire,
+    ) -> Result<(Uri, hyper::Method, HeaderMap), ReplayError> {
         let uri = self.targets.uri(&req.target)?;
         let method = hyper::Method::from_bytes(req.method.as_bytes())
             .map_err(|_| ReplayError::Method(req.method.clone()))?;
@@ -184,10 +237,7 @@ impl ShadowClient {
             .headers
             .iter()
             .any(|h| h.name.eq_ignore_ascii_case("content-length"));
-        let mut builder = Request::builder().method(method).uri(uri);
-        let headers = builder
-            .headers_mut()
-            .ok_or_else(|| ReplayError::Build("invalid request parts".into()))?;
+        let mut headers = HeaderMap::new();
         for h in &req.headers {
             let lower = h.name.to_ascii_lowercase();
             if DROPPED.contains(&lower.as_str()) || named_by_connection.contains(&lower) {
@@ -202,6 +252,15 @@ impl ShadowClient {
             };
             headers.append(name, value);
         }
+        // HTTP/2 keeps `TE` for one value: trailers (gRPC needs it).
+        let te = req
+            .headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("te"))
+            .map(|h| &h.value[..]);
+        if wire == Wire::H2 && h2c::asks_for_trailers(te) {
+            headers.insert(TE, HeaderValue::from_static("trailers"));
+        }
         if let Some(host) = &self.host {
             headers.insert(HOST, host.clone());
         }
@@ -212,7 +271,7 @@ impl ShadowClient {
             headers.remove(name);
         }
         for rule in &self.header_rewrites {
-            rewrite_header(headers, rule)?;
+            rewrite_header(&mut headers, rule)?;
         }
         for (name, value) in &self.set_headers {
             headers.insert(name.clone(), value.clone());
@@ -220,48 +279,40 @@ impl ShadowClient {
         if had_length || !req.body.is_empty() {
             headers.insert(CONTENT_LENGTH, HeaderValue::from(req.body.len()));
         }
-        builder
-            .body(Full::new(req.body.clone()))
-            .map_err(|e| ReplayError::Build(e.to_string()))
+        Ok((uri, method, headers))
     }
 
-    /// Replays `req` and waits (at most the configured timeout) for the whole answer.
-    pub async fn replay(&self, req: &HttpRequest) -> Result<ShadowAnswer, ReplayError> {
-        let request = self.build_request(req)?;
-        let uri = request.uri().clone();
-        let start = Instant::now();
-        let exchange = async {
-            let response = self.client.request(request).await.map_err(|e| {
-                let class = if e.is_connect() {
-                    ErrorClass::Connect
-                } else {
-                    ErrorClass::Protocol
-                };
-                (class, error_chain(&e))
-            })?;
-            let status = response.status().as_u16();
-            let headers = header_list(response.headers());
-            let body = Limited::new(response.into_body(), self.max_response_bytes)
-                .collect()
-                .await
-                .map_err(|e| (ErrorClass::Protocol, format!("shadow response body: {e}")))?
-                .to_bytes();
-            Ok::<_, (ErrorClass, String)>((status, headers, body))
+    /// Replays `req`, which came in over `protocol` (HTTP/1, or HTTP/2 and gRPC over h2c), and
+    /// waits (at most the configured timeout, connecting included) for the whole answer.
+    pub async fn replay(
+        &self,
+        protocol: Protocol,
+        req: &HttpRequest,
+    ) -> Result<ShadowAnswer, ReplayError> {
+        let request = match protocol {
+            Protocol::Http1 => Outgoing::Http1(self.build_request(req)?),
+            Protocol::H2 | Protocol::Grpc => Outgoing::H2(self.build_h2_request(req)?),
         };
-        let outcome = tokio::time::timeout(self.timeout, exchange).await;
+        let uri = match &request {
+            Outgoing::Http1(r) => r.uri().clone(),
+            Outgoing::H2(r) => r.uri.clone(),
+        };
+        let start = Instant::now();
+        let outcome = tokio::time::timeout(self.timeout, self.exchange(request)).await;
         let latency_ns = start.elapsed().as_nanos() as u64;
-        if let (Ok(Ok((status, _, _))), Some(telemetry)) = (&outcome, &self.telemetry) {
-            if *status >= 400 {
-                telemetry.shadow_http_error(*status);
+        if let (Ok(Ok(answer)), Some(telemetry)) = (&outcome, &self.telemetry) {
+            if answer.status >= 400 {
+                telemetry.shadow_http_error(answer.status);
             }
-            self.routes.record(*status, &req.method, &req.target, &uri);
+            self.routes
+                .record(answer.status, &req.method, &req.target, &uri);
         }
         Ok(match outcome {
-            Ok(Ok((status, headers, body))) => ShadowAnswer::Response {
-                status,
-                headers,
-                body,
-                trailers: Vec::new(),
+            Ok(Ok(answer)) => ShadowAnswer::Response {
+                status: answer.status,
+                headers: answer.headers,
+                body: answer.body,
+                trailers: answer.trailers,
                 latency_ns,
             },
             Ok(Err((class, message))) => ShadowAnswer::Failed {
@@ -276,6 +327,74 @@ impl ShadowClient {
             },
         })
     }
+
+    /// Sends the request and reads the whole answer.
+    async fn exchange(&self, request: Outgoing) -> Result<Received, Failure> {
+        match request {
+            Outgoing::Http1(request) => {
+                let response = self.client.request(request).await.map_err(|e| {
+                    let class = if e.is_connect() {
+                        ErrorClass::Connect
+                    } else {
+                        ErrorClass::Protocol
+                    };
+                    (class, error_chain(&e))
+                })?;
+                self.receive(response, |e| e.to_string()).await
+            }
+            Outgoing::H2(request) => {
+                let response = self.h2c.send(&request).await?;
+                self.receive(response, h2c::describe).await
+            }
+        }
+    }
+
+    /// Reads an answer's body (at most `shadow.max_response_bytes`) and trailers.
+    async fn receive(
+        &self,
+        response: Response<Incoming>,
+        describe: impl Fn(&(dyn std::error::Error + 'static)) -> String,
+    ) -> Result<Received, Failure> {
+        let status = response.status().as_u16();
+        let headers = header_list(response.headers());
+        let collected = Limited::new(response.into_body(), self.max_response_bytes)
+            .collect()
+            .await
+            .map_err(|e| {
+                (
+                    ErrorClass::Protocol,
+                    format!("shadow response body: {}", describe(&*e)),
+                )
+            })?;
+        let trailers = collected.trailers().map(header_list).unwrap_or_default();
+        Ok(Received {
+            status,
+            headers,
+            body: collected.to_bytes(),
+            trailers,
+        })
+    }
+}
+
+/// Which wire a replay goes over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Wire {
+    Http1,
+    H2,
+}
+
+/// A replay ready to send.
+enum Outgoing {
+    Http1(Request<Full<Bytes>>),
+    H2(H2Request),
+}
+
+/// A whole answer.
+struct Received {
+    status: u16,
+    headers: Vec<Header>,
+    body: Bytes,
+    trailers: Vec<Header>,
 }
 
 /// Rewrites every value of one header (values that are not text are left alone).
@@ -445,7 +564,7 @@ mod tests {
             .unwrap()
             .port();
         let c = client(&format!("url = \"http://127.0.0.1:{port}\""));
-        let answer = c.replay(&req(&[], "x")).await.unwrap();
+        let answer = c.replay(Protocol::Http1, &req(&[], "x")).await.unwrap();
         assert_eq!(MirrorResult::of(&answer), MirrorResult::ConnectError);
     }
 
@@ -567,7 +686,7 @@ mod tests {
         let addr = shadow_answering(404).await;
         let (c, recorder) = recording_client(&format!("url = \"http://{addr}\""));
         for _ in 0..12 {
-            let answer = c.replay(&req(&[], "{}")).await.unwrap();
+            let answer = c.replay(Protocol::Http1, &req(&[], "{}")).await.unwrap();
             let ShadowAnswer::Response {
                 status,
                 headers,
@@ -589,7 +708,7 @@ mod tests {
         assert_eq!(recorder.count(&Event::ShadowHttpError(404)), 12);
         let addr = shadow_answering(200).await;
         let (c, recorder) = recording_client(&format!("url = \"http://{addr}\""));
-        c.replay(&req(&[], "{}")).await.unwrap();
+        c.replay(Protocol::Http1, &req(&[], "{}")).await.unwrap();
         assert!(recorder.events().is_empty(), "{:?}", recorder.events());
     }
 }

@@ -3,14 +3,20 @@
 //! and Prometheus series), [`Recorder`] keeps the events for tests.
 //!
 //! Every event is named in the shared vocabulary of `shadow_core::vocabulary`, so stages, sinks
-//! and tests agree on labels.
+//! and tests agree on labels; the exchange-level events also name the [`Protocol`] the exchange
+//! came in (the `protocol` label). [`GrpcCode`] is the vocabulary of gRPC answers.
+
+mod grpc_status;
+
+pub use grpc_status::GrpcCode;
 
 use shadow_core::compare::Comparison;
+use shadow_core::http::Protocol;
 use shadow_core::rollback::Firing;
 use shadow_core::segment::FlowKey;
 use shadow_core::vocabulary::{
     AgreementUnit, DiscrepancyKind, DropStage, ForeignProtocol, KernelPacketResult, MirrorResult,
-    Outcome, RollbackAction, RollbackResult, ShadowFailure, SkipReason,
+    Model, Outcome, RollbackAction, RollbackResult, ShadowFailure, SkipReason,
 };
 use std::collections::HashMap;
 use std::fmt;
@@ -29,9 +35,9 @@ pub trait Telemetry: Send + Sync {
     fn kernel_packets(&self, result: KernelPacketResult, n: u64);
     /// Reassembly now tracks `flows` connections and buffers `bytes` bytes.
     fn reassembly_load(&self, flows: u64, bytes: u64);
-    /// One exchange reached admission. Each one ends as exactly one [`Telemetry::skipped`] or
-    /// [`Telemetry::replayed`].
-    fn exchange_seen(&self, outcome: Outcome);
+    /// One exchange, carried in `protocol`, reached admission. Each one ends as exactly one
+    /// [`Telemetry::skipped`] or [`Telemetry::replayed`].
+    fn exchange_seen(&self, protocol: Protocol, outcome: Outcome);
     /// An exchange was not replayed (not replayable, filtered, sampled out, ..., or abandoned
     /// in the queue at shutdown).
     fn skipped(&self, reason: SkipReason);
@@ -41,13 +47,16 @@ pub trait Telemetry: Send + Sync {
     fn replay_load(&self, load: ReplayLoad);
     /// A replay left the queue for the shadow after waiting this long.
     fn queue_waited(&self, wait: Duration);
-    /// One replay attempt finished; reported after its comparison, so a request counted as
-    /// replayed is in every sink.
-    fn replayed(&self, result: MirrorResult);
+    /// One replay attempt of an exchange carried in `protocol` finished; reported after its
+    /// comparison, so a request counted as replayed is in every sink.
+    fn replayed(&self, protocol: Protocol, result: MirrorResult);
     /// The shadow answered a replay with an error status (4xx or 5xx).
     fn shadow_http_error(&self, status: u16);
-    /// One replayed request was compared with production.
-    fn compared(&self, comparison: &Comparison);
+    /// One replayed request, carried in `protocol`, was compared with production.
+    fn compared(&self, protocol: Protocol, comparison: &Comparison);
+    /// A gRPC call's answer from `model` carried `code` (reported for production's answer and,
+    /// when the shadow answered, for the shadow's; with [`Telemetry::compared`]).
+    fn grpc_status(&self, model: Model, code: GrpcCode);
     /// The noise baseline's replay of a request finished (`request_error`: it could not be
     /// sent). Reported before the shadow's [`Telemetry::replayed`] of the same request.
     fn baseline_replayed(&self, result: MirrorResult);
@@ -437,7 +446,7 @@ pub enum Event {
     /// [`Telemetry::reassembly_load`].
     ReassemblyLoad { flows: u64, bytes: u64 },
     /// [`Telemetry::exchange_seen`].
-    ExchangeSeen(Outcome),
+    ExchangeSeen(Protocol, Outcome),
     /// [`Telemetry::skipped`].
     Skipped(SkipReason),
     /// [`Telemetry::breaker_changed`].
@@ -447,11 +456,13 @@ pub enum Event {
     /// [`Telemetry::queue_waited`].
     QueueWaited(Duration),
     /// [`Telemetry::replayed`].
-    Replayed(MirrorResult),
+    Replayed(Protocol, MirrorResult),
     /// [`Telemetry::shadow_http_error`].
     ShadowHttpError(u16),
     /// [`Telemetry::compared`].
-    Compared(Comparison),
+    Compared(Protocol, Comparison),
+    /// [`Telemetry::grpc_status`].
+    GrpcStatus(Model, GrpcCode),
     /// [`Telemetry::baseline_replayed`].
     BaselineReplayed(MirrorResult),
     /// [`Telemetry::noise_discrepancy`].
@@ -542,8 +553,8 @@ impl Telemetry for Recorder {
     fn reassembly_load(&self, flows: u64, bytes: u64) {
         self.push(Event::ReassemblyLoad { flows, bytes });
     }
-    fn exchange_seen(&self, outcome: Outcome) {
-        self.push(Event::ExchangeSeen(outcome));
+    fn exchange_seen(&self, protocol: Protocol, outcome: Outcome) {
+        self.push(Event::ExchangeSeen(protocol, outcome));
     }
     fn skipped(&self, reason: SkipReason) {
         self.push(Event::Skipped(reason));
@@ -557,14 +568,17 @@ impl Telemetry for Recorder {
     fn queue_waited(&self, wait: Duration) {
         self.push(Event::QueueWaited(wait));
     }
-    fn replayed(&self, result: MirrorResult) {
-        self.push(Event::Replayed(result));
+    fn replayed(&self, protocol: Protocol, result: MirrorResult) {
+        self.push(Event::Replayed(protocol, result));
     }
     fn shadow_http_error(&self, status: u16) {
         self.push(Event::ShadowHttpError(status));
     }
-    fn compared(&self, comparison: &Comparison) {
-        self.push(Event::Compared(comparison.clone()));
+    fn compared(&self, protocol: Protocol, comparison: &Comparison) {
+        self.push(Event::Compared(protocol, comparison.clone()));
+    }
+    fn grpc_status(&self, model: Model, code: GrpcCode) {
+        self.push(Event::GrpcStatus(model, code));
     }
     fn baseline_replayed(&self, result: MirrorResult) {
         self.push(Event::BaselineReplayed(result));
@@ -599,20 +613,27 @@ mod tests {
     #[test]
     fn recorder_keeps_events_in_order_and_counts_them() {
         let r = Recorder::new();
-        r.exchange_seen(Outcome::Complete);
+        r.exchange_seen(Protocol::Http1, Outcome::Complete);
         r.skipped(SkipReason::Filtered);
-        r.exchange_seen(Outcome::Complete);
+        r.exchange_seen(Protocol::Grpc, Outcome::Complete);
         r.dropped(DropStage::Capture, 3);
         assert_eq!(
             r.events(),
             vec![
-                Event::ExchangeSeen(Outcome::Complete),
+                Event::ExchangeSeen(Protocol::Http1, Outcome::Complete),
                 Event::Skipped(SkipReason::Filtered),
-                Event::ExchangeSeen(Outcome::Complete),
+                Event::ExchangeSeen(Protocol::Grpc, Outcome::Complete),
                 Event::Dropped(DropStage::Capture, 3),
             ]
         );
-        assert_eq!(r.count(&Event::ExchangeSeen(Outcome::Complete)), 2);
+        assert_eq!(
+            r.count(&Event::ExchangeSeen(Protocol::Http1, Outcome::Complete)),
+            1
+        );
+        assert_eq!(
+            r.count_where(|e| matches!(e, Event::ExchangeSeen(_, Outcome::Complete))),
+            2
+        );
         assert_eq!(r.count(&Event::Skipped(SkipReason::QueueFull)), 0);
     }
 

@@ -14,10 +14,12 @@ use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use shadow_core::compare::Comparison;
-use shadow_core::http::{Exchange, ExchangeTiming, Header, HttpRequest, HttpResponse, Outcome};
+use shadow_core::http::{
+    Exchange, ExchangeTiming, Header, HttpRequest, HttpResponse, Outcome, Protocol,
+};
 use shadow_core::segment::FlowKey;
 use shadow_core::vocabulary::{
-    AgreementUnit, DiscrepancyKind, DropStage, KernelPacketResult, MirrorResult, SkipReason,
+    AgreementUnit, DiscrepancyKind, DropStage, KernelPacketResult, MirrorResult, Model, SkipReason,
 };
 use shadow_daemon::config::{Config, Pacing, RawConfig, Setting};
 use shadow_daemon::mirror::{Mirror, RunSummary};
@@ -26,8 +28,8 @@ use shadow_daemon::sinks::admin::{AdminState, bind_admin, serve_admin};
 use shadow_daemon::sinks::discrepancy_log::DiscrepancyLog;
 use shadow_daemon::sinks::metrics::Metrics;
 use shadow_daemon::telemetry::{
-    BreakerChange, Recorder, ReplayLoad, RollbackDone, RollbackFired, RollbackHeld, Telemetry,
-    Warning,
+    BreakerChange, Event, GrpcCode, Recorder, ReplayLoad, RollbackDone, RollbackFired,
+    RollbackHeld, Telemetry, Warning,
 };
 use shadowtap_test_support::prom;
 use std::collections::{BTreeMap, HashSet};
@@ -384,9 +386,9 @@ impl Telemetry for Tee {
         self.0.reassembly_load(flows, bytes);
         self.1.reassembly_load(flows, bytes);
     }
-    fn exchange_seen(&self, outcome: Outcome) {
-        self.0.exchange_seen(outcome);
-        self.1.exchange_seen(outcome);
+    fn exchange_seen(&self, protocol: Protocol, outcome: Outcome) {
+        self.0.exchange_seen(protocol, outcome);
+        self.1.exchange_seen(protocol, outcome);
     }
     fn skipped(&self, reason: SkipReason) {
         self.0.skipped(reason);
@@ -404,17 +406,21 @@ impl Telemetry for Tee {
         self.0.queue_waited(wait);
         self.1.queue_waited(wait);
     }
-    fn replayed(&self, result: MirrorResult) {
-        self.0.replayed(result);
-        self.1.replayed(result);
+    fn replayed(&self, protocol: Protocol, result: MirrorResult) {
+        self.0.replayed(protocol, result);
+        self.1.replayed(protocol, result);
     }
     fn shadow_http_error(&self, status: u16) {
         self.0.shadow_http_error(status);
         self.1.shadow_http_error(status);
     }
-    fn compared(&self, comparison: &Comparison) {
-        self.0.compared(comparison);
-        self.1.compared(comparison);
+    fn compared(&self, protocol: Protocol, comparison: &Comparison) {
+        self.0.compared(protocol, comparison);
+        self.1.compared(protocol, comparison);
+    }
+    fn grpc_status(&self, model: Model, code: GrpcCode) {
+        self.0.grpc_status(model, code);
+        self.1.grpc_status(model, code);
     }
     fn baseline_replayed(&self, result: MirrorResult) {
         self.0.baseline_replayed(result);
@@ -546,7 +552,7 @@ fn in_flight(shadow: &FakeShadow, metrics: &Metrics) -> f64 {
     let received = shadow.seen.lock().unwrap().len() as f64;
     let done = metric(
         &metrics.render(),
-        "shadowtap_mirrored_requests_total{result=\"timeout\"}",
+        "shadowtap_mirrored_requests_total{protocol=\"http1\",result=\"timeout\"}",
     );
     received - done
 }
@@ -606,7 +612,10 @@ async fn agreeing_and_disagreeing_shadow_end_to_end() {
     // All three are accounted for as skipped, the gap too (as not replayable).
     wait_for(&r.metrics, "every exchange handled", |t| {
         handled(t) == (N + 3) as f64
-            && metric(t, "shadowtap_exchanges_total{outcome=\"gap\"}") == 1.0
+            && metric(
+                t,
+                "shadowtap_exchanges_total{protocol=\"http1\",outcome=\"gap\"}",
+            ) == 1.0
     })
     .await;
     let text = http_get(r.admin, "/metrics").await;
@@ -630,11 +639,20 @@ async fn agreeing_and_disagreeing_shadow_end_to_end() {
     }
 
     let m = |series: &str| metric(&text, series);
-    assert_eq!(m("shadowtap_exchanges_total{outcome=\"complete\"}"), 21.0);
-    assert_eq!(m("shadowtap_exchanges_total{outcome=\"truncated\"}"), 1.0);
-    assert_eq!(m("shadowtap_exchanges_total{outcome=\"gap\"}"), 1.0);
     assert_eq!(
-        m("shadowtap_mirrored_requests_total{result=\"ok\"}"),
+        m("shadowtap_exchanges_total{protocol=\"http1\",outcome=\"complete\"}"),
+        21.0
+    );
+    assert_eq!(
+        m("shadowtap_exchanges_total{protocol=\"http1\",outcome=\"truncated\"}"),
+        1.0
+    );
+    assert_eq!(
+        m("shadowtap_exchanges_total{protocol=\"http1\",outcome=\"gap\"}"),
+        1.0
+    );
+    assert_eq!(
+        m("shadowtap_mirrored_requests_total{protocol=\"http1\",result=\"ok\"}"),
         N as f64
     );
     assert_eq!(
@@ -650,9 +668,18 @@ async fn agreeing_and_disagreeing_shadow_end_to_end() {
         m("shadowtap_mirror_skipped_total{reason=\"queue_full\"}"),
         0.0
     );
-    assert_eq!(m("shadowtap_discrepancies_total{kind=\"label\"}"), 3.0);
-    assert_eq!(m("shadowtap_discrepancies_total{kind=\"body\"}"), 0.0);
-    assert_eq!(m("shadowtap_discrepancies_total{kind=\"status\"}"), 0.0);
+    assert_eq!(
+        m("shadowtap_discrepancies_total{protocol=\"http1\",kind=\"label\"}"),
+        3.0
+    );
+    assert_eq!(
+        m("shadowtap_discrepancies_total{protocol=\"http1\",kind=\"body\"}"),
+        0.0
+    );
+    assert_eq!(
+        m("shadowtap_discrepancies_total{protocol=\"http1\",kind=\"status\"}"),
+        0.0
+    );
     assert_eq!(
         m("shadowtap_agreement_ratio{unit=\"request\"}"),
         17.0 / 20.0
@@ -700,6 +727,7 @@ async fn agreeing_and_disagreeing_shadow_end_to_end() {
         );
         assert_eq!(line["request"]["method"], "POST");
         assert_eq!(line["request"]["path"], "/v2/models/m/infer");
+        assert_eq!(line["protocol"], "http1");
         let auth = line["request"]["headers"]
             .as_array()
             .unwrap()
@@ -824,7 +852,7 @@ fn assert_breaker_opened_after_four(text: &str, result: &str) {
     let m = |s: &str| metric(text, s);
     assert_eq!(
         m(&format!(
-            "shadowtap_mirrored_requests_total{{result=\"{result}\"}}"
+            "shadowtap_mirrored_requests_total{{protocol=\"http1\",result=\"{result}\"}}"
         )),
         4.0,
         "{text}"
@@ -833,9 +861,15 @@ fn assert_breaker_opened_after_four(text: &str, result: &str) {
         m("shadowtap_mirror_skipped_total{reason=\"circuit_open\"}"),
         6.0
     );
-    assert_eq!(m("shadowtap_exchanges_total{outcome=\"complete\"}"), 10.0);
+    assert_eq!(
+        m("shadowtap_exchanges_total{protocol=\"http1\",outcome=\"complete\"}"),
+        10.0
+    );
     assert_eq!(m("shadowtap_circuit_state"), 1.0);
-    assert_eq!(m("shadowtap_discrepancies_total{kind=\"label\"}"), 0.0);
+    assert_eq!(
+        m("shadowtap_discrepancies_total{protocol=\"http1\",kind=\"label\"}"),
+        0.0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -917,13 +951,16 @@ async fn server_errors_are_answers_with_status_discrepancies() {
         4.0
     );
     assert_eq!(
-        metric(&text, "shadowtap_discrepancies_total{kind=\"status\"}"),
+        metric(
+            &text,
+            "shadowtap_discrepancies_total{protocol=\"http1\",kind=\"status\"}"
+        ),
         4.0
     );
     assert_eq!(
         metric(
             &text,
-            "shadowtap_discrepancies_total{kind=\"missing_prediction\"}"
+            "shadowtap_discrepancies_total{protocol=\"http1\",kind=\"missing_prediction\"}"
         ),
         4.0
     );
@@ -957,7 +994,10 @@ async fn slow_shadow_fills_the_queue_without_blocking_the_feed() {
             .unwrap();
     }
     wait_for(&r.metrics, "10 exchanges counted", |t| {
-        metric(t, "shadowtap_exchanges_total{outcome=\"complete\"}") == 10.0
+        metric(
+            t,
+            "shadowtap_exchanges_total{protocol=\"http1\",outcome=\"complete\"}",
+        ) == 10.0
     })
     .await;
     let text = r.metrics.render();
@@ -1000,7 +1040,11 @@ async fn concurrency_cap_holds_with_a_hanging_shadow() {
         let busy = in_flight(&shadow, &r.metrics);
         assert!(busy <= 2.0, "{busy} requests in flight with concurrency 2");
         let t = r.metrics.render();
-        if metric(&t, "shadowtap_mirrored_requests_total{result=\"timeout\"}") == 6.0 {
+        if metric(
+            &t,
+            "shadowtap_mirrored_requests_total{protocol=\"http1\",result=\"timeout\"}",
+        ) == 6.0
+        {
             done = true;
             break;
         }
@@ -1054,7 +1098,10 @@ async fn breaker_pauses_probes_and_resumes_when_the_shadow_recovers() {
     let text = r.metrics.render();
     let m = |s: &str| metric(&text, s);
     // Every exchange is accounted for: 4 failures, 2 successful probes, the rest paused.
-    assert_eq!(m("shadowtap_mirrored_requests_total{result=\"ok\"}"), 6.0);
+    assert_eq!(
+        m("shadowtap_mirrored_requests_total{protocol=\"http1\",result=\"ok\"}"),
+        6.0
+    );
     assert_eq!(
         m("shadowtap_mirror_skipped_total{reason=\"circuit_open\"}"),
         (fed - 6) as f64
@@ -1159,7 +1206,10 @@ async fn production_pacing_never_exceeds_production_concurrency() {
         );
         let text = r.metrics.render();
         assert_eq!(
-            metric(&text, "shadowtap_mirrored_requests_total{result=\"ok\"}"),
+            metric(
+                &text,
+                "shadowtap_mirrored_requests_total{protocol=\"http1\",result=\"ok\"}"
+            ),
             n as f64
         );
         if pacing == "production" {
@@ -1276,4 +1326,214 @@ async fn slow_shadow_shows_in_the_gauges_and_its_latency_excludes_the_queue_wait
     );
     drop(r.feed);
     r.run.await.unwrap();
+}
+
+// ---------- gRPC over h2c ----------
+
+/// The gRPC `ModelInfer` path (Open Inference Protocol).
+const MODEL_INFER: &str = "/inference.GRPCInferenceService/ModelInfer";
+
+/// Call `id`'s request message: length-prefixed, uncompressed, not text.
+fn grpc_request(id: u8) -> Bytes {
+    Bytes::from(vec![0, 0, 0, 0, 3, 0x10, id, 0xff])
+}
+
+/// Call `id`'s answer message, as production gave it.
+fn grpc_answer(id: u8) -> Bytes {
+    Bytes::from(vec![0, 0, 0, 0, 2, 0x08, id])
+}
+
+/// A gRPC call as the HTTP/2 parser hands it on: pseudo-headers in method and target, the
+/// status in the response's trailers.
+fn grpc_exchange(id: u8) -> Exchange {
+    let mut ex = exchange(u64::from(id), "POST", Outcome::Complete);
+    ex.protocol = Protocol::Grpc;
+    ex.request = Some(HttpRequest {
+        method: "POST".into(),
+        target: MODEL_INFER.into(),
+        version: 1,
+        headers: vec![
+            header("content-type", "application/grpc"),
+            header("te", "trailers"),
+            header("grpc-timeout", "2S"),
+        ],
+        body: grpc_request(id),
+        trailers: Vec::new(),
+    });
+    ex.prod_response = Some(HttpResponse {
+        status: 200,
+        version: 1,
+        headers: vec![header("content-type", "application/grpc")],
+        body: grpc_answer(id),
+        trailers: vec![header("grpc-status", "0"), header("grpc-message", "")],
+    });
+    ex
+}
+
+/// One call as the gRPC shadow received it.
+#[derive(Clone, Debug)]
+struct GrpcSeen {
+    version: hyper::Version,
+    path: String,
+    authority: Option<String>,
+    headers: hyper::HeaderMap,
+    body: Bytes,
+}
+
+type GrpcBody = http_body_util::Either<
+    Full<Bytes>,
+    http_body_util::combinators::WithTrailers<
+        Full<Bytes>,
+        std::future::Ready<Option<Result<hyper::HeaderMap, Infallible>>>,
+    >,
+>;
+
+/// A gRPC-looking shadow speaking only HTTP/2 with prior knowledge (hyper's server): answers
+/// each call with production's answer and `grpc-status: 0` in the trailers, except call
+/// `unavailable`, answered trailers-only with `grpc-status: 14`.
+async fn start_grpc_shadow(unavailable: u8) -> (SocketAddr, Arc<Mutex<Vec<GrpcSeen>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let seen = s.clone();
+            let service = service_fn(move |req: Request<Incoming>| {
+                let seen = seen.clone();
+                async move {
+                    let (parts, body) = req.into_parts();
+                    let body = body.collect().await.unwrap().to_bytes();
+                    let id = body.get(6).copied().unwrap_or_default();
+                    seen.lock().unwrap().push(GrpcSeen {
+                        version: parts.version,
+                        path: parts.uri.path().to_string(),
+                        authority: parts.uri.authority().map(|a| a.to_string()),
+                        headers: parts.headers,
+                        body,
+                    });
+                    let response = Response::builder()
+                        .status(200)
+                        .header("content-type", "application/grpc");
+                    let response: Response<GrpcBody> = if id == unavailable {
+                        response
+                            .header("grpc-status", "14")
+                            .body(http_body_util::Either::Left(Full::new(Bytes::new())))
+                            .unwrap()
+                    } else {
+                        let mut trailers = hyper::HeaderMap::new();
+                        trailers.insert("grpc-status", "0".parse().unwrap());
+                        let body = Full::new(grpc_answer(id))
+                            .with_trailers(std::future::ready(Some(Ok(trailers))));
+                        response.body(http_body_util::Either::Right(body)).unwrap()
+                    };
+                    Ok::<_, Infallible>(response)
+                }
+            });
+            tokio::spawn(async move {
+                let _ =
+                    hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+            });
+        }
+    });
+    (addr, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_calls_are_replayed_over_h2c_and_labelled_grpc() {
+    const N: u8 = 6;
+    const UNAVAILABLE: u8 = 4;
+    let (shadow, seen) = start_grpc_shadow(UNAVAILABLE).await;
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("discrepancies.jsonl");
+    let r = start(config(shadow, Some(&log_path))).await;
+    for id in 0..N {
+        r.feed.send(grpc_exchange(id)).await.unwrap();
+    }
+    wait_for(&r.metrics, "every call replayed", |t| {
+        handled(t) == f64::from(N)
+    })
+    .await;
+    let text = http_get(r.admin, "/metrics").await;
+    drop(r.feed);
+    let summary = r.run.await.unwrap();
+    assert_eq!(summary.replayed, u64::from(N));
+
+    // The shadow got every call over HTTP/2, byte for byte, with its gRPC fields.
+    let mut seen = seen.lock().unwrap().clone();
+    seen.sort_by_key(|s| s.body.get(6).copied());
+    assert_eq!(seen.len(), usize::from(N));
+    for (id, s) in (0..N).zip(&seen) {
+        assert_eq!(s.version, hyper::Version::HTTP_2);
+        assert_eq!(s.path, MODEL_INFER);
+        assert_eq!(s.authority.as_deref(), Some(&*shadow.to_string()));
+        assert_eq!(s.body, grpc_request(id));
+        assert_eq!(s.headers["te"], "trailers");
+        assert_eq!(s.headers["content-type"], "application/grpc");
+        assert_eq!(s.headers["grpc-timeout"], "2S");
+        assert!(s.headers.get("host").is_none(), "{:?}", s.headers);
+    }
+
+    // Every series says grpc.
+    let m = |series: &str| metric(&text, series);
+    let n = f64::from(N);
+    assert_eq!(
+        m("shadowtap_exchanges_total{outcome=\"complete\",protocol=\"grpc\"}"),
+        n
+    );
+    assert_eq!(
+        m("shadowtap_exchanges_total{outcome=\"complete\",protocol=\"http1\"}"),
+        0.0
+    );
+    assert_eq!(
+        m("shadowtap_mirrored_requests_total{protocol=\"grpc\",result=\"ok\"}"),
+        n
+    );
+    let all = prom::Metrics::parse(&text);
+    assert_eq!(
+        all.sum(
+            "shadowtap_mirrored_requests_total",
+            &[("protocol", "http1")]
+        ),
+        0.0
+    );
+    assert_eq!(
+        all.sum("shadowtap_mirrored_requests_total", &[("protocol", "h2")]),
+        0.0
+    );
+    // The shadow's trailers-only UNAVAILABLE is the one call that differs.
+    let differing = all.sum("shadowtap_discrepancies_total", &[]);
+    assert!(differing > 0.0, "{text}");
+    assert_eq!(
+        all.sum("shadowtap_discrepancies_total", &[("protocol", "grpc")]),
+        differing
+    );
+    let code = |model: Model, code: GrpcCode| {
+        m(&format!(
+            "shadowtap_grpc_status_total{{code=\"{}\",model=\"{}\"}}",
+            code.as_str(),
+            model.as_str()
+        ))
+    };
+    assert_eq!(code(Model::Production, GrpcCode::Ok), n);
+    assert_eq!(code(Model::Shadow, GrpcCode::Ok), n - 1.0);
+    assert_eq!(code(Model::Shadow, GrpcCode::Unavailable), 1.0);
+    assert_eq!(code(Model::Shadow, GrpcCode::Missing), 0.0);
+    assert_eq!(
+        r.events
+            .count(&Event::GrpcStatus(Model::Shadow, GrpcCode::Unavailable)),
+        1
+    );
+
+    // The discrepancy log line names the protocol.
+    let lines: Vec<Value> = std::fs::read_to_string(&log_path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["protocol"], "grpc");
+    assert_eq!(lines[0]["request"]["path"], MODEL_INFER);
 }

@@ -11,6 +11,7 @@ use crate::util::is_root;
 use anyhow::{Context, bail};
 use clap::Args;
 use shadowtap_test_support::prom::Metrics;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -157,14 +158,17 @@ fn settle(admin: SocketAddr, expected: f64) -> anyhow::Result<Metrics> {
 }
 
 /// Prints the non-zero series of `name`, one row per value of `label`.
+/// The series of `name` summed by `label` (over the other labels, e.g. `protocol`).
 fn print_breakdown(m: &Metrics, name: &str, label: &str) {
+    let mut by_label: BTreeMap<&str, f64> = BTreeMap::new();
     for (labels, value) in m.series(name) {
+        *by_label
+            .entry(labels.get(label).map_or("?", String::as_str))
+            .or_default() += value;
+    }
+    for (what, value) in by_label {
         if value > 0.0 {
-            println!(
-                "    {:<32} {:>10}",
-                labels.get(label).map_or("?", String::as_str),
-                value
-            );
+            println!("    {what:<32} {value:>10}");
         }
     }
 }

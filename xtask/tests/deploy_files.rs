@@ -221,6 +221,9 @@ fn grafana_dashboard_is_importable_and_matches_the_daemon() {
         "shadowtap_production_in_flight",
         "shadowtap_replay_queue_length",
         "shadowtap_replay_queue_wait_seconds_bucket",
+        "shadowtap_grpc_status_total",
+        // Traffic per protocol (JSON-escaped quotes).
+        r#"sum by (protocol) (rate(shadowtap_exchanges_total{instance=~\"$instance\"}"#,
         // Agreement per row as well as per request (JSON-escaped quotes).
         r#"shadowtap_agreement_ratio{instance=~\"$instance\",unit=\"row\"}"#,
     ] {
@@ -277,6 +280,7 @@ fn prometheus_alert_rules_are_well_formed_and_match_the_daemon() {
         "shadowtap_mirror_skipped_total",
         "shadowtap_circuit_state",
         "shadowtap_errors_total{model=\"shadow\"",
+        "shadowtap_grpc_status_total{model=\"shadow\"",
         "shadowtap_agreement_ratio{unit=\"request\"}",
         "up{job=\"shadowtap\"} == 0",
     ] {

@@ -1,7 +1,8 @@
 //! Discrepancy log: one JSON line per comparison that differs, written by a background thread
 //! to a file created with mode 0600 and rotated at a size cap (`path.1` .. `path.N`).
 //!
-//! Each line holds the time, the request (method, target, redacted headers, body sha256 and
+//! Each line holds the time, the connection and the protocol the exchange came in (`http1`,
+//! `h2`, `grpc`), the request (method, target, redacted headers, body sha256 and
 //! the body itself up to `body_max_bytes`), both statuses, latencies and predictions, and the
 //! field diff; with a noise baseline also `noise` (whether the whole discrepancy is
 //! production's own nondeterminism) and `noisy_paths` (the diff's paths that are). Headers `Authorization`, `Cookie`, `Set-Cookie`, `Proxy-Authorization` and the
@@ -20,7 +21,7 @@ use sha2::{Digest, Sha256};
 use shadow_core::compare::{
     Comparison, DiscrepancyKind, ErrorClass, FieldDiff, PathPattern, Prediction,
 };
-use shadow_core::http::Header;
+use shadow_core::http::{Header, Protocol};
 use shadow_core::noise::NoiseVerdict;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -171,6 +172,8 @@ pub struct Record {
     /// RFC 3339 UTC time the comparison finished.
     pub time: String,
     pub flow: String,
+    /// The protocol the exchange came in: `http1`, `h2` or `grpc`.
+    pub protocol: Protocol,
     pub request: RequestRecord,
     pub production: SideRecord,
     pub shadow: SideRecord,
@@ -243,6 +246,7 @@ impl Record {
         Record {
             time: rfc3339(now_ns),
             flow: job.flow.to_string(),
+            protocol: job.protocol,
             request: RequestRecord {
                 method: req.method.clone(),
                 path: req.target.clone(),
@@ -621,6 +625,15 @@ mod tests {
         assert_eq!(r.request.body, Some(json!("0123")));
         assert!(r.request.body_truncated);
         assert_eq!(r.request.body_len, 10);
+        // The protocol the exchange came in.
+        assert_eq!(v["protocol"], "http1");
+        let mut call = ex.clone();
+        call.protocol = Protocol::Grpc;
+        let r = Record::new(&call, &cmp, None, &Redactor::new(&Default::default()), 0, 0);
+        assert_eq!(serde_json::to_value(&r).unwrap()["protocol"], "grpc");
+        call.protocol = Protocol::H2;
+        let r = Record::new(&call, &cmp, None, &Redactor::new(&Default::default()), 0, 0);
+        assert_eq!(serde_json::to_value(&r).unwrap()["protocol"], "h2");
     }
 
     #[test]

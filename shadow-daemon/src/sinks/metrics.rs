@@ -7,7 +7,7 @@
 use crate::resources::{self, Process, ProcessUsage, ResourceHandle};
 use crate::sinks::verdict_metrics::VerdictMetrics;
 use crate::telemetry::{
-    BreakerCause, BreakerChange, BreakerState, ReplayLoad, RollbackDone, RollbackFired,
+    BreakerCause, BreakerChange, BreakerState, GrpcCode, ReplayLoad, RollbackDone, RollbackFired,
     RollbackHeld, Telemetry, Warning,
 };
 use prometheus::{
@@ -15,6 +15,7 @@ use prometheus::{
     Opts, Registry, TextEncoder,
 };
 use shadow_core::compare::Comparison;
+use shadow_core::http::Protocol;
 use shadow_core::noise::NOISE_KINDS;
 use shadow_core::vocabulary::{
     AgreementUnit, DecodeFailure, DiscrepancyKind, DropStage, ErrorClass, KernelPacketResult,
@@ -67,6 +68,7 @@ struct Inner {
     errors: IntCounterVec,
     agreement_ratio: GaugeVec,
     discrepancies: IntCounterVec,
+    grpc_status: IntCounterVec,
     baseline_replays: IntCounterVec,
     noise_discrepancies: IntCounterVec,
     shadow_http_errors: IntCounterVec,
@@ -140,16 +142,16 @@ impl Metrics {
             exchanges: reg!(IntCounterVec::new(
                 opts(
                     "exchanges_total",
-                    "HTTP exchanges rebuilt, by outcome. Each ends in mirrored_requests_total (by result) or mirror_skipped_total (by reason)."
+                    "Exchanges rebuilt (HTTP/1 requests, HTTP/2 streams, gRPC calls), by protocol (http1, h2, grpc) and outcome. Each ends in mirrored_requests_total (by result) or mirror_skipped_total (by reason)."
                 ),
-                &["outcome"]
+                &["protocol", "outcome"]
             )),
             mirrored: reg!(IntCounterVec::new(
                 opts(
                     "mirrored_requests_total",
-                    "Requests replayed to the shadow, by result (ok = a response came back)."
+                    "Requests replayed to the shadow, by protocol (http1, h2, grpc; HTTP/2 and gRPC are replayed over h2c) and result (ok = a response came back)."
                 ),
-                &["result"]
+                &["protocol", "result"]
             )),
             skipped: reg!(IntCounterVec::new(
                 opts(
@@ -204,9 +206,16 @@ impl Metrics {
             discrepancies: reg!(IntCounterVec::new(
                 opts(
                     "discrepancies_total",
-                    "Compared requests that differ, by kind of difference."
+                    "Compared requests that differ, by protocol (http1, h2, grpc) and kind of difference."
                 ),
-                &["kind"]
+                &["protocol", "kind"]
+            )),
+            grpc_status: reg!(IntCounterVec::new(
+                opts(
+                    "grpc_status_total",
+                    "gRPC answers by model and status code (grpc-status from the trailers, or from the headers of a trailers-only answer; MISSING when there is none). Production: every compared gRPC call; shadow: those it answered."
+                ),
+                &["model", "code"]
             )),
             baseline_replays: reg!(IntCounterVec::new(
                 opts(
@@ -288,7 +297,9 @@ impl Metrics {
             inner.skipped.with_label_values(&[r.as_str()]);
         }
         for r in MirrorResult::ALL {
-            inner.mirrored.with_label_values(&[r.as_str()]);
+            for p in Protocol::ALL {
+                inner.mirrored.with_label_values(&[p.as_str(), r.as_str()]);
+            }
             inner.baseline_replays.with_label_values(&[r.as_str()]);
         }
         for kind in NOISE_KINDS {
@@ -321,7 +332,18 @@ impl Metrics {
             }
         }
         for outcome in OUTCOMES {
-            inner.exchanges.with_label_values(&[outcome.as_str()]);
+            for p in Protocol::ALL {
+                inner
+                    .exchanges
+                    .with_label_values(&[p.as_str(), outcome.as_str()]);
+            }
+        }
+        for m in [Model::Production, Model::Shadow] {
+            for code in GrpcCode::ALL {
+                inner
+                    .grpc_status
+                    .with_label_values(&[m.as_str(), code.as_str()]);
+            }
         }
         for stage in DropStage::ALL {
             inner.capture_dropped.with_label_values(&[stage.as_str()]);
@@ -380,10 +402,8 @@ impl Metrics {
 
     // ---- process resources ----
 
-    /// Exports the model servers' usage from `handle`'s latest sample at each render (without
-    /// it, only shadowd's is exported). The first handle given stays.
-    /// Exchanges seen on the wire (every outcome) and replays finished (every result) so far:
-    /// the requests each model server handled, for CPU per request.
+    /// Exchanges seen on the wire (every protocol and outcome) and replays finished (every
+    /// protocol and result) so far: the requests each model server handled, for CPU per request.
     pub fn requests_handled(&self) -> (u64, u64) {
         let sum = |v: &IntCounterVec| -> u64 {
             use prometheus::core::Collector;
@@ -396,6 +416,8 @@ impl Metrics {
         (sum(&self.inner.exchanges), sum(&self.inner.mirrored))
     }
 
+    /// Exports the model servers' usage from `handle`'s latest sample at each render (without
+    /// it, only shadowd's is exported). The first handle given stays.
     pub fn watch_resources(&self, handle: ResourceHandle) {
         let _ = self.inner.resources.set(handle);
     }
@@ -471,11 +493,15 @@ impl Telemetry for Metrics {
 
     // ---- admission ----
 
-    fn exchange_seen(&self, outcome: Outcome) {
-        tracing::trace!(outcome = outcome.as_str(), "exchange");
+    fn exchange_seen(&self, protocol: Protocol, outcome: Outcome) {
+        tracing::trace!(
+            protocol = protocol.as_str(),
+            outcome = outcome.as_str(),
+            "exchange"
+        );
         self.inner
             .exchanges
-            .with_label_values(&[outcome.as_str()])
+            .with_label_values(&[protocol.as_str(), outcome.as_str()])
             .inc();
     }
 
@@ -512,13 +538,17 @@ impl Telemetry for Metrics {
 
     // ---- replay / compare ----
 
-    fn replayed(&self, result: MirrorResult) {
+    fn replayed(&self, protocol: Protocol, result: MirrorResult) {
         if result != MirrorResult::Ok {
-            tracing::debug!(result = result.as_str(), "shadow request failed");
+            tracing::debug!(
+                protocol = protocol.as_str(),
+                result = result.as_str(),
+                "shadow request failed"
+            );
         }
         self.inner
             .mirrored
-            .with_label_values(&[result.as_str()])
+            .with_label_values(&[protocol.as_str(), result.as_str()])
             .inc();
     }
 
@@ -532,7 +562,7 @@ impl Telemetry for Metrics {
 
     /// Latency per model (the shadow's only when it answered), error classes, discrepancies,
     /// bodies that could not be decoded.
-    fn compared(&self, c: &Comparison) {
+    fn compared(&self, protocol: Protocol, c: &Comparison) {
         for (model, side) in [
             (Model::Production, &c.production),
             (Model::Shadow, &c.shadow),
@@ -562,12 +592,24 @@ impl Telemetry for Metrics {
             self.error(Model::Shadow, class);
         }
         for kind in &c.discrepancies {
-            tracing::debug!(kind = kind.as_str(), "discrepancy");
+            tracing::debug!(
+                protocol = protocol.as_str(),
+                kind = kind.as_str(),
+                "discrepancy"
+            );
             self.inner
                 .discrepancies
-                .with_label_values(&[kind.as_str()])
+                .with_label_values(&[protocol.as_str(), kind.as_str()])
                 .inc();
         }
+    }
+
+    fn grpc_status(&self, model: Model, code: GrpcCode) {
+        tracing::trace!(model = model.as_str(), code = code.as_str(), "gRPC status");
+        self.inner
+            .grpc_status
+            .with_label_values(&[model.as_str(), code.as_str()])
+            .inc();
     }
 
     fn baseline_replayed(&self, result: MirrorResult) {
@@ -662,11 +704,15 @@ mod tests {
         let text = m.render();
         for zero in [
             "shadowtap_mirror_skipped_total{reason=\"sampled_out\"} 0",
-            "shadowtap_mirrored_requests_total{result=\"request_error\"} 0",
+            "shadowtap_mirrored_requests_total{protocol=\"http1\",result=\"request_error\"} 0",
+            "shadowtap_mirrored_requests_total{protocol=\"grpc\",result=\"ok\"} 0",
             "shadowtap_capture_dropped_total{stage=\"exchange_channel\"} 0",
             "shadowtap_capture_dropped_total{stage=\"orphan_response\"} 0",
             "shadowtap_capture_dropped_total{stage=\"ip_fragment\"} 0",
-            "shadowtap_exchanges_total{outcome=\"incomplete\"} 0",
+            "shadowtap_exchanges_total{outcome=\"incomplete\",protocol=\"http1\"} 0",
+            "shadowtap_exchanges_total{outcome=\"complete\",protocol=\"h2\"} 0",
+            "shadowtap_grpc_status_total{code=\"OK\",model=\"production\"} 0",
+            "shadowtap_grpc_status_total{code=\"MISSING\",model=\"shadow\"} 0",
             "shadowtap_errors_total{class=\"4xx\",model=\"production\"} 0",
             "shadowtap_circuit_state 0",
             "shadowtap_mirror_skipped_total{reason=\"unparsable\"} 0",
@@ -680,7 +726,9 @@ mod tests {
         // A ratio of nothing is absent, never 0.
         assert!(!text.contains("shadowtap_agreement_ratio{"), "{text}");
         m.skipped(SkipReason::QueueFull);
-        m.exchange_seen(Outcome::Complete);
+        m.exchange_seen(Protocol::Http1, Outcome::Complete);
+        m.exchange_seen(Protocol::Grpc, Outcome::Complete);
+        m.exchange_seen(Protocol::Grpc, Outcome::Complete);
         m.segments_captured(3);
         m.dropped(DropStage::Capture, 1);
         m.reassembly_load(2, 300);
@@ -695,24 +743,28 @@ mod tests {
             production_in_flight: Some(4),
         });
         m.queue_waited(Duration::from_millis(20));
-        m.replayed(MirrorResult::Timeout);
+        m.replayed(Protocol::H2, MirrorResult::Timeout);
+        m.grpc_status(Model::Shadow, GrpcCode::Unavailable);
         // The shadow timed out: its latency is not an answer's and is not observed.
-        m.compared(&Comparison {
-            production: Side {
-                status: Some(200),
-                latency_ns: Some(2_000_000),
-                ..Side::default()
+        m.compared(
+            Protocol::Grpc,
+            &Comparison {
+                production: Side {
+                    status: Some(200),
+                    latency_ns: Some(2_000_000),
+                    ..Side::default()
+                },
+                shadow: Side {
+                    error: Some(ErrorClass::Timeout),
+                    latency_ns: Some(5_000_000_000),
+                    ..Side::default()
+                },
+                body_equal: None,
+                agreement: None,
+                diffs: Vec::new(),
+                discrepancies: vec![DiscrepancyKind::Label],
             },
-            shadow: Side {
-                error: Some(ErrorClass::Timeout),
-                latency_ns: Some(5_000_000_000),
-                ..Side::default()
-            },
-            body_equal: None,
-            agreement: None,
-            diffs: Vec::new(),
-            discrepancies: vec![DiscrepancyKind::Label],
-        });
+        );
         m.agreement(AgreementUnit::Row, 0.5);
         m.discrepancy_log_dropped("test");
         m.baseline_replayed(MirrorResult::Ok);
@@ -723,15 +775,20 @@ mod tests {
         for needle in [
             "shadowtap_mirror_skipped_total{reason=\"queue_full\"} 1",
             "shadowtap_mirror_skipped_total{reason=\"sampled_out\"} 0",
-            "shadowtap_exchanges_total{outcome=\"complete\"} 1",
+            "shadowtap_exchanges_total{outcome=\"complete\",protocol=\"http1\"} 1",
+            "shadowtap_exchanges_total{outcome=\"complete\",protocol=\"grpc\"} 2",
+            "shadowtap_exchanges_total{outcome=\"complete\",protocol=\"h2\"} 0",
+            "shadowtap_grpc_status_total{code=\"UNAVAILABLE\",model=\"shadow\"} 1",
+            "shadowtap_grpc_status_total{code=\"UNAVAILABLE\",model=\"production\"} 0",
             "shadowtap_errors_total{class=\"timeout\",model=\"shadow\"} 1",
-            "shadowtap_discrepancies_total{kind=\"label\"} 1",
+            "shadowtap_discrepancies_total{kind=\"label\",protocol=\"grpc\"} 1",
             "shadowtap_captured_segments_total 3",
             "shadowtap_capture_dropped_total{stage=\"capture\"} 1",
             "shadowtap_flows_active 2",
             "shadowtap_reassembly_bytes 300",
             "shadowtap_circuit_state 2",
-            "shadowtap_mirrored_requests_total{result=\"timeout\"} 1",
+            "shadowtap_mirrored_requests_total{protocol=\"h2\",result=\"timeout\"} 1",
+            "shadowtap_mirrored_requests_total{protocol=\"http1\",result=\"timeout\"} 0",
             "shadowtap_latency_seconds_count{model=\"production\"} 1",
             "shadowtap_latency_seconds_sum{model=\"production\"} 0.002",
             "shadowtap_latency_seconds_count{model=\"shadow\"} 0",
@@ -749,11 +806,12 @@ mod tests {
             "shadowtap_baseline_replays_total{result=\"connect_error\"} 1",
             "shadowtap_noise_discrepancies_total{kind=\"body\"} 1",
             "shadowtap_noise_discrepancies_total{kind=\"prediction\"} 0",
-            "shadowtap_mirrored_requests_total{result=\"ok\"} 0",
+            "shadowtap_mirrored_requests_total{protocol=\"h2\",result=\"ok\"} 0",
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");
         }
         assert!(!text.contains("unit=\"request\""), "only the reported unit");
+        assert_eq!(m.requests_handled(), (3, 1), "summed over protocols");
     }
 
     #[test]
@@ -836,22 +894,25 @@ mod tests {
         m.shadow_http_error(404);
         m.shadow_http_error(404);
         m.shadow_http_error(503);
-        m.compared(&Comparison {
-            production: Side {
-                status: Some(200),
-                decode_error: Some(DecodeFailure::Truncated),
-                ..Side::default()
+        m.compared(
+            Protocol::Http1,
+            &Comparison {
+                production: Side {
+                    status: Some(200),
+                    decode_error: Some(DecodeFailure::Truncated),
+                    ..Side::default()
+                },
+                shadow: Side {
+                    status: Some(200),
+                    decode_error: Some(DecodeFailure::Corrupt),
+                    ..Side::default()
+                },
+                body_equal: None,
+                agreement: None,
+                diffs: Vec::new(),
+                discrepancies: Vec::new(),
             },
-            shadow: Side {
-                status: Some(200),
-                decode_error: Some(DecodeFailure::Corrupt),
-                ..Side::default()
-            },
-            body_equal: None,
-            agreement: None,
-            diffs: Vec::new(),
-            discrepancies: Vec::new(),
-        });
+        );
         let text = m.render();
         for needle in [
             "shadowtap_shadow_http_errors_total{status=\"404\"} 2",
