@@ -174,26 +174,8 @@ pub fn features_from_request(
             req.inputs.len()
         )));
     };
-    if input.datatype != "FP64" && input.datatype != "FP32" {
-        return Err(invalid(format!(
-            "input {:?}: datatype {:?} not supported, use FP64 or FP32",
-            input.name, input.datatype
-        )));
-    }
-    let rows = match input.shape.as_slice() {
-        &[b, f] if f == n_features as i64 && b >= 1 && b as usize <= MAX_BATCH => b as usize,
-        &[b, f] if f == n_features as i64 && b >= 1 => {
-            return Err(invalid(format!(
-                "batch of {b} rows exceeds the limit of {MAX_BATCH}"
-            )));
-        }
-        other => {
-            return Err(invalid(format!(
-                "input {:?}: shape {other:?} not supported, expected [B, {n_features}] with 1 <= B <= {MAX_BATCH}",
-                input.name
-            )));
-        }
-    };
+    check_datatype(&input.name, &input.datatype)?;
+    let rows = batch_rows(&input.name, &input.shape, n_features)?;
     let mut flat = Vec::with_capacity(rows * n_features);
     flatten_numbers(&input.data, &mut flat, rows * n_features, 0)?;
     let needed = rows * n_features;
@@ -209,6 +191,31 @@ pub fn features_from_request(
         )));
     }
     Array2::from_shape_vec((rows, n_features), flat).map_err(|e| invalid(e.to_string()))
+}
+
+/// Checks that an input of `datatype` is one the models take: `FP64` or `FP32`.
+pub fn check_datatype(input: &str, datatype: &str) -> Result<(), InvalidInput> {
+    if datatype == "FP64" || datatype == "FP32" {
+        Ok(())
+    } else {
+        Err(invalid(format!(
+            "input {input:?}: datatype {datatype:?} not supported, use FP64 or FP32"
+        )))
+    }
+}
+
+/// The batch size of an input of `shape`, which must be `[B, n_features]` with
+/// `1 <= B <= MAX_BATCH` (the same rule for the HTTP and the gRPC API).
+pub fn batch_rows(input: &str, shape: &[i64], n_features: usize) -> Result<usize, InvalidInput> {
+    match *shape {
+        [b, f] if f == n_features as i64 && b >= 1 && b as usize <= MAX_BATCH => Ok(b as usize),
+        [b, f] if f == n_features as i64 && b >= 1 => Err(invalid(format!(
+            "batch of {b} rows exceeds the limit of {MAX_BATCH}"
+        ))),
+        _ => Err(invalid(format!(
+            "input {input:?}: shape {shape:?} not supported, expected [B, {n_features}] with 1 <= B <= {MAX_BATCH}"
+        ))),
+    }
 }
 
 /// Appends the numbers of a flat or nested JSON array; stops early past `limit` elements.

@@ -1,4 +1,5 @@
-//! The Open Inference Protocol HTTP/1.1 server (hyper 1, keep-alive).
+//! The Open Inference Protocol HTTP/1.1 server (hyper 1, keep-alive), and the state both it
+//! and the gRPC server ([`crate::grpc`]) answer from.
 //!
 //! Routes (`{v}` must equal the served version, `{name}` the served model name):
 //! - `GET  /v2`, `GET /v2/health/live`, `GET /v2/health/ready`
@@ -65,11 +66,35 @@ impl ServerState {
         self.served.load(Ordering::Relaxed)
     }
 
-    fn version(&self) -> &'static str {
+    /// The model name requests must use.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The served model.
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// Waits the configured extra delay before an inference answer (simulates a slower model).
+    pub async fn delay(&self) {
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+        }
+    }
+
+    /// Counts one answered inference request; returns how many were answered before it.
+    pub fn count_served(&self) -> u64 {
+        self.served.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The served version (`"v1"` or `"v2"`).
+    pub fn version(&self) -> &'static str {
         self.model.kind().version()
     }
 
-    fn metadata(&self) -> ModelMetadata {
+    /// The model's metadata (name, version, platform, tensors), as both APIs answer it.
+    pub fn metadata(&self) -> ModelMetadata {
         let c = self.model.classes().len() as i64;
         ModelMetadata {
             name: self.name.clone(),
@@ -224,10 +249,8 @@ async fn infer(state: &ServerState, req: Request<Incoming>) -> Response<Full<Byt
     };
     let probs = state.model.predict_proba(x.view());
     let labels = labels_from_proba(&probs.view(), state.model.classes());
-    if !state.delay.is_zero() {
-        tokio::time::sleep(state.delay).await;
-    }
-    let n = state.served.fetch_add(1, Ordering::Relaxed);
+    state.delay().await;
+    let n = state.count_served();
     let id = request
         .id
         .clone()
@@ -292,7 +315,7 @@ mod tests {
     use crate::dataset::DEFAULT_SEED;
     use crate::model::ModelKind;
     use crate::oip::{InferenceResponse, TensorData};
-    use crate::traffic::{TrafficConfig, plan_jobs, run};
+    use crate::traffic::{Protocol, TrafficConfig, plan_jobs, run};
     use crate::training::train_demo_model;
     use serde_json::Value;
     use shadowtap_test_support::http::parse_message;
@@ -474,6 +497,8 @@ mod tests {
             max_duration: Duration::from_secs(60),
             rate: None,
             chunked_every: 3,
+            protocol: Protocol::Http1,
+            gzip: false,
             progress: false,
         };
         let summary = run(&cfg, jobs).await;
@@ -525,6 +550,8 @@ mod tests {
             max_duration: Duration::from_secs(20),
             rate: None,
             chunked_every: 0,
+            protocol: Protocol::Http1,
+            gzip: false,
             progress: false,
         };
         let summary = run(&cfg, Arc::new(plan_jobs(&data, &split, None, 1))).await;

@@ -1,41 +1,54 @@
-//! The traffic driver: held-out rows as OIP requests from several keep-alive HTTP/1.1 clients.
+//! The traffic driver: held-out rows as OIP requests, from several keep-alive HTTP/1.1 clients
+//! ([`http1`]) or as concurrent gRPC calls on one HTTP/2 connection ([`grpc`]).
 //!
 //! Work is planned up front ([`plan_jobs`]): a fixed list of requests, so the run is bounded in
-//! count; [`run`] also stops at a deadline. Each client owns one keep-alive connection and takes
-//! the next job from a shared counter; a failed connection is re-opened for the next job (a failed
-//! job is counted, never retried, so production never sees a request twice).
+//! count; [`run`] also stops at a deadline. Each client takes the next job from a shared
+//! counter; over HTTP/1.1 it owns one keep-alive connection, re-opened for the next job after a
+//! failure (a failed job is counted, never retried, so production never sees a request twice).
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::convert::Infallible;
+mod grpc;
+mod http1;
+
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::{Body, Frame};
-use hyper::client::conn::http1::{self, SendRequest};
-use hyper::{Request, StatusCode, header};
-use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use serde_json::Value;
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 use crate::dataset::{Split, WineData};
 use crate::eval::percentile;
-use crate::oip::{InferenceResponse, OUTPUT_LABEL, TensorData, request_body};
+use crate::oip::request_body;
 
-/// Largest response body read.
-const MAX_RESPONSE_BYTES: usize = 16 << 20;
 /// A client gives up after this many consecutive connection failures.
 const MAX_CONSECUTIVE_FAILURES: u32 = 5;
 /// Sample error messages kept for the summary.
 const MAX_ERROR_SAMPLES: usize = 5;
+
+/// Which API the driver speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// JSON over HTTP/1.1 keep-alive: one connection per client.
+    #[default]
+    Http1,
+    /// The OIP gRPC API (`ModelInfer`) over h2c: one connection, a stream per call.
+    Grpc,
+}
+
+impl Protocol {
+    /// The status of a successful answer: HTTP 200, gRPC `OK` (0).
+    pub fn ok_status(self) -> u16 {
+        match self {
+            Protocol::Http1 => 200,
+            Protocol::Grpc => tonic::Code::Ok as u16,
+        }
+    }
+}
 
 /// How to drive traffic.
 #[derive(Debug, Clone)]
@@ -52,8 +65,13 @@ pub struct TrafficConfig {
     pub max_duration: Duration,
     /// Total request rate across all clients (requests per second); `None` = as fast as possible.
     pub rate: Option<f64>,
-    /// Every n-th request (by job number) is sent with `Transfer-Encoding: chunked`; 0 = never.
+    /// HTTP/1.1 only: every n-th request (by job number) is sent with `Transfer-Encoding:
+    /// chunked`; 0 = never.
     pub chunked_every: usize,
+    /// HTTP/1.1 (JSON) or gRPC.
+    pub protocol: Protocol,
+    /// gRPC only: gzip the request messages and accept gzipped answers.
+    pub gzip: bool,
     /// Print a progress line to stderr about once a second.
     pub progress: bool,
 }
@@ -67,7 +85,9 @@ pub struct Job {
     pub rows: Vec<usize>,
     /// True labels of those rows.
     pub labels: Vec<usize>,
-    /// Serialised OIP request body.
+    /// The rows' features, row-major (the gRPC request's input).
+    pub features: Vec<f64>,
+    /// Serialised OIP JSON request body (the HTTP request's).
     pub body: Bytes,
 }
 
@@ -92,6 +112,7 @@ pub fn plan_jobs(data: &WineData, split: &Split, rows: Option<usize>, batch: usi
                 id,
                 rows: chunk.to_vec(),
                 labels: chunk.iter().map(|&r| data.labels[r]).collect(),
+                features: features.concat(),
                 body: Bytes::from(body),
             }
         })
@@ -125,7 +146,7 @@ impl LabelRecord {
     }
 }
 
-/// Latency in milliseconds (microsecond resolution) over requests that got an HTTP response.
+/// Latency in milliseconds (microsecond resolution) over requests that got an answer.
 #[derive(Debug, Clone, Serialize)]
 pub struct LatencyMs {
     /// Median.
@@ -145,17 +166,20 @@ pub struct Summary {
     pub target: String,
     /// Model name.
     pub model: String,
-    /// Concurrent clients.
+    /// `http1` or `grpc`.
+    pub protocol: Protocol,
+    /// Concurrent clients (gRPC: concurrent calls on one connection).
     pub clients: usize,
     /// Requests planned.
     pub requests_planned: usize,
     /// Requests attempted (a job taken by a client).
     pub requests_sent: usize,
-    /// HTTP responses by status code.
+    /// Answers by status code: HTTP statuses, or gRPC status codes (0 = `OK`, 14 =
+    /// `UNAVAILABLE`, ...) with `protocol = grpc`.
     pub responses: BTreeMap<u16, usize>,
-    /// Requests that got no HTTP response (connect error, reset, timeout).
+    /// Requests that got no answer (connect error, reset, timeout).
     pub transport_errors: usize,
-    /// 200 responses whose body was not a usable inference response.
+    /// Successful answers that were not a usable inference response.
     pub bad_responses: usize,
     /// Rows with a predicted label.
     pub rows_scored: usize,
@@ -179,11 +203,16 @@ pub struct Summary {
 }
 
 impl Summary {
-    /// True when every planned request got a 200 with a usable body.
+    /// True when every planned request got a successful answer (HTTP 200, gRPC `OK`) with a
+    /// usable body.
     pub fn all_ok(&self) -> bool {
-        self.requests_planned > 0
-            && self.responses.get(&200).copied() == Some(self.requests_planned)
-            && self.bad_responses == 0
+        self.requests_planned > 0 && self.ok() == self.requests_planned && self.bad_responses == 0
+    }
+
+    /// Successful answers (HTTP 200, gRPC `OK`).
+    pub fn ok(&self) -> usize {
+        let ok = self.protocol.ok_status();
+        self.responses.get(&ok).copied().unwrap_or(0)
     }
 }
 
@@ -199,14 +228,79 @@ struct Outcome {
     error: Option<String>,
 }
 
-/// Sends `jobs` with `cfg.clients` concurrent keep-alive clients and returns the summary.
+/// An answer to one job: its status, how long it took, and the predicted labels (or why
+/// there are none).
+pub(crate) struct Answer {
+    /// HTTP status or gRPC status code.
+    status: u16,
+    latency: Duration,
+    labels: Result<Labels, String>,
+}
+
+/// The labels of a usable inference answer.
+pub(crate) struct Labels {
+    version: Option<String>,
+    labels: Vec<i64>,
+}
+
+/// One client of the run.
+enum Client {
+    Http1(http1::Http1Client),
+    Grpc(grpc::GrpcClient),
+}
+
+impl Client {
+    /// Sends job number `n`; `Err` when no answer came.
+    async fn exchange(
+        &mut self,
+        cfg: &TrafficConfig,
+        job: &Job,
+        n: usize,
+    ) -> Result<Answer, String> {
+        match self {
+            Client::Http1(c) => {
+                let chunked =
+                    cfg.chunked_every > 0 && n % cfg.chunked_every == cfg.chunked_every - 1;
+                c.exchange(job, chunked).await
+            }
+            Client::Grpc(c) => c.exchange(job).await,
+        }
+    }
+
+    /// Drops what a failure may have broken (the HTTP/1.1 connection; a gRPC channel
+    /// reconnects by itself).
+    fn reset(&mut self) {
+        if let Client::Http1(c) = self {
+            c.reset();
+        }
+    }
+}
+
+/// Sends `jobs` with `cfg.clients` concurrent clients (keep-alive HTTP/1.1 connections, or
+/// calls on one gRPC connection) and returns the summary.
 pub async fn run(cfg: &TrafficConfig, jobs: Arc<Vec<Job>>) -> Summary {
+    let shared_grpc = match cfg.protocol {
+        Protocol::Http1 => None,
+        Protocol::Grpc => Some(
+            grpc::GrpcClient::connect(cfg.target, cfg.model.clone(), cfg.request_timeout, cfg.gzip)
+                .await,
+        ),
+    };
     let started = Instant::now();
     let deadline = started + cfg.max_duration;
     let next = Arc::new(AtomicUsize::new(0));
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut tasks = Vec::new();
+    let mut setup_error = None;
     for _ in 0..cfg.clients.max(1) {
+        let client = match &shared_grpc {
+            None => Client::Http1(http1::Http1Client::new(cfg.target, cfg.model.clone())),
+            Some(Ok(c)) => Client::Grpc(c.clone()),
+            Some(Err(e)) => {
+                setup_error = Some(e.clone());
+                break;
+            }
+        };
         let (cfg, jobs, next, tx) = (
             cfg.clone(),
             Arc::clone(&jobs),
@@ -214,7 +308,7 @@ pub async fn run(cfg: &TrafficConfig, jobs: Arc<Vec<Job>>) -> Summary {
             tx.clone(),
         );
         tasks.push(tokio::spawn(async move {
-            client_loop(&cfg, &jobs, &next, (started, deadline), &tx).await
+            client_loop(&cfg, &jobs, &next, (started, deadline), &tx, client).await
         }));
     }
     drop(tx);
@@ -222,6 +316,7 @@ pub async fn run(cfg: &TrafficConfig, jobs: Arc<Vec<Job>>) -> Summary {
     let mut summary = Summary {
         target: cfg.target.to_string(),
         model: cfg.model.clone(),
+        protocol: cfg.protocol,
         clients: cfg.clients.max(1),
         requests_planned: jobs.len(),
         requests_sent: 0,
@@ -236,7 +331,7 @@ pub async fn run(cfg: &TrafficConfig, jobs: Arc<Vec<Job>>) -> Summary {
         elapsed_s: 0.0,
         requests_per_s: 0.0,
         stopped_early: false,
-        error_samples: Vec::new(),
+        error_samples: setup_error.into_iter().collect(),
     };
     let mut latencies = Vec::with_capacity(jobs.len());
     let mut last_progress = Instant::now();
@@ -298,7 +393,7 @@ pub async fn run(cfg: &TrafficConfig, jobs: Arc<Vec<Job>>) -> Summary {
 
 /// `demo-traffic: 120/320 requests, 118 ok, 2 errors, 95.1 req/s`
 fn progress_line(s: &Summary, elapsed: Duration) -> String {
-    let ok = s.responses.get(&200).copied().unwrap_or(0);
+    let ok = s.ok();
     format!(
         "demo-traffic: {}/{} requests, {} ok, {} errors, {:.1} req/s",
         s.requests_sent,
@@ -309,16 +404,14 @@ fn progress_line(s: &Summary, elapsed: Duration) -> String {
     )
 }
 
-type ReqBody = BoxBody<Bytes, Infallible>;
-
 async fn client_loop(
     cfg: &TrafficConfig,
     jobs: &[Job],
     next: &AtomicUsize,
     (started, deadline): (Instant, Instant),
     tx: &mpsc::UnboundedSender<Outcome>,
+    mut client: Client,
 ) {
-    let mut conn: Option<SendRequest<ReqBody>> = None;
     let mut failures = 0;
     while Instant::now() < deadline && failures < MAX_CONSECUTIVE_FAILURES {
         let n = next.fetch_add(1, Ordering::Relaxed);
@@ -331,30 +424,17 @@ async fn client_loop(
             }
             tokio::time::sleep_until(due.into()).await;
         }
-        let chunked = cfg.chunked_every > 0 && n % cfg.chunked_every == cfg.chunked_every - 1;
-        let result = tokio::time::timeout(cfg.request_timeout, async {
-            if conn.as_ref().is_some_and(|c| c.is_closed()) {
-                conn = None;
-            }
-            let sender = match &mut conn {
-                Some(c) => c,
-                None => conn.insert(connect(cfg.target).await?),
-            };
-            // Latency of the exchange itself, not of opening the connection.
-            let sent_at = Instant::now();
-            let (status, body) = send(sender, cfg, job, chunked).await?;
-            Ok((status, body, sent_at.elapsed()))
-        })
-        .await
-        .unwrap_or_else(|_| Err(format!("timed out after {:?}", cfg.request_timeout)));
+        let result = tokio::time::timeout(cfg.request_timeout, client.exchange(cfg, job, n))
+            .await
+            .unwrap_or_else(|_| Err(format!("timed out after {:?}", cfg.request_timeout)));
         let outcome = match result {
-            Ok((status, body, latency)) => {
+            Ok(answer) => {
                 failures = 0;
-                judge(job, status, &body, latency)
+                judge(job, answer, cfg.protocol.ok_status())
             }
             Err(e) => {
                 failures += 1;
-                conn = None;
+                client.reset();
                 Outcome {
                     latency: None,
                     status: None,
@@ -372,91 +452,28 @@ async fn client_loop(
     }
 }
 
-async fn connect(target: SocketAddr) -> Result<SendRequest<ReqBody>, String> {
-    let stream = TcpStream::connect(target)
-        .await
-        .map_err(|e| format!("connecting to {target}: {e}"))?;
-    let _ = stream.set_nodelay(true);
-    let (sender, conn) = http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| format!("HTTP handshake with {target}: {e}"))?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    Ok(sender)
-}
-
-async fn send(
-    sender: &mut SendRequest<ReqBody>,
-    cfg: &TrafficConfig,
-    job: &Job,
-    chunked: bool,
-) -> Result<(StatusCode, Bytes), String> {
-    sender
-        .ready()
-        .await
-        .map_err(|e| format!("connection not ready: {e}"))?;
-    let body: ReqBody = if chunked {
-        let mid = job.body.len() / 2;
-        Chunks(VecDeque::from([
-            job.body.slice(..mid),
-            job.body.slice(mid..),
-        ]))
-        .boxed()
-    } else {
-        Full::new(job.body.clone()).boxed()
-    };
-    let req = Request::post(format!("/v2/models/{}/infer", cfg.model))
-        .header(header::HOST, cfg.target.to_string())
-        .header(header::CONTENT_TYPE, "application/json")
-        .header("x-request-id", job.id.as_str())
-        .body(body)
-        .map_err(|e| format!("building request: {e}"))?;
-    let resp = sender
-        .send_request(req)
-        .await
-        .map_err(|e| format!("sending request: {e}"))?;
-    let status = resp.status();
-    let body = Limited::new(resp.into_body(), MAX_RESPONSE_BYTES)
-        .collect()
-        .await
-        .map_err(|e| format!("reading response: {e}"))?
-        .to_bytes();
-    Ok((status, body))
-}
-
 /// Scores one answered job against its true labels.
-fn judge(job: &Job, status: StatusCode, body: &[u8], latency: Duration) -> Outcome {
+fn judge(job: &Job, answer: Answer, ok_status: u16) -> Outcome {
     let mut o = Outcome {
-        latency: Some(latency),
-        status: Some(status.as_u16()),
+        latency: Some(answer.latency),
+        status: Some(answer.status),
         scored: 0,
         correct: 0,
         version: None,
         bad: false,
         error: None,
     };
-    if status != StatusCode::OK {
-        let text = String::from_utf8_lossy(&body[..body.len().min(200)]);
-        o.error = Some(format!("{}: HTTP {status}: {text}", job.id));
-        return o;
-    }
-    let parsed = serde_json::from_slice::<InferenceResponse>(body)
-        .map_err(|e| format!("invalid inference response: {e}"))
-        .and_then(|r| {
-            let labels = match r.output(OUTPUT_LABEL).map(|o| &o.data) {
-                Some(TensorData::Int64(l)) if l.len() == job.labels.len() => l.clone(),
-                Some(_) => {
-                    return Err(format!(
-                        "output {OUTPUT_LABEL:?} has the wrong type or length"
-                    ));
-                }
-                None => return Err(format!("no {OUTPUT_LABEL:?} output")),
-            };
-            Ok((r.model_version, labels))
-        });
-    match parsed {
-        Ok((version, labels)) => {
+    match answer.labels {
+        Ok(Labels { labels, .. }) if labels.len() != job.labels.len() => {
+            o.bad = true;
+            o.error = Some(format!(
+                "{}: {} labels for {} rows",
+                job.id,
+                labels.len(),
+                job.labels.len()
+            ));
+        }
+        Ok(Labels { version, labels }) => {
             o.version = version;
             o.scored = labels.len();
             o.correct = labels
@@ -466,30 +483,12 @@ fn judge(job: &Job, status: StatusCode, body: &[u8], latency: Duration) -> Outco
                 .count();
         }
         Err(e) => {
-            o.bad = true;
+            // An unusable successful answer is bad; an error status is just counted.
+            o.bad = answer.status == ok_status;
             o.error = Some(format!("{}: {e}", job.id));
         }
     }
     o
-}
-
-/// A request body of several frames with no length: hyper sends it chunked.
-struct Chunks(VecDeque<Bytes>);
-
-impl Body for Chunks {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        Poll::Ready(self.0.pop_front().map(|b| Ok(Frame::data(b))))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.0.is_empty()
-    }
 }
 
 #[cfg(test)]
@@ -521,6 +520,7 @@ mod tests {
             id: "a".into(),
             rows: vec![7],
             labels: vec![5],
+            features: Vec::new(),
             body: Bytes::new(),
         };
         let line = serde_json::to_string(&LabelRecord::of(&job)).unwrap();

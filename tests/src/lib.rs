@@ -18,6 +18,12 @@
 //!   ground truth as label lines, for the decision tests.
 //! - [`admin`]: `/metrics`, `/healthz`, `/api/summary` and `POST /api/labels` of a running
 //!   `shadowd run`, with bounded waits.
+//! - [`h2_peer`]: an HTTP/2 (h2c) answering server (hyper) that records every request, for the
+//!   HTTP/2 tests with real clients (`h2load`, `curl`).
+//! - [`h2_frames`]: HTTP/2 frames and HPACK blocks written byte by byte, for scripted
+//!   conversations (mid-stream join, `RST_STREAM`, `GOAWAY`).
+//! - [`python`]: venvs with pinned PyPI packages for the Python peers (MLServer, grpcio), made
+//!   once and reused, skipped when they cannot be made.
 //!
 //! What is also needed outside this crate (by `xtask`, the daemon's and the demo's own tests)
 //! lives in `shadowtap-test-support` (`tests/support`): the HTTP/1.1 message reader both test
@@ -39,9 +45,12 @@
 pub mod admin;
 pub mod capture;
 pub mod classifier;
+pub mod h2_frames;
+pub mod h2_peer;
 pub mod http_peer;
 pub mod model;
 pub mod netns;
+pub mod python;
 pub mod scenario;
 pub mod shadowd;
 pub mod streams;

@@ -7,10 +7,10 @@
 //! request. The script `tests/real_oip/wine.py` trains the models and drives the traffic.
 //!
 //! The Python environment is a venv under cargo's target directory
-//! (`target/tmp/real-oip-venv`), made on first use with `python3 -m venv` and `pip install` of
-//! the pinned packages (about a minute, then reused). When it cannot be made (no `python3`, no
-//! package index) the test says so and is skipped; `SHADOWTAP_PYTHON` names another
-//! interpreter. Needs root (eBPF, namespaces); skipped otherwise.
+//! (`target/tmp/real-oip-venv`, see [`shadowtap_tests::python`]), made on first use with
+//! `python3 -m venv` and `pip install` of the pinned packages (about a minute, then reused).
+//! When it cannot be made (no `python3`, no package index) the test says so and is skipped;
+//! `SHADOWTAP_PYTHON` names another interpreter. Needs root (eBPF, namespaces); skipped otherwise.
 //!
 //! ```text
 //! sudo -E cargo test -p shadowtap-tests --test real_oip_server_e2e -- --nocapture
@@ -21,12 +21,11 @@ use shadow_core::vocabulary::{DiscrepancyKind, MirrorResult};
 use shadowtap_test_support::http;
 use shadowtap_tests::admin::{self, accounted, discrepancies, mirrored, sum_of};
 use shadowtap_tests::netns::NetNs;
+use shadowtap_tests::python;
 use shadowtap_tests::require_root;
 use shadowtap_tests::shadowd::Daemon;
-use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// What the venv holds: MLServer and its scikit-learn runtime, and the client library.
@@ -50,54 +49,10 @@ fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("real_oip/wine.py")
 }
 
-/// Runs `program args`, returning its stdout or why it failed.
-fn run(program: &Path, args: &[&str]) -> Result<String, String> {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", program.display()))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(format!(
-            "`{} {}` failed ({}): {}",
-            program.display(),
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
-
 /// The venv with [`PACKAGES`], made if missing; `Err` says why it cannot be made.
 fn venv() -> Result<PathBuf, String> {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("real-oip-venv");
-    let marker = dir.join("shadowtap-packages.txt");
-    let wanted = PACKAGES.join("\n");
-    if std::fs::read_to_string(&marker).is_ok_and(|have| have == wanted) {
-        return Ok(dir);
-    }
-    let python = std::env::var_os("SHADOWTAP_PYTHON").unwrap_or_else(|| "python3".into());
-    let _ = std::fs::remove_dir_all(&dir);
-    let started = Instant::now();
-    eprintln!(
-        "real_oip_server_e2e: installing {} into {} (once)",
-        PACKAGES.join(" "),
-        dir.display()
-    );
-    run(
-        Path::new(&python),
-        &["-m", "venv", dir.to_str().ok_or("non-UTF-8 target dir")?],
-    )?;
-    let mut pip = vec!["install", "--quiet", "--disable-pip-version-check"];
-    pip.extend_from_slice(PACKAGES);
-    run(&dir.join("bin/pip"), &pip)?;
-    std::fs::write(&marker, wanted).map_err(|e| format!("{}: {e}", marker.display()))?;
-    eprintln!(
-        "real_oip_server_e2e: venv ready in {:.0?}",
-        started.elapsed()
-    );
-    Ok(dir)
+    python::venv(&dir, PACKAGES, "real_oip_server_e2e")
 }
 
 /// Waits (bounded) until MLServer at `addr` says it is ready.
@@ -126,20 +81,16 @@ fn mlserver_agreement_equals_the_offline_truth() {
     let venv = match venv() {
         Ok(v) => v,
         Err(why) => {
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIPPED mlserver_agreement_equals_the_offline_truth: the Python venv with \
-                 MLServer cannot be made: {why}"
-            );
+            python::skip_without_venv("mlserver_agreement_equals_the_offline_truth", &why);
             return;
         }
     };
-    let python = venv.join("bin/python");
+    let python = python::python(&venv);
     let work = tempfile::tempdir().expect("temporary directory");
     let models = work.path().to_str().expect("UTF-8 temporary path");
     let script = script();
     let script = script.to_str().expect("UTF-8 path");
-    run(&python, &[script, "train", models]).expect("train the models");
+    python::run(&python, &[script, "train", models]).expect("train the models");
 
     let ns = NetNs::new("oip").expect("netns");
     let mlserver = venv.join("bin/mlserver");

@@ -116,7 +116,7 @@ pub fn run(bin: &Path, steps: &[Step]) -> anyhow::Result<()> {
 /// [`run`], with the logs in `dir`.
 fn run_in(bin: &Path, steps: &[Step], dir: &Path) -> anyhow::Result<()> {
     let mut models = Processes::default();
-    let started = crate::services::start_demo_models(bin, dir, &mut models)?;
+    let started = crate::services::start_demo_models(bin, dir, &mut models, false)?;
     let (production, shadow) = (started.production, started.shadow);
     let model_pids = started.pids;
     let script = crate::bench_wrk::write_script(dir, INFER_BODY)?;

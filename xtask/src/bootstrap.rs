@@ -25,7 +25,18 @@ const APT_PACKAGES: &[(&str, &str)] = &[
         "tests check that recorded pcaps read back in tcpdump",
     ),
     ("wrk", "`cargo xtask bench mirror` offers load with wrk"),
-    ("curl", "the demo shows curl requests"),
+    (
+        "curl",
+        "the demo shows curl requests; the HTTP/2 tests send `curl --http2-prior-knowledge`",
+    ),
+    (
+        "nghttp2-client",
+        "h2load offers h2c load in the HTTP/2 end-to-end tests",
+    ),
+    (
+        "python3-venv",
+        "end-to-end tests make Python venvs (MLServer, grpcio) from PyPI",
+    ),
 ];
 
 /// One thing bootstrap may install.
@@ -85,6 +96,23 @@ pub fn run() -> anyhow::Result<()> {
             why: String::new(),
             present: || missing_apt_packages().is_empty(),
             install: install_apt_packages,
+        },
+        Step {
+            name: "curl with HTTP/2",
+            why: "the HTTP/2 end-to-end tests send `curl --http2-prior-knowledge`; this curl \
+                  lacks HTTP2 in `curl --version`, so the Debian one is installed"
+                .into(),
+            present: curl_speaks_http2,
+            install: || {
+                if !is_root() {
+                    bail!("installing Debian's curl needs root; run as root");
+                }
+                run_cmd(
+                    Command::new("apt-get")
+                        .env("DEBIAN_FRONTEND", "noninteractive")
+                        .args(["install", "-y", "-q", "--reinstall", "curl", "libcurl4"]),
+                )
+            },
         },
         Step {
             name: "bpf-linker",
@@ -171,6 +199,19 @@ pub fn run() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Whether the `curl` on `PATH` lists HTTP2 among its features.
+fn curl_speaks_http2() -> bool {
+    output(Command::new("curl").arg("--version")).is_some_and(|v| lists_http2(&v))
+}
+
+/// Whether `curl --version` output has HTTP2 on its `Features:` line.
+fn lists_http2(version: &str) -> bool {
+    version
+        .lines()
+        .filter(|l| l.starts_with("Features:"))
+        .any(|l| l.split_whitespace().any(|f| f == "HTTP2"))
+}
+
 fn missing_apt_packages() -> Vec<&'static str> {
     APT_PACKAGES
         .iter()
@@ -205,4 +246,29 @@ fn install_apt_packages() -> anyhow::Result<()> {
         .args(["install", "-y", "-q", "--no-install-recommends"])
         .args(&missing);
     run_cmd(&mut install)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http2_is_read_from_curls_feature_line() {
+        let with = "curl 7.88.1 (x86_64-pc-linux-gnu) libcurl/7.88.1 nghttp2/1.52.0\n\
+                    Protocols: http https\n\
+                    Features: alt-svc AsynchDNS brotli GSS-API HSTS HTTP2 HTTPS-proxy IDN IPv6\n";
+        assert!(lists_http2(with));
+        let without =
+            "curl 8.0 (x) libcurl/8.0\nProtocols: http https\nFeatures: IPv6 HTTPS-proxy\n";
+        assert!(!lists_http2(without));
+        // nghttp2 in the version line alone is not the feature.
+        assert!(!lists_http2("curl 8 nghttp2/1.5 HTTP2\nFeatures: IPv6\n"));
+    }
+
+    #[test]
+    fn the_http2_test_tools_are_in_the_package_list() {
+        for tool in ["nghttp2-client", "curl", "python3-venv"] {
+            assert!(APT_PACKAGES.iter().any(|(name, _)| *name == tool), "{tool}");
+        }
+    }
 }

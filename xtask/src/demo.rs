@@ -1,6 +1,12 @@
 //! `cargo xtask demo`: the main job on the bundled demo models. Starts the production (v1) and
 //! shadow (v2) wine-quality model servers on loopback, taps production with `shadowd run`
 //! (eBPF on `lo`), drives the held-out rows as traffic and prints the comparison.
+//!
+//! With `--grpc` the same happens over the Open Inference Protocol's gRPC API (h2c): the models
+//! also serve gRPC (production answers in typed `contents`, the shadow in
+//! `raw_output_contents`), `shadowd` taps production's gRPC port with `--preset
+//! kserve-v2-grpc`, and the traffic is `ModelInfer` calls on one HTTP/2 connection. The summary,
+//! the ground truth and the verdict are the same.
 
 use crate::build::release;
 use crate::demo_decision;
@@ -32,6 +38,10 @@ pub struct DemoArgs {
     /// Keep everything running after the summary, until Ctrl-C, to try your own requests.
     #[arg(long)]
     pub keep_running: bool,
+    /// Speak gRPC (the Open Inference Protocol's `ModelInfer` over h2c) instead of JSON over
+    /// HTTP/1.1: traffic, tap and replay.
+    #[arg(long)]
+    pub grpc: bool,
     /// Where the demo writes its logs and files.
     #[arg(long, default_value = "/tmp/shadowtap-demo")]
     pub dir: PathBuf,
@@ -57,9 +67,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot write {}", criteria_path.display()))?;
 
     let mut procs = Processes::default();
-    let DemoModels {
-        production, shadow, ..
-    } = start_demo_models(&bin, &args.dir, &mut procs)?;
+    let models = start_demo_models(&bin, &args.dir, &mut procs, args.grpc)?;
+    let wire = Wire::of(&models, args.grpc)?;
 
     let shadowd = spawn_logged(
         Command::new(bin.join("shadowd"))
@@ -68,15 +77,15 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
                 "--interface",
                 "lo",
                 "--port",
-                &production.port().to_string(),
+                &wire.production.port().to_string(),
             ])
             .args([
                 "--shadow",
-                &format!("http://{shadow}"),
+                &format!("http://{}", wire.shadow),
                 "--admin-addr",
                 &admin.to_string(),
             ])
-            .args(["--preset", "kserve-v2", "--discrepancy-log"])
+            .args(["--preset", wire.preset, "--discrepancy-log"])
             .arg(&log_path)
             .arg("--criteria")
             .arg(&criteria_path)
@@ -87,32 +96,30 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     procs.push("shadowd", shadowd);
     wait_ready(admin, "/healthz", &mut procs).context("shadowd did not start")?;
     eprintln!(
-        "xtask demo: shadowd tapping lo:{} → mirroring to http://{shadow}",
-        production.port()
+        "xtask demo: shadowd tapping lo:{} → mirroring to {}",
+        wire.production.port(),
+        wire.describe_shadow()
     );
     eprintln!("xtask demo: try your own request while it runs:");
-    eprintln!(
-        "  curl -s http://{production}/v2/models/wine-quality/infer -H 'content-type: application/json' \\\n    \
-         -d '{{\"inputs\":[{{\"name\":\"input-0\",\"shape\":[1,11],\"datatype\":\"FP64\",\
-         \"data\":[7.4,0.7,0,1.9,0.076,11,34,0.9978,3.51,0.56,9.4]}}]}}'"
-    );
+    eprintln!("{}", wire.try_it(&bin));
 
-    let traffic = Command::new(bin.join("demo-traffic"))
-        .args(["--target", &production.to_string(), "--quiet"])
+    let mut traffic = Command::new(bin.join("demo-traffic"));
+    traffic
+        .args(["--target", &wire.production.to_string(), "--quiet"])
         .args([
             "--clients",
             &args.clients.to_string(),
             "--rows",
             &args.requests.to_string(),
         ])
-        .args([
-            "--rate",
-            &args.rate.to_string(),
-            "--chunked-every",
-            "5",
-            "--labels-out",
-        ])
-        .arg(&labels_path)
+        .args(["--rate", &args.rate.to_string(), "--labels-out"])
+        .arg(&labels_path);
+    if args.grpc {
+        traffic.arg("--grpc");
+    } else {
+        traffic.args(["--chunked-every", "5"]);
+    }
+    let traffic = traffic
         .stderr(Stdio::inherit())
         .output()
         .context("cannot run demo-traffic")?;
@@ -122,7 +129,14 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
 
     let metrics = settle(admin, args.requests as f64)?;
-    print_summary(&metrics, &traffic_summary, admin, &log_path, &args.dir);
+    print_summary(
+        &metrics,
+        &wire,
+        &traffic_summary,
+        admin,
+        &log_path,
+        &args.dir,
+    );
     let posted = demo_decision::post_labels(admin, &labels_path)?;
     let summary = demo_decision::settled_summary(admin, posted.at_once + posted.late)?;
     demo_decision::print_quality(&summary, &posted);
@@ -142,6 +156,61 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What the demo taps and mirrors: production's and the shadow's address for the chosen
+/// protocol, and the comparison preset that reads its answers.
+struct Wire {
+    grpc: bool,
+    production: SocketAddr,
+    shadow: SocketAddr,
+    preset: &'static str,
+}
+
+impl Wire {
+    fn of(models: &DemoModels, grpc: bool) -> anyhow::Result<Wire> {
+        Ok(match (grpc, models.grpc) {
+            (false, _) => Wire {
+                grpc,
+                production: models.production,
+                shadow: models.shadow,
+                preset: "kserve-v2",
+            },
+            (true, Some(g)) => Wire {
+                grpc,
+                production: g.production,
+                shadow: g.shadow,
+                preset: "kserve-v2-grpc",
+            },
+            (true, None) => bail!("the model servers were started without gRPC"),
+        })
+    }
+
+    fn describe_shadow(&self) -> String {
+        if self.grpc {
+            format!("{} (gRPC, h2c)", self.shadow)
+        } else {
+            format!("http://{}", self.shadow)
+        }
+    }
+
+    /// A command that sends one request of your own to production.
+    fn try_it(&self, bin: &Path) -> String {
+        if self.grpc {
+            format!(
+                "  {} --grpc --target {} --rows 1 --quiet",
+                bin.join("demo-traffic").display(),
+                self.production
+            )
+        } else {
+            format!(
+                "  curl -s http://{}/v2/models/wine-quality/infer -H 'content-type: application/json' \\\n    \
+                 -d '{{\"inputs\":[{{\"name\":\"input-0\",\"shape\":[1,11],\"datatype\":\"FP64\",\
+                 \"data\":[7.4,0.7,0,1.9,0.076,11,34,0.9978,3.51,0.56,9.4]}}]}}'",
+                self.production
+            )
+        }
+    }
+}
+
 /// Waits (bounded) until every served request is accounted for by the mirror, then returns
 /// the final metrics.
 fn settle(admin: SocketAddr, expected: f64) -> anyhow::Result<Metrics> {
@@ -157,27 +226,41 @@ fn settle(admin: SocketAddr, expected: f64) -> anyhow::Result<Metrics> {
     }
 }
 
-/// Prints the non-zero series of `name`, one row per value of `label`.
-/// The series of `name` summed by `label` (over the other labels, e.g. `protocol`).
+/// Prints the non-zero totals of `name` per value of `label` (summed over its other labels,
+/// e.g. `protocol`), one row each.
 fn print_breakdown(m: &Metrics, name: &str, label: &str) {
-    let mut by_label: BTreeMap<&str, f64> = BTreeMap::new();
+    let mut totals: BTreeMap<&str, f64> = BTreeMap::new();
     for (labels, value) in m.series(name) {
-        *by_label
+        *totals
             .entry(labels.get(label).map_or("?", String::as_str))
             .or_default() += value;
     }
-    for (what, value) in by_label {
-        if value > 0.0 {
-            println!("    {what:<32} {value:>10}");
+    for (value_of_label, total) in totals {
+        if total > 0.0 {
+            println!("    {value_of_label:<32} {total:>10}");
         }
     }
 }
 
-fn print_summary(m: &Metrics, traffic: &str, admin: SocketAddr, log: &Path, dir: &Path) {
+fn print_summary(
+    m: &Metrics,
+    wire: &Wire,
+    traffic: &str,
+    admin: SocketAddr,
+    log: &Path,
+    dir: &Path,
+) {
     let served = m.sum("shadowtap_exchanges_total", &[]);
     let mirrored = m.sum("shadowtap_mirrored_requests_total", &[]);
     println!();
-    println!("shadowtap demo: wine-quality v1 (production) vs v2 (shadow)");
+    println!(
+        "shadowtap demo: wine-quality v1 (production) vs v2 (shadow){}",
+        if wire.grpc {
+            ", Open Inference Protocol over gRPC (h2c)"
+        } else {
+            ""
+        }
+    );
     println!(
         "  {:<34} {:>10}",
         "requests served (seen on the wire)", served
@@ -185,6 +268,10 @@ fn print_summary(m: &Metrics, traffic: &str, admin: SocketAddr, log: &Path, dir:
     print_breakdown(m, "shadowtap_exchanges_total", "outcome");
     println!("  {:<34} {:>10}", "mirrored to the shadow", mirrored);
     print_breakdown(m, "shadowtap_mirrored_requests_total", "result");
+    if wire.grpc {
+        println!("  {:<34}", "mirrored, by protocol");
+        print_breakdown(m, "shadowtap_mirrored_requests_total", "protocol");
+    }
     println!(
         "  {:<34} {:>10}",
         "skipped",
@@ -239,4 +326,43 @@ fn print_summary(m: &Metrics, traffic: &str, admin: SocketAddr, log: &Path, dir:
     println!("  metrics:           http://{admin}/metrics   (summary: http://{admin}/api/summary)");
     println!("  discrepancy log:   {}", log.display());
     println!("  logs:              {}", dir.display());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::services::GrpcAddrs;
+
+    fn models(grpc: Option<GrpcAddrs>) -> DemoModels {
+        let addr = |port| SocketAddr::from(([127, 0, 0, 1], port));
+        DemoModels {
+            production: addr(8080),
+            shadow: addr(8081),
+            grpc,
+            pids: [1, 2],
+        }
+    }
+
+    #[test]
+    fn grpc_demo_taps_and_mirrors_the_grpc_ports_with_the_grpc_preset() {
+        let grpc = GrpcAddrs {
+            production: SocketAddr::from(([127, 0, 0, 1], 8001)),
+            shadow: SocketAddr::from(([127, 0, 0, 1], 8002)),
+        };
+        let wire = Wire::of(&models(Some(grpc)), true).unwrap();
+        assert_eq!((wire.production.port(), wire.shadow.port()), (8001, 8002));
+        assert_eq!(wire.preset, "kserve-v2-grpc");
+        assert!(
+            wire.try_it(Path::new("/b"))
+                .contains("--grpc --target 127.0.0.1:8001")
+        );
+
+        let http = Wire::of(&models(Some(grpc)), false).unwrap();
+        assert_eq!((http.production.port(), http.preset), (8080, "kserve-v2"));
+        assert!(
+            http.try_it(Path::new("/b"))
+                .contains("curl -s http://127.0.0.1:8080/")
+        );
+        assert!(Wire::of(&models(None), true).is_err());
+    }
 }

@@ -94,20 +94,41 @@ pub fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
 pub struct DemoModels {
     pub production: SocketAddr,
     pub shadow: SocketAddr,
+    /// Their gRPC addresses, when started with gRPC.
+    pub grpc: Option<GrpcAddrs>,
     /// Process ids, production first (for resource accounting).
     pub pids: [u32; 2],
 }
 
-/// Starts `demo-model` v1 (production) and v2 (shadow) from `bin` on free loopback ports,
-/// logging to `log_dir/model-v*.log`, owned by `procs`; returns once both are ready.
+/// Where the demo's model servers serve the Open Inference Protocol's gRPC API.
+#[derive(Clone, Copy, Debug)]
+pub struct GrpcAddrs {
+    /// Production (v1): outputs in typed `contents`.
+    pub production: SocketAddr,
+    /// Shadow (v2): outputs in `raw_output_contents`, so the comparison decodes both forms.
+    pub shadow: SocketAddr,
+}
+
+/// Starts `demo-model` v1 (production) and v2 (shadow) from `bin` on free loopback ports (with
+/// `grpc`, also their gRPC API on two more), logging to `log_dir/model-v*.log`, owned by
+/// `procs`; returns once both are ready.
 pub fn start_demo_models(
     bin: &std::path::Path,
     log_dir: &std::path::Path,
     procs: &mut Processes,
+    grpc: bool,
 ) -> anyhow::Result<DemoModels> {
     use anyhow::Context as _;
     let production = free_port()?;
     let shadow = free_port()?;
+    let grpc = if grpc {
+        Some(GrpcAddrs {
+            production: free_port()?,
+            shadow: free_port()?,
+        })
+    } else {
+        None
+    };
     let mut pids = [0; 2];
     for (i, (name, model, addr)) in [
         ("production model v1", "v1", production),
@@ -116,24 +137,35 @@ pub fn start_demo_models(
     .into_iter()
     .enumerate()
     {
-        let child = spawn_logged(
-            std::process::Command::new(bin.join("demo-model")).args([
-                "--model",
-                model,
-                "--listen",
-                &addr.to_string(),
-            ]),
-            &log_dir.join(format!("model-{model}.log")),
-        )?;
+        let mut cmd = std::process::Command::new(bin.join("demo-model"));
+        cmd.args(["--model", model, "--listen", &addr.to_string()]);
+        if let Some(g) = grpc {
+            let (grpc_addr, raw) = if i == 0 {
+                (g.production, false)
+            } else {
+                (g.shadow, true)
+            };
+            cmd.args(["--grpc-listen", &grpc_addr.to_string()]);
+            if raw {
+                cmd.arg("--grpc-raw-outputs");
+            }
+        }
+        let child = spawn_logged(&mut cmd, &log_dir.join(format!("model-{model}.log")))?;
         pids[i] = child.id();
         procs.push(name, child);
+        // The server binds its gRPC address before its HTTP one: HTTP ready means both are.
         wait_ready(addr, "/v2/health/ready", procs)
             .with_context(|| format!("{name} did not start"))?;
         eprintln!("{name} (wine-quality, {model}) serving on http://{addr}");
+        if let Some(g) = grpc {
+            let grpc_addr = if i == 0 { g.production } else { g.shadow };
+            eprintln!("{name} (wine-quality, {model}) serving gRPC on {grpc_addr}");
+        }
     }
     Ok(DemoModels {
         production,
         shadow,
+        grpc,
         pids,
     })
 }

@@ -9,15 +9,18 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use shadowtap_demo::traffic::{LabelRecord, TrafficConfig, plan_jobs, run};
+use shadowtap_demo::traffic::{LabelRecord, Protocol, TrafficConfig, plan_jobs, run};
 use shadowtap_demo::{DEFAULT_SEED, Split, WineData};
 
 /// Traffic driver for the shadowtap demo: sends the held-out wines (same deterministic split as
 /// demo-model) to POST /v2/models/{model}/infer from several concurrent keep-alive HTTP/1.1
-/// clients, then prints one JSON summary line on stdout: requests sent, responses by status,
-/// latency p50/p99, and the served model's accuracy against the true held-out labels.
+/// clients, or with --grpc as Open Inference Protocol gRPC ModelInfer calls (concurrent streams
+/// on one HTTP/2 connection, to demo-model's --grpc-listen address), then prints one JSON summary
+/// line on stdout: requests sent, responses by status, latency p50/p99, and the served model's
+/// accuracy against the true held-out labels.
 ///
-/// Progress lines go to stderr. Exit code 0 when every request got a 200, 1 otherwise.
+/// Progress lines go to stderr. Exit code 0 when every request got a 200 (gRPC: OK), 1
+/// otherwise.
 #[derive(Debug, Parser)]
 #[command(version, after_help = EXAMPLE)]
 struct Cli {
@@ -29,7 +32,16 @@ struct Cli {
     #[arg(long, default_value = "wine-quality")]
     model: String,
 
-    /// Concurrent keep-alive connections.
+    /// Speak the OIP gRPC API (h2c) instead of JSON over HTTP/1.1; --target is then the
+    /// server's gRPC address.
+    #[arg(long)]
+    grpc: bool,
+
+    /// With --grpc: gzip the request messages and accept gzipped answers.
+    #[arg(long, requires = "grpc")]
+    gzip: bool,
+
+    /// Concurrent keep-alive connections (--grpc: concurrent calls on one connection).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
     clients: u16,
 
@@ -54,8 +66,9 @@ struct Cli {
     #[arg(long, value_parser = positive_rate)]
     rate: Option<f64>,
 
-    /// Send every n-th request with Transfer-Encoding: chunked (0 = never, 1 = always).
-    #[arg(long, default_value_t = 0)]
+    /// Send every n-th request with Transfer-Encoding: chunked (0 = never, 1 = always; HTTP/1.1
+    /// only).
+    #[arg(long, default_value_t = 0, conflicts_with = "grpc")]
     chunked_every: usize,
 
     /// Per-request timeout in seconds.
@@ -75,8 +88,8 @@ struct Cli {
     allow_non_loopback: bool,
 }
 
-const EXAMPLE: &str =
-    "Example:\n  demo-traffic --target 127.0.0.1:8080 --clients 4 --labels-out labels.jsonl";
+const EXAMPLE: &str = "Examples:\n  demo-traffic --target 127.0.0.1:8080 --clients 4 --labels-out labels.jsonl\n  \
+demo-traffic --grpc --target 127.0.0.1:8001 --clients 8 --labels-out labels.jsonl";
 
 fn positive_rate(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
@@ -124,6 +137,12 @@ fn run_cli(cli: Cli) -> anyhow::Result<bool> {
         max_duration: Duration::from_secs(cli.max_secs.max(1)),
         rate: cli.rate,
         chunked_every: cli.chunked_every,
+        protocol: if cli.grpc {
+            Protocol::Grpc
+        } else {
+            Protocol::Http1
+        },
+        gzip: cli.gzip,
         progress: !cli.quiet,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
