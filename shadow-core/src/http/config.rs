@@ -23,6 +23,10 @@ pub struct H2Limits {
     /// Largest encoded header block (HEADERS + CONTINUATION) buffered for decoding; a larger
     /// one cannot be decoded, and the direction's HPACK state is lost with it.
     pub max_header_block: usize,
+    /// Largest frame read (a frame is buffered whole); a longer one makes its direction
+    /// unreadable ([`Refusal::H2Frame`](super::Refusal::H2Frame)). The peers' own
+    /// SETTINGS_MAX_FRAME_SIZE is not enforced (see [`h2`](super::h2)).
+    pub max_frame_size: u32,
 }
 
 impl Default for HttpConfig {
@@ -40,6 +44,7 @@ impl Default for H2Limits {
         Self {
             max_concurrent_streams: 256,
             max_header_block: 256 << 10,
+            max_frame_size: 1 << 20,
         }
     }
 }

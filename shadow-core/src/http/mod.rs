@@ -30,6 +30,6 @@ pub use exchange::{
 pub use stats::{HttpStats, Refusal, StreamLoss};
 
 #[cfg(test)]
-mod proptests;
+pub(crate) mod proptests;
 #[cfg(test)]
 mod tests;

@@ -164,7 +164,6 @@ impl ConnectionParser {
             .and_then(Slot::hand_over_h2c);
         match handed {
             Some((head, body, timing)) => {
-                let settings = head.h2c_settings().cloned().unwrap_or_default();
                 let request = HttpRequest {
                     method: head.method,
                     target: head.target,
@@ -180,7 +179,6 @@ impl ConnectionParser {
                 self.upgrade = Some(H2cUpgrade {
                     request,
                     timing,
-                    settings,
                     client_rest: self.requests.take_stream(),
                     server_rest: self.responses.take_stream(),
                 });

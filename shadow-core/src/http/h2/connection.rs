@@ -2,17 +2,24 @@
 //! direction's HPACK state, frames demultiplexed into streams, one [`Exchange`] per stream
 //! once both its sides are done.
 //!
-//! Each direction is read on its own, in its byte order, so what comes out does not depend on
-//! how the two directions' segments interleave in the capture. What one side learns of the
-//! other (SETTINGS, GOAWAY, a FIN) only ever ends sides that had no more to say.
+//! Each direction is read on its own, in its byte order, so that what comes out does not
+//! depend on how the two directions' segments interleave in the capture: server frames of a
+//! stream the client has not opened yet wait (up to [`MAX_HELD`] bytes) until the client's
+//! HEADERS opens it, and a server FIN takes effect once those frames are read. Nothing else
+//! of one direction changes how the other is read: frames are delimited by their own length
+//! (bounded by `max_frame_size`, not by the peer's SETTINGS_MAX_FRAME_SIZE) and the HPACK
+//! decoders follow the encoders' table size updates (bounded by [`MAX_TABLE_SIZE`], not by
+//! the peer's SETTINGS_HEADER_TABLE_SIZE): which SETTINGS a sender had seen cannot be told
+//! from a capture, and a peer that broke them would have the connection torn down by the
+//! other peer anyway.
 //!
 //! A direction whose HPACK state is unknown (joined mid-way, a gap, an HPACK or frame error)
 //! stays so until the connection ends: its header blocks are never guessed, and the streams
 //! they belong to come out as [`Outcome::Gap`], counted under
 //! [`StreamLoss::HpackUnknown`](crate::http::StreamLoss::HpackUnknown).
 
-use super::frame::{DEFAULT_MAX_FRAME_SIZE, Frame, MAX_FRAME_SIZE_LIMIT, read_frame, setting};
-use super::hpack::{Decoder, HeaderList};
+use super::frame::{Frame, FrameHeader, kind, read_frame};
+use super::hpack::{Decoder, HeaderList, MAX_TABLE_SIZE};
 use super::stream::{Block, FrameSeen, H2Stream};
 use super::sync::{Sync, find_frames};
 use crate::http::config::HttpConfig;
@@ -31,6 +38,9 @@ pub const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 const MAX_FINISHED: usize = 1024;
 /// Bytes searched for a frame start before they are dropped.
 const MAX_SYNC_BUFFER: usize = 256 << 10;
+/// Server bytes held while waiting for the client to open the stream they belong to; past
+/// this the frames are read anyway (those of streams never opened are ignored).
+pub const MAX_HELD: usize = 4 << 20;
 
 /// What an HTTP/1.1 connection hands over when it switches to HTTP/2 (`Upgrade: h2c`
 /// answered by `101 Switching Protocols`).
@@ -40,8 +50,6 @@ pub(crate) struct H2cUpgrade {
     pub request: HttpRequest,
     /// Its wire times.
     pub timing: ExchangeTiming,
-    /// The `HTTP2-Settings` value (the client's SETTINGS payload, base64url).
-    pub settings: Bytes,
     /// Client bytes after the request (the connection preface, frames).
     pub client_rest: StreamBuffer,
     /// Server bytes after the 101 response (its SETTINGS, stream 1's response).
@@ -88,6 +96,8 @@ enum Next {
     Died,
     /// More bytes are needed.
     Wait,
+    /// The next frame belongs to a stream not opened yet: it waits for the other direction.
+    Held,
 }
 
 /// One direction of the connection.
@@ -97,11 +107,12 @@ struct Reader {
     state: ReaderState,
     /// `None`: the HPACK state is unknown.
     hpack: Option<Decoder>,
-    /// The receiver's SETTINGS_MAX_FRAME_SIZE (the largest announced).
-    max_frame_size: u32,
     block: Option<PendingBlock>,
-    /// The sender is gone (FIN, or the direction died): with this outcome for what it has not
-    /// finished.
+    /// The sender closed (FIN) or the connection ended, with this outcome for what it has not
+    /// finished; applied once the frames before it are read.
+    closing: Option<Outcome>,
+    /// The sender is gone (applied `closing`, or the direction died): with this outcome for
+    /// what it has not finished.
     gone: Option<Outcome>,
 }
 
@@ -110,9 +121,9 @@ impl Reader {
         Self {
             buf: StreamBuffer::default(),
             state,
-            hpack: Some(Decoder::new()),
-            max_frame_size: DEFAULT_MAX_FRAME_SIZE,
+            hpack: Some(Decoder::with_table_limit(MAX_TABLE_SIZE)),
             block: None,
+            closing: None,
             gone: None,
         }
     }
@@ -135,7 +146,20 @@ impl Reader {
         self.gone.get_or_insert(Outcome::Unparsable);
     }
 
-    fn next(&mut self, stats: &mut HttpStats) -> Next {
+    /// Whether this direction still sends frames that can open streams (the client, read
+    /// from its preface on, not gone).
+    fn opens_streams(&self) -> bool {
+        self.hpack.is_some() && self.gone.is_none() && self.state != ReaderState::Dead
+    }
+
+    /// The next frame. Frames of client streams above `hold_above` (not opened yet) are held
+    /// back while fewer than [`MAX_HELD`] bytes wait.
+    fn next(
+        &mut self,
+        max_frame_size: u32,
+        hold_above: Option<u32>,
+        stats: &mut HttpStats,
+    ) -> Next {
         loop {
             match self.state {
                 ReaderState::Dead => {
@@ -170,9 +194,24 @@ impl Reader {
                     }
                 },
                 ReaderState::Frames => {
+                    if let (Some(open), Some(header)) =
+                        (hold_above, FrameHeader::parse(&self.buf.buf))
+                    {
+                        let stream_frame = matches!(
+                            header.kind,
+                            kind::DATA | kind::HEADERS | kind::RST_STREAM | kind::PUSH_PROMISE
+                        );
+                        if stream_frame
+                            && header.stream % 2 == 1
+                            && header.stream > open
+                            && self.buf.buf.len() <= MAX_HELD
+                        {
+                            return Next::Held;
+                        }
+                    }
                     let first_ts = self.buf.front().0;
                     let before = self.buf.buf.len();
-                    match read_frame(&mut self.buf.buf, self.max_frame_size) {
+                    match read_frame(&mut self.buf.buf, max_frame_size) {
                         Ok(None) => return Next::Wait,
                         Ok(Some(frame)) => {
                             let last_ts = self.buf.consumed(before - self.buf.buf.len());
@@ -237,18 +276,6 @@ impl H2Connection {
         let mut conn = Self::new(flow, config);
         conn.client.buf = upgrade.client_rest;
         conn.server.buf = upgrade.server_rest;
-        if let Some(settings) = base64url(&upgrade.settings) {
-            let params: Vec<(u16, u32)> = settings
-                .chunks_exact(6)
-                .map(|p| {
-                    (
-                        u16::from_be_bytes([p[0], p[1]]),
-                        u32::from_be_bytes([p[2], p[3], p[4], p[5]]),
-                    )
-                })
-                .collect();
-            conn.settings(Direction::Request, &params);
-        }
         conn.streams
             .insert(1, H2Stream::upgraded(upgrade.request, upgrade.timing));
         conn.highest = 1;
@@ -297,15 +324,21 @@ impl H2Connection {
                 }
                 self.reader(*dir).lose_sync(stats);
             }
-            StreamEvent::Fin { dir, .. } => self.sender_gone(*dir, Outcome::Incomplete, stats),
+            StreamEvent::Fin { dir, .. } => {
+                self.reader(*dir).closing.get_or_insert(Outcome::Incomplete);
+                self.run(*dir, stats);
+            }
             StreamEvent::Closed { reason, .. } => {
                 let cut = if reason.is_connection_end() {
                     Outcome::Incomplete
                 } else {
                     Outcome::Gap
                 };
-                self.sender_gone(Direction::Request, cut, stats);
-                self.sender_gone(Direction::Response, cut, stats);
+                // The client first: then nothing of the server's waits for it any more.
+                self.client.closing.get_or_insert(cut);
+                self.run(Direction::Request, stats);
+                self.server.closing.get_or_insert(cut);
+                self.run(Direction::Response, stats);
             }
         }
         self.emit(stats, out);
@@ -332,10 +365,19 @@ impl H2Connection {
         }
     }
 
+    /// Reads `dir`'s frames as far as they go; the server's are read again after the
+    /// client's (they may have been waiting for a stream to open), and a FIN is applied once
+    /// everything before it was read.
     fn run(&mut self, dir: Direction, stats: &mut HttpStats) {
+        let max_frame_size = self.config.h2.max_frame_size;
         loop {
-            match self.reader(dir).next(stats) {
-                Next::Wait => return,
+            let hold_above = match dir {
+                Direction::Response if self.client.opens_streams() => Some(self.highest),
+                _ => None,
+            };
+            match self.reader(dir).next(max_frame_size, hold_above, stats) {
+                Next::Held => return,
+                Next::Wait => break,
                 Next::Died => {
                     for stream in self.streams.values_mut() {
                         stream.side(dir).fail(Outcome::Unparsable);
@@ -343,6 +385,12 @@ impl H2Connection {
                 }
                 Next::Frame(timed) => self.frame(dir, timed, stats),
             }
+        }
+        if let Some(cut) = self.reader(dir).closing.take() {
+            self.sender_gone(dir, cut, stats);
+        }
+        if dir == Direction::Request && !self.server.buf.buf.is_empty() {
+            self.run(Direction::Response, stats);
         }
     }
 
@@ -430,7 +478,6 @@ impl H2Connection {
                     s.reset();
                 }
             }
-            Frame::Settings { ack: false, params } => self.settings(dir, &params),
             Frame::GoAway { last_stream, .. } if dir == Direction::Response => {
                 let last = self.goaway.map_or(last_stream, |was| was.min(last_stream));
                 self.goaway = Some(last);
@@ -439,7 +486,7 @@ impl H2Connection {
                     s.no_more_response(Outcome::Incomplete);
                 }
             }
-            Frame::Settings { ack: true, .. }
+            Frame::Settings { .. }
             | Frame::GoAway { .. }
             | Frame::Priority { .. }
             | Frame::Ping
@@ -539,29 +586,6 @@ impl H2Connection {
         }
     }
 
-    /// SETTINGS sent by `dir`'s sender: they bound what the other direction may send.
-    fn settings(&mut self, dir: Direction, params: &[(u16, u32)]) {
-        let other = self.reader(match dir {
-            Direction::Request => Direction::Response,
-            Direction::Response => Direction::Request,
-        });
-        for &(id, value) in params {
-            match id {
-                setting::HEADER_TABLE_SIZE => {
-                    if let Some(decoder) = other.hpack.as_mut() {
-                        decoder.allow_table_size(value);
-                    }
-                }
-                setting::MAX_FRAME_SIZE
-                    if (DEFAULT_MAX_FRAME_SIZE..=MAX_FRAME_SIZE_LIMIT).contains(&value) =>
-                {
-                    other.max_frame_size = other.max_frame_size.max(value);
-                }
-                _ => {}
-            }
-        }
-    }
-
     /// The stream a frame of `dir` belongs to, opening it if the frame does. Requests open
     /// streams (a HEADERS frame on a new odd id); while the client's HPACK state is unknown,
     /// any frame of an odd id not seen before does, as a stream whose request is unknown.
@@ -625,49 +649,5 @@ impl H2Connection {
                 out.push(stream.into_exchange(self.flow, stats));
             }
         }
-    }
-}
-
-/// Decodes base64url without padding (RFC 4648 §5; `HTTP2-Settings`, RFC 7540 §3.2.1);
-/// `None` if it is not.
-fn base64url(text: &[u8]) -> Option<Vec<u8>> {
-    let text = text.trim_ascii();
-    let text = text
-        .strip_suffix(b"==")
-        .or(text.strip_suffix(b"="))
-        .unwrap_or(text);
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    let mut acc = 0u32;
-    let mut bits = 0;
-    for &c in text {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'-' => 62,
-            b'_' => 63,
-            _ => return None,
-        };
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    Some(out)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn base64url_decodes_http2_settings() {
-        // SETTINGS_MAX_CONCURRENT_STREAMS = 100, SETTINGS_INITIAL_WINDOW_SIZE = 65535.
-        assert_eq!(
-            super::base64url(b"AAMAAABkAAQAAP__"),
-            Some(vec![0, 3, 0, 0, 0, 100, 0, 4, 0, 0, 0xff, 0xff])
-        );
-        assert_eq!(super::base64url(b"AAMA+AB"), None);
     }
 }

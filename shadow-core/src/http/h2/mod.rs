@@ -25,4 +25,6 @@ pub use connection::{H2Connection, PREFACE};
 pub(crate) use sync::{Sync, find_frames};
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;

@@ -469,12 +469,13 @@ fn ignored_frames_change_nothing() {
 #[test]
 fn invalid_frames_end_the_direction() {
     for bad in [
-        h2::frame(0x6, 0, 0, &[0; 7]),      // PING of 7 bytes
-        h2::frame(0x0, 0, 0, b"data"),      // DATA on stream 0
-        h2::frame(0x4, 0, 1, &[]),          // SETTINGS on a stream
-        h2::frame(0x3, 0, 1, &[0; 5]),      // RST_STREAM of 5 bytes
-        h2::frame(0x9, 0x4, 1, &[0x82]),    // CONTINUATION without HEADERS
-        h2::frame(0x0, 0, 1, &[0; 16_385]), // over the default maximum frame size
+        h2::frame(0x6, 0, 0, &[0; 7]),   // PING of 7 bytes
+        h2::frame(0x0, 0, 0, b"data"),   // DATA on stream 0
+        h2::frame(0x4, 0, 1, &[]),       // SETTINGS on a stream
+        h2::frame(0x3, 0, 1, &[0; 5]),   // RST_STREAM of 5 bytes
+        h2::frame(0x9, 0x4, 1, &[0x82]), // CONTINUATION without HEADERS
+        // Over `max_frame_size`: refused from its header on.
+        [&0x10_0001u32.to_be_bytes()[1..], &[0, 0, 0, 0, 0, 1]].concat(),
     ] {
         let mut cw = H2Writer::default();
         let mut c = conn();
@@ -506,7 +507,7 @@ fn a_frame_interrupting_a_header_block_is_an_error() {
 }
 
 #[test]
-fn larger_frames_once_the_receiver_allows_them() {
+fn frames_above_the_default_size_are_read_whatever_settings_say() {
     let (mut cw, mut sw) = (H2Writer::default(), H2Writer::default());
     let mut c = conn();
     // The client allows 64 KiB frames and a 16 KiB HPACK table.
@@ -527,14 +528,15 @@ fn larger_frames_once_the_receiver_allows_them() {
 }
 
 #[test]
-fn a_table_size_update_above_the_settings_loses_the_hpack_state() {
+fn a_table_size_update_above_the_limit_loses_the_hpack_state() {
     let (mut cw, mut sw) = (H2Writer::default(), H2Writer::default());
     let mut c = conn();
     open(&mut c);
     c.request(&cw.headers(1, &GET, true, plain(), Framing::default()));
     c.request(&cw.headers(3, &GET, true, plain(), Framing::default()));
     let mut block = Vec::new();
-    sw.encoder.size_update(65_536, &mut block);
+    sw.encoder
+        .size_update(crate::http::h2::hpack::MAX_TABLE_SIZE + 1, &mut block);
     sw.encoder.field(b":status", b"200", plain(), &mut block);
     let mut resp = sw.header_block(1, &block, true, Framing::default());
     resp.extend(sw.headers(3, &OK, true, plain(), Framing::default()));

@@ -98,6 +98,16 @@ impl Decoder {
         }
     }
 
+    /// A decoder that accepts table size updates up to `limit` (at most [`MAX_TABLE_SIZE`])
+    /// whatever SETTINGS say: a passive observer's, which cannot tell which SETTINGS the
+    /// encoder had seen.
+    pub fn with_table_limit(limit: usize) -> Self {
+        Self {
+            table: DynamicTable::new(DEFAULT_TABLE_SIZE),
+            allowed: limit.min(MAX_TABLE_SIZE),
+        }
+    }
+
     /// The decoding side announced SETTINGS_HEADER_TABLE_SIZE = `size`: the encoder may size
     /// its table up to it. A passive observer cannot tell exactly when the encoder applies a
     /// change, so the largest size announced stays allowed (capped at [`MAX_TABLE_SIZE`]).
