@@ -81,8 +81,18 @@ impl Detector {
                     Verdict::Wait
                 }
             }
-            // Anything that ends or cuts a stream before the first request bytes decided:
-            // HTTP/1 knows what to make of it.
+            // The server's stream may end or have a hole before the client's first bytes
+            // are delivered (a reordered capture): still undecided.
+            StreamEvent::Gap {
+                dir: Direction::Response,
+                ..
+            }
+            | StreamEvent::Fin {
+                dir: Direction::Response,
+                ..
+            } => Verdict::Wait,
+            // The request stream cut or ended before its first bytes, or the connection
+            // gone: HTTP/1 knows what to make of it.
             StreamEvent::Gap { .. } | StreamEvent::Fin { .. } | StreamEvent::Closed { .. } => {
                 Verdict::Http1
             }
