@@ -125,7 +125,7 @@ impl ConnectionParser {
                 stats.request_bytes += bytes.len() as u64;
                 self.pending.request_stream_end = Some(seq.wrapping_add(bytes.len() as u32));
                 self.requests.append(seq, ack, ts, bytes);
-                self.requests.run(&mut self.pending, &self.config, stats);
+                self.run_requests(stats);
             }
             Direction::Response => {
                 stats.response_bytes += bytes.len() as u64;
@@ -136,13 +136,18 @@ impl ConnectionParser {
         self.run_responses(stats);
     }
 
+    fn run_requests(&mut self, stats: &mut HttpStats) {
+        self.requests.run(&mut self.pending, &self.config, stats);
+        self.pending.requests_held = self.pending.awaits_h2c_answer() && self.requests.holds_head();
+    }
+
     fn run_responses(&mut self, stats: &mut HttpStats) {
         let waited = self.pending.awaits_h2c_answer();
         let protocol = self.responses.run(&mut self.pending, &self.config, stats);
         self.after_response(protocol);
         // The server declined an `Upgrade: h2c`: the requests held behind it are HTTP/1.
         if waited && !self.pending.awaits_h2c_answer() && !self.responses.switched() {
-            self.requests.run(&mut self.pending, &self.config, stats);
+            self.run_requests(stats);
             let protocol = self.responses.run(&mut self.pending, &self.config, stats);
             self.after_response(protocol);
         }

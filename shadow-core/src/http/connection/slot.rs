@@ -319,6 +319,9 @@ pub(super) struct PendingExchanges {
     lost_requests: VecDeque<u64>,
     /// The slot whose response switched protocols, until the connection parser looks.
     pub switched: Option<SlotId>,
+    /// Request bytes delivered but not parsed: held behind an `Upgrade: h2c` request still
+    /// unanswered. A response cannot be proven an orphan by its ack meanwhile.
+    pub requests_held: bool,
 }
 
 /// Lost requests remembered at most per connection (the oldest are forgotten first).
@@ -470,6 +473,9 @@ impl PendingExchanges {
     pub fn answers_nothing_to_come(&self, ack: Option<u32>) -> bool {
         if self.closing {
             return true;
+        }
+        if self.requests_held {
+            return false;
         }
         match (ack, self.request_stream_end) {
             (Some(ack), Some(end)) => seq_le(ack, end),

@@ -852,3 +852,52 @@ fn an_upgrade_segment_order_does_not_matter() {
     swapped.swap(preface, switching);
     assert_eq!(run(swapped).0, in_order);
 }
+
+#[test]
+fn a_declined_upgrade_releases_the_requests_held_behind_it() {
+    // The next request captured before the server's answer (it was sent after it): held
+    // while the upgrade is unanswered, then read as HTTP/1.
+    let mut c = conn();
+    c.request(
+        b"GET /a HTTP/1.1\r\nHost: m\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n\
+          HTTP2-Settings: AAMAAABk\r\n\r\n",
+    );
+    c.request(b"GET /b HTTP/1.1\r\nHost: m\r\n\r\n");
+    c.response(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\naHTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nb");
+    c.close();
+    let (x, stats) = run(c.into_segments());
+    let got: Vec<_> = x
+        .iter()
+        .map(|e| {
+            (
+                e.protocol,
+                e.outcome,
+                e.request.as_ref().unwrap().target.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (Protocol::Http1, Outcome::Complete, "/a".to_string()),
+            (Protocol::Http1, Outcome::Complete, "/b".to_string()),
+        ]
+    );
+    assert_eq!(stats.orphan_responses, 0);
+}
+
+#[test]
+fn a_capture_starting_after_the_handshake_reads_the_preface_whole() {
+    // No SYN seen (both directions "joined"), but the client's first bytes are the preface:
+    // the server could not have sent a header block before, so both HPACK states are known.
+    let (mut cw, mut sw) = (H2Writer::default(), H2Writer::default());
+    let mut c = Conn::new("10.0.0.1:40000", "10.0.0.2:50051");
+    open(&mut c);
+    c.request(&cw.headers(1, &GET, true, plain(), Framing::default()));
+    c.response(&sw.headers(1, &OK, true, plain(), Framing::default()))
+        .close();
+    let (x, stats) = run(c.into_segments());
+    assert_eq!(x.len(), 1);
+    assert_eq!(x[0].outcome, Outcome::Complete);
+    assert_eq!(stats.lost(StreamLoss::HpackUnknown), 0);
+}
