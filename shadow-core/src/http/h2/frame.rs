@@ -49,7 +49,8 @@ pub mod flag {
     pub const PRIORITY: u8 = 0x20;
 }
 
-/// SETTINGS parameter identifiers read by the parser.
+/// SETTINGS parameter identifiers (the parser reads SETTINGS frames but enforces none of
+/// them: see `H2Connection`).
 pub mod setting {
     /// SETTINGS_HEADER_TABLE_SIZE.
     pub const HEADER_TABLE_SIZE: u16 = 0x1;
