@@ -18,6 +18,7 @@ fuzz_target!(|data: &[u8]| {
     let config = HttpConfig {
         max_body: 512,
         max_head: 512,
+        ..HttpConfig::default()
     };
     let mut parser = ConnectionParser::new(flow, config);
     let mut stats = HttpStats::default();

@@ -29,6 +29,7 @@ fuzz_target!(|data: &[u8]| {
     let http = HttpConfig {
         max_body: 2048,
         max_head: 1024,
+        ..HttpConfig::default()
     };
     let mut assembler = ExchangeAssembler::new(CONFIG, http);
     let mut out = Vec::new();

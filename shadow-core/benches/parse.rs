@@ -1,7 +1,9 @@
 //! pcap bytes in memory → HTTP exchanges, on one core: throughput in MB/s of pcap bytes and
-//! exchanges/s, for small JSON requests (~1 KiB) and for 1 MiB bodies. Baselines measured in
-//! the same run: reading the same pcap with pcap-file alone, and copying the same TCP payload
-//! bytes into one buffer (the least any reassembler must do).
+//! exchanges/s, for small JSON requests (~1 KiB) and for 1 MiB bodies, over HTTP/1.1 and the
+//! same exchanges over HTTP/2 (`h2_*`: prior knowledge, one stream after another per
+//! connection, HPACK with Huffman and the dynamic table, 16 KiB DATA frames). Baselines
+//! measured in the same run: reading the same pcap with pcap-file alone, and copying the same
+//! TCP payload bytes into one buffer (the least any reassembler must do).
 //!
 //! `cargo bench -p shadow-core --features testkit --bench parse`
 
@@ -10,6 +12,7 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use shadow_core::http::{ExchangeAssembler, Outcome};
 use shadow_core::pcap::PcapSource;
 use shadow_core::segment::Segment;
+use shadow_core::testkit::h2::{self, Framing, H2Writer, Style};
 use shadow_core::testkit::{self, Conn};
 use std::hint::black_box;
 use std::path::Path;
@@ -22,10 +25,27 @@ struct Workload {
     exchanges: u64,
 }
 
+/// The request body of `body` bytes.
+fn json_body(body: usize) -> Vec<u8> {
+    format!("{{\"instances\":[[{}]]}}", "0.1234567,".repeat(body / 10))
+        .into_bytes()
+        .into_iter()
+        .take(body)
+        .collect()
+}
+
+/// Which protocol a workload speaks.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Wire {
+    Http1,
+    H2,
+}
+
 /// `conns` keep-alive connections, `per_conn` exchanges each, request body of `body` bytes,
 /// segments of at most `mss` bytes.
 fn workload(
     name: &'static str,
+    wire: Wire,
     conns: usize,
     per_conn: usize,
     body: usize,
@@ -39,12 +59,14 @@ fn workload(
         )
         .mss(mss);
         conn.handshake();
+        if wire == Wire::H2 {
+            h2_exchanges(&mut conn, c, per_conn, body);
+            conn.close();
+            all.push(conn.into_segments());
+            continue;
+        }
         for i in 0..per_conn {
-            let json: Vec<u8> = format!("{{\"instances\":[[{}]]}}", "0.1234567,".repeat(body / 10))
-                .into_bytes()
-                .into_iter()
-                .take(body)
-                .collect();
+            let json = json_body(body);
             let mut req = format!(
                 "POST /v1/models/m:predict HTTP/1.1\r\nHost: model:8080\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
                 json.len()
@@ -78,6 +100,40 @@ fn workload(
         pcap,
         payloads,
         exchanges,
+    }
+}
+
+/// The same exchanges as HTTP/2 streams 1, 3, 5, … (one after another).
+fn h2_exchanges(conn: &mut Conn, c: usize, per_conn: usize, body: usize) {
+    let (mut client, mut server) = (H2Writer::default(), H2Writer::default());
+    let (style, framing) = (Style::default(), Framing::default());
+    conn.request(&h2::client_preface());
+    conn.response(&[h2::settings(&[]), h2::settings_ack()].concat());
+    conn.request(&h2::settings_ack());
+    for i in 0..per_conn {
+        let id = 2 * i as u32 + 1;
+        let json = json_body(body);
+        let len = json.len().to_string();
+        let head = [
+            (":method", "POST"),
+            (":scheme", "http"),
+            (":path", "/v1/models/m:predict"),
+            (":authority", "model:8080"),
+            ("content-type", "application/json"),
+            ("content-length", len.as_str()),
+        ];
+        let mut req = client.headers(id, &head, false, style, framing);
+        req.extend(client.data(id, &json, true, framing));
+        let answer = format!("{{\"predictions\":[[{}, {}]]}}", i, c);
+        let answer_len = answer.len().to_string();
+        let head = [
+            (":status", "200"),
+            ("content-type", "application/json"),
+            ("content-length", answer_len.as_str()),
+        ];
+        let mut resp = server.headers(id, &head, false, style, framing);
+        resp.extend(server.data(id, answer.as_bytes(), true, framing));
+        conn.request(&req).response(&resp);
     }
 }
 
@@ -125,9 +181,12 @@ fn concat(payloads: &[Segment], buf: &mut BytesMut) -> usize {
 
 fn bench(c: &mut Criterion) {
     let workloads = [
-        workload("small_json_1KiB", 16, 256, 1024, 1448),
-        workload("large_1MiB_mss1448", 4, 8, 1 << 20, 1448),
-        workload("large_1MiB_gso64k", 4, 8, 1 << 20, 65_000),
+        workload("small_json_1KiB", Wire::Http1, 16, 256, 1024, 1448),
+        workload("h2_small_json_1KiB", Wire::H2, 16, 256, 1024, 1448),
+        workload("large_1MiB_mss1448", Wire::Http1, 4, 8, 1 << 20, 1448),
+        workload("h2_large_1MiB_mss1448", Wire::H2, 4, 8, 1 << 20, 1448),
+        workload("large_1MiB_gso64k", Wire::Http1, 4, 8, 1 << 20, 65_000),
+        workload("h2_large_1MiB_gso64k", Wire::H2, 4, 8, 1 << 20, 65_000),
     ];
     for w in &workloads {
         eprintln!(

@@ -8,7 +8,8 @@
 //!    capture files and [`pcap_writer`] writes them.
 //! 2. [`reassembly`]: ordered byte streams per connection and direction; gaps are detected,
 //!    never guessed.
-//! 3. [`http`]: HTTP/1.1 requests paired with production responses ([`http::Exchange`]).
+//! 3. [`http`]: HTTP/1.1 requests paired with production responses, and HTTP/2 streams
+//!    ([`http::h2`]), as [`http::Exchange`]s.
 //! 4. [`compare`]: a shadow answer against the production response: status, latency, body and
 //!    prediction differences, after [`encoding`] has undone both bodies' content codings.
 //! 5. [`evaluation`]: running agreement, accuracy, precision, recall, F1, latency.

@@ -11,6 +11,8 @@
 //! assert_eq!(c.segments().len(), 8); // 3 handshake, 1 request, 1 response, 3 closing
 //! ```
 
+pub mod h2;
+
 use crate::frame::{LinkType, encode_ethernet};
 use crate::pcap_writer::SegmentPcapWriter;
 use crate::segment::{Direction, FlowKey, Segment, TcpFlags};

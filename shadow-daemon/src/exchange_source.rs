@@ -5,9 +5,10 @@
 //! ([`DropStage::ExchangeChannel`]), so a slow shadow can never slow the capture, let alone
 //! production. Capture and reassembly counters go to [`Telemetry`].
 //!
-//! Traffic on the tapped port that is not HTTP/1.x (an HTTP/2 preface, a TLS handshake)
-//! cannot be mirrored: its exchanges are `unparsable`, and [`ForeignTraffic`] names the
-//! protocol in a rate-limited warning.
+//! Traffic on the tapped port that is not HTTP (a TLS handshake) cannot be mirrored: its
+//! exchanges are `unparsable`, and [`ForeignTraffic`] names the protocol in a rate-limited
+//! warning. HTTP/2 over cleartext (the client preface, `Upgrade: h2c`) is parsed by the HTTP
+//! stage and is not foreign.
 
 use crate::capture::{CaptureStats, LiveCapture, TapSpec, open_live};
 use crate::config::{CaptureConfig, Config};
@@ -81,8 +82,8 @@ struct Source {
     reported: Reported,
 }
 
-/// Recognises connections that speak another protocol than HTTP/1.x and warns (rate-limited,
-/// per protocol) when their exchanges come out unparsable.
+/// Recognises connections that speak another protocol than HTTP (TLS) and warns
+/// (rate-limited, per protocol) when their exchanges come out unparsable.
 pub struct ForeignTraffic {
     /// Connections whose request bytes announced a foreign protocol.
     flows: HashMap<FlowKey, ForeignProtocol>,
@@ -106,7 +107,10 @@ impl ForeignTraffic {
         if segment.dir != Direction::Request || segment.payload.is_empty() {
             return;
         }
-        if let Some(protocol) = ForeignProtocol::detect(&segment.payload) {
+        let foreign = ForeignProtocol::detect(&segment.payload)
+            // The HTTP stage reads HTTP/2 over cleartext itself.
+            .filter(|&protocol| protocol != ForeignProtocol::Http2);
+        if let Some(protocol) = foreign {
             if self.flows.len() >= MAX_FOREIGN_FLOWS {
                 self.flows.clear();
             }
@@ -288,17 +292,29 @@ mod tests {
         recorder.warnings()
     }
 
+    /// An HTTP/2 connection with one stream whose request is not valid (no `:path`): its
+    /// exchange is `unparsable`, yet HTTP/2 is not foreign.
     fn h2(port: u16) -> Vec<Segment> {
+        use shadow_core::testkit::h2::{self, Framing, H2Writer, Style};
+        let mut client = H2Writer::default();
+        let mut request = h2::client_preface();
+        request.extend(client.headers(
+            1,
+            &[(":method", "GET")],
+            true,
+            Style::default(),
+            Framing::default(),
+        ));
         let mut c = Conn::new(&format!("10.0.0.5:{port}"), "10.0.0.2:8080");
         c.handshake()
-            .request(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
-            .response(b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+            .request(&request)
+            .response(&h2::settings(&[]))
             .close();
         c.into_segments()
     }
 
     #[test]
-    fn http2_and_tls_on_the_port_are_named_once_per_interval() {
+    fn tls_on_the_port_is_named_once_per_interval_and_http2_is_not_foreign() {
         let http1 = {
             let mut c = Conn::new("10.0.0.1:40000", "10.0.0.2:8080");
             c.handshake()
@@ -314,33 +330,34 @@ mod tests {
                 .close();
             c.into_segments()
         };
+        let tls2 = {
+            let mut c = Conn::new("10.0.0.6:40002", "10.0.0.2:8080");
+            c.handshake()
+                .request(&[0x16, 0x03, 0x03, 0x00, 0x05, 1, 0, 0, 1, 0])
+                .close();
+            c.into_segments()
+        };
         let at = Instant::now();
-        let warnings = foreign_warnings(vec![http1.clone(), h2(51234), h2(51235), tls], at);
+        let warnings = foreign_warnings(vec![http1.clone(), h2(51234), tls, tls2], at);
         let flow = |client: &str| FlowKey {
             client: client.parse().unwrap(),
             server: "10.0.0.2:8080".parse().unwrap(),
         };
-        // The second HTTP/2 connection within the minute is held back; HTTP/1.1 is not named.
+        // The second TLS connection within the minute is held back; HTTP/1.1 and HTTP/2 (even
+        // with an unparsable stream) are not named.
         assert_eq!(
             warnings,
-            vec![
-                Warning::ForeignProtocol {
-                    protocol: ForeignProtocol::Http2,
-                    flow: flow("10.0.0.5:51234"),
-                    suppressed: 0
-                },
-                Warning::ForeignProtocol {
-                    protocol: ForeignProtocol::Tls,
-                    flow: flow("10.0.0.6:40001"),
-                    suppressed: 0
-                },
-            ]
+            vec![Warning::ForeignProtocol {
+                protocol: ForeignProtocol::Tls,
+                flow: flow("10.0.0.6:40001"),
+                suppressed: 0
+            }]
         );
         assert_eq!(
             warnings[0].to_string(),
-            "HTTP/2 preface seen on 10.0.0.5:51234 \u{2192} :8080: not HTTP/1.x, not mirrored"
+            "TLS handshake seen on 10.0.0.6:40001 \u{2192} :8080: not HTTP/1.x, not mirrored"
         );
-        assert!(foreign_warnings(vec![http1], at).is_empty());
+        assert!(foreign_warnings(vec![http1, h2(51235)], at).is_empty());
     }
 
     #[test]

@@ -40,7 +40,7 @@ fn prints_exchanges_and_summary() {
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(
         stdout,
-        "{\"flow\":\"127.0.0.1:50000 -> 127.0.0.1:8080\",\"latency_us\":1,\"method\":\"GET\",\"outcome\":\"complete\",\"path\":\"/v1/models\",\"request_body_len\":0,\"response_body_len\":2,\"status\":200}\n"
+        "{\"flow\":\"127.0.0.1:50000 -> 127.0.0.1:8080\",\"grpc_status\":null,\"latency_us\":1,\"method\":\"GET\",\"outcome\":\"complete\",\"path\":\"/v1/models\",\"protocol\":\"http1\",\"request_body_len\":0,\"response_body_len\":2,\"status\":200}\n"
     );
     assert!(stderr.contains("exchanges complete=1 gap=0"), "{stderr}");
 }

@@ -1,22 +1,134 @@
-//! Segments in, exchanges out: a [`Reassembler`] feeding one [`ConnectionParser`] per
-//! connection. This is what the live daemon, `inspect` and `replay` use.
+//! Segments in, exchanges out: a [`Reassembler`] feeding one parser per connection, HTTP/1.1
+//! ([`ConnectionParser`]) or HTTP/2 ([`H2Connection`]). This is what the live daemon,
+//! `inspect` and `replay` use.
+//!
+//! Which protocol a connection speaks is told by its first request bytes: the HTTP/2 client
+//! preface (prior knowledge) makes it HTTP/2; anything else HTTP/1.1, which may itself switch
+//! to HTTP/2 (`Upgrade: h2c` answered by `101`). A connection joined mid-way is HTTP/2 if its
+//! request bytes hold HTTP/2 frames (strictly checked, never an HTTP/1 request line); its
+//! HPACK state is unknown, so its streams are only counted. Until the first request bytes
+//! decide, a connection's events wait (at most [`DETECT_BYTES`] of each direction).
 
 use super::config::HttpConfig;
 use super::connection::ConnectionParser;
 use super::exchange::Exchange;
+use super::h2::{H2Connection, PREFACE, Sync, find_frames};
 use super::stats::HttpStats;
 use crate::reassembly::{Reassembler, ReassemblyConfig, ReassemblyStats, StreamEvent};
-use crate::segment::{FlowKey, Segment};
+use crate::segment::{Direction, FlowKey, Segment};
+use bytes::BytesMut;
 use std::collections::HashMap;
+
+/// Bytes of each direction held at most while a connection's protocol is undecided.
+pub const DETECT_BYTES: usize = 64 << 10;
+
+/// A connection's parser, once its protocol is known.
+enum Parser {
+    /// Not known yet: its events so far.
+    Detecting(Detector),
+    Http1(Box<ConnectionParser>),
+    H2(Box<H2Connection>),
+}
+
+/// What the first request bytes say.
+enum Verdict {
+    Wait,
+    Http1,
+    /// HTTP/2 from the preface on.
+    H2,
+    /// HTTP/2 frames in a connection joined mid-way.
+    H2Joined,
+}
+
+/// The events of a connection whose protocol is not known yet.
+#[derive(Default)]
+struct Detector {
+    events: Vec<StreamEvent>,
+    /// The first request bytes.
+    request: BytesMut,
+    response_bytes: usize,
+    /// The request stream was joined mid-way.
+    joined: bool,
+}
+
+impl Detector {
+    fn push(&mut self, event: &StreamEvent) -> Verdict {
+        self.events.push(event.clone());
+        match event {
+            StreamEvent::Joined {
+                dir: Direction::Request,
+                ..
+            } => {
+                self.joined = true;
+                Verdict::Wait
+            }
+            StreamEvent::Joined { .. } => Verdict::Wait,
+            StreamEvent::Data {
+                dir: Direction::Request,
+                bytes,
+                ..
+            } => {
+                let room = DETECT_BYTES.saturating_sub(self.request.len());
+                self.request
+                    .extend_from_slice(&bytes[..bytes.len().min(room)]);
+                self.judge()
+            }
+            StreamEvent::Data { bytes, .. } => {
+                self.response_bytes += bytes.len();
+                if self.response_bytes > DETECT_BYTES {
+                    Verdict::Http1
+                } else {
+                    Verdict::Wait
+                }
+            }
+            // The server's stream may end or have a hole before the client's first bytes
+            // are delivered (a reordered capture): still undecided.
+            StreamEvent::Gap {
+                dir: Direction::Response,
+                ..
+            }
+            | StreamEvent::Fin {
+                dir: Direction::Response,
+                ..
+            } => Verdict::Wait,
+            // The request stream cut or ended before its first bytes, or the connection
+            // gone: HTTP/1 knows what to make of it.
+            StreamEvent::Gap { .. } | StreamEvent::Fin { .. } | StreamEvent::Closed { .. } => {
+                Verdict::Http1
+            }
+        }
+    }
+
+    fn judge(&self) -> Verdict {
+        let seen = &self.request[..];
+        let n = seen.len().min(PREFACE.len());
+        if seen[..n] == PREFACE[..n] {
+            return if n == PREFACE.len() {
+                Verdict::H2
+            } else {
+                Verdict::Wait
+            };
+        }
+        if !self.joined || seen.first().is_some_and(u8::is_ascii_uppercase) {
+            return Verdict::Http1;
+        }
+        match find_frames(seen) {
+            Sync::Found(_) => Verdict::H2Joined,
+            Sync::Undecided(at) if at < seen.len() && seen.len() < DETECT_BYTES => Verdict::Wait,
+            Sync::Undecided(_) => Verdict::Http1,
+        }
+    }
+}
 
 /// Rebuilds HTTP exchanges from the segments of many connections, incrementally.
 ///
-/// Exchanges of one connection come out in the order its requests were sent.
+/// Exchanges of one HTTP/1 connection come out in the order its requests were sent; those of
+/// an HTTP/2 connection as its streams finish.
 #[derive(Default)]
 pub struct ExchangeAssembler {
     reassembler: Reassembler,
     http: HttpConfig,
-    conns: HashMap<FlowKey, ConnectionParser>,
+    conns: HashMap<FlowKey, Parser>,
     stats: HttpStats,
     events: Vec<StreamEvent>,
 }
@@ -61,7 +173,7 @@ impl ExchangeAssembler {
         self.events = events;
     }
 
-    /// HTTP counters (exchanges per outcome, bytes).
+    /// HTTP counters (exchanges per outcome, bytes, refusals, HTTP/2 stream losses).
     pub fn http_stats(&self) -> HttpStats {
         self.stats
     }
@@ -75,11 +187,11 @@ impl ExchangeAssembler {
         let first_new = out.len();
         for event in events.drain(..) {
             let flow = event.flow();
-            let conn = self
+            let parser = self
                 .conns
                 .entry(flow)
-                .or_insert_with(|| ConnectionParser::new(flow, self.http));
-            conn.handle(&event, &mut self.stats, out);
+                .or_insert_with(|| Parser::Detecting(Detector::default()));
+            handle(parser, flow, self.http, &event, &mut self.stats, out);
             if matches!(event, StreamEvent::Closed { .. }) {
                 self.conns.remove(&flow);
             }
@@ -87,6 +199,74 @@ impl ExchangeAssembler {
         for exchange in &out[first_new..] {
             self.stats.count(exchange.outcome);
         }
+    }
+}
+
+/// Applies one event to a connection's parser, deciding its protocol on the way.
+fn handle(
+    parser: &mut Parser,
+    flow: FlowKey,
+    config: HttpConfig,
+    event: &StreamEvent,
+    stats: &mut HttpStats,
+    out: &mut Vec<Exchange>,
+) {
+    match parser {
+        Parser::Detecting(detector) => {
+            let verdict = detector.push(event);
+            let events = match verdict {
+                Verdict::Wait => return,
+                _ => std::mem::take(&mut detector.events),
+            };
+            match verdict {
+                Verdict::Http1 | Verdict::Wait => {
+                    *parser = Parser::Http1(Box::new(ConnectionParser::new(flow, config)));
+                    for event in &events {
+                        handle(parser, flow, config, event, stats, out);
+                    }
+                }
+                Verdict::H2 | Verdict::H2Joined => {
+                    let mut conn = H2Connection::new(flow, config);
+                    let joined = matches!(verdict, Verdict::H2Joined);
+                    if joined {
+                        // Frames found from the middle: the client's HPACK state is unknown
+                        // before anything else is read.
+                        conn.handle(
+                            &StreamEvent::Joined {
+                                flow,
+                                dir: Direction::Request,
+                            },
+                            stats,
+                            out,
+                        );
+                    }
+                    for event in &events {
+                        // The preface at the first byte seen: the client's start was seen
+                        // after all, whatever the missing SYN says.
+                        let skip = matches!(
+                            event,
+                            StreamEvent::Joined {
+                                dir: Direction::Request,
+                                ..
+                            }
+                        );
+                        if !skip {
+                            conn.handle(event, stats, out);
+                        }
+                    }
+                    *parser = Parser::H2(Box::new(conn));
+                }
+            }
+        }
+        Parser::Http1(conn) => {
+            conn.handle(event, stats, out);
+            if let Some(upgrade) = conn.take_h2c_upgrade(out) {
+                *parser = Parser::H2(Box::new(H2Connection::upgraded(
+                    flow, config, upgrade, stats, out,
+                )));
+            }
+        }
+        Parser::H2(conn) => conn.handle(event, stats, out),
     }
 }
 

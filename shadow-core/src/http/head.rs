@@ -63,6 +63,36 @@ pub(crate) struct RequestHead {
     pub body: BodyKind,
 }
 
+/// Whether a comma-separated header `name` lists `token` (case-insensitive).
+fn lists_token(headers: &[Header], name: &str, token: &[u8]) -> bool {
+    headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case(name))
+        .flat_map(|h| h.value.split(|&b| b == b','))
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+}
+
+impl RequestHead {
+    /// The `HTTP2-Settings` value of a request asking to upgrade to HTTP/2 over cleartext
+    /// (`Upgrade: h2c`, RFC 7540 §3.2), if it is one.
+    pub(crate) fn h2c_settings(&self) -> Option<&Bytes> {
+        if !lists_token(&self.headers, "upgrade", b"h2c") {
+            return None;
+        }
+        self.headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case("http2-settings"))
+            .map(|h| &h.value)
+    }
+}
+
+impl ResponseHead {
+    /// A `101 Switching Protocols` to HTTP/2 over cleartext.
+    pub(crate) fn switches_to_h2c(&self) -> bool {
+        self.status == 101 && lists_token(&self.headers, "upgrade", b"h2c")
+    }
+}
+
 /// A parsed response head.
 #[derive(Clone, Debug)]
 pub(crate) struct ResponseHead {

@@ -146,7 +146,11 @@ fn build(flows: &[(Vec<Vec<Gen>>, usize)]) -> Vec<Vec<Segment>> {
 
 /// Swaps each segment after the handshake with one up to `window` later and inserts
 /// duplicates a few positions later, driven by `noise`.
-fn perturb(mut segs: Vec<Segment>, window: usize, noise: &[(usize, bool)]) -> Vec<Segment> {
+pub(crate) fn perturb(
+    mut segs: Vec<Segment>,
+    window: usize,
+    noise: &[(usize, bool)],
+) -> Vec<Segment> {
     let n = segs.len();
     for i in 3..n {
         let (r, _) = noise[i % noise.len()];
@@ -176,7 +180,7 @@ fn perturb(mut segs: Vec<Segment>, window: usize, noise: &[(usize, bool)]) -> Ve
 
 /// Round-robin merge keeping each segment's capture time (so that a segment keeps its time
 /// wherever the perturbation moved it).
-fn merge(conns: Vec<Vec<Segment>>) -> Vec<Segment> {
+pub(crate) fn merge(conns: Vec<Vec<Segment>>) -> Vec<Segment> {
     let mut iters: Vec<_> = conns.into_iter().map(Vec::into_iter).collect();
     let mut out = Vec::new();
     loop {

@@ -4,7 +4,8 @@
 use super::exchange::Outcome;
 
 /// Why the parser refused a message (it becomes [`Outcome::Unparsable`]). Ambiguous framing
-/// is refused rather than guessed: a proxy and a server could read it differently.
+/// is refused rather than guessed: a proxy and a server could read it differently. The `H2*`
+/// and `Hpack` reasons are HTTP/2's; a header list over `max_head` is `HeadTooLarge` in both.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Refusal {
     /// Not an HTTP/1.x head (request or status line, header syntax).
@@ -23,11 +24,19 @@ pub enum Refusal {
     InvalidChunk,
     /// A head longer than the configured limit.
     HeadTooLarge,
+    /// HTTP/2 bytes that are not valid frames (bad preface, size, length, stream id,
+    /// padding, CONTINUATION out of sequence): the direction is read no further.
+    H2Frame,
+    /// An HTTP/2 header block HPACK cannot decode: the direction's HPACK state is lost.
+    Hpack,
+    /// An HTTP/2 message that is malformed (pseudo-headers missing, repeated, unknown or
+    /// after a field; trailers without END_STREAM; DATA before HEADERS).
+    H2Malformed,
 }
 
 impl Refusal {
     /// Every reason, for summaries.
-    pub const ALL: [Refusal; 8] = [
+    pub const ALL: [Refusal; 11] = [
         Refusal::InvalidHead,
         Refusal::ObsFold,
         Refusal::TransferEncodingWithContentLength,
@@ -36,6 +45,9 @@ impl Refusal {
         Refusal::SizeOverflow,
         Refusal::InvalidChunk,
         Refusal::HeadTooLarge,
+        Refusal::H2Frame,
+        Refusal::Hpack,
+        Refusal::H2Malformed,
     ];
 
     /// Label value (inspect summary, logs).
@@ -49,6 +61,49 @@ impl Refusal {
             Refusal::SizeOverflow => "size_overflow",
             Refusal::InvalidChunk => "invalid_chunk",
             Refusal::HeadTooLarge => "head_too_large",
+            Refusal::H2Frame => "h2_frame",
+            Refusal::Hpack => "hpack",
+            Refusal::H2Malformed => "h2_malformed",
+        }
+    }
+}
+
+/// Why an HTTP/2 stream was not seen whole, beyond its outcome: the streams counted here are
+/// emitted with a non-complete outcome, or (`OverLimit`, `PushPromise`) not emitted at all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum StreamLoss {
+    /// A header block of the stream could not be decoded because its direction's HPACK state
+    /// is unknown (connection joined mid-way, a gap, an earlier HPACK error): outcome `gap`,
+    /// never guessed. Recovers only on a new connection.
+    HpackUnknown,
+    /// Reset by RST_STREAM before both sides ended.
+    Reset,
+    /// Above the last stream id of the server's GOAWAY: never processed.
+    GoAway,
+    /// Opened while `max_concurrent_streams` streams were followed: not kept.
+    OverLimit,
+    /// A server push (PUSH_PROMISE): pushed streams are not followed.
+    PushPromise,
+}
+
+impl StreamLoss {
+    /// Every reason, for summaries.
+    pub const ALL: [StreamLoss; 5] = [
+        StreamLoss::HpackUnknown,
+        StreamLoss::Reset,
+        StreamLoss::GoAway,
+        StreamLoss::OverLimit,
+        StreamLoss::PushPromise,
+    ];
+
+    /// Label value (inspect summary, logs).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StreamLoss::HpackUnknown => "hpack_unknown",
+            StreamLoss::Reset => "rst_stream",
+            StreamLoss::GoAway => "goaway",
+            StreamLoss::OverLimit => "over_stream_limit",
+            StreamLoss::PushPromise => "push_promise",
         }
     }
 }
@@ -81,6 +136,8 @@ pub struct HttpStats {
     /// Messages refused, by [`Refusal`] (indexed like [`Refusal::ALL`]; read with
     /// [`HttpStats::refused`]).
     refusals: [u64; Refusal::ALL.len()],
+    /// HTTP/2 streams not seen whole, by [`StreamLoss`] (read with [`HttpStats::lost`]).
+    losses: [u64; StreamLoss::ALL.len()],
 }
 
 impl HttpStats {
@@ -97,6 +154,16 @@ impl HttpStats {
     /// Messages refused for `reason`.
     pub fn refused(&self, reason: Refusal) -> u64 {
         self.refusals[reason as usize]
+    }
+
+    /// Counts one HTTP/2 stream not seen whole.
+    pub fn lose(&mut self, reason: StreamLoss) {
+        self.losses[reason as usize] += 1;
+    }
+
+    /// HTTP/2 streams not seen whole for `reason`.
+    pub fn lost(&self, reason: StreamLoss) -> u64 {
+        self.losses[reason as usize]
     }
 
     /// Exchanges emitted with `outcome`.

@@ -36,8 +36,9 @@ impl MessageKind for Requests {
         head::parse_request(buf)
     }
 
-    fn head_expected(_: &PendingExchanges, _: Option<u32>) -> bool {
-        true
+    /// After an `Upgrade: h2c` request, nothing is read until the server answers it.
+    fn head_expected(pending: &PendingExchanges, _: Option<u32>) -> bool {
+        !pending.awaits_h2c_answer()
     }
 
     fn head_invalid(pending: &mut PendingExchanges, stream: &StreamBuffer) {
@@ -221,10 +222,12 @@ impl MessageKind for Responses {
         let switched = slot
             .response_status()
             .is_some_and(|status| switches_protocols(slot.method(), status));
+        let id = slot.id();
         slot.end_response(kept(body));
         // A paired response completed: the streams are in step again.
         pending.confirm_by_ack = false;
         if switched {
+            pending.switched = Some(id);
             Protocol::Switched
         } else {
             Protocol::Http1

@@ -23,17 +23,18 @@
 mod message;
 mod reader;
 mod slot;
-mod stream;
+pub(crate) mod stream;
 
 use crate::http::config::HttpConfig;
-use crate::http::exchange::{Exchange, Outcome};
+use crate::http::exchange::{Exchange, Header, HttpRequest, Outcome};
+use crate::http::h2::H2cUpgrade;
 use crate::http::stats::HttpStats;
 use crate::reassembly::{CloseReason, StreamEvent};
 use crate::segment::{Direction, FlowKey};
 use bytes::Bytes;
 use message::{Requests, Responses};
 use reader::{Cut, DirectionReader, Protocol};
-use slot::PendingExchanges;
+use slot::{PendingExchanges, Slot};
 
 /// HTTP/1.1 parser of one connection. Feed it the connection's [`StreamEvent`]s with
 /// [`handle`](Self::handle); finished exchanges are appended to `out` in request order.
@@ -45,6 +46,9 @@ pub struct ConnectionParser {
     pending: PendingExchanges,
     /// The server closed its side (FIN): a close-delimited response body ends there.
     server_closed: bool,
+    /// The connection switched to HTTP/2 (`Upgrade: h2c`): what the HTTP/2 parser takes
+    /// over.
+    upgrade: Option<H2cUpgrade>,
 }
 
 impl ConnectionParser {
@@ -57,7 +61,18 @@ impl ConnectionParser {
             responses: DirectionReader::new(),
             pending: PendingExchanges::default(),
             server_closed: false,
+            upgrade: None,
         }
+    }
+
+    /// After an `Upgrade: h2c` request was answered by `101`: the upgraded request and the
+    /// bytes after the switch, for the HTTP/2 parser. Anything else still pending ends here
+    /// (incomplete) and goes to `out`.
+    pub(crate) fn take_h2c_upgrade(&mut self, out: &mut Vec<Exchange>) -> Option<H2cUpgrade> {
+        let upgrade = self.upgrade.take()?;
+        self.pending.close(Outcome::Incomplete);
+        self.pending.emit(self.flow, out);
+        Some(upgrade)
     }
 
     /// Requests seen whose exchange was not emitted yet.
@@ -110,7 +125,7 @@ impl ConnectionParser {
                 stats.request_bytes += bytes.len() as u64;
                 self.pending.request_stream_end = Some(seq.wrapping_add(bytes.len() as u32));
                 self.requests.append(seq, ack, ts, bytes);
-                self.requests.run(&mut self.pending, &self.config, stats);
+                self.run_requests(stats);
             }
             Direction::Response => {
                 stats.response_bytes += bytes.len() as u64;
@@ -121,17 +136,61 @@ impl ConnectionParser {
         self.run_responses(stats);
     }
 
-    fn run_responses(&mut self, stats: &mut HttpStats) {
-        let protocol = self.responses.run(&mut self.pending, &self.config, stats);
-        self.after_response(protocol);
+    fn run_requests(&mut self, stats: &mut HttpStats) {
+        self.requests.run(&mut self.pending, &self.config, stats);
+        self.pending.requests_held = self.pending.awaits_h2c_answer() && self.requests.holds_head();
     }
 
-    /// After a switch of protocols, the request stream is not HTTP/1 anymore either.
-    fn after_response(&mut self, protocol: Protocol) {
-        if protocol == Protocol::Switched {
-            self.requests.switch();
-            self.pending.cut_unfinished_requests(Outcome::Unparsable);
+    fn run_responses(&mut self, stats: &mut HttpStats) {
+        let waited = self.pending.awaits_h2c_answer();
+        let protocol = self.responses.run(&mut self.pending, &self.config, stats);
+        self.after_response(protocol);
+        // The server declined an `Upgrade: h2c`: the requests held behind it are HTTP/1.
+        if waited && !self.pending.awaits_h2c_answer() && !self.responses.switched() {
+            self.run_requests(stats);
+            let protocol = self.responses.run(&mut self.pending, &self.config, stats);
+            self.after_response(protocol);
         }
+    }
+
+    /// After a switch of protocols, the request stream is not HTTP/1 anymore either. A switch
+    /// to h2c hands the upgraded request and the bytes after it over to HTTP/2; any other
+    /// switch drops them.
+    fn after_response(&mut self, protocol: Protocol) {
+        if protocol != Protocol::Switched {
+            return;
+        }
+        self.requests.switch();
+        let handed = self
+            .pending
+            .switched
+            .take()
+            .and_then(|id| self.pending.get_mut(id))
+            .and_then(Slot::hand_over_h2c);
+        match handed {
+            Some((head, body, timing)) => {
+                let request = HttpRequest {
+                    method: head.method,
+                    target: head.target,
+                    version: head.version,
+                    headers: head
+                        .headers
+                        .into_iter()
+                        .filter(|h| !connection_specific(h))
+                        .collect(),
+                    body,
+                    trailers: Vec::new(),
+                };
+                self.upgrade = Some(H2cUpgrade {
+                    request,
+                    timing,
+                    client_rest: self.requests.take_stream(),
+                    server_rest: self.responses.take_stream(),
+                });
+            }
+            None => self.responses.drop_buffered(),
+        }
+        self.pending.cut_unfinished_requests(Outcome::Unparsable);
     }
 
     /// A hole in one stream: the message it hit fails and that stream resyncs; pairings are
@@ -188,4 +247,19 @@ impl ConnectionParser {
         self.responses.cut(&mut self.pending, end, ts, stats);
         self.pending.close(incomplete);
     }
+}
+
+/// Fields that belong to the HTTP/1.1 connection, not to the request carried on as an
+/// HTTP/2 stream (RFC 9113 §8.2.2, RFC 7540 §3.2).
+fn connection_specific(header: &Header) -> bool {
+    const NAMES: [&str; 7] = [
+        "connection",
+        "upgrade",
+        "http2-settings",
+        "keep-alive",
+        "proxy-connection",
+        "transfer-encoding",
+        "te",
+    ];
+    NAMES.iter().any(|n| header.name.eq_ignore_ascii_case(n))
 }

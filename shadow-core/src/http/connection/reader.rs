@@ -175,6 +175,16 @@ impl<M: MessageKind> DirectionReader<M> {
         self.stream.append(seq, ack, ts, bytes);
     }
 
+    /// The unconsumed bytes, taken (after a switch to HTTP/2).
+    pub fn take_stream(&mut self) -> StreamBuffer {
+        std::mem::take(&mut self.stream)
+    }
+
+    /// Drops the unconsumed bytes (after a switch to another protocol).
+    pub fn drop_buffered(&mut self) {
+        self.stream.buf.clear();
+    }
+
     /// The stream may be out of step: look for the next message start.
     pub fn resync(&mut self) {
         if !self.switched() {
@@ -292,8 +302,9 @@ impl<M: MessageKind> DirectionReader<M> {
         self.state = ReaderState::Head { resynced: false };
         let protocol = M::body_complete(pending, owner, body, last_ts);
         if protocol == Protocol::Switched {
+            // The bytes after the switch stay until the connection parser takes them (h2c)
+            // or drops them.
             self.switch();
-            self.stream.buf.clear();
         }
         protocol
     }

@@ -37,6 +37,9 @@ pub(super) enum SlotState {
         body: RequestBody,
         response: ResponseState,
     },
+    /// The request was upgraded to HTTP/2 (`Upgrade: h2c` answered by 101): it continues as
+    /// stream 1 of the HTTP/2 parser, and no exchange comes out of this slot.
+    HandedOver,
 }
 
 /// The body of a parsed request.
@@ -90,7 +93,7 @@ impl Slot {
     pub fn method(&self) -> Option<&str> {
         match &self.state {
             SlotState::Request { head, .. } => Some(&head.method),
-            SlotState::NoRequest => None,
+            SlotState::NoRequest | SlotState::HandedOver => None,
         }
     }
 
@@ -180,7 +183,7 @@ impl Slot {
     /// Request and response have both ended: ready to be emitted.
     fn finished(&self) -> bool {
         match &self.state {
-            SlotState::NoRequest => true,
+            SlotState::NoRequest | SlotState::HandedOver => true,
             SlotState::Request { body, response, .. } => {
                 matches!(body, RequestBody::Ended(_))
                     && matches!(
@@ -191,8 +194,50 @@ impl Slot {
         }
     }
 
-    fn into_exchange(self, flow: FlowKey) -> Exchange {
+    /// The slot's request, its decoded body and its times, if this slot is a whole
+    /// `Upgrade: h2c` request answered by `101` (to h2c): the slot then emits nothing.
+    pub fn hand_over_h2c(&mut self) -> Option<(RequestHead, Bytes, ExchangeTiming)> {
+        let SlotState::Request {
+            head,
+            body: RequestBody::Ended(_),
+            response: ResponseState::Received(response, _),
+            ..
+        } = &self.state
+        else {
+            return None;
+        };
+        if self.outcome != Outcome::Complete
+            || head.h2c_settings().is_none()
+            || !response.switches_to_h2c()
+        {
+            return None;
+        }
+        match std::mem::replace(&mut self.state, SlotState::HandedOver) {
+            SlotState::Request {
+                head,
+                body: RequestBody::Ended(body),
+                ..
+            } => Some((head, body, self.timing)),
+            _ => None,
+        }
+    }
+
+    /// Whether this slot is an `Upgrade: h2c` request still waiting for its response: the
+    /// bytes after it are HTTP/1 only if the server declines.
+    fn awaits_h2c_answer(&self) -> bool {
+        matches!(
+            &self.state,
+            SlotState::Request {
+                head,
+                response: ResponseState::Awaiting,
+                ..
+            } if head.h2c_settings().is_some()
+        )
+    }
+
+    fn into_exchange(self, flow: FlowKey) -> Option<Exchange> {
         let (request, prod_response) = match self.state {
+            SlotState::HandedOver => return None,
             SlotState::NoRequest => (None, None),
             SlotState::Request {
                 head,
@@ -226,14 +271,14 @@ impl Slot {
                 (Some(request), response)
             }
         };
-        Exchange {
+        Some(Exchange {
             protocol: crate::http::Protocol::Http1,
             flow,
             request,
             prod_response,
             timing: self.timing,
             outcome: self.outcome,
-        }
+        })
     }
 }
 
@@ -272,6 +317,11 @@ pub(super) struct PendingExchanges {
     /// server answered them too, so a response lost or dropped before the next parsed
     /// request's answer was theirs.
     lost_requests: VecDeque<u64>,
+    /// The slot whose response switched protocols, until the connection parser looks.
+    pub switched: Option<SlotId>,
+    /// Request bytes delivered but not parsed: held behind an `Upgrade: h2c` request still
+    /// unanswered. A response cannot be proven an orphan by its ack meanwhile.
+    pub requests_held: bool,
 }
 
 /// Lost requests remembered at most per connection (the oldest are forgotten first).
@@ -367,6 +417,12 @@ impl PendingExchanges {
         self.slots.iter().position(Slot::awaits_response)
     }
 
+    /// Whether the newest request asked to upgrade to h2c and awaits its answer: requests
+    /// after it wait (a client sends HTTP/2 after the upgrade, never more HTTP/1).
+    pub fn awaits_h2c_answer(&self) -> bool {
+        self.slots.back().is_some_and(Slot::awaits_h2c_answer)
+    }
+
     /// Whether some request still awaits its response.
     pub fn any_awaiting(&self) -> bool {
         self.awaiting_index().is_some()
@@ -418,6 +474,9 @@ impl PendingExchanges {
         if self.closing {
             return true;
         }
+        if self.requests_held {
+            return false;
+        }
         match (ack, self.request_stream_end) {
             (Some(ack), Some(end)) => seq_le(ack, end),
             _ => false,
@@ -462,8 +521,8 @@ impl PendingExchanges {
     /// Moves the finished exchanges at the front to `out`, in request order.
     pub fn emit(&mut self, flow: FlowKey, out: &mut Vec<Exchange>) {
         while self.slots.front().is_some_and(Slot::finished) {
-            if let Some(slot) = self.slots.pop_front() {
-                out.push(slot.into_exchange(flow));
+            if let Some(exchange) = self.slots.pop_front().and_then(|s| s.into_exchange(flow)) {
+                out.push(exchange);
             }
         }
     }

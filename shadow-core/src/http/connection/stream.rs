@@ -19,7 +19,7 @@ struct ChunkMark {
 
 /// The unconsumed bytes of one direction of a connection.
 #[derive(Debug, Default)]
-pub(super) struct StreamBuffer {
+pub(crate) struct StreamBuffer {
     /// The bytes; parsers take them off the front.
     pub buf: BytesMut,
     /// Chunks overlapping `buf`, oldest first.
