@@ -4,7 +4,7 @@
 pub use crate::compare::{DiscrepancyKind, ErrorClass, Model, ShadowAnswer};
 pub use crate::encoding::DecodeFailure;
 pub use crate::frame::FrameSkip;
-pub use crate::http::{Outcome, Protocol, Refusal};
+pub use crate::http::{Outcome, Protocol, Refusal, StreamLoss};
 pub use crate::rollback::{RollbackAction, RollbackResult};
 
 /// Every [`Outcome`] (label of `exchanges_total{outcome}`), for zero-initialised metrics and

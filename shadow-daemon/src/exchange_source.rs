@@ -14,6 +14,7 @@ use crate::capture::{CaptureStats, LiveCapture, TapSpec, open_live};
 use crate::config::{CaptureConfig, Config};
 use crate::shutdown::Shutdown;
 use crate::telemetry::{Telemetry, Throttle, Warning};
+use shadow_core::http::StreamLoss;
 use shadow_core::http::{Exchange, ExchangeAssembler, HttpConfig, Outcome};
 use shadow_core::reassembly::ReassemblyStats;
 use shadow_core::segment::{Direction, FlowKey, Segment};
@@ -71,6 +72,8 @@ struct Reported {
     capture: CaptureStats,
     reassembly: ReassemblyStats,
     orphan_responses: u64,
+    /// HTTP/2 streams lost, per reason (indexed like `StreamLoss::ALL`).
+    h2_lost: [u64; StreamLoss::ALL.len()],
 }
 
 struct Source {
@@ -167,6 +170,9 @@ impl Source {
 
     /// Sends completed exchanges without waiting; false once the mirror is gone.
     fn hand_over(&mut self) -> bool {
+        if !self.ready.is_empty() {
+            self.report_h2_losses();
+        }
         let now = Instant::now();
         for exchange in self.ready.drain(..) {
             self.foreign.exchange(&exchange, now);
@@ -215,6 +221,21 @@ impl Source {
             orphans - self.reported.orphan_responses,
         );
         self.reported.orphan_responses = orphans;
+        self.report_h2_losses();
+    }
+
+    /// Reports HTTP/2 streams lost since the last report (before the exchanges they belong to
+    /// are handed over, so a reader of the metrics never sees the exchanges first).
+    fn report_h2_losses(&mut self) {
+        let http = self.assembler.http_stats();
+        for (i, reason) in StreamLoss::ALL.into_iter().enumerate() {
+            let lost = http.lost(reason);
+            if lost > self.reported.h2_lost[i] {
+                self.telemetry
+                    .h2_streams_lost(reason, lost - self.reported.h2_lost[i]);
+                self.reported.h2_lost[i] = lost;
+            }
+        }
     }
 }
 

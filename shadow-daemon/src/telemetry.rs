@@ -16,7 +16,7 @@ use shadow_core::rollback::Firing;
 use shadow_core::segment::FlowKey;
 use shadow_core::vocabulary::{
     AgreementUnit, DiscrepancyKind, DropStage, ForeignProtocol, KernelPacketResult, MirrorResult,
-    Model, Outcome, RollbackAction, RollbackResult, ShadowFailure, SkipReason,
+    Model, Outcome, RollbackAction, RollbackResult, ShadowFailure, SkipReason, StreamLoss,
 };
 use std::collections::HashMap;
 use std::fmt;
@@ -31,6 +31,8 @@ pub trait Telemetry: Send + Sync {
     fn segments_captured(&self, n: u64);
     /// `n` segments or exchanges were lost at `stage`, before admission.
     fn dropped(&self, stage: DropStage, n: u64);
+    /// `n` more HTTP/2 streams were not seen whole, for `reason`.
+    fn h2_streams_lost(&self, reason: StreamLoss, n: u64);
     /// The kernel-side tap counted `n` more packets with `result`.
     fn kernel_packets(&self, result: KernelPacketResult, n: u64);
     /// Reassembly now tracks `flows` connections and buffers `bytes` bytes.
@@ -441,6 +443,8 @@ pub enum Event {
     SegmentsCaptured(u64),
     /// [`Telemetry::dropped`].
     Dropped(DropStage, u64),
+    /// [`Telemetry::h2_streams_lost`].
+    H2StreamsLost(StreamLoss, u64),
     /// [`Telemetry::kernel_packets`].
     KernelPackets(KernelPacketResult, u64),
     /// [`Telemetry::reassembly_load`].
@@ -546,6 +550,9 @@ impl Telemetry for Recorder {
     }
     fn dropped(&self, stage: DropStage, n: u64) {
         self.push(Event::Dropped(stage, n));
+    }
+    fn h2_streams_lost(&self, reason: StreamLoss, n: u64) {
+        self.push(Event::H2StreamsLost(reason, n));
     }
     fn kernel_packets(&self, result: KernelPacketResult, n: u64) {
         self.push(Event::KernelPackets(result, n));

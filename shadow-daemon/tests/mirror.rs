@@ -378,6 +378,10 @@ impl Telemetry for Tee {
         self.0.dropped(stage, n);
         self.1.dropped(stage, n);
     }
+    fn h2_streams_lost(&self, reason: shadow_core::vocabulary::StreamLoss, n: u64) {
+        self.0.h2_streams_lost(reason, n);
+        self.1.h2_streams_lost(reason, n);
+    }
     fn kernel_packets(&self, result: KernelPacketResult, n: u64) {
         self.0.kernel_packets(result, n);
         self.1.kernel_packets(result, n);

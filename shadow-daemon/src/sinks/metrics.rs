@@ -19,7 +19,7 @@ use shadow_core::http::Protocol;
 use shadow_core::noise::NOISE_KINDS;
 use shadow_core::vocabulary::{
     AgreementUnit, DecodeFailure, DiscrepancyKind, DropStage, ErrorClass, KernelPacketResult,
-    MirrorResult, Model, OUTCOMES, Outcome, RollbackAction, RollbackResult, SkipReason,
+    MirrorResult, Model, OUTCOMES, Outcome, RollbackAction, RollbackResult, SkipReason, StreamLoss,
 };
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -56,6 +56,7 @@ struct Inner {
     registry: Registry,
     captured_segments: IntCounter,
     capture_dropped: IntCounterVec,
+    h2_streams_lost: IntCounterVec,
     kernel_packets: IntCounterVec,
     exchanges: IntCounterVec,
     mirrored: IntCounterVec,
@@ -131,6 +132,13 @@ impl Metrics {
                     "Segments or exchanges lost before the pipeline, by stage."
                 ),
                 &["stage"]
+            )),
+            h2_streams_lost: reg!(IntCounterVec::new(
+                opts(
+                    "h2_streams_lost_total",
+                    "HTTP/2 streams not seen whole, by reason (hpack_unknown: joined mid-way or after a gap; rst_stream; goaway; over_stream_limit; push_promise)."
+                ),
+                &["reason"]
             )),
             kernel_packets: reg!(IntCounterVec::new(
                 opts(
@@ -348,6 +356,9 @@ impl Metrics {
         for stage in DropStage::ALL {
             inner.capture_dropped.with_label_values(&[stage.as_str()]);
         }
+        for reason in StreamLoss::ALL {
+            inner.h2_streams_lost.with_label_values(&[reason.as_str()]);
+        }
         for result in KernelPacketResult::ALL {
             inner.kernel_packets.with_label_values(&[result.as_str()]);
         }
@@ -473,6 +484,13 @@ impl Telemetry for Metrics {
         self.inner
             .capture_dropped
             .with_label_values(&[stage.as_str()])
+            .inc_by(n);
+    }
+
+    fn h2_streams_lost(&self, reason: StreamLoss, n: u64) {
+        self.inner
+            .h2_streams_lost
+            .with_label_values(&[reason.as_str()])
             .inc_by(n);
     }
 
