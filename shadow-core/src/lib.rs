@@ -33,6 +33,7 @@ pub mod criteria;
 pub mod encoding;
 pub mod evaluation;
 pub mod frame;
+pub mod grpc;
 pub mod http;
 pub mod labels;
 pub mod noise;
