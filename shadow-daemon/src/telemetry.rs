@@ -450,8 +450,8 @@ pub enum Event {
     Replayed(MirrorResult),
     /// [`Telemetry::shadow_http_error`].
     ShadowHttpError(u16),
-    /// [`Telemetry::compared`].
-    Compared(Comparison),
+    /// [`Telemetry::compared`] (boxed: a comparison is far larger than any other event).
+    Compared(Box<Comparison>),
     /// [`Telemetry::baseline_replayed`].
     BaselineReplayed(MirrorResult),
     /// [`Telemetry::noise_discrepancy`].
@@ -564,7 +564,7 @@ impl Telemetry for Recorder {
         self.push(Event::ShadowHttpError(status));
     }
     fn compared(&self, comparison: &Comparison) {
-        self.push(Event::Compared(comparison.clone()));
+        self.push(Event::Compared(Box::new(comparison.clone())));
     }
     fn baseline_replayed(&self, result: MirrorResult) {
         self.push(Event::BaselineReplayed(result));

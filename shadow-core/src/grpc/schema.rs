@@ -46,8 +46,9 @@ pub struct ProtoSchema {
 /// `.proto` files that do not compile.
 #[derive(Debug, thiserror::Error)]
 pub enum SchemaError {
-    /// A syntax or type error, a missing import, ... (protox says which file and where).
-    #[error("the .proto files do not compile: {0}")]
+    /// A syntax or type error, a missing import, ...: `file:line:column: what` (protox's
+    /// located form).
+    #[error("the .proto files do not compile: {0:?}")]
     Compile(#[source] protox::Error),
     /// Compiled, but no file defines a service: no gRPC method would be decoded with them.
     #[error(
@@ -262,6 +263,7 @@ mod tests {
         };
         let err = ProtoSchema::compile(&[bad], |_| Ok(None)).unwrap_err();
         assert!(matches!(err, SchemaError::Compile(_)), "{err}");
+        assert!(err.to_string().contains("bad.proto:1:"), "located: {err}");
         let no_service = ProtoFile {
             name: "m.proto".into(),
             source: "syntax = \"proto3\"; message M { int32 x = 1; }".into(),
