@@ -46,11 +46,18 @@ fuzz_target!(|data: &[u8]| {
             .iter()
             .flat_map(|m| encode_message(&m.payload, m.compressed).unwrap_or_default())
             .collect();
-        assert_eq!(framed, body.as_ref(), "a split body is its messages framed again");
+        assert_eq!(
+            framed,
+            body.as_ref(),
+            "a split body is its messages framed again"
+        );
     }
     if let Ok(decoded) = decode_messages(&headers, &body, LIMITS) {
         let total: usize = decoded.iter().map(Bytes::len).sum();
-        assert!(total <= LIMITS.max_decoded_bytes, "{total} bytes over the cap");
+        assert!(
+            total <= LIMITS.max_decoded_bytes,
+            "{total} bytes over the cap"
+        );
         assert!(decoded.len() <= LIMITS.max_messages);
     }
     // The same bytes as status fields of a trailers-only answer and as a deadline.

@@ -10,7 +10,9 @@
 //!    never guessed.
 //! 3. [`http`]: HTTP/1.1 requests paired with production responses ([`http::Exchange`]).
 //! 4. [`compare`]: a shadow answer against the production response: status, latency, body and
-//!    prediction differences, after [`encoding`] has undone both bodies' content codings.
+//!    prediction differences, after [`encoding`] has undone both bodies' content codings; a
+//!    gRPC call's status and messages are read by [`grpc`] (framing, `grpc-encoding`,
+//!    protobuf → JSON by a preset, a user `.proto` or the raw wire format).
 //! 5. [`evaluation`]: running agreement, accuracy, precision, recall, F1, latency.
 //! 6. [`noise`]: what differs between production and a second production instance (the noise
 //!    baseline) is nondeterminism, kept apart from the shadow's real discrepancies.

@@ -280,7 +280,11 @@ fn tensor(i: usize, o: &Value) -> Option<Tensor<'_>> {
         })
         .unwrap_or_default();
     let width = if shape.len() >= 2 {
-        shape[1..].iter().product::<usize>().max(1)
+        // Saturating: a shape is the server's word, and may be absurd.
+        shape[1..]
+            .iter()
+            .fold(1usize, |acc, d| acc.saturating_mul(*d))
+            .max(1)
     } else {
         1
     };
@@ -460,6 +464,9 @@ mod tests {
         assert!(p.labels.is_empty());
         assert_eq!(kserve().extract(&json!({"predictions": [1]})), None);
         assert_eq!(kserve().extract(&json!({"outputs": []})), None);
+        // A shape whose product overflows is no row width: one row.
+        let absurd = json!({"outputs": [{"name": "p", "shape": [1, u64::MAX, 4], "datatype": "FP32", "data": [0.2, 0.8]}]});
+        assert_eq!(kserve().extract(&absurd).unwrap().labels, vec!["1"]);
         // Nested data is flattened before splitting into rows.
         let nested = json!({"outputs": [{"name": "p", "shape": [1, 2], "datatype": "FP32", "data": [[0.2, 0.8]]}]});
         assert_eq!(kserve().extract(&nested).unwrap().labels, vec!["1"]);

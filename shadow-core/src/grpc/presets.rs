@@ -35,6 +35,10 @@ use std::sync::OnceLock;
 /// [`MessageDecodeError::TooLarge`] past it (a few hundred MiB of JSON values).
 pub const MAX_ELEMENTS: usize = 1 << 22;
 
+/// The most elements a TensorProto's single value may fill (its version 0 rule): the one case
+/// where a few bytes stand for many elements, so it has a cap of its own.
+pub const MAX_FILL: usize = 1 << 16;
+
 /// A model-serving gRPC API decoded into its REST shape.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum GrpcPreset {
@@ -619,10 +623,8 @@ fn tf_tensor(t: &DynamicMessage) -> Result<(Vec<usize>, Value), MessageDecodeErr
         .unwrap_or(usize::MAX);
     if flat.len() == 1 && count > 1 {
         // TensorProto version 0: one value fills the whole shape.
-        if count > MAX_ELEMENTS {
-            return Err(MessageDecodeError::TooLarge {
-                limit: MAX_ELEMENTS,
-            });
+        if count > MAX_FILL {
+            return Err(MessageDecodeError::TooLarge { limit: MAX_FILL });
         }
         flat = vec![flat[0].clone(); count];
     }
@@ -630,6 +632,15 @@ fn tf_tensor(t: &DynamicMessage) -> Result<(Vec<usize>, Value), MessageDecodeErr
         return Err(MessageDecodeError::TooLarge {
             limit: MAX_ELEMENTS,
         });
+    }
+    // An empty tensor is nested as empty arrays: as many as the dimensions before its first 0.
+    let outer = shape
+        .iter()
+        .take_while(|d| **d != 0)
+        .try_fold(1usize, |acc, d| acc.checked_mul(*d))
+        .unwrap_or(usize::MAX);
+    if count == 0 && outer > MAX_FILL {
+        return Err(MessageDecodeError::TooLarge { limit: MAX_FILL });
     }
     let value = if shape.is_empty() && flat.len() == 1 {
         flat.swap_remove(0)
@@ -649,7 +660,9 @@ fn nest(flat: &[Value], shape: &[usize]) -> Value {
         [first, rest @ ..] => {
             let width = rest.iter().product::<usize>();
             if width == 0 {
-                return Value::Array(vec![Value::Array(Vec::new()); *first]);
+                // No elements: empty arrays nested as the shape says, as many as the dimensions
+                // before the first 0 (capped by the caller).
+                return Value::Array((0..*first).map(|_| nest(&[], rest)).collect());
             }
             Value::Array(flat.chunks(width).map(|c| nest(c, rest)).collect())
         }
@@ -665,7 +678,8 @@ fn tf_tensors(
         .into_iter()
         .map(|(k, t)| {
             let (shape, v) = tf_tensor(&t)?;
-            elements += shape.iter().product::<usize>().max(1);
+            let count = shape.iter().fold(1usize, |acc, d| acc.saturating_mul(*d));
+            elements = elements.saturating_add(count.max(1));
             if elements > MAX_ELEMENTS {
                 return Err(MessageDecodeError::TooLarge {
                     limit: MAX_ELEMENTS,

@@ -368,3 +368,38 @@ fn bytes_that_are_not_the_message_are_errors() {
     );
     assert_eq!(e.failure(), crate::encoding::DecodeFailure::Corrupt);
 }
+
+#[test]
+fn a_single_value_fills_a_shape_only_up_to_its_cap() {
+    let fill = |size: i64| {
+        encode(
+            GrpcPreset::TfServing,
+            "tensorflow.serving.PredictResponse",
+            json!({"outputs": {"y": tensor("DT_FLOAT", &[size], json!({"float_val": [0.5]}))}}),
+        )
+    };
+    let rest = GrpcPreset::TfServing.response_json(None, &fill(3)).unwrap();
+    assert_eq!(rest["predictions"], json!([0.5, 0.5, 0.5]));
+    // A few bytes must not stand for millions of elements.
+    let e = GrpcPreset::TfServing
+        .response_json(None, &fill(MAX_FILL as i64 + 1))
+        .unwrap_err();
+    assert_eq!(e, MessageDecodeError::TooLarge { limit: MAX_FILL });
+    assert_eq!(e.failure(), crate::encoding::DecodeFailure::Truncated);
+    // Nor may an empty tensor of a huge outer shape.
+    let empty = |dims: &[i64]| {
+        encode(
+            GrpcPreset::TfServing,
+            "tensorflow.serving.PredictResponse",
+            json!({"outputs": {"y": tensor("DT_FLOAT", dims, json!({}))}}),
+        )
+    };
+    let rest = GrpcPreset::TfServing
+        .response_json(None, &empty(&[2, 3, 0]))
+        .unwrap();
+    assert_eq!(rest["predictions"], json!([[[], [], []], [[], [], []]]));
+    let e = GrpcPreset::TfServing
+        .response_json(None, &empty(&[1 << 40, 0]))
+        .unwrap_err();
+    assert_eq!(e, MessageDecodeError::TooLarge { limit: MAX_FILL });
+}
