@@ -9,8 +9,8 @@
 //! - **Messages.** Both bodies are split into messages and decompressed per `grpc-encoding`
 //!   (capped like HTTP bodies; a body that cannot be read is not compared and counts as a
 //!   decode failure), then each message is decoded to JSON by the comparer's
-//!   [`GrpcDecoder`] (a decoding error of a preset or user schema is a `corrupt` decode
-//!   failure). A unary answer (at most one message on each side) diffs like an HTTP body: the
+//!   [`GrpcDecoder`](crate::grpc::GrpcDecoder) (a decoding error of a preset or user schema is
+//!   a `corrupt` decode failure). A unary answer (at most one message on each side) diffs like an HTTP body: the
 //!   preset's ignored paths apply, paths are the message's own (`/outputs/0/data/1`), and a
 //!   missing message is a difference at the root. A streaming answer (more messages on either
 //!   side) pairs message *i* with message *i*: the diffs are prefixed with the index
