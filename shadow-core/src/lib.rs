@@ -11,7 +11,9 @@
 //! 3. [`http`]: HTTP/1.1 requests paired with production responses, and HTTP/2 streams
 //!    ([`http::h2`]), as [`http::Exchange`]s.
 //! 4. [`compare`]: a shadow answer against the production response: status, latency, body and
-//!    prediction differences, after [`encoding`] has undone both bodies' content codings.
+//!    prediction differences, after [`encoding`] has undone both bodies' content codings; a
+//!    gRPC call's status and messages are read by [`grpc`] (framing, `grpc-encoding`,
+//!    protobuf → JSON by a preset, a user `.proto` or the raw wire format).
 //! 5. [`evaluation`]: running agreement, accuracy, precision, recall, F1, latency.
 //! 6. [`noise`]: what differs between production and a second production instance (the noise
 //!    baseline) is nondeterminism, kept apart from the shadow's real discrepancies.
@@ -34,6 +36,7 @@ pub mod criteria;
 pub mod encoding;
 pub mod evaluation;
 pub mod frame;
+pub mod grpc;
 pub mod http;
 pub mod labels;
 pub mod noise;

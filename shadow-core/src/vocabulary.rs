@@ -229,7 +229,8 @@ impl KernelPacketResult {
 }
 
 /// Why the shadow counts as failing a replay (circuit breaker window, warnings): no usable
-/// answer, a 5xx, an answer slower than `slow_call_ms`, or a request we could not send.
+/// answer, a 5xx, a gRPC status that is the server's fault, an answer slower than
+/// `slow_call_ms`, or a request we could not send.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ShadowFailure {
     /// Could not connect.
@@ -240,6 +241,9 @@ pub enum ShadowFailure {
     Protocol,
     /// A 5xx answer.
     ServerError,
+    /// A gRPC answer whose status is the server's fault (`UNAVAILABLE`, `INTERNAL`, ...: see
+    /// [`crate::grpc::GrpcCode::class`]).
+    GrpcServerError,
     /// An answer slower than `circuit_breaker.slow_call_ms`.
     Slow,
     /// The production request could not be turned into a shadow request (our side; not held
@@ -249,11 +253,12 @@ pub enum ShadowFailure {
 
 impl ShadowFailure {
     /// Every failure, in a fixed order (logs list counts in this order).
-    pub const ALL: [ShadowFailure; 6] = [
+    pub const ALL: [ShadowFailure; 7] = [
         ShadowFailure::Connect,
         ShadowFailure::Timeout,
         ShadowFailure::Protocol,
         ShadowFailure::ServerError,
+        ShadowFailure::GrpcServerError,
         ShadowFailure::Slow,
         ShadowFailure::Request,
     ];
@@ -265,20 +270,22 @@ impl ShadowFailure {
             ShadowFailure::Timeout => "timeout",
             ShadowFailure::Protocol => "protocol",
             ShadowFailure::ServerError => "5xx",
+            ShadowFailure::GrpcServerError => "grpc_server",
             ShadowFailure::Slow => "slow",
             ShadowFailure::Request => "request",
         }
     }
 
-    /// The failure a transport-level [`ErrorClass`] stands for (`None` for 4xx, the request's
-    /// fault).
+    /// The failure an [`ErrorClass`] stands for (`None` for 4xx and `grpc_client`, the
+    /// request's fault).
     pub fn of_class(class: ErrorClass) -> Option<ShadowFailure> {
         match class {
             ErrorClass::Connect => Some(ShadowFailure::Connect),
             ErrorClass::Timeout => Some(ShadowFailure::Timeout),
             ErrorClass::Protocol => Some(ShadowFailure::Protocol),
             ErrorClass::ServerError => Some(ShadowFailure::ServerError),
-            ErrorClass::ClientError => None,
+            ErrorClass::GrpcServerError => Some(ShadowFailure::GrpcServerError),
+            ErrorClass::ClientError | ErrorClass::GrpcClientError => None,
         }
     }
 }

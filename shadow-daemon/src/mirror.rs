@@ -575,9 +575,12 @@ impl Worker {
                 .replayed(job.protocol, MirrorResult::RequestError);
             return;
         };
-        let comparison =
-            self.comparer
-                .compare(&job.prod_response, job.timing.latency_ns(), &answer);
+        let comparison = self.comparer.compare_request(
+            &job.request,
+            &job.prod_response,
+            job.timing.latency_ns(),
+            &answer,
+        );
         let noise = self.baseline.as_ref().map(|b| {
             b.noise
                 .lock()
@@ -601,9 +604,12 @@ impl Worker {
     ) {
         let (result, comparison, failure) = match answer {
             Ok(answer) => {
-                let comparison =
-                    self.comparer
-                        .compare(&job.prod_response, job.timing.latency_ns(), &answer);
+                let comparison = self.comparer.compare_request(
+                    &job.request,
+                    &job.prod_response,
+                    job.timing.latency_ns(),
+                    &answer,
+                );
                 let failure = match &answer {
                     ShadowAnswer::Failed { message, .. } => Some(message.clone()),
                     ShadowAnswer::Response { .. } => None,
@@ -1010,7 +1016,7 @@ mod tests {
             handed[0].0.request.body,
             bytes::Bytes::from_static(b"{\"x\":1}")
         );
-        assert_eq!(&handed[0].1, c);
+        assert_eq!(&handed[0].1, c.as_ref());
     }
 
     #[tokio::test]

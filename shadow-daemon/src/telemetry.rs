@@ -463,8 +463,8 @@ pub enum Event {
     Replayed(Protocol, MirrorResult),
     /// [`Telemetry::shadow_http_error`].
     ShadowHttpError(u16),
-    /// [`Telemetry::compared`].
-    Compared(Protocol, Comparison),
+    /// [`Telemetry::compared`] (boxed: a comparison is far larger than any other event).
+    Compared(Protocol, Box<Comparison>),
     /// [`Telemetry::grpc_status`].
     GrpcStatus(Model, GrpcCode),
     /// [`Telemetry::baseline_replayed`].
@@ -582,7 +582,7 @@ impl Telemetry for Recorder {
         self.push(Event::ShadowHttpError(status));
     }
     fn compared(&self, protocol: Protocol, comparison: &Comparison) {
-        self.push(Event::Compared(protocol, comparison.clone()));
+        self.push(Event::Compared(protocol, Box::new(comparison.clone())));
     }
     fn grpc_status(&self, model: Model, code: GrpcCode) {
         self.push(Event::GrpcStatus(model, code));

@@ -6,10 +6,18 @@
 //! that cannot be decoded (over the cap, corrupt, unknown coding) is not compared: its side
 //! carries the [`DecodeFailure`] and the comparison has no body or prediction verdict.
 //!
-//! - [`status`]: error classes (connect, timeout, protocol, 5xx, 4xx).
+//! A gRPC answer (production's `content-type: application/grpc*`) is compared as a call:
+//! `grpc-status` beside the HTTP status, then its messages pairwise in order, each decoded to
+//! JSON by [`crate::grpc::GrpcDecoder`] (a preset, the user's schema, or the raw wire format)
+//! and put through the same JSON diff and prediction extraction as an HTTP body ([`grpc`]).
+//!
+//! - [`status`]: error classes (connect, timeout, protocol, 5xx, 4xx, grpc_client,
+//!   grpc_server).
 //! - [`json_diff`]: field differences with numeric tolerance, ignored paths, unordered arrays.
 //! - [`prediction`]: prediction extraction presets and argmax labels.
+//! - [`grpc`]: gRPC calls compared by status and messages.
 
+pub mod grpc;
 pub mod json_diff;
 pub mod prediction;
 pub mod status;
@@ -19,7 +27,8 @@ pub use prediction::{Prediction, Preset, PresetName};
 pub use status::{ErrorClass, Model};
 
 use crate::encoding::{DecodeFailure, decode_body};
-use crate::http::{Header, HttpResponse};
+use crate::grpc::{GrpcDecoder, GrpcStatus};
+use crate::http::{Header, HttpRequest, HttpResponse};
 use bytes::Bytes;
 use serde::Serialize;
 use serde_json::Value;
@@ -51,13 +60,33 @@ pub enum ShadowAnswer {
     },
 }
 
+impl ShadowAnswer {
+    /// How this answer failed, as the comparison classes it: the transport failure, a 4xx/5xx
+    /// status, or, for a gRPC answer, a non-OK `grpc-status`; `None` for a success.
+    pub fn error_class(&self) -> Option<ErrorClass> {
+        match self {
+            ShadowAnswer::Failed { class, .. } => Some(*class),
+            ShadowAnswer::Response {
+                status,
+                headers,
+                trailers,
+                ..
+            } => ErrorClass::of_status(*status).or_else(|| {
+                crate::grpc::is_grpc(headers)
+                    .then(|| GrpcStatus::of_response(*status, headers, trailers))
+                    .and_then(|s| ErrorClass::of_grpc(s.kind()))
+            }),
+        }
+    }
+}
+
 /// The way two answers differ (label of `discrepancies_total{kind}`). A comparison has at most
 /// one content kind (`label` > `prediction` > `body`, most severe first) and may also have
 /// `status` and `missing_prediction`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
 #[serde(rename_all = "snake_case")]
 pub enum DiscrepancyKind {
-    /// Different status codes.
+    /// Different status codes (HTTP, or a gRPC call's `grpc-status`).
     Status,
     /// Predicted class labels differ.
     Label,
@@ -87,8 +116,11 @@ impl DiscrepancyKind {
 pub struct Side {
     /// Status code, when a response came back.
     pub status: Option<u16>,
-    /// Error class: transport failure or 4xx/5xx.
+    /// Error class: transport failure, 4xx/5xx, or a non-OK gRPC status.
     pub error: Option<ErrorClass>,
+    /// A gRPC call's status (`grpc-status`, `grpc-message`); `None` for HTTP answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grpc_status: Option<GrpcStatus>,
     /// Latency in nanoseconds (production: wire timestamps; shadow: measured by the client).
     pub latency_ns: Option<u64>,
     /// The prediction found in the body by the preset, if any.
@@ -150,6 +182,7 @@ pub struct Comparer {
     body: DiffOptions,
     prediction: DiffOptions,
     limits: DecodeLimits,
+    grpc: GrpcDecoder,
 }
 
 /// A body with its content coding undone, or why it could not be.
@@ -171,7 +204,37 @@ impl Comparer {
             body,
             prediction,
             limits: DecodeLimits::default(),
+            grpc: GrpcDecoder::default(),
         }
+    }
+
+    /// The same comparer with another decoder of gRPC messages (by default the raw wire
+    /// format: a gRPC preset or a user schema decodes them into meaningful JSON).
+    pub fn with_grpc_decoder(mut self, decoder: GrpcDecoder) -> Comparer {
+        self.grpc = decoder;
+        self
+    }
+
+    /// The decoder of gRPC messages.
+    pub fn grpc_decoder(&self) -> &GrpcDecoder {
+        &self.grpc
+    }
+
+    /// Compares the answers to `request` ([`Comparer::compare`], with the request's target
+    /// naming the gRPC method whose message types decode a gRPC call).
+    pub fn compare_request(
+        &self,
+        request: &HttpRequest,
+        production: &HttpResponse,
+        production_latency_ns: Option<u64>,
+        shadow: &ShadowAnswer,
+    ) -> Comparison {
+        self.compare_call(
+            Some(&request.target),
+            production,
+            production_latency_ns,
+            shadow,
+        )
     }
 
     /// The same comparer with other caps on decoded bodies.
@@ -180,13 +243,27 @@ impl Comparer {
         self
     }
 
-    /// Compares the production response (with its wire latency) and the shadow's answer.
+    /// Compares the production response (with its wire latency) and the shadow's answer
+    /// (without the request: a gRPC call is decoded by the preset, else raw).
     pub fn compare(
         &self,
         production: &HttpResponse,
         production_latency_ns: Option<u64>,
         shadow: &ShadowAnswer,
     ) -> Comparison {
+        self.compare_call(None, production, production_latency_ns, shadow)
+    }
+
+    fn compare_call(
+        &self,
+        path: Option<&str>,
+        production: &HttpResponse,
+        production_latency_ns: Option<u64>,
+        shadow: &ShadowAnswer,
+    ) -> Comparison {
+        if crate::grpc::is_grpc(&production.headers) {
+            return self.compare_grpc(path, production, production_latency_ns, shadow);
+        }
         let prod_body = decoded(
             &production.headers,
             &production.body,
@@ -202,24 +279,12 @@ impl Comparer {
             latency_ns: production_latency_ns,
             prediction: prod_json.as_ref().and_then(|v| self.preset.extract(v)),
             decode_error: prod_body.as_ref().err().copied(),
+            grpc_status: None,
         };
         let (status, body, latency_ns) = match shadow {
             ShadowAnswer::Failed {
                 class, latency_ns, ..
-            } => {
-                return Comparison {
-                    production: prod_side,
-                    shadow: Side {
-                        error: Some(*class),
-                        latency_ns: Some(*latency_ns),
-                        ..Side::default()
-                    },
-                    body_equal: None,
-                    agreement: None,
-                    diffs: Vec::new(),
-                    discrepancies: Vec::new(),
-                };
-            }
+            } => return failed(prod_side, *class, *latency_ns),
             ShadowAnswer::Response {
                 status,
                 headers,
@@ -242,21 +307,14 @@ impl Comparer {
             latency_ns: Some(latency_ns),
             prediction: shadow_json.as_ref().and_then(|v| self.preset.extract(v)),
             decode_error: body.as_ref().err().copied(),
+            grpc_status: None,
         };
         let mut kinds = Vec::new();
         if production.status != status {
             kinds.push(DiscrepancyKind::Status);
         }
         let (Ok(prod_body), Ok(body)) = (prod_body, body) else {
-            // A body that cannot be read is not compared: no verdict either way.
-            return Comparison {
-                production: prod_side,
-                shadow: shadow_side,
-                body_equal: None,
-                agreement: None,
-                diffs: Vec::new(),
-                discrepancies: kinds,
-            };
+            return undecoded(prod_side, shadow_side, kinds);
         };
         let (body_equal, diffs) = if prod_body == body {
             (true, Vec::new())
@@ -269,6 +327,19 @@ impl Comparer {
                 _ => (false, Vec::new()),
             }
         };
+        self.verdict(prod_side, shadow_side, body_equal, diffs, kinds)
+    }
+
+    /// The content verdict once both bodies were read: the prediction (or, without one, the
+    /// body) decides agreement and the content discrepancy kind.
+    fn verdict(
+        &self,
+        prod_side: Side,
+        shadow_side: Side,
+        body_equal: bool,
+        diffs: Vec<FieldDiff>,
+        mut kinds: Vec<DiscrepancyKind>,
+    ) -> Comparison {
         let agreement = match (&prod_side.prediction, &shadow_side.prediction) {
             (Some(p), Some(s)) => {
                 let values_equal = json_diff::equal(&p.values, &s.values, &self.prediction);
@@ -306,6 +377,35 @@ impl Comparer {
             diffs,
             discrepancies: kinds,
         }
+    }
+}
+
+/// The comparison when the shadow gave no usable answer: no verdict.
+fn failed(production: Side, class: ErrorClass, latency_ns: u64) -> Comparison {
+    Comparison {
+        production,
+        shadow: Side {
+            error: Some(class),
+            latency_ns: Some(latency_ns),
+            ..Side::default()
+        },
+        body_equal: None,
+        agreement: None,
+        diffs: Vec::new(),
+        discrepancies: Vec::new(),
+    }
+}
+
+/// The comparison when a body could not be read: not compared, no verdict either way (a status
+/// difference is still one).
+fn undecoded(production: Side, shadow: Side, discrepancies: Vec<DiscrepancyKind>) -> Comparison {
+    Comparison {
+        production,
+        shadow,
+        body_equal: None,
+        agreement: None,
+        diffs: Vec::new(),
+        discrepancies,
     }
 }
 

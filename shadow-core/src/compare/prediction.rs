@@ -2,16 +2,19 @@
 //!
 //! | preset | prediction | labels |
 //! |---|---|---|
-//! | `kserve-v2` | `outputs[*].data` (as `{name: data}`) | an integer/string output, else argmax of the first score output `[B, K]` |
-//! | `tfserving`, `mlflow` | `predictions` | per row: argmax of a score vector, or the integer/string value |
+//! | `kserve-v2`, `kserve-v2-grpc` | `outputs[*].data` (as `{name: data}`) | an integer/string output, else argmax of the first score output `[B, K]` |
+//! | `tfserving`, `tfserving-grpc`, `mlflow` | `predictions` | per row: argmax of a score vector, or the integer/string value |
 //! | `json-pointer` | the value at the pointer | as for `predictions` |
 //!
-//! Plain floats (regression outputs) have no label.
+//! Plain floats (regression outputs) have no label. The `-grpc` presets extract exactly as their
+//! REST counterparts: their gRPC messages are first decoded into the REST JSON shape
+//! ([`crate::grpc::presets`]); on HTTP/1.1 traffic they behave as the REST preset.
 //!
 //! Each preset also names the fields its protocol fills per response rather than per prediction
 //! ([`PresetName::default_ignores`]); they are left out of body diffs unless the config says
 //! otherwise.
 
+use crate::grpc::GrpcPreset;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -42,6 +45,10 @@ pub enum PresetName {
     Tfserving,
     /// MLflow scoring server: `predictions`.
     Mlflow,
+    /// Open Inference Protocol over gRPC (`ModelInfer`), decoded into the `kserve-v2` shape.
+    KserveV2Grpc,
+    /// TensorFlow Serving over gRPC (`Predict`), decoded into the `tfserving` shape.
+    TfservingGrpc,
     /// A custom JSON pointer (`compare.prediction_pointer`).
     JsonPointer,
     /// No prediction extraction: bodies are compared only.
@@ -50,10 +57,12 @@ pub enum PresetName {
 
 impl PresetName {
     /// Every preset, in documentation order.
-    pub const ALL: [PresetName; 5] = [
+    pub const ALL: [PresetName; 7] = [
         PresetName::KserveV2,
         PresetName::Tfserving,
         PresetName::Mlflow,
+        PresetName::KserveV2Grpc,
+        PresetName::TfservingGrpc,
         PresetName::JsonPointer,
         PresetName::None,
     ];
@@ -64,6 +73,8 @@ impl PresetName {
             PresetName::KserveV2 => "kserve-v2",
             PresetName::Tfserving => "tfserving",
             PresetName::Mlflow => "mlflow",
+            PresetName::KserveV2Grpc => "kserve-v2-grpc",
+            PresetName::TfservingGrpc => "tfserving-grpc",
             PresetName::JsonPointer => "json-pointer",
             PresetName::None => "none",
         }
@@ -76,15 +87,34 @@ impl PresetName {
     ///   Python server and Triton when the request has none; an echo of the request's when it
     ///   has one, equal on both sides, so ignoring it costs nothing), `/model_name` and
     ///   `/model_version` (a shadow is usually another model or version).
+    /// - `kserve-v2-grpc`: the same fields of the decoded `ModelInferResponse`.
     /// - `tfserving`, `mlflow`: none; their answers hold only `predictions`.
+    /// - `tfserving-grpc`: `/model_spec` (the `PredictResponse`'s model name, version and
+    ///   signature: the serving model's, not the prediction's).
     /// - `json-pointer`, `none`: none; the shape is the user's.
     pub fn default_ignores(self) -> &'static [&'static str] {
         match self {
-            PresetName::KserveV2 => &["/id", "/model_name", "/model_version"],
+            PresetName::KserveV2 | PresetName::KserveV2Grpc => {
+                &["/id", "/model_name", "/model_version"]
+            }
+            PresetName::TfservingGrpc => &["/model_spec"],
             PresetName::Tfserving
             | PresetName::Mlflow
             | PresetName::JsonPointer
             | PresetName::None => &[],
+        }
+    }
+
+    /// The gRPC API whose messages this preset decodes, if it is a gRPC preset.
+    pub fn grpc_preset(self) -> Option<GrpcPreset> {
+        match self {
+            PresetName::KserveV2Grpc => Some(GrpcPreset::KserveV2),
+            PresetName::TfservingGrpc => Some(GrpcPreset::TfServing),
+            PresetName::KserveV2
+            | PresetName::Tfserving
+            | PresetName::Mlflow
+            | PresetName::JsonPointer
+            | PresetName::None => None,
         }
     }
 }
@@ -113,8 +143,10 @@ impl Preset {
         pointer: Option<String>,
     ) -> Preset {
         match name {
-            PresetName::KserveV2 => Preset::KserveV2 { label_output },
-            PresetName::Tfserving | PresetName::Mlflow => Preset::Predictions,
+            PresetName::KserveV2 | PresetName::KserveV2Grpc => Preset::KserveV2 { label_output },
+            PresetName::Tfserving | PresetName::TfservingGrpc | PresetName::Mlflow => {
+                Preset::Predictions
+            }
             PresetName::JsonPointer => Preset::Pointer(pointer.unwrap_or_default()),
             PresetName::None => Preset::None,
         }
@@ -248,7 +280,11 @@ fn tensor(i: usize, o: &Value) -> Option<Tensor<'_>> {
         })
         .unwrap_or_default();
     let width = if shape.len() >= 2 {
-        shape[1..].iter().product::<usize>().max(1)
+        // Saturating: a shape is the server's word, and may be absurd.
+        shape[1..]
+            .iter()
+            .fold(1usize, |acc, d| acc.saturating_mul(*d))
+            .max(1)
     } else {
         1
     };
@@ -360,6 +396,29 @@ mod tests {
         );
         assert!(PresetName::Tfserving.default_ignores().is_empty());
         assert!(PresetName::Mlflow.default_ignores().is_empty());
+        assert_eq!(
+            PresetName::KserveV2Grpc.default_ignores(),
+            PresetName::KserveV2.default_ignores()
+        );
+        assert_eq!(
+            PresetName::TfservingGrpc.default_ignores(),
+            &["/model_spec"]
+        );
+        assert_eq!(PresetName::KserveV2Grpc.as_str(), "kserve-v2-grpc");
+        assert_eq!(PresetName::TfservingGrpc.as_str(), "tfserving-grpc");
+        let grpc: Vec<PresetName> = PresetName::ALL
+            .into_iter()
+            .filter(|p| p.grpc_preset().is_some())
+            .collect();
+        assert_eq!(grpc, [PresetName::KserveV2Grpc, PresetName::TfservingGrpc]);
+        assert_eq!(
+            Preset::named(PresetName::KserveV2Grpc, None, None),
+            Preset::named(PresetName::KserveV2, None, None)
+        );
+        assert_eq!(
+            Preset::named(PresetName::TfservingGrpc, None, None),
+            Preset::Predictions
+        );
     }
 
     #[test]
@@ -405,6 +464,9 @@ mod tests {
         assert!(p.labels.is_empty());
         assert_eq!(kserve().extract(&json!({"predictions": [1]})), None);
         assert_eq!(kserve().extract(&json!({"outputs": []})), None);
+        // A shape whose product overflows is no row width: one row.
+        let absurd = json!({"outputs": [{"name": "p", "shape": [1, u64::MAX, 4], "datatype": "FP32", "data": [0.2, 0.8]}]});
+        assert_eq!(kserve().extract(&absurd).unwrap().labels, vec!["1"]);
         // Nested data is flattened before splitting into rows.
         let nested = json!({"outputs": [{"name": "p", "shape": [1, 2], "datatype": "FP32", "data": [[0.2, 0.8]]}]});
         assert_eq!(kserve().extract(&nested).unwrap().labels, vec!["1"]);

@@ -27,11 +27,14 @@ use std::sync::{Arc, Mutex};
 pub fn shadow_failure(answer: &ShadowAnswer, slow_call: Option<Duration>) -> Option<ShadowFailure> {
     match answer {
         ShadowAnswer::Failed { class, .. } => ShadowFailure::of_class(*class),
-        ShadowAnswer::Response {
-            status, latency_ns, ..
-        } => {
-            if *status >= 500 {
-                Some(ShadowFailure::ServerError)
+        ShadowAnswer::Response { latency_ns, .. } => {
+            // A 5xx, or a gRPC status that is the server's fault (UNAVAILABLE, INTERNAL, ...).
+            let failure = answer
+                .error_class()
+                .filter(|c| c.is_shadow_failure())
+                .and_then(ShadowFailure::of_class);
+            if failure.is_some() {
+                failure
             } else if slow_call.is_some_and(|s| *latency_ns > s.as_nanos() as u64) {
                 Some(ShadowFailure::Slow)
             } else {
@@ -279,6 +282,7 @@ mod tests {
     #[test]
     fn what_counts_as_a_failure() {
         use shadow_core::compare::ErrorClass;
+        use shadow_core::http::Header;
         let ok = |status, ms: u64| ShadowAnswer::Response {
             trailers: Vec::new(),
             status,
@@ -311,6 +315,29 @@ mod tests {
         assert_eq!(shadow_failure(&ok(200, 100), slow), None);
         assert_eq!(shadow_failure(&ok(200, 101), slow), Some(Slow));
         assert_eq!(shadow_failure(&ok(503, 101), slow), Some(ServerError));
+        // gRPC: HTTP 200 with the call's status in the trailers.
+        let grpc = |code: &str| ShadowAnswer::Response {
+            trailers: vec![Header {
+                name: "grpc-status".into(),
+                value: bytes::Bytes::from(code.to_string()),
+            }],
+            status: 200,
+            headers: vec![Header {
+                name: "content-type".into(),
+                value: bytes::Bytes::from_static(b"application/grpc"),
+            }],
+            body: bytes::Bytes::new(),
+            latency_ns: 1_000_000,
+        };
+        assert_eq!(shadow_failure(&grpc("0"), None), None);
+        assert_eq!(shadow_failure(&grpc("14"), None), Some(GrpcServerError));
+        assert_eq!(shadow_failure(&grpc("13"), None), Some(GrpcServerError));
+        assert_eq!(
+            shadow_failure(&grpc("3"), None),
+            None,
+            "INVALID_ARGUMENT: the request's"
+        );
+        assert_eq!(shadow_failure(&grpc("0"), slow), None);
     }
 
     fn cfg() -> CircuitBreakerConfig {

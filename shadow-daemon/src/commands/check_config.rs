@@ -1,8 +1,9 @@
 //! `shadowd check-config`: load the config file and flags as `run` would, check them (reporting
 //! every problem at once), and print the effective configuration as TOML, followed by what it
 //! means that the keys do not show, as TOML comments (so the output is still a config file):
-//! the fields the preset ignores on its own, and, for each `--sample-path`, the shadow URI a
-//! request to that path is replayed to and the rules that changed it.
+//! the fields the preset ignores on its own, the gRPC methods the preset and `compare.proto`
+//! decode, and, for each `--sample-path`, the shadow URI a request to that path is replayed to
+//! and the rules that changed it.
 
 use super::run::RunArgs;
 use super::{CommandResult, EXIT_OK, UsageError};
@@ -52,6 +53,25 @@ pub fn effective_notes(config: &Config, sample_paths: &[String]) -> String {
             out,
             "# compare: the {preset} preset ignores no fields of its own"
         );
+    }
+    if let Some(p) = compare.preset_name.grpc_preset() {
+        let _ = writeln!(
+            out,
+            "# compare: the {preset} preset decodes these gRPC methods into its REST shape:"
+        );
+        for path in p.method_paths() {
+            let _ = writeln!(out, "#   {path}");
+        }
+    }
+    if let Some(schema) = &compare.proto_schema {
+        let _ = writeln!(
+            out,
+            "# compare: compare.proto decodes these gRPC methods (others are read raw, by field \
+             number):"
+        );
+        for path in schema.method_paths() {
+            let _ = writeln!(out, "#   {path}");
+        }
     }
     if sample_paths.is_empty() {
         return out;
@@ -131,6 +151,34 @@ mod tests {
         assert_eq!(
             tf,
             "# compare: the tfserving preset ignores no fields of its own\n"
+        );
+    }
+
+    #[test]
+    fn lists_the_grpc_methods_decoded() {
+        let dir = tempfile::tempdir().unwrap();
+        let proto = dir.path().join("s.proto");
+        std::fs::write(
+            &proto,
+            "syntax = \"proto3\";\npackage a;\nservice S { rpc M(R) returns (R); \
+             rpc N(R) returns (stream R); }\nmessage R {}\n",
+        )
+        .unwrap();
+        let text = notes(&[
+            "--preset",
+            "tfserving-grpc",
+            "--proto",
+            proto.to_str().unwrap(),
+        ]);
+        assert_eq!(
+            text,
+            "# compare: the tfserving-grpc preset also ignores, in every body, the fields its \
+             protocol fills per response (compare.preset_ignores = false compares them):\n\
+             #   /model_spec\n\
+             # compare: the tfserving-grpc preset decodes these gRPC methods into its REST shape:\n\
+             #   /tensorflow.serving.PredictionService/Predict\n\
+             # compare: compare.proto decodes these gRPC methods (others are read raw, by field \
+             number):\n#   /a.S/M\n#   /a.S/N\n"
         );
     }
 }

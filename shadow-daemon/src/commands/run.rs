@@ -6,7 +6,8 @@
 use super::{CommandResult, EXIT_OK, UsageError};
 use crate::capture::CaptureKind;
 use crate::commands::verdict::load_criteria;
-use crate::config::{Config, ConfigError, PresetName, RawConfig, Setting};
+use crate::config::raw::List;
+use crate::config::{Config, ConfigError, Origin, PresetName, RawConfig, Setting};
 use crate::decision::{
     DecisionLoop, ResourceMeasures, ResourceSource, VerdictObserver, load_state,
 };
@@ -85,7 +86,8 @@ pub struct RunArgs {
     /// (`shadow.accept_encoding`).
     #[arg(long, value_name = "MODE")]
     pub accept_encoding: Option<String>,
-    /// Prediction preset: kserve-v2, tfserving, mlflow, json-pointer, none (`compare.preset`).
+    /// Prediction preset: kserve-v2, tfserving, mlflow, kserve-v2-grpc, tfserving-grpc,
+    /// json-pointer, none (`compare.preset`).
     #[arg(long, value_parser = parse_preset)]
     pub preset: Option<PresetName>,
     /// JSON pointer of the prediction for `--preset json-pointer` (`compare.prediction_pointer`).
@@ -95,6 +97,15 @@ pub struct RunArgs {
     /// own); repeat for several.
     #[arg(long = "ignore-path", value_name = "POINTER")]
     pub ignore_paths: Vec<String>,
+    /// A `.proto` file whose services production serves over gRPC: their messages are decoded
+    /// to JSON by it (the method from each request's path) and diffed field by field; added to
+    /// `compare.proto`, repeat for several. Compiled at start-up, no `protoc` needed.
+    #[arg(long = "proto", value_name = "FILE.proto")]
+    pub protos: Vec<PathBuf>,
+    /// A directory the `--proto` files' imports are found in (as `protoc -I`); added to
+    /// `compare.proto_include`, repeat for several.
+    #[arg(long = "proto-include", value_name = "DIR")]
+    pub proto_includes: Vec<PathBuf>,
     /// Discrepancy log file (`discrepancy_log.path`).
     #[arg(long)]
     pub discrepancy_log: Option<PathBuf>,
@@ -114,8 +125,11 @@ pub struct RunArgs {
 }
 
 fn parse_preset(name: &str) -> Result<PresetName, String> {
-    serde_json::from_value(name.into())
-        .map_err(|_| "expected kserve-v2, tfserving, mlflow, json-pointer or none".to_string())
+    serde_json::from_value(name.into()).map_err(|_| {
+        "expected kserve-v2, tfserving, mlflow, kserve-v2-grpc, tfserving-grpc, json-pointer \
+             or none"
+            .to_string()
+    })
 }
 
 impl From<ConfigError> for UsageError {
@@ -195,6 +209,13 @@ impl RunArgs {
             .iter()
             .map(|p| Setting::flag("--ignore-path", p.clone()));
         c.compare.ignore_paths.value.extend(added);
+        // Added to the file's lists too; a list only the flags gave is named by its flag.
+        extend_list(&mut c.compare.proto, "--proto", &self.protos);
+        extend_list(
+            &mut c.compare.proto_include,
+            "--proto-include",
+            &self.proto_includes,
+        );
         if let Some(v) = &self.discrepancy_log {
             c.discrepancy_log.path = Some(Setting::flag("--discrepancy-log", v.clone()));
         }
@@ -205,6 +226,19 @@ impl RunArgs {
             c.state.path = Some(Setting::flag("--state", v.clone()));
         }
     }
+}
+
+/// Appends `items` given by `flag` to `list`; a list the config file did not give is then
+/// named by the flag.
+fn extend_list<T: Clone>(list: &mut List<T>, flag: &'static str, items: &[T]) {
+    if items.is_empty() {
+        return;
+    }
+    if list.origin == Origin::Default {
+        list.origin = Origin::Flag(flag);
+    }
+    list.value
+        .extend(items.iter().map(|v| Setting::flag(flag, v.clone())));
 }
 
 /// Runs `shadowd run`.
@@ -548,6 +582,53 @@ mod tests {
             ],
             "{err}"
         );
+    }
+
+    #[test]
+    fn proto_flags_add_files_and_includes_and_name_their_problems() {
+        let dir = tempfile::tempdir().unwrap();
+        let include = dir.path().join("protos");
+        std::fs::create_dir_all(include.join("acme")).unwrap();
+        std::fs::write(
+            include.join("acme/types.proto"),
+            "syntax = \"proto3\";\npackage acme;\nmessage Out { double score = 1; }\n",
+        )
+        .unwrap();
+        let service = dir.path().join("svc.proto");
+        std::fs::write(
+            &service,
+            "syntax = \"proto3\";\npackage acme;\nimport \"acme/types.proto\";\n\
+             service Svc { rpc Run(Out) returns (Out); }\n",
+        )
+        .unwrap();
+        let args = |extra: &[&str]| {
+            let mut argv = vec!["t", "--port", "9000", "--shadow", "http://10.0.0.2:9001"];
+            argv.extend_from_slice(extra);
+            T::parse_from(argv).run.effective_config()
+        };
+        let (svc, inc) = (service.to_str().unwrap(), include.to_str().unwrap());
+        let c = args(&[
+            "--preset",
+            "kserve-v2-grpc",
+            "--proto",
+            svc,
+            "--proto-include",
+            inc,
+        ])
+        .unwrap();
+        assert_eq!(c.compare.preset_name, PresetName::KserveV2Grpc);
+        assert_eq!(c.compare.proto_files, std::slice::from_ref(&service));
+        assert_eq!(c.compare.proto_include, std::slice::from_ref(&include));
+        let schema = c.compare.proto_schema.as_ref().unwrap();
+        assert!(schema.method("/acme.Svc/Run").is_some());
+        // Without the include, the import is not found: reported at the flag.
+        let err = args(&["--proto", svc]).unwrap_err();
+        let at: Vec<Location> = err.problems().iter().map(|p| p.location.clone()).collect();
+        assert_eq!(at, [Location::Flag("--proto")], "{err}");
+        assert!(err.to_string().contains("acme/types.proto"), "{err}");
+        let err = args(&["--proto-include", inc]).unwrap_err();
+        let at: Vec<Location> = err.problems().iter().map(|p| p.location.clone()).collect();
+        assert_eq!(at, [Location::Flag("--proto-include")], "{err}");
     }
 
     #[test]

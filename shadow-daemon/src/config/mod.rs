@@ -18,6 +18,7 @@ mod error;
 mod file;
 mod parse;
 mod print;
+mod proto;
 pub mod raw;
 mod typed;
 

@@ -196,17 +196,22 @@ fn baseline_origin(raw: &RawShadow) -> &Origin {
 /// The problems found so far. Every check runs (recording what is wrong) before any section
 /// is given up on, so that all problems are reported together.
 #[derive(Default)]
-struct Checks {
+pub(super) struct Checks {
     findings: Vec<Finding>,
 }
 
 impl Checks {
-    fn problem(&mut self, key: impl Into<String>, origin: &Origin, message: impl Into<String>) {
+    pub(super) fn problem(
+        &mut self,
+        key: impl Into<String>,
+        origin: &Origin,
+        message: impl Into<String>,
+    ) {
         self.findings.push(Finding::new(key, origin, message));
     }
 
     /// Records a problem unless `ok`; `Some(())` when ok, for `?`.
-    fn ensure(
+    pub(super) fn ensure(
         &mut self,
         ok: bool,
         key: &str,
@@ -220,7 +225,7 @@ impl Checks {
     }
 
     /// Parses one setting, recording the problem if it fails.
-    fn value<T, U>(
+    pub(super) fn value<T, U>(
         &mut self,
         key: &str,
         setting: &Setting<T>,
@@ -232,7 +237,7 @@ impl Checks {
     }
 
     /// Parses every element of a list, recording each bad one; `None` if any was bad.
-    fn list<T, U>(
+    pub(super) fn list<T, U>(
         &mut self,
         key: &str,
         list: &List<T>,
@@ -765,6 +770,7 @@ fn compare(raw: &RawCompare, c: &mut Checks) -> Option<CompareConfig> {
         &raw.unordered_arrays,
         json_pointer,
     );
+    let proto_schema = super::proto::schema(raw, c);
     has_pointer?;
     let label_output = raw.label_output.as_ref().map(|l| l.value.clone());
     Some(CompareConfig {
@@ -779,6 +785,14 @@ fn compare(raw: &RawCompare, c: &mut Checks) -> Option<CompareConfig> {
         },
         preset_ignores: raw.preset_ignores.value,
         decode_limits: DecodeLimits::default(),
+        proto_files: raw.proto.value.iter().map(|p| p.value.clone()).collect(),
+        proto_include: raw
+            .proto_include
+            .value
+            .iter()
+            .map(|p| p.value.clone())
+            .collect(),
+        proto_schema: proto_schema?,
     })
 }
 

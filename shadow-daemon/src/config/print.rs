@@ -166,6 +166,8 @@ impl From<&Config> for RawConfig {
                 preset_ignores: b(compare.preset_ignores),
                 unordered_arrays: Setting::builtin_list(pointers(&compare.diff.unordered)),
                 max_diffs: b(compare.diff.max_diffs),
+                proto: Setting::builtin_list(compare.proto_files.iter().cloned()),
+                proto_include: Setting::builtin_list(compare.proto_include.iter().cloned()),
             },
             discrepancy_log: RawDiscrepancyLog {
                 path: log.path.clone().map(b),

@@ -395,6 +395,10 @@ pub struct RawCompare {
     pub unordered_arrays: List<String>,
     /// At most this many field differences kept per comparison.
     pub max_diffs: Setting<usize>,
+    /// `.proto` files whose services decode gRPC messages to JSON (`--proto`).
+    pub proto: List<PathBuf>,
+    /// Directories the `.proto` files' imports are found in (`--proto-include`).
+    pub proto_include: List<PathBuf>,
 }
 
 impl Default for RawCompare {
@@ -409,6 +413,8 @@ impl Default for RawCompare {
             preset_ignores: Setting::builtin(true),
             unordered_arrays: Setting::builtin_list([]),
             max_diffs: Setting::builtin(50),
+            proto: Setting::builtin_list([]),
+            proto_include: Setting::builtin_list([]),
         }
     }
 }

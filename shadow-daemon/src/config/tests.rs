@@ -991,3 +991,134 @@ fn resource_targets_are_one_pid_or_one_absolute_cgroup_per_server() {
         assert!(text.contains(needle), "missing `{needle}` in:\n{text}");
     }
 }
+
+/// `compare.proto` with its imports under `compare.proto_include`, written to a temp dir.
+fn proto_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let acme = dir.path().join("acme");
+    std::fs::create_dir(&acme).unwrap();
+    std::fs::write(
+        acme.join("common.proto"),
+        "syntax = \"proto3\";\npackage acme;\nmessage Label { string name = 1; }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        acme.join("scorer.proto"),
+        "syntax = \"proto3\";\npackage acme;\nimport \"acme/common.proto\";\n\
+         import \"google/protobuf/wrappers.proto\";\n\
+         service Scorer { rpc Score(Req) returns (acme.Label); }\n\
+         message Req { google.protobuf.DoubleValue x = 1; }\n",
+    )
+    .unwrap();
+    dir
+}
+
+fn compare_section(dir: &Path, protos: &[&str], includes: &[&Path]) -> String {
+    let list = |items: Vec<String>| {
+        items
+            .iter()
+            .map(|i| format!("{i:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        "[capture]\nports = [8080]\n[shadow]\nurl = \"http://127.0.0.1:8081\"\n[compare]\n\
+         proto = [{}]\nproto_include = [{}]\n",
+        list(
+            protos
+                .iter()
+                .map(|p| dir.join(p).display().to_string())
+                .collect()
+        ),
+        list(includes.iter().map(|p| p.display().to_string()).collect()),
+    )
+}
+
+#[test]
+fn proto_files_compile_at_start_up_with_their_imports() {
+    let dir = proto_dir();
+    let text = compare_section(dir.path(), &["acme/scorer.proto"], &[dir.path()]);
+    let c = parse(&text).unwrap();
+    let schema = c.compare.proto_schema.as_ref().expect("compiled");
+    let m = schema.method("/acme.Scorer/Score").unwrap();
+    assert_eq!(m.output.full_name(), "acme.Label");
+    assert_eq!(
+        c.compare.proto_files,
+        [dir.path().join("acme/scorer.proto")]
+    );
+    // The comparer decodes that method with it.
+    let decoder = c.compare.comparer();
+    assert_eq!(
+        decoder.grpc_decoder().decoding(Some("/acme.Scorer/Score")),
+        shadow_core::grpc::Decoding::Schema
+    );
+    // The effective config prints and reads back the same.
+    assert_eq!(parse(&c.to_toml().unwrap()).unwrap(), c);
+    // Without an include directory the file's own directory is searched, under its file name:
+    // `acme/common.proto` is then not found beside `acme/scorer.proto`.
+    let beside = compare_section(dir.path(), &["acme/scorer.proto"], &[]);
+    let err = parse(&beside).unwrap_err();
+    assert_eq!(
+        located(&err),
+        [("t.toml:6:9".into(), "compare.proto".into())]
+    );
+    let message = err.to_string();
+    assert!(message.contains("acme/common.proto"), "{message}");
+    assert!(
+        message.contains("scorer.proto:3:"),
+        "located in the .proto: {message}"
+    );
+    assert!(
+        message.contains("scorer.proto = "),
+        "names the file: {message}"
+    );
+}
+
+#[test]
+fn proto_problems_are_located() {
+    let dir = proto_dir();
+    std::fs::write(
+        dir.path().join("bad.proto"),
+        "syntax = \"proto3\";\nservice S { rpc M(A) returns (A); }\nmessage A { int32 x = ; }\n",
+    )
+    .unwrap();
+    let err = parse(&compare_section(dir.path(), &["bad.proto"], &[])).unwrap_err();
+    assert!(err.to_string().contains("bad.proto:3:"), "{err}");
+    // A missing file and an include that is no directory: each at its own list element.
+    let text = compare_section(
+        dir.path(),
+        &["acme/scorer.proto", "missing.proto"],
+        &[&dir.path().join("nope")],
+    );
+    let err = parse(&text).unwrap_err();
+    let at: Vec<String> = located(&err)
+        .into_iter()
+        .map(|(at, key)| format!("{at} {key}"))
+        .collect();
+    assert_eq!(at.len(), 2, "{err}");
+    // In file order: the missing file's list element, then the include's.
+    assert!(
+        at[0].starts_with("t.toml:6:") && at[0].ends_with(" compare.proto"),
+        "{at:?}"
+    );
+    assert!(
+        at[1].starts_with("t.toml:7:") && at[1].ends_with(" compare.proto_include"),
+        "{at:?}"
+    );
+    assert!(
+        err.to_string().contains("missing.proto: No such file"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("is not a directory"), "{err}");
+    // Include directories alone decode nothing.
+    let err = parse(&compare_section(dir.path(), &[], &[dir.path()])).unwrap_err();
+    assert_eq!(located(&err)[0].1, "compare.proto_include");
+    // A file without a service.
+    let err = parse(&compare_section(
+        dir.path(),
+        &["acme/common.proto"],
+        &[dir.path()],
+    ))
+    .unwrap_err();
+    assert!(err.to_string().contains("define no service"), "{err}");
+}

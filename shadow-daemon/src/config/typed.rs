@@ -11,6 +11,7 @@ use shadow_core::compare::{Comparer, DecodeLimits, DiffOptions, PathPattern, Pre
 use shadow_core::criteria::Criteria;
 use shadow_core::criteria::CriterionName;
 use shadow_core::evaluation::{EvaluationLimits, KeyRules};
+use shadow_core::grpc::{GrpcDecoder, ProtoSchema};
 use shadow_core::reassembly::ReassemblyConfig;
 use shadow_core::rollback::RollbackConfig;
 use std::fmt;
@@ -405,6 +406,12 @@ pub struct CompareConfig {
     /// Caps on decoded bodies: `capture.max_body_bytes` for production's answers,
     /// `shadow.max_response_bytes` for the shadow's.
     pub decode_limits: DecodeLimits,
+    /// The user's `.proto` files (`compare.proto`), as given.
+    pub proto_files: Vec<PathBuf>,
+    /// Their import directories (`compare.proto_include`), as given.
+    pub proto_include: Vec<PathBuf>,
+    /// Compiled from `proto_files` at start-up: decodes the gRPC methods they define.
+    pub proto_schema: Option<ProtoSchema>,
 }
 
 impl CompareConfig {
@@ -416,7 +423,10 @@ impl CompareConfig {
                 .iter()
                 .map(|p| PathPattern::parse(p)),
         );
-        Comparer::new(self.preset.clone(), diff).with_decode_limits(self.decode_limits)
+        let grpc = GrpcDecoder::new(self.preset_name.grpc_preset(), self.proto_schema.clone());
+        Comparer::new(self.preset.clone(), diff)
+            .with_decode_limits(self.decode_limits)
+            .with_grpc_decoder(grpc)
     }
 
     /// The preset's ignored paths in effect (none when `preset_ignores` is off).
@@ -441,6 +451,8 @@ impl PartialEq for CompareConfig {
             && a.max_diffs == b.max_diffs
             && self.preset_ignores == other.preset_ignores
             && self.decode_limits == other.decode_limits
+            && self.proto_files == other.proto_files
+            && self.proto_include == other.proto_include
     }
 }
 

@@ -21,6 +21,7 @@ use sha2::{Digest, Sha256};
 use shadow_core::compare::{
     Comparison, DiscrepancyKind, ErrorClass, FieldDiff, PathPattern, Prediction,
 };
+use shadow_core::grpc::GrpcStatus;
 use shadow_core::http::{Header, Protocol};
 use shadow_core::noise::NoiseVerdict;
 use std::fs::{File, OpenOptions};
@@ -161,6 +162,9 @@ pub struct RequestRecord {
 #[derive(Debug, Serialize)]
 pub struct SideRecord {
     pub status: Option<u16>,
+    /// A gRPC call's status (code, name, message, where it was read).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grpc_status: Option<GrpcStatus>,
     pub error: Option<ErrorClass>,
     pub latency_ms: Option<f64>,
     pub prediction: Option<Prediction>,
@@ -200,6 +204,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 fn side(s: &shadow_core::compare::Side) -> SideRecord {
     SideRecord {
         status: s.status,
+        grpc_status: s.grpc_status.clone(),
         error: s.error,
         latency_ms: s.latency_ns.map(|ns| ns as f64 / 1e6),
         prediction: s.prediction.clone(),

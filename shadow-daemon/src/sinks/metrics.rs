@@ -317,13 +317,7 @@ impl Metrics {
         }
         for m in [Model::Production, Model::Shadow] {
             inner.latency.with_label_values(&[m.as_str()]);
-            for class in [
-                ErrorClass::Connect,
-                ErrorClass::Timeout,
-                ErrorClass::Protocol,
-                ErrorClass::ServerError,
-                ErrorClass::ClientError,
-            ] {
+            for class in ErrorClass::ALL {
                 inner
                     .errors
                     .with_label_values(&[m.as_str(), class.as_str()]);
