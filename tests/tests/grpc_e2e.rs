@@ -76,7 +76,8 @@ package inference;
 service GRPCInferenceService {
   rpc ServerReady(ServerReadyRequest) returns (ServerReadyResponse) {}
   rpc ModelInfer(ModelInferRequest) returns (ModelInferResponse) {}
-  rpc ModelInferStream(ModelInferRequest) returns (stream ModelInferResponse) {}
+  // Triton's streaming inference (grpc_service.proto): one ModelStreamInferResponse per answer.
+  rpc ModelStreamInfer(stream ModelInferRequest) returns (stream ModelStreamInferResponse) {}
 }
 
 message ServerReadyRequest {}
@@ -132,6 +133,11 @@ message ModelInferResponse {
   map<string, InferParameter> parameters = 4;
   repeated InferOutputTensor outputs = 5;
   repeated bytes raw_output_contents = 6;
+}
+
+message ModelStreamInferResponse {
+  string error_message = 1;
+  ModelInferResponse infer_response = 2;
 }
 "#;
 
