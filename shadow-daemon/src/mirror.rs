@@ -37,7 +37,7 @@ use crate::admission::{AdmissionStats, Admitter, Job};
 use crate::config::Config;
 use crate::replay::{ReplayError, ShadowClient};
 use crate::shutdown::Shutdown;
-use crate::telemetry::{GrpcCode, ReplayLoad, Telemetry, Throttle, Warning};
+use crate::telemetry::{GrpcStatusLabel, ReplayLoad, Telemetry, Throttle, Warning};
 use serde::Serialize;
 use shadow_core::compare::{Comparer, Comparison, ShadowAnswer};
 use shadow_core::criteria::Measurements;
@@ -702,14 +702,14 @@ impl Worker {
         let production = &job.prod_response;
         self.telemetry.grpc_status(
             Model::Production,
-            GrpcCode::of_answer(&production.headers, &production.trailers),
+            GrpcStatusLabel::of_answer(&production.headers, &production.trailers),
         );
         if let ShadowAnswer::Response {
             headers, trailers, ..
         } = answer
         {
             self.telemetry
-                .grpc_status(Model::Shadow, GrpcCode::of_answer(headers, trailers));
+                .grpc_status(Model::Shadow, GrpcStatusLabel::of_answer(headers, trailers));
         }
     }
 }

@@ -4,11 +4,11 @@
 //!
 //! Every event is named in the shared vocabulary of `shadow_core::vocabulary`, so stages, sinks
 //! and tests agree on labels; the exchange-level events also name the [`Protocol`] the exchange
-//! came in (the `protocol` label). [`GrpcCode`] is the vocabulary of gRPC answers.
+//! came in (the `protocol` label). [`GrpcStatusLabel`] names the code of a gRPC answer.
 
 mod grpc_status;
 
-pub use grpc_status::GrpcCode;
+pub use grpc_status::GrpcStatusLabel;
 
 use shadow_core::compare::Comparison;
 use shadow_core::http::Protocol;
@@ -58,7 +58,7 @@ pub trait Telemetry: Send + Sync {
     fn compared(&self, protocol: Protocol, comparison: &Comparison);
     /// A gRPC call's answer from `model` carried `code` (reported for production's answer and,
     /// when the shadow answered, for the shadow's; with [`Telemetry::compared`]).
-    fn grpc_status(&self, model: Model, code: GrpcCode);
+    fn grpc_status(&self, model: Model, code: GrpcStatusLabel);
     /// The noise baseline's replay of a request finished (`request_error`: it could not be
     /// sent). Reported before the shadow's [`Telemetry::replayed`] of the same request.
     fn baseline_replayed(&self, result: MirrorResult);
@@ -466,7 +466,7 @@ pub enum Event {
     /// [`Telemetry::compared`] (boxed: a comparison is far larger than any other event).
     Compared(Protocol, Box<Comparison>),
     /// [`Telemetry::grpc_status`].
-    GrpcStatus(Model, GrpcCode),
+    GrpcStatus(Model, GrpcStatusLabel),
     /// [`Telemetry::baseline_replayed`].
     BaselineReplayed(MirrorResult),
     /// [`Telemetry::noise_discrepancy`].
@@ -584,7 +584,7 @@ impl Telemetry for Recorder {
     fn compared(&self, protocol: Protocol, comparison: &Comparison) {
         self.push(Event::Compared(protocol, Box::new(comparison.clone())));
     }
-    fn grpc_status(&self, model: Model, code: GrpcCode) {
+    fn grpc_status(&self, model: Model, code: GrpcStatusLabel) {
         self.push(Event::GrpcStatus(model, code));
     }
     fn baseline_replayed(&self, result: MirrorResult) {

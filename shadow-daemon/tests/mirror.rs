@@ -14,6 +14,7 @@ use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use shadow_core::compare::Comparison;
+use shadow_core::grpc::GrpcCode;
 use shadow_core::http::{
     Exchange, ExchangeTiming, Header, HttpRequest, HttpResponse, Outcome, Protocol,
 };
@@ -28,7 +29,7 @@ use shadow_daemon::sinks::admin::{AdminState, bind_admin, serve_admin};
 use shadow_daemon::sinks::discrepancy_log::DiscrepancyLog;
 use shadow_daemon::sinks::metrics::Metrics;
 use shadow_daemon::telemetry::{
-    BreakerChange, Event, GrpcCode, Recorder, ReplayLoad, RollbackDone, RollbackFired,
+    BreakerChange, Event, GrpcStatusLabel, Recorder, ReplayLoad, RollbackDone, RollbackFired,
     RollbackHeld, Telemetry, Warning,
 };
 use shadowtap_test_support::prom;
@@ -422,7 +423,7 @@ impl Telemetry for Tee {
         self.0.compared(protocol, comparison);
         self.1.compared(protocol, comparison);
     }
-    fn grpc_status(&self, model: Model, code: GrpcCode) {
+    fn grpc_status(&self, model: Model, code: GrpcStatusLabel) {
         self.0.grpc_status(model, code);
         self.1.grpc_status(model, code);
     }
@@ -1514,20 +1515,31 @@ async fn grpc_calls_are_replayed_over_h2c_and_labelled_grpc() {
         all.sum("shadowtap_discrepancies_total", &[("protocol", "grpc")]),
         differing
     );
-    let code = |model: Model, code: GrpcCode| {
+    let code = |model: Model, code: GrpcStatusLabel| {
         m(&format!(
             "shadowtap_grpc_status_total{{code=\"{}\",model=\"{}\"}}",
             code.as_str(),
             model.as_str()
         ))
     };
-    assert_eq!(code(Model::Production, GrpcCode::Ok), n);
-    assert_eq!(code(Model::Shadow, GrpcCode::Ok), n - 1.0);
-    assert_eq!(code(Model::Shadow, GrpcCode::Unavailable), 1.0);
-    assert_eq!(code(Model::Shadow, GrpcCode::Missing), 0.0);
     assert_eq!(
-        r.events
-            .count(&Event::GrpcStatus(Model::Shadow, GrpcCode::Unavailable)),
+        code(Model::Production, GrpcStatusLabel::Code(GrpcCode::Ok)),
+        n
+    );
+    assert_eq!(
+        code(Model::Shadow, GrpcStatusLabel::Code(GrpcCode::Ok)),
+        n - 1.0
+    );
+    assert_eq!(
+        code(Model::Shadow, GrpcStatusLabel::Code(GrpcCode::Unavailable)),
+        1.0
+    );
+    assert_eq!(code(Model::Shadow, GrpcStatusLabel::Missing), 0.0);
+    assert_eq!(
+        r.events.count(&Event::GrpcStatus(
+            Model::Shadow,
+            GrpcStatusLabel::Code(GrpcCode::Unavailable)
+        )),
         1
     );
 

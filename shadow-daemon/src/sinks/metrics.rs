@@ -7,8 +7,8 @@
 use crate::resources::{self, Process, ProcessUsage, ResourceHandle};
 use crate::sinks::verdict_metrics::VerdictMetrics;
 use crate::telemetry::{
-    BreakerCause, BreakerChange, BreakerState, GrpcCode, ReplayLoad, RollbackDone, RollbackFired,
-    RollbackHeld, Telemetry, Warning,
+    BreakerCause, BreakerChange, BreakerState, GrpcStatusLabel, ReplayLoad, RollbackDone,
+    RollbackFired, RollbackHeld, Telemetry, Warning,
 };
 use prometheus::{
     Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
@@ -341,7 +341,7 @@ impl Metrics {
             }
         }
         for m in [Model::Production, Model::Shadow] {
-            for code in GrpcCode::ALL {
+            for code in GrpcStatusLabel::all() {
                 inner
                     .grpc_status
                     .with_label_values(&[m.as_str(), code.as_str()]);
@@ -616,7 +616,7 @@ impl Telemetry for Metrics {
         }
     }
 
-    fn grpc_status(&self, model: Model, code: GrpcCode) {
+    fn grpc_status(&self, model: Model, code: GrpcStatusLabel) {
         tracing::trace!(model = model.as_str(), code = code.as_str(), "gRPC status");
         self.inner
             .grpc_status
@@ -756,7 +756,10 @@ mod tests {
         });
         m.queue_waited(Duration::from_millis(20));
         m.replayed(Protocol::H2, MirrorResult::Timeout);
-        m.grpc_status(Model::Shadow, GrpcCode::Unavailable);
+        m.grpc_status(
+            Model::Shadow,
+            GrpcStatusLabel::Code(shadow_core::grpc::GrpcCode::Unavailable),
+        );
         // The shadow timed out: its latency is not an answer's and is not observed.
         m.compared(
             Protocol::Grpc,

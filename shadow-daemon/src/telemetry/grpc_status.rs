@@ -1,125 +1,44 @@
-//! gRPC status codes, the `code` label of `shadowtap_grpc_status_total`, and where an answer
-//! carries its code (`grpc-status` in the trailers, or in the headers of a trailers-only
-//! answer).
-//!
-//! This is the only place the daemon reads `grpc-status`: it stands in until `shadow_core`
-//! has a gRPC module of its own, which should then provide [`GrpcCode`].
+//! The `code` label of `shadowtap_grpc_status_total`: the gRPC status code an answer carries
+//! (`shadow_core::grpc`: `grpc-status` in its trailers, else in the headers of a trailers-only
+//! answer), or `MISSING` for an answer without one.
 
+use shadow_core::grpc::{GrpcCode, GrpcStatus, StatusSource};
 use shadow_core::http::Header;
 
-/// A gRPC status code as a label (the canonical names of the gRPC spec), or
-/// [`GrpcCode::Missing`] for an answer without `grpc-status`.
+/// A gRPC answer's code as a label.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum GrpcCode {
-    /// 0.
-    Ok,
-    /// 1.
-    Cancelled,
-    /// 2, and any value that is not a known code (as the gRPC spec says to read it).
-    Unknown,
-    /// 3.
-    InvalidArgument,
-    /// 4.
-    DeadlineExceeded,
-    /// 5.
-    NotFound,
-    /// 6.
-    AlreadyExists,
-    /// 7.
-    PermissionDenied,
-    /// 8.
-    ResourceExhausted,
-    /// 9.
-    FailedPrecondition,
-    /// 10.
-    Aborted,
-    /// 11.
-    OutOfRange,
-    /// 12.
-    Unimplemented,
-    /// 13.
-    Internal,
-    /// 14.
-    Unavailable,
-    /// 15.
-    DataLoss,
-    /// 16.
-    Unauthenticated,
-    /// The answer has no `grpc-status` at all (e.g. a proxy's HTTP error page).
+pub enum GrpcStatusLabel {
+    /// The answer's `grpc-status`.
+    Code(GrpcCode),
+    /// The answer had no `grpc-status` at all.
     Missing,
 }
 
-impl GrpcCode {
-    /// Every label value, codes 0..=16 in order, then `MISSING`.
-    pub const ALL: [GrpcCode; 18] = [
-        GrpcCode::Ok,
-        GrpcCode::Cancelled,
-        GrpcCode::Unknown,
-        GrpcCode::InvalidArgument,
-        GrpcCode::DeadlineExceeded,
-        GrpcCode::NotFound,
-        GrpcCode::AlreadyExists,
-        GrpcCode::PermissionDenied,
-        GrpcCode::ResourceExhausted,
-        GrpcCode::FailedPrecondition,
-        GrpcCode::Aborted,
-        GrpcCode::OutOfRange,
-        GrpcCode::Unimplemented,
-        GrpcCode::Internal,
-        GrpcCode::Unavailable,
-        GrpcCode::DataLoss,
-        GrpcCode::Unauthenticated,
-        GrpcCode::Missing,
-    ];
-
-    /// Metric label value: `OK`, `CANCELLED`, …, `UNAUTHENTICATED`, `MISSING`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            GrpcCode::Ok => "OK",
-            GrpcCode::Cancelled => "CANCELLED",
-            GrpcCode::Unknown => "UNKNOWN",
-            GrpcCode::InvalidArgument => "INVALID_ARGUMENT",
-            GrpcCode::DeadlineExceeded => "DEADLINE_EXCEEDED",
-            GrpcCode::NotFound => "NOT_FOUND",
-            GrpcCode::AlreadyExists => "ALREADY_EXISTS",
-            GrpcCode::PermissionDenied => "PERMISSION_DENIED",
-            GrpcCode::ResourceExhausted => "RESOURCE_EXHAUSTED",
-            GrpcCode::FailedPrecondition => "FAILED_PRECONDITION",
-            GrpcCode::Aborted => "ABORTED",
-            GrpcCode::OutOfRange => "OUT_OF_RANGE",
-            GrpcCode::Unimplemented => "UNIMPLEMENTED",
-            GrpcCode::Internal => "INTERNAL",
-            GrpcCode::Unavailable => "UNAVAILABLE",
-            GrpcCode::DataLoss => "DATA_LOSS",
-            GrpcCode::Unauthenticated => "UNAUTHENTICATED",
-            GrpcCode::Missing => "MISSING",
-        }
+impl GrpcStatusLabel {
+    /// Every label value: the codes in number order, then `MISSING`.
+    pub fn all() -> impl Iterator<Item = GrpcStatusLabel> {
+        GrpcCode::ALL
+            .into_iter()
+            .map(GrpcStatusLabel::Code)
+            .chain([GrpcStatusLabel::Missing])
     }
 
-    /// The code a `grpc-status` value names: a decimal 0..=16; anything else is `UNKNOWN`.
-    pub fn from_value(value: &[u8]) -> GrpcCode {
-        let code = std::str::from_utf8(value)
-            .ok()
-            .and_then(|text| text.trim().parse::<usize>().ok());
-        match code {
-            // `ALL` lists the codes by number; index 17 is `Missing`, never a value.
-            Some(n) if n < 17 => GrpcCode::ALL[n],
-            _ => GrpcCode::Unknown,
+    /// The canonical code name (`OK`, `UNAVAILABLE`, ...) or `MISSING`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrpcStatusLabel::Code(code) => code.as_str(),
+            GrpcStatusLabel::Missing => "MISSING",
         }
     }
 
     /// The code of an answer: `grpc-status` from its trailers, else from its headers (a
-    /// trailers-only answer), else [`GrpcCode::Missing`].
-    pub fn of_answer(headers: &[Header], trailers: &[Header]) -> GrpcCode {
-        let status = |fields: &[Header]| {
-            fields
-                .iter()
-                .find(|h| h.name.eq_ignore_ascii_case("grpc-status"))
-                .map(|h| GrpcCode::from_value(&h.value))
-        };
-        status(trailers)
-            .or_else(|| status(headers))
-            .unwrap_or(GrpcCode::Missing)
+    /// trailers-only answer), else `MISSING`.
+    pub fn of_answer(headers: &[Header], trailers: &[Header]) -> GrpcStatusLabel {
+        GrpcStatus::parse(trailers, StatusSource::Trailers)
+            .or_else(|| GrpcStatus::parse(headers, StatusSource::Headers))
+            .map_or(GrpcStatusLabel::Missing, |s| {
+                GrpcStatusLabel::Code(s.kind())
+            })
     }
 }
 
@@ -136,31 +55,41 @@ mod tests {
     }
 
     #[test]
-    fn values_name_their_code_and_anything_else_is_unknown() {
-        assert_eq!(GrpcCode::from_value(b"0"), GrpcCode::Ok);
-        assert_eq!(GrpcCode::from_value(b"4"), GrpcCode::DeadlineExceeded);
-        assert_eq!(GrpcCode::from_value(b"14"), GrpcCode::Unavailable);
-        assert_eq!(GrpcCode::from_value(b"16"), GrpcCode::Unauthenticated);
-        for odd in [&b"17"[..], b"-1", b"", b"OK", b"\xff"] {
-            assert_eq!(GrpcCode::from_value(odd), GrpcCode::Unknown, "{odd:?}");
-        }
-        let names: Vec<&str> = GrpcCode::ALL.iter().map(|c| c.as_str()).collect();
-        assert_eq!(names[12], "UNIMPLEMENTED");
-        assert_eq!(names.len(), 18);
-    }
-
-    #[test]
     fn trailers_win_then_a_trailers_only_answer_then_missing() {
+        let code = GrpcStatusLabel::Code;
         let trailers = [header("Grpc-Status", "0"), header("grpc-message", "")];
         let headers = [header("content-type", "application/grpc")];
-        assert_eq!(GrpcCode::of_answer(&headers, &trailers), GrpcCode::Ok);
+        assert_eq!(
+            GrpcStatusLabel::of_answer(&headers, &trailers),
+            code(GrpcCode::Ok)
+        );
         // Trailers-only: the status comes in the only HEADERS frame.
         let only = [
             header("content-type", "application/grpc"),
             header("grpc-status", "5"),
         ];
-        assert_eq!(GrpcCode::of_answer(&only, &[]), GrpcCode::NotFound);
-        assert_eq!(GrpcCode::of_answer(&only, &trailers), GrpcCode::Ok);
-        assert_eq!(GrpcCode::of_answer(&headers, &[]), GrpcCode::Missing);
+        assert_eq!(
+            GrpcStatusLabel::of_answer(&only, &[]),
+            code(GrpcCode::NotFound)
+        );
+        assert_eq!(
+            GrpcStatusLabel::of_answer(&only, &trailers),
+            code(GrpcCode::Ok)
+        );
+        assert_eq!(
+            GrpcStatusLabel::of_answer(&headers, &[]),
+            GrpcStatusLabel::Missing
+        );
+        // Not a number: UNKNOWN, as the gRPC spec says to read it.
+        let odd = [header("grpc-status", "OK")];
+        assert_eq!(
+            GrpcStatusLabel::of_answer(&odd, &[]),
+            code(GrpcCode::Unknown)
+        );
+        let names: Vec<&str> = GrpcStatusLabel::all()
+            .map(GrpcStatusLabel::as_str)
+            .collect();
+        assert_eq!(names.len(), 18);
+        assert_eq!((names[14], names[17]), ("UNAVAILABLE", "MISSING"));
     }
 }
