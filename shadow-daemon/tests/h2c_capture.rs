@@ -3,7 +3,7 @@
 //! nghttpd 1.52.0 (`--no-tls --echo-upload`) served
 //!
 //! - curl 7.88.1 `--http2-prior-knowledge`: four connections, one stream each (GET
-//!   `/ready.json`, POST `/v2/models/m/infer` echoed back, GET `/missing` → 404, GET `/big.bin`
+//!   `/ready.json` (26 bytes), POST `/v2/models/m/infer` echoed back, GET `/missing` → 404, GET `/big.bin`
 //!   of 40000 bytes in several DATA frames);
 //! - `nghttp -n` (1.52.0): one connection, PRIORITY frames opening idle streams 3–11 for its
 //!   dependency tree, then streams 13, 15, 17 at once;
@@ -56,7 +56,7 @@ fn a_real_h2c_capture_yields_every_stream_as_tshark_does() {
         .collect();
     got.sort();
     // tshark: 19 request HEADERS, each answered.
-    let ready = ("GET".to_string(), "/ready.json".to_string(), 200, 0, 27);
+    let ready = ("GET".to_string(), "/ready.json".to_string(), 200, 0, 26);
     let mut want = vec![ready; 14];
     want.extend([
         ("GET".into(), "/big.bin".into(), 200, 0, 40_000),
