@@ -26,7 +26,8 @@ use crate::model::labels_from_proba;
 use crate::oip::{self, OUTPUT_LABEL, OUTPUT_PROBABILITIES};
 use crate::server::ServerState;
 
-/// The generated protobuf messages, server and client of `demo/proto/grpc_predict_v2.proto`.
+/// The generated protobuf messages, server and client of
+/// `shadow-core/src/grpc/proto/grpc_predict_v2.proto`.
 #[allow(missing_docs, clippy::all, clippy::pedantic)]
 pub mod pb {
     tonic::include_proto!("inference");
@@ -104,6 +105,20 @@ pub async fn serve_grpc(
 
 #[tonic::async_trait]
 impl GrpcInferenceService for InferenceService {
+    /// Streaming inference is Triton's addition; the demo models answer unary calls only.
+    type ModelStreamInferStream = std::pin::Pin<
+        Box<dyn tokio_stream::Stream<Item = Result<pb::ModelStreamInferResponse, Status>> + Send>,
+    >;
+
+    async fn model_stream_infer(
+        &self,
+        _: Request<tonic::Streaming<ModelInferRequest>>,
+    ) -> Result<Response<Self::ModelStreamInferStream>, Status> {
+        Err(Status::unimplemented(
+            "the demo serves ModelInfer; ModelStreamInfer is not served",
+        ))
+    }
+
     async fn server_live(
         &self,
         _: Request<pb::ServerLiveRequest>,

@@ -67,79 +67,9 @@ const fn local(port: u16) -> SocketAddr {
     SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)
 }
 
-/// The .proto grpcio-tools compiles: the Open Inference Protocol's `ModelInfer` (field numbers
-/// as published in KServe's `grpc_predict_v2.proto`) and, beside it, a server-streaming
-/// variant (one answer per row of the request).
-const OIP_PROTO: &str = r#"syntax = "proto3";
-package inference;
-
-service GRPCInferenceService {
-  rpc ServerReady(ServerReadyRequest) returns (ServerReadyResponse) {}
-  rpc ModelInfer(ModelInferRequest) returns (ModelInferResponse) {}
-  // Triton's streaming inference (grpc_service.proto): one ModelStreamInferResponse per answer.
-  rpc ModelStreamInfer(stream ModelInferRequest) returns (stream ModelStreamInferResponse) {}
-}
-
-message ServerReadyRequest {}
-message ServerReadyResponse { bool ready = 1; }
-
-message InferParameter {
-  oneof parameter_choice { bool bool_param = 1; int64 int64_param = 2; string string_param = 3; }
-}
-
-message InferTensorContents {
-  repeated bool bool_contents = 1;
-  repeated int32 int_contents = 2;
-  repeated int64 int64_contents = 3;
-  repeated uint32 uint_contents = 4;
-  repeated uint64 uint64_contents = 5;
-  repeated float fp32_contents = 6;
-  repeated double fp64_contents = 7;
-  repeated bytes bytes_contents = 8;
-}
-
-message ModelInferRequest {
-  message InferInputTensor {
-    string name = 1;
-    string datatype = 2;
-    repeated int64 shape = 3;
-    map<string, InferParameter> parameters = 4;
-    InferTensorContents contents = 5;
-  }
-  message InferRequestedOutputTensor {
-    string name = 1;
-    map<string, InferParameter> parameters = 2;
-  }
-  string model_name = 1;
-  string model_version = 2;
-  string id = 3;
-  map<string, InferParameter> parameters = 4;
-  repeated InferInputTensor inputs = 5;
-  repeated InferRequestedOutputTensor outputs = 6;
-  repeated bytes raw_input_contents = 7;
-}
-
-message ModelInferResponse {
-  message InferOutputTensor {
-    string name = 1;
-    string datatype = 2;
-    repeated int64 shape = 3;
-    map<string, InferParameter> parameters = 4;
-    InferTensorContents contents = 5;
-  }
-  string model_name = 1;
-  string model_version = 2;
-  string id = 3;
-  map<string, InferParameter> parameters = 4;
-  repeated InferOutputTensor outputs = 5;
-  repeated bytes raw_output_contents = 6;
-}
-
-message ModelStreamInferResponse {
-  string error_message = 1;
-  ModelInferResponse infer_response = 2;
-}
-"#;
+/// The .proto grpcio-tools compiles: the repository's one copy of the Open Inference Protocol
+/// (`ModelInfer`, and Triton's streaming `ModelStreamInfer`, one answer per row of the request).
+const OIP_PROTO: &str = include_str!("../../shadow-core/src/grpc/proto/grpc_predict_v2.proto");
 
 /// Whether `test` may run; prints why it is skipped when a tool is missing (a failure with
 /// `SHADOWTAP_E2E_REQUIRED=1`).
