@@ -1,10 +1,10 @@
 //! Every exchange accounted for, end to end with the real tap: `shadowd run` taps `lo` of a
 //! throw-away namespace (production on :8080, a fake shadow on :8081, as in `run_e2e.rs`).
 //!
-//! - Mirrored, filtered, truncated and HTTP/2 traffic on the production port: every exchange
-//!   seen (`shadowtap_exchanges_total`) is replayed (`shadowtap_mirrored_requests_total`) or
-//!   skipped by a reason (`shadowtap_mirror_skipped_total`, the unparsable HTTP/2 connection
-//!   included), the HTTP/2 client is named in a warning, and the daemon's last line adds up.
+//! - Mirrored, filtered, truncated and TLS traffic on the production port: every exchange seen
+//!   (`shadowtap_exchanges_total`) is replayed (`shadowtap_mirrored_requests_total`) or skipped
+//!   by a reason (`shadowtap_mirror_skipped_total`, the unparsable TLS connection included),
+//!   the TLS client is named in a warning, and the daemon's last line adds up.
 //! - A shadow that never answers, one replay at a time: the gauges show one in flight and the
 //!   rest queued, the saturation warning says so, and at SIGTERM the queued replays are counted
 //!   as abandoned.
@@ -70,14 +70,15 @@ impl Setup {
         shadowtap_tests::model::send(stream, reqs, pipelined).expect("production answers")
     }
 
-    /// Opens a connection that speaks HTTP/2 with prior knowledge (as gRPC does): the preface
-    /// and an empty SETTINGS frame; reads whatever comes back until the server closes or a
-    /// second passes, then closes.
-    fn send_http2_preface(&self) -> SocketAddr {
+    /// Opens a connection that starts a TLS handshake (the first bytes of a ClientHello record:
+    /// a client speaking HTTPS to the tapped plain-HTTP port); reads whatever comes back until
+    /// the server closes or a second passes, then closes.
+    fn send_tls_client_hello(&self) -> SocketAddr {
         let mut stream = self.ns.run(|| TcpStream::connect(PROD)).unwrap();
         let client = stream.local_addr().unwrap();
+        // Record type 22 (handshake), version 3.1, length 5; handshake type 1 (ClientHello).
         stream
-            .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+            .write_all(b"\x16\x03\x01\x00\x05\x01\x00\x00\x01\x03")
             .unwrap();
         stream
             .set_read_timeout(Some(Duration::from_secs(1)))
@@ -116,8 +117,9 @@ impl Setup {
 }
 
 /// Ten POSTs (mirrored), two DELETEs (filtered), one 2 MiB POST over `max_body_bytes`
-/// (truncated) and an HTTP/2 connection (unparsable): seen = mirrored + skipped, each by the
-/// planned result or reason, and the HTTP/2 client is named in a warning.
+/// (truncated) and a TLS handshake (unparsable): seen = mirrored + skipped, each by the planned
+/// result or reason, and the TLS client is named in a warning. (HTTP/2 is parsed since issue
+/// 12: `grpc_e2e.rs` accounts for its streams.)
 #[test]
 fn every_exchange_is_mirrored_or_skipped_by_a_reason() {
     if !require_root("every_exchange_is_mirrored_or_skipped_by_a_reason") {
@@ -130,13 +132,13 @@ fn every_exchange_is_mirrored_or_skipped_by_a_reason() {
     reqs.push(Req::post(12).method("DELETE"));
     reqs.push(Req::post(13).sized(2 << 20));
     assert_eq!(s.send(&reqs, false), reqs.len());
-    let h2_client = s.send_http2_preface();
+    let tls_client = s.send_tls_client_hello();
 
     let text = admin::wait_metrics(
         &s.ns,
         &mut s.daemon,
         ADMIN,
-        "the HTTP/1.1 exchanges and the HTTP/2 connection, all accounted for",
+        "the HTTP/1.1 exchanges and the TLS connection, all accounted for",
         |t| {
             let seen = sum_of(t, "shadowtap_exchanges_total");
             seen >= 14.0 && exchanges(t, Outcome::Unparsable) >= 1.0 && accounted(t) == seen
@@ -168,7 +170,7 @@ fn every_exchange_is_mirrored_or_skipped_by_a_reason() {
     assert_eq!(s.shadow.seen().len(), 10);
     let out = s.daemon.output();
     let warning =
-        format!("HTTP/2 preface seen on {h2_client} \u{2192} :8080: not HTTP/1.x, not mirrored");
+        format!("TLS handshake seen on {tls_client} \u{2192} :8080: not HTTP/1.x, not mirrored");
     assert!(out.contains(&warning), "no `{warning}` in:\n{out}");
 
     let (exchanges, replayed, skipped, abandoned) = s.stop();
