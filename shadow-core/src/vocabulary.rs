@@ -314,12 +314,10 @@ impl AgreementUnit {
     }
 }
 
-/// A protocol other than HTTP/1.x recognised on a tapped port (named in a warning: its
-/// exchanges cannot be mirrored).
+/// A protocol other than cleartext HTTP recognised on a tapped port (named in a warning: its
+/// exchanges cannot be mirrored). HTTP/2 over cleartext is not foreign: the HTTP stage reads it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ForeignProtocol {
-    /// The HTTP/2 connection preface (`PRI * HTTP/2.0`): gRPC or h2c.
-    Http2,
     /// A TLS handshake: encrypted traffic.
     Tls,
 }
@@ -327,10 +325,7 @@ pub enum ForeignProtocol {
 impl ForeignProtocol {
     /// The protocol a connection's first request bytes announce, if they announce one.
     pub fn detect(first_bytes: &[u8]) -> Option<ForeignProtocol> {
-        const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
-        if first_bytes.starts_with(H2_PREFACE) {
-            Some(ForeignProtocol::Http2)
-        } else if first_bytes.len() >= 3
+        if first_bytes.len() >= 3
             && first_bytes[0] == 0x16
             && first_bytes[1] == 0x03
             && first_bytes[2] <= 0x04
@@ -345,7 +340,6 @@ impl ForeignProtocol {
     /// How logs name it.
     pub fn name(self) -> &'static str {
         match self {
-            ForeignProtocol::Http2 => "HTTP/2 preface",
             ForeignProtocol::Tls => "TLS handshake",
         }
     }
@@ -374,7 +368,7 @@ mod tests {
     #[test]
     fn foreign_protocols_are_recognised_by_their_first_bytes() {
         let h2 = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-        assert_eq!(ForeignProtocol::detect(h2), Some(ForeignProtocol::Http2));
+        assert_eq!(ForeignProtocol::detect(h2), None, "HTTP/2 is not foreign");
         assert_eq!(
             ForeignProtocol::detect(&[0x16, 0x03, 0x01, 0x02, 0x00]),
             Some(ForeignProtocol::Tls)

@@ -110,10 +110,7 @@ impl ForeignTraffic {
         if segment.dir != Direction::Request || segment.payload.is_empty() {
             return;
         }
-        let foreign = ForeignProtocol::detect(&segment.payload)
-            // The HTTP stage reads HTTP/2 over cleartext itself.
-            .filter(|&protocol| protocol != ForeignProtocol::Http2);
-        if let Some(protocol) = foreign {
+        if let Some(protocol) = ForeignProtocol::detect(&segment.payload) {
             if self.flows.len() >= MAX_FOREIGN_FLOWS {
                 self.flows.clear();
             }
@@ -376,7 +373,7 @@ mod tests {
         );
         assert_eq!(
             warnings[0].to_string(),
-            "TLS handshake seen on 10.0.0.6:40001 \u{2192} :8080: not HTTP/1.x, not mirrored"
+            "TLS handshake seen on 10.0.0.6:40001 \u{2192} :8080: not cleartext HTTP, not mirrored"
         );
         assert!(foreign_warnings(vec![http1, h2(51235)], at).is_empty());
     }

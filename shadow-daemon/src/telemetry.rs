@@ -345,7 +345,7 @@ impl fmt::Display for Warning {
                 suppressed,
             } => write!(
                 f,
-                "{} seen on {} \u{2192} :{}: not HTTP/1.x, not mirrored{}",
+                "{} seen on {} \u{2192} :{}: not cleartext HTTP, not mirrored{}",
                 protocol.name(),
                 flow.client,
                 flow.server.port(),
@@ -666,13 +666,13 @@ mod tests {
             server: "10.0.0.2:8080".parse().unwrap(),
         };
         let w = Warning::ForeignProtocol {
-            protocol: ForeignProtocol::Http2,
+            protocol: ForeignProtocol::Tls,
             flow,
             suppressed: 0,
         };
         assert_eq!(
             w.to_string(),
-            "HTTP/2 preface seen on 10.0.0.5:51234 \u{2192} :8080: not HTTP/1.x, not mirrored"
+            "TLS handshake seen on 10.0.0.5:51234 \u{2192} :8080: not cleartext HTTP, not mirrored"
         );
         let w = Warning::ShadowSaturated {
             in_flight: 8,

@@ -169,8 +169,9 @@ fn every_exchange_is_mirrored_or_skipped_by_a_reason() {
     );
     assert_eq!(s.shadow.seen().len(), 10);
     let out = s.daemon.output();
-    let warning =
-        format!("TLS handshake seen on {tls_client} \u{2192} :8080: not HTTP/1.x, not mirrored");
+    let warning = format!(
+        "TLS handshake seen on {tls_client} \u{2192} :8080: not cleartext HTTP, not mirrored"
+    );
     assert!(out.contains(&warning), "no `{warning}` in:\n{out}");
 
     let (exchanges, replayed, skipped, abandoned) = s.stop();

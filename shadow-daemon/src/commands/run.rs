@@ -269,6 +269,7 @@ async fn run(config: Arc<Config>) -> CommandResult {
     }
     let status = mirror.status();
     resume(&config, &status)?;
+    verdict_metrics.resume(&status.evaluation());
     // The admin server answers at once (a taken port fails before anything is attached), and
     // /healthz says 200 only once the tap is attached: "healthy" means traffic is captured.
     let listener = bind_admin(config.admin.addr).await?;

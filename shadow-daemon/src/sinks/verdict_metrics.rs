@@ -223,6 +223,12 @@ impl VerdictMetrics {
         *before = now;
     }
 
+    /// Takes the totals of a resumed state as already counted: the counters of this process
+    /// start at zero and count only what happens from now on (no jump on the first round).
+    pub fn resume(&self, s: &Summary) {
+        *self.published.lock().unwrap_or_else(|e| e.into_inner()) = unlabeled_totals(s);
+    }
+
     /// Publishes quality against ground truth and the label join's state.
     pub fn evaluation(&self, s: &Summary) {
         let gt = &s.overall.ground_truth;
@@ -241,12 +247,7 @@ impl VerdictMetrics {
         if let Some(psi) = s.overall.shadow_vs_production.psi {
             self.psi.with_label_values::<&str>(&[]).set(psi);
         }
-        let c = &s.labels.counters;
-        let totals = [
-            c.join.expired,
-            c.join.evicted_count + c.join.evicted_bytes + c.join.oversized + c.join.bad_ids,
-            c.without_id,
-        ];
+        let totals = unlabeled_totals(s);
         let mut published = self.published.lock().unwrap_or_else(|e| e.into_inner());
         for (i, reason) in UNLABELED.iter().enumerate() {
             if totals[i] > published[i] {
@@ -259,6 +260,16 @@ impl VerdictMetrics {
         self.waiting
             .set(i64::try_from(s.labels.waiting).unwrap_or(i64::MAX));
     }
+}
+
+/// Requests that will never be labeled, per [`UNLABELED`] reason, since the first start.
+fn unlabeled_totals(s: &Summary) -> [u64; 3] {
+    let c = &s.labels.counters;
+    [
+        c.join.expired,
+        c.join.evicted_count + c.join.evicted_bytes + c.join.oversized + c.join.bad_ids,
+        c.without_id,
+    ]
 }
 
 #[cfg(test)]
@@ -346,5 +357,61 @@ mod tests {
             ..LabelReport::default()
         });
         assert!(render(&r).contains("shadowtap_labels_total{result=\"joined\"} 3"));
+    }
+
+    #[test]
+    fn a_resumed_state_does_not_count_its_past_again() {
+        use shadow_core::compare::{Comparison, Prediction, Side};
+        use shadow_core::evaluation::{Evaluation, EvaluationLimits, KeyRules, RequestKeys};
+        use std::time::Duration;
+        let labelled = || Side {
+            status: Some(200),
+            prediction: Some(Prediction {
+                values: serde_json::json!(["a"]),
+                labels: vec!["a".into()],
+                scores: Vec::new(),
+            }),
+            ..Side::default()
+        };
+        let c = Comparison {
+            production: labelled(),
+            shadow: labelled(),
+            body_equal: Some(true),
+            agreement: Some(true),
+            diffs: Vec::new(),
+            discrepancies: Vec::new(),
+        };
+        let rules = KeyRules {
+            id_header: Some("x-request-id".into()),
+            ..KeyRules::default()
+        };
+        let mut e = Evaluation::new(rules, EvaluationLimits::default());
+        let keys = |id: &str| RequestKeys {
+            id: Some(id.into()),
+            path: "/p".into(),
+            field: None,
+        };
+        // One request expired before the restart.
+        e.record(&c, &keys("old"), Duration::ZERO);
+        e.expire(Duration::from_secs(7200));
+        let r = Registry::new();
+        let m = VerdictMetrics::new(&r).unwrap();
+        m.resume(&e.summary());
+        m.evaluation(&e.summary());
+        let expired = "shadowtap_labels_unlabeled_total{reason=\"expired\"}";
+        assert!(
+            render(&r).contains(&format!("{expired} 0")),
+            "{}",
+            render(&r)
+        );
+        // One more after it counts.
+        e.record(&c, &keys("new"), Duration::from_secs(7200));
+        e.expire(Duration::from_secs(15_000));
+        m.evaluation(&e.summary());
+        assert!(
+            render(&r).contains(&format!("{expired} 1")),
+            "{}",
+            render(&r)
+        );
     }
 }
