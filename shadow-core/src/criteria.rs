@@ -396,17 +396,14 @@ fn judge(c: &Criteria, m: &Measurements) -> Vec<CriterionResult> {
 
     if let Some(floor) = c.min_agreement {
         let name = CriterionName::MinAgreement;
-        out.push(match m.agreement.and_then(|a| a.estimate()) {
-            Some(e) if enough_samples => lower_bound_judgement(name, e, floor),
-            e => r(
-                name,
-                Status::NotEnoughData,
-                e.map(|e| e.value),
-                e.and_then(|e| e.interval),
-                floor,
-                "too few samples",
-            ),
-        });
+        out.push(when_enough(
+            lower_bound_judgement,
+            name,
+            m.agreement.and_then(|a| a.estimate()),
+            floor,
+            enough_samples,
+            "too few samples",
+        ));
     }
 
     if let Some(margin) = c.accuracy_margin {
@@ -414,17 +411,14 @@ fn judge(c: &Criteria, m: &Measurements) -> Vec<CriterionResult> {
         let diff = m
             .correctness
             .and_then(|t| newcombe_paired_difference(t, Z_95));
-        out.push(match diff {
-            Some(e) if enough_labels => lower_bound_judgement(name, e, -margin),
-            e => r(
-                name,
-                Status::NotEnoughData,
-                e.map(|e| e.value),
-                e.and_then(|e| e.interval),
-                -margin,
-                "too few labels",
-            ),
-        });
+        out.push(when_enough(
+            lower_bound_judgement,
+            name,
+            diff,
+            -margin,
+            enough_labels,
+            "too few labels",
+        ));
     }
 
     if let Some(margin) = c.f1_margin {
@@ -439,17 +433,14 @@ fn judge(c: &Criteria, m: &Measurements) -> Vec<CriterionResult> {
                 }),
             })
         });
-        out.push(match diff {
-            Some(e) if enough_labels => lower_bound_judgement(name, e, -margin),
-            e => r(
-                name,
-                Status::NotEnoughData,
-                e.map(|e| e.value),
-                e.and_then(|e| e.interval),
-                -margin,
-                "too few labels",
-            ),
-        });
+        out.push(when_enough(
+            lower_bound_judgement,
+            name,
+            diff,
+            -margin,
+            enough_labels,
+            "too few labels",
+        ));
     }
 
     if let Some(max) = c.max_p99_latency_ratio {
@@ -466,17 +457,14 @@ fn judge(c: &Criteria, m: &Measurements) -> Vec<CriterionResult> {
         let diff = m
             .errors
             .and_then(|e| newcombe_difference(e.shadow, e.production, Z_95));
-        out.push(match diff {
-            Some(e) if enough_samples => upper_bound_judgement(name, e, max),
-            e => r(
-                name,
-                Status::NotEnoughData,
-                e.map(|e| e.value),
-                e.and_then(|e| e.interval),
-                max,
-                "too few samples",
-            ),
-        });
+        out.push(when_enough(
+            upper_bound_judgement,
+            name,
+            diff,
+            max,
+            enough_samples,
+            "too few samples",
+        ));
     }
 
     if let Some(max) = c.max_cpu_ratio {
@@ -497,6 +485,31 @@ fn judge(c: &Criteria, m: &Measurements) -> Vec<CriterionResult> {
     }
 
     out
+}
+
+/// `judge(criterion, e, threshold)` when there is enough data (`enough`) and an estimate;
+/// otherwise not-enough-data, showing whatever was measured, for `short` (e.g. "too few
+/// labels").
+fn when_enough(
+    judge: fn(CriterionName, Estimate, f64) -> CriterionResult,
+    criterion: CriterionName,
+    estimate: Option<Estimate>,
+    threshold: f64,
+    enough: bool,
+    short: &str,
+) -> CriterionResult {
+    match estimate {
+        Some(e) if enough => judge(criterion, e, threshold),
+        e => CriterionResult {
+            criterion,
+            status: Status::NotEnoughData,
+            measured: e.map(|e| e.value),
+            interval: e.and_then(|e| e.interval),
+            threshold,
+            reason: short.to_owned(),
+            segment: None,
+        },
+    }
 }
 
 /// The value must be at least `floor`: pass if the whole interval is, fail if none of it is.
