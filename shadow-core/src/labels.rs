@@ -140,6 +140,15 @@ impl<T> LabelJoin<T> {
         }
     }
 
+    /// An empty join that continues counting from `counters` (a resumed state: nothing waits,
+    /// what happened before is kept).
+    pub fn with_counters(limits: JoinLimits, counters: JoinCounters) -> Self {
+        Self {
+            counters,
+            ..Self::new(limits)
+        }
+    }
+
     /// Items waiting.
     pub fn len(&self) -> usize {
         self.waiting.len()

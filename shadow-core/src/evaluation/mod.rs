@@ -207,8 +207,6 @@ pub struct Evaluation {
     join: LabelJoin<Pending>,
     preloaded: HashMap<String, Truth>,
     labels: LabelCounters,
-    /// Join counters carried over from a restored state.
-    restored_join: JoinCounters,
 }
 
 impl Default for Evaluation {
@@ -230,7 +228,6 @@ impl Evaluation {
             join: LabelJoin::new(limits.join),
             preloaded: HashMap::new(),
             labels: LabelCounters::default(),
-            restored_join: JoinCounters::default(),
         }
     }
 
@@ -353,7 +350,7 @@ impl Evaluation {
 
     fn label_counters(&self) -> LabelCounters {
         let mut c = self.labels;
-        c.join = add_counters(self.restored_join, self.join.counters());
+        c.join = self.join.counters();
         c
     }
 
@@ -411,8 +408,7 @@ impl Evaluation {
         self.by_field = state.by_field;
         self.queue_wait = state.queue_wait;
         self.labels = state.labels;
-        self.restored_join = state.labels.join;
-        self.join = LabelJoin::new(self.limits.join);
+        self.join = LabelJoin::with_counters(self.limits.join, state.labels.join);
         Ok(())
     }
 }
@@ -438,22 +434,6 @@ fn measurements(overall: &Scoreboard, by_path: &Segments, by_field: &Segments) -
         }
     }
     m
-}
-
-fn add_counters(a: JoinCounters, b: JoinCounters) -> JoinCounters {
-    JoinCounters {
-        inserted: a.inserted + b.inserted,
-        joined: a.joined + b.joined,
-        expired: a.expired + b.expired,
-        evicted_count: a.evicted_count + b.evicted_count,
-        evicted_bytes: a.evicted_bytes + b.evicted_bytes,
-        oversized: a.oversized + b.oversized,
-        bad_ids: a.bad_ids + b.bad_ids,
-        duplicate_ids: a.duplicate_ids + b.duplicate_ids,
-        unknown_labels: a.unknown_labels + b.unknown_labels,
-        late_labels: a.late_labels + b.late_labels,
-        duplicate_labels: a.duplicate_labels + b.duplicate_labels,
-    }
 }
 
 #[cfg(test)]
