@@ -101,23 +101,17 @@ fn post(admin: SocketAddr, body: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Waits (bounded) until the daemon's latest verdict (judged once a second) covers every label
-/// just posted, and returns `/api/summary`.
+/// Waits (bounded) until `/api/summary` shows every label just posted joined (and the first
+/// verdict round has run, so `measurements` is there), and returns it.
 pub fn settled_summary(admin: SocketAddr, joined: usize) -> anyhow::Result<Value> {
     let deadline = Instant::now() + Duration::from_secs(15);
-    let rows = |v: &Value| {
-        v.as_object()
-            .map_or(0, |c| c.values().filter_map(Value::as_u64).sum::<u64>())
-    };
     loop {
         let (_, body) = http::get(admin, "/api/summary").context("GET /api/summary")?;
         let s: Value = serde_json::from_str(&body).context("/api/summary is not JSON")?;
-        let judged = rows(&s["measurements"]["correctness"]);
-        let labelled = rows(&s["ground_truth"]["paired"]);
         let requests = s["labels"]["counters"]["join"]["joined"]
             .as_u64()
             .unwrap_or(0);
-        let settled = requests as usize >= joined && labelled > 0 && judged == labelled;
+        let settled = requests as usize >= joined && !s["measurements"].is_null();
         if settled || Instant::now() >= deadline {
             return Ok(s);
         }
