@@ -187,14 +187,14 @@ fn message_diffs(
         };
         match (production.get(i), shadow.get(i)) {
             (Some(p), Some(s)) => {
-                let one = json_diff::DiffOptions {
-                    max_diffs: remaining,
-                    ..opts.clone()
-                };
-                out.extend(json_diff::diff(p, s, &one).into_iter().map(|mut d| {
-                    d.path = format!("{prefix}{}", d.path);
-                    d
-                }));
+                out.extend(
+                    json_diff::diff_at_most(p, s, opts, remaining)
+                        .into_iter()
+                        .map(|mut d| {
+                            d.path = format!("{prefix}{}", d.path);
+                            d
+                        }),
+                );
             }
             (p, s) => out.push(FieldDiff {
                 path: prefix,

@@ -39,6 +39,40 @@ impl PathPattern {
     pub fn matches(&self, path: &[String]) -> bool {
         self.0.len() == path.len() && self.0.iter().zip(path).all(|(p, s)| p == "*" || p == s)
     }
+
+    /// [`PathPattern::matches`] on the walk's borrowed path.
+    fn matches_walk(&self, path: &[Step<'_>]) -> bool {
+        self.0.len() == path.len() && self.0.iter().zip(path).all(|(p, s)| s.is_named_by(p))
+    }
+}
+
+/// One step of the path the diff walks, borrowed from the document: no allocation per field
+/// visited; a pointer string is built only for a field that differs.
+#[derive(Clone, Copy, Debug)]
+enum Step<'a> {
+    /// An object member.
+    Key(&'a str),
+    /// An array element.
+    Index(usize),
+    /// Any element (unordered arrays compare elements at `*`).
+    Any,
+}
+
+impl Step<'_> {
+    /// Whether the pattern segment `p` names this step.
+    fn is_named_by(&self, p: &str) -> bool {
+        p == "*"
+            || match self {
+                Step::Key(k) => *k == p,
+                // The index's decimal text exactly ("01" and "+1" name nothing).
+                Step::Index(i) => {
+                    p.bytes().all(|b| b.is_ascii_digit())
+                        && (p.len() == 1 || !p.starts_with('0'))
+                        && p.parse::<usize>() == Ok(*i)
+                }
+                Step::Any => false,
+            }
+    }
 }
 
 /// Tolerances and path rules.
@@ -102,162 +136,199 @@ pub fn numbers_close(a: f64, b: f64, opts: &DiffOptions) -> bool {
 
 /// Differences of `shadow` from `production`, depth first, in document order.
 pub fn diff(production: &Value, shadow: &Value, opts: &DiffOptions) -> Vec<FieldDiff> {
-    let mut out = Vec::new();
-    let mut path = Vec::new();
-    walk(production, shadow, opts, &mut path, &mut out);
-    out
+    diff_at_most(production, shadow, opts, opts.max_diffs)
+}
+
+/// [`diff`] with `limit` in place of `opts.max_diffs` (0 = unlimited).
+pub fn diff_at_most(
+    production: &Value,
+    shadow: &Value,
+    opts: &DiffOptions,
+    limit: usize,
+) -> Vec<FieldDiff> {
+    let mut walker = Walker {
+        opts,
+        limit,
+        path: Vec::new(),
+        out: Vec::new(),
+    };
+    walker.walk(production, shadow);
+    walker.out
 }
 
 /// Whether the values are equal under the options.
 pub fn equal(production: &Value, shadow: &Value, opts: &DiffOptions) -> bool {
-    let one = DiffOptions {
-        max_diffs: 1,
-        ..opts.clone()
-    };
-    diff(production, shadow, &one).is_empty()
+    diff_at_most(production, shadow, opts, 1).is_empty()
 }
 
-fn pointer(path: &[String]) -> String {
-    path.iter()
-        .map(|s| format!("/{}", s.replace('~', "~0").replace('/', "~1")))
-        .collect()
-}
-
-fn full(out: &[FieldDiff], opts: &DiffOptions) -> bool {
-    opts.max_diffs != 0 && out.len() >= opts.max_diffs
-}
-
-fn push(
-    out: &mut Vec<FieldDiff>,
-    opts: &DiffOptions,
-    path: &[String],
-    kind: DiffKind,
-    p: Option<&Value>,
-    s: Option<&Value>,
-) {
-    if !full(out, opts) {
-        out.push(FieldDiff {
-            path: pointer(path),
-            kind,
-            production: p.cloned(),
-            shadow: s.cloned(),
-        });
-    }
-}
-
-fn walk(
-    p: &Value,
-    s: &Value,
-    opts: &DiffOptions,
-    path: &mut Vec<String>,
-    out: &mut Vec<FieldDiff>,
-) {
-    if full(out, opts) || opts.ignore.iter().any(|i| i.matches(path)) {
-        return;
-    }
-    match (p, s) {
-        (Value::Number(a), Value::Number(b)) => {
-            let same = match (a.as_i64(), b.as_i64()) {
-                (Some(x), Some(y)) if x == y => true,
-                _ => numbers_close(
-                    a.as_f64().unwrap_or(f64::NAN),
-                    b.as_f64().unwrap_or(f64::NAN),
-                    opts,
-                ),
-            };
-            if !same {
-                push(out, opts, path, DiffKind::Number, Some(p), Some(s));
-            }
-        }
-        (Value::Object(a), Value::Object(b)) => {
-            for (k, av) in a {
-                path.push(k.clone());
-                match b.get(k) {
-                    Some(bv) => walk(av, bv, opts, path, out),
-                    None if !opts.ignore.iter().any(|i| i.matches(path)) => {
-                        push(out, opts, path, DiffKind::MissingInShadow, Some(av), None)
+/// The JSON pointer (RFC 6901) of a path.
+fn pointer(path: &[Step<'_>]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    for step in path {
+        out.push('/');
+        match step {
+            Step::Key(k) => {
+                for c in k.chars() {
+                    match c {
+                        '~' => out.push_str("~0"),
+                        '/' => out.push_str("~1"),
+                        c => out.push(c),
                     }
-                    None => {}
-                }
-                path.pop();
-            }
-            for (k, bv) in b {
-                if !a.contains_key(k) {
-                    path.push(k.clone());
-                    if !opts.ignore.iter().any(|i| i.matches(path)) {
-                        push(out, opts, path, DiffKind::ExtraInShadow, None, Some(bv));
-                    }
-                    path.pop();
                 }
             }
-        }
-        (Value::Array(a), Value::Array(b)) if opts.unordered.iter().any(|u| u.matches(path)) => {
-            if a.len() != b.len() {
-                push(out, opts, path, DiffKind::Length, Some(p), Some(s));
-            } else if !multiset_equal(a, b, opts, path) {
-                push(out, opts, path, DiffKind::Unmatched, Some(p), Some(s));
+            Step::Index(i) => {
+                let _ = write!(out, "{i}");
             }
-        }
-        (Value::Array(a), Value::Array(b)) => {
-            if a.len() != b.len() {
-                push(out, opts, path, DiffKind::Length, Some(p), Some(s));
-                return;
-            }
-            for (i, (av, bv)) in a.iter().zip(b).enumerate() {
-                path.push(i.to_string());
-                walk(av, bv, opts, path, out);
-                path.pop();
-            }
-        }
-        _ if std::mem::discriminant(p) != std::mem::discriminant(s) => {
-            push(out, opts, path, DiffKind::Type, Some(p), Some(s));
-        }
-        _ => {
-            if p != s {
-                push(out, opts, path, DiffKind::Value, Some(p), Some(s));
-            }
+            Step::Any => out.push('*'),
         }
     }
+    out
 }
 
-/// Greedy pairing of equal elements; elements are compared at the array's path so that ignore
-/// rules with `*` below it still apply.
-fn multiset_equal(a: &[Value], b: &[Value], opts: &DiffOptions, path: &mut Vec<String>) -> bool {
-    const MAX_PAIRING: usize = 2048;
-    if a.len() > MAX_PAIRING {
-        // Too large for quadratic pairing: compare sorted canonical text instead (exact).
-        let mut x: Vec<String> = a.iter().map(Value::to_string).collect();
-        let mut y: Vec<String> = b.iter().map(Value::to_string).collect();
-        x.sort();
-        y.sort();
-        return x == y;
+/// One diff in progress: the options, the path to the current field, what was found.
+struct Walker<'o, 'v> {
+    opts: &'o DiffOptions,
+    /// Stop after this many differences (0 = unlimited).
+    limit: usize,
+    path: Vec<Step<'v>>,
+    out: Vec<FieldDiff>,
+}
+
+impl<'v> Walker<'_, 'v> {
+    fn full(&self) -> bool {
+        self.limit != 0 && self.out.len() >= self.limit
     }
-    let one = DiffOptions {
-        max_diffs: 1,
-        ..opts.clone()
-    };
-    let mut used = vec![false; b.len()];
-    path.push("*".into());
-    let ok = a.iter().all(|av| {
-        let found = b.iter().enumerate().find(|(j, bv)| {
-            if used[*j] {
-                return false;
-            }
-            let mut sub = Vec::new();
-            let mut p = path.clone();
-            walk(av, bv, &one, &mut p, &mut sub);
-            sub.is_empty()
-        });
-        match found {
-            Some((j, _)) => {
-                used[j] = true;
-                true
-            }
-            None => false,
+
+    fn ignored(&self) -> bool {
+        self.opts.ignore.iter().any(|i| i.matches_walk(&self.path))
+    }
+
+    fn push(&mut self, kind: DiffKind, p: Option<&Value>, s: Option<&Value>) {
+        if !self.full() {
+            self.out.push(FieldDiff {
+                path: pointer(&self.path),
+                kind,
+                production: p.cloned(),
+                shadow: s.cloned(),
+            });
         }
-    });
-    path.pop();
-    ok
+    }
+
+    fn walk(&mut self, p: &'v Value, s: &'v Value) {
+        if self.full() || self.ignored() {
+            return;
+        }
+        match (p, s) {
+            (Value::Number(a), Value::Number(b)) => {
+                let same = match (a.as_i64(), b.as_i64()) {
+                    (Some(x), Some(y)) if x == y => true,
+                    _ => numbers_close(
+                        a.as_f64().unwrap_or(f64::NAN),
+                        b.as_f64().unwrap_or(f64::NAN),
+                        self.opts,
+                    ),
+                };
+                if !same {
+                    self.push(DiffKind::Number, Some(p), Some(s));
+                }
+            }
+            (Value::Object(a), Value::Object(b)) => {
+                for (k, av) in a {
+                    self.path.push(Step::Key(k));
+                    match b.get(k) {
+                        Some(bv) => self.walk(av, bv),
+                        None if !self.ignored() => {
+                            self.push(DiffKind::MissingInShadow, Some(av), None)
+                        }
+                        None => {}
+                    }
+                    self.path.pop();
+                }
+                for (k, bv) in b {
+                    if !a.contains_key(k) {
+                        self.path.push(Step::Key(k));
+                        if !self.ignored() {
+                            self.push(DiffKind::ExtraInShadow, None, Some(bv));
+                        }
+                        self.path.pop();
+                    }
+                }
+            }
+            (Value::Array(a), Value::Array(b))
+                if self
+                    .opts
+                    .unordered
+                    .iter()
+                    .any(|u| u.matches_walk(&self.path)) =>
+            {
+                if a.len() != b.len() {
+                    self.push(DiffKind::Length, Some(p), Some(s));
+                } else if !self.multiset_equal(a, b) {
+                    self.push(DiffKind::Unmatched, Some(p), Some(s));
+                }
+            }
+            (Value::Array(a), Value::Array(b)) => {
+                if a.len() != b.len() {
+                    self.push(DiffKind::Length, Some(p), Some(s));
+                    return;
+                }
+                for (i, (av, bv)) in a.iter().zip(b).enumerate() {
+                    self.path.push(Step::Index(i));
+                    self.walk(av, bv);
+                    self.path.pop();
+                }
+            }
+            _ if std::mem::discriminant(p) != std::mem::discriminant(s) => {
+                self.push(DiffKind::Type, Some(p), Some(s));
+            }
+            _ => {
+                if p != s {
+                    self.push(DiffKind::Value, Some(p), Some(s));
+                }
+            }
+        }
+    }
+
+    /// Greedy pairing of equal elements; elements are compared at the array's path plus `*`,
+    /// so that ignore rules with `*` below it still apply.
+    fn multiset_equal(&self, a: &'v [Value], b: &'v [Value]) -> bool {
+        const MAX_PAIRING: usize = 2048;
+        if a.len() > MAX_PAIRING {
+            // Too large for quadratic pairing: compare sorted canonical text instead (exact).
+            let mut x: Vec<String> = a.iter().map(Value::to_string).collect();
+            let mut y: Vec<String> = b.iter().map(Value::to_string).collect();
+            x.sort();
+            y.sort();
+            return x == y;
+        }
+        let mut path = self.path.clone();
+        path.push(Step::Any);
+        let mut element = Walker {
+            opts: self.opts,
+            limit: 1,
+            path,
+            out: Vec::new(),
+        };
+        let mut used = vec![false; b.len()];
+        a.iter().all(|av| {
+            let found = b.iter().enumerate().position(|(j, bv)| {
+                if used[j] {
+                    return false;
+                }
+                element.out.clear();
+                element.walk(av, bv);
+                element.out.is_empty()
+            });
+            match found {
+                Some(j) => {
+                    used[j] = true;
+                    true
+                }
+                None => false,
+            }
+        })
+    }
 }
 
 #[cfg(test)]
@@ -362,6 +433,19 @@ mod tests {
             diff(&json!(["a", "b"]), &json!(["b", "a"]), &opts(0.0, 0.0)).len(),
             2
         );
+    }
+
+    #[test]
+    fn index_patterns_name_the_exact_decimal_index() {
+        let mut o = opts(0.0, 0.0);
+        o.ignore = vec![PathPattern::parse("/a/1"), PathPattern::parse("/b/01")];
+        let d = diff(
+            &json!({"a": [0, 1, 2], "b": [0, 1]}),
+            &json!({"a": [9, 9, 9], "b": [9, 9]}),
+            &o,
+        );
+        let paths: Vec<&str> = d.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(paths, vec!["/a/0", "/a/2", "/b/0", "/b/1"]);
     }
 
     #[test]

@@ -17,6 +17,7 @@
 use crate::grpc::GrpcPreset;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::borrow::Borrow;
 
 /// How to find the prediction in a body.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -204,7 +205,7 @@ fn row_of(v: &Value) -> &[Value] {
 }
 
 /// One label per row, or none at all if any row has no label.
-fn rows_labels<'a>(rows: impl Iterator<Item = &'a [Value]>) -> Vec<String> {
+fn rows_labels<'r, T: Borrow<Value> + 'r>(rows: impl Iterator<Item = &'r [T]>) -> Vec<String> {
     let mut out = Vec::new();
     for row in rows {
         match row_label(row) {
@@ -215,12 +216,19 @@ fn rows_labels<'a>(rows: impl Iterator<Item = &'a [Value]>) -> Vec<String> {
     out
 }
 
-fn row_label(row: &[Value]) -> Option<String> {
+fn row_label<T: Borrow<Value>>(row: &[T]) -> Option<String> {
     match row {
-        [one] => scalar_label(one),
+        [one] => scalar_label(one.borrow()),
         many if many.len() >= 2 => {
-            let scores: Option<Vec<f64>> = many.iter().map(Value::as_f64).collect();
-            argmax(&scores?).map(|i| i.to_string())
+            // `argmax` over the row, without collecting it: every element must be a number.
+            let mut best: Option<(usize, f64)> = None;
+            for (i, v) in many.iter().enumerate() {
+                let s = v.borrow().as_f64()?;
+                if !s.is_nan() && best.is_none_or(|(_, b)| s > b) {
+                    best = Some((i, s));
+                }
+            }
+            best.map(|(i, _)| i.to_string())
         }
         _ => None,
     }
@@ -228,11 +236,17 @@ fn row_label(row: &[Value]) -> Option<String> {
 
 /// One score per row (a lone number, or the largest of a score vector), or none at all if any
 /// row has no number.
-fn rows_scores<'a>(rows: impl Iterator<Item = &'a [Value]>) -> Vec<f64> {
+fn rows_scores<'r, T: Borrow<Value> + 'r>(rows: impl Iterator<Item = &'r [T]>) -> Vec<f64> {
     let mut out = Vec::new();
     for row in rows {
-        let numbers: Option<Vec<f64>> = row.iter().map(Value::as_f64).collect();
-        match numbers.and_then(|n| n.into_iter().reduce(f64::max)) {
+        let mut top: Option<f64> = None;
+        for v in row {
+            let Some(n) = v.borrow().as_f64() else {
+                return Vec::new();
+            };
+            top = Some(top.map_or(n, |t| t.max(n)));
+        }
+        match top {
             Some(top) => out.push(top),
             None => return Vec::new(),
         }
@@ -250,11 +264,17 @@ fn scalar_label(v: &Value) -> Option<String> {
     }
 }
 
-fn flatten(v: &Value, out: &mut Vec<Value>) {
+fn flatten<'a>(v: &'a Value, out: &mut Vec<&'a Value>) {
     match v {
         Value::Array(a) => a.iter().for_each(|x| flatten(x, out)),
-        other => out.push(other.clone()),
+        other => out.push(other),
     }
+}
+
+/// Whether `s` starts with `prefix`, ASCII case ignored.
+fn starts_with_ignore_case(s: &str, prefix: &str) -> bool {
+    s.get(..prefix.len())
+        .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
 }
 
 /// One KServe v2 output tensor, flattened and split into rows by its shape.
@@ -262,7 +282,17 @@ struct Tensor<'a> {
     name: String,
     datatype: &'a str,
     data: &'a Value,
-    rows: Vec<Vec<Value>>,
+    /// The elements, flattened (borrowed from the body).
+    flat: Vec<&'a Value>,
+    /// Elements per row (at least 1).
+    width: usize,
+}
+
+impl<'a> Tensor<'a> {
+    /// The rows, `width` elements each (the last may be shorter).
+    fn rows(&self) -> std::slice::Chunks<'_, &'a Value> {
+        self.flat.chunks(self.width)
+    }
 }
 
 fn tensor(i: usize, o: &Value) -> Option<Tensor<'_>> {
@@ -296,7 +326,8 @@ fn tensor(i: usize, o: &Value) -> Option<Tensor<'_>> {
             .unwrap_or_else(|| i.to_string()),
         datatype: o.get("datatype").and_then(Value::as_str).unwrap_or(""),
         data,
-        rows: flat.chunks(width).map(<[Value]>::to_vec).collect(),
+        flat,
+        width,
     })
 }
 
@@ -316,10 +347,13 @@ fn kserve_v2(body: &Value, label_output: Option<&str>) -> Option<Prediction> {
             .map(|t| (t.name.clone(), t.data.clone()))
             .collect(),
     );
-    let labels_of = |t: &Tensor<'_>| rows_labels(t.rows.iter().map(Vec::as_slice));
+    let labels_of = |t: &Tensor<'_>| rows_labels(t.rows());
     let is_label_type = |t: &Tensor<'_>| {
-        let d = t.datatype.to_ascii_uppercase();
-        d.starts_with("INT") || d.starts_with("UINT") || d == "BYTES" || d == "BOOL"
+        let d = t.datatype;
+        starts_with_ignore_case(d, "INT")
+            || starts_with_ignore_case(d, "UINT")
+            || d.eq_ignore_ascii_case("BYTES")
+            || d.eq_ignore_ascii_case("BOOL")
     };
     let labels = if let Some(name) = label_output {
         tensors
@@ -329,21 +363,21 @@ fn kserve_v2(body: &Value, label_output: Option<&str>) -> Option<Prediction> {
             .unwrap_or_default()
     } else if let Some(t) = tensors
         .iter()
-        .find(|t| is_label_type(t) && t.rows.iter().all(|r| r.len() == 1))
+        .find(|t| is_label_type(t) && t.rows().all(|r| r.len() == 1))
     {
         labels_of(t)
     } else {
         tensors
             .iter()
-            .find(|t| t.rows.first().is_some_and(|r| r.len() >= 2))
+            .find(|t| t.rows().next().is_some_and(|r| r.len() >= 2))
             .map(labels_of)
             .unwrap_or_default()
     };
     // Scores: the first floating-point output (probabilities or a regression value).
     let scores = tensors
         .iter()
-        .find(|t| t.datatype.to_ascii_uppercase().starts_with("FP"))
-        .map(|t| rows_scores(t.rows.iter().map(Vec::as_slice)))
+        .find(|t| starts_with_ignore_case(t.datatype, "FP"))
+        .map(|t| rows_scores(t.rows()))
         .unwrap_or_default();
     Some(Prediction {
         values,

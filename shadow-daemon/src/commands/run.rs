@@ -248,7 +248,12 @@ pub fn main(args: RunArgs) -> CommandResult {
         config.criteria = load_criteria(path)?;
     }
     let config = Arc::new(config);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // One runtime thread for the whole daemon (the capture reader has its own): every hand-off
+    // between stages stays on it, where a multi-threaded runtime woke an idle worker for most
+    // of them — a fifth of the daemon's CPU went to futex waits and context switches
+    // (`cargo xtask bench cost`). It also bounds what the daemon can take from production's
+    // cores to about one.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .thread_name("shadowd")
         .build()?;
