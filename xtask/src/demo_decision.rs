@@ -47,10 +47,10 @@ pub struct Posted {
 }
 
 /// Posts the ground truth in `labels_file` (one line per request, as `demo-traffic
-/// --labels-out` writes it) to the daemon's `POST /api/labels`: the first request of each wine
-/// only; of those, one in ten never, six in ten at once, the rest two seconds later; then three
-/// labels for ids that were never served.
-pub fn post_labels(admin: SocketAddr, labels_file: &Path) -> anyhow::Result<Posted> {
+/// --labels-out` writes it) to the daemon's `POST /api/labels` with its admin `token`: the
+/// first request of each wine only; of those, one in ten never, six in ten at once, the rest
+/// two seconds later; then three labels for ids that were never served.
+pub fn post_labels(admin: SocketAddr, token: &str, labels_file: &Path) -> anyhow::Result<Posted> {
     let text = std::fs::read_to_string(labels_file)
         .with_context(|| format!("cannot read {}", labels_file.display()))?;
     let mut seen = HashSet::new();
@@ -76,22 +76,44 @@ pub fn post_labels(admin: SocketAddr, labels_file: &Path) -> anyhow::Result<Post
             }
         }
     }
-    post(admin, &at_once)?;
+    post(admin, token, &at_once)?;
     std::thread::sleep(Duration::from_secs(2));
     for i in 0..3 {
         late.push_str(&format!("{{\"id\": \"never-served-{i}\", \"label\": 5}}\n"));
     }
     posted.strays = 3;
-    post(admin, &late)?;
+    post(admin, token, &late)?;
     Ok(posted)
 }
 
-fn post(admin: SocketAddr, body: &str) -> anyhow::Result<()> {
-    let (status, answer) = http::post(
+/// Writes a fresh random admin token to `path` (mode 0600, as shadowd requires of
+/// `--admin-token-file`) and returns it.
+pub fn write_token(path: &Path) -> anyhow::Result<String> {
+    use std::io::{Read, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut random = [0u8; 24];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut random))
+        .context("cannot read /dev/urandom")?;
+    let token: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    let _ = std::fs::remove_file(path);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| writeln!(f, "{token}"))
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(token)
+}
+
+fn post(admin: SocketAddr, token: &str, body: &str) -> anyhow::Result<()> {
+    let (status, answer) = http::post_authorized(
         admin,
         "/api/labels",
         "application/x-ndjson",
         body.as_bytes(),
+        Some(token),
     )
     .with_context(|| format!("POST http://{admin}/api/labels"))?;
     anyhow::ensure!(

@@ -290,13 +290,26 @@ pub fn post(
     content_type: &str,
     body: &[u8],
 ) -> io::Result<(u16, String)> {
+    post_authorized(addr, path, content_type, body, None)
+}
+
+/// [`post`] with `Authorization: Bearer <token>` when a token is given (shadowd's
+/// `POST /api/labels` needs its admin token).
+pub fn post_authorized(
+    addr: SocketAddr,
+    path: &str,
+    content_type: &str,
+    body: &[u8],
+    bearer: Option<&str>,
+) -> io::Result<(u16, String)> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     stream.set_write_timeout(Some(Duration::from_secs(10)))?;
+    let authorization = bearer.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     write!(
         stream,
         "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {content_type}\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n",
+         {authorization}Content-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     )?;
     stream.write_all(body)?;
