@@ -255,3 +255,27 @@ pub fn run_verdict(shadowd: &Path, admin: SocketAddr, criteria: &Path) -> anyhow
     }
     Ok(code)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_token_is_fresh_random_and_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("admin.token");
+        std::fs::write(&path, "an old token\n").unwrap();
+        let first = write_token(&path).unwrap();
+        let second = write_token(&path).unwrap();
+        assert_ne!(first, second);
+        assert_eq!(second.len(), 48);
+        assert!(second.bytes().all(|b| b.is_ascii_hexdigit()), "{second}");
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            format!("{second}\n")
+        );
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+}

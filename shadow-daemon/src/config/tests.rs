@@ -565,6 +565,7 @@ fn example_config_parses_and_documents_every_key() {
     raw.compare.prediction_pointer = Some(Setting::builtin("/x".into()));
     raw.compare.label_output = Some(Setting::builtin("x".into()));
     raw.discrepancy_log.path = Some(Setting::builtin("x".into()));
+    raw.admin.token_file = Some(Setting::builtin("x".into()));
     raw.shadow.model = Some(Setting::builtin("x".into()));
     raw.resources.production_pid = Some(Setting::builtin(1));
     raw.resources.production_cgroup = Some(Setting::builtin("/x".into()));

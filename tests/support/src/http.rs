@@ -339,6 +339,33 @@ mod tests {
     }
 
     #[test]
+    fn post_authorized_sends_the_bearer_token_and_the_body() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let request = read_message(&mut stream, &mut Vec::new()).unwrap().unwrap();
+            stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                .unwrap();
+            request
+        });
+        let (status, body) = post_authorized(
+            addr,
+            "/api/labels",
+            "application/x-ndjson",
+            b"{}\n",
+            Some("t0ken"),
+        )
+        .unwrap();
+        assert_eq!((status, body.as_str()), (200, "ok"));
+        let request = server.join().unwrap();
+        assert_eq!(request.start_line, "POST /api/labels HTTP/1.1");
+        assert_eq!(request.header("authorization"), Some("Bearer t0ken"));
+        assert_eq!(&request.body[..], b"{}\n");
+    }
+
+    #[test]
     fn pipelined_length_chunked_and_bodyless_messages() {
         let wire = b"POST /a HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc\
             POST /b HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n\
