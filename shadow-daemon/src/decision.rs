@@ -126,13 +126,25 @@ pub fn load_state(path: &Path) -> Result<Option<StateFile>, StateFileError> {
         })
 }
 
-/// Writes a state file atomically (a temporary file in the same directory, renamed over it).
+/// Writes a state file atomically (a temporary file in the same directory, renamed over it),
+/// readable by shadowd's user only (mode 0600: request paths and segment values are in it).
 pub fn save_state(path: &Path, state: &StateFile) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
     let json = serde_json::to_vec(state).map_err(std::io::Error::other)?;
-    std::fs::write(&tmp, json)?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    // A temporary file left by an older run keeps its mode on open: tighten it.
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    file.write_all(&json)?;
+    drop(file);
     std::fs::rename(&tmp, path)
 }
 
@@ -241,5 +253,37 @@ impl DecisionLoop {
         }
         self.decide();
         self.save();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn the_state_file_is_private_and_reads_back() {
+        let telemetry = Arc::new(crate::telemetry::Recorder::new());
+        let config = Arc::new(crate::config::test_config(""));
+        let status = crate::mirror::Mirror::new(config, telemetry).status();
+        let state = StateFile {
+            saved_at_unix: 7,
+            evaluation: status.state(),
+            resources: ResourceMeasures::default(),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        std::fs::write(dir.path().join("state.json.tmp"), "old").unwrap();
+        std::fs::set_permissions(
+            dir.path().join("state.json.tmp"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+        save_state(&path, &state).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let back = load_state(&path).unwrap().expect("saved");
+        assert_eq!(back.saved_at_unix, 7);
+        assert!(!dir.path().join("state.json.tmp").exists());
     }
 }

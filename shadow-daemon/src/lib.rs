@@ -29,7 +29,7 @@
 //! A module imports only from the layers before it (checked by `xtask/tests/layers.rs`):
 //!
 //! ```text
-//! shutdown, error → capture → config, telemetry → exchange_source, admission, replay,
+//! shutdown, error, security → capture → config, telemetry → exchange_source, admission, replay,
 //!   resources → mirror → rollback → sinks → decision → commands → cli
 //! ```
 //!
@@ -40,7 +40,8 @@
 //!
 //! [`cli`] parses the `shadowd` command line and dispatches to [`commands`]; [`config`] is the
 //! TOML/flag configuration of `shadowd run`; [`error`] holds one error enum per boundary;
-//! [`shutdown`] coordinates Ctrl-C/SIGTERM.
+//! [`shutdown`] coordinates Ctrl-C/SIGTERM; [`security`] holds the checks made before anything
+//! privileged (file and directory permissions, the admin API's bearer token).
 
 pub mod admission;
 pub mod capture;
@@ -54,6 +55,7 @@ pub mod mirror;
 pub mod replay;
 pub mod resources;
 pub mod rollback;
+pub mod security;
 pub mod shutdown;
 pub mod sinks;
 pub mod telemetry;

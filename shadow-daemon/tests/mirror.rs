@@ -349,6 +349,8 @@ fn config(shadow: SocketAddr, log: Option<&Path>) -> Config {
     raw.admin.addr = Setting::builtin(SocketAddr::from(([127, 0, 0, 1], 0)));
     raw.compare.ignore_paths = Setting::builtin_list(["/model_version".to_string()]);
     raw.discrepancy_log.path = log.map(|p| Setting::builtin(p.to_path_buf()));
+    // Request bodies are logged only when asked for (the tests read their ids from them).
+    raw.discrepancy_log.body_max_bytes = Setting::builtin(4096);
     Config::try_from(raw).expect("test config is valid")
 }
 

@@ -161,6 +161,8 @@ fn config(shadow: SocketAddr, baseline: SocketAddr, log: &std::path::Path) -> Co
     raw.mirror.pacing = Setting::builtin("asap".into());
     raw.admin.addr = Setting::builtin(SocketAddr::from(([127, 0, 0, 1], 0)));
     raw.discrepancy_log.path = Some(Setting::builtin(log.to_path_buf()));
+    // Request bodies are logged only when asked for (the tests read their ids from them).
+    raw.discrepancy_log.body_max_bytes = Setting::builtin(4096);
     Config::try_from(raw).expect("test config is valid")
 }
 

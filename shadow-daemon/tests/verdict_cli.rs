@@ -23,6 +23,12 @@ const SUMMARY: &str = r#"{"compared":1000,"shadow_failed":2,
 
 /// Serves `SUMMARY` at `/api/summary` (404 elsewhere) to every connection, until the test ends.
 fn serve_summary() -> SocketAddr {
+    serve_summary_to(None)
+}
+
+/// [`serve_summary`], answering 401 to a request without `Authorization: Bearer <token>` when
+/// a token is given.
+fn serve_summary_to(token: Option<&'static str>) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     thread::spawn(move || {
@@ -36,7 +42,15 @@ fn serve_summary() -> SocketAddr {
                     Ok(n) => request.extend_from_slice(&buf[..n]),
                 }
             }
-            let (status, body) = if request.starts_with(b"GET /api/summary ") {
+            let expected = token.map(|t| format!("\r\nAuthorization: Bearer {t}\r\n"));
+            let authorized = expected.is_none_or(|e| {
+                request
+                    .windows(e.len())
+                    .any(|w| w.eq_ignore_ascii_case(e.as_bytes()))
+            });
+            let (status, body) = if !authorized {
+                ("401 Unauthorized", "token needed\n")
+            } else if request.starts_with(b"GET /api/summary ") {
                 ("200 OK", SUMMARY)
             } else {
                 ("404 Not Found", "not found\n")
@@ -58,9 +72,15 @@ fn criteria_file(name: &str, text: &str) -> PathBuf {
 }
 
 fn verdict(from: &str, criteria: &PathBuf, json: bool) -> Output {
+    verdict_with(from, criteria, json, &[])
+}
+
+fn verdict_with(from: &str, criteria: &PathBuf, json: bool, extra: &[&str]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_shadowd"));
-    cmd.args(["verdict", "--from", from, "--criteria"])
-        .arg(criteria);
+    cmd.env_remove("SHADOWD_ADMIN_TOKEN_FILE")
+        .args(["verdict", "--from", from, "--criteria"])
+        .arg(criteria)
+        .args(extra);
     if json {
         cmd.arg("--json");
     }
@@ -165,4 +185,43 @@ fn an_unreachable_daemon_exits_1_and_names_the_url() {
         stderr.contains(&from) && stderr.contains("--from"),
         "{stderr}"
     );
+}
+
+#[test]
+fn the_token_file_is_sent_as_a_bearer_token() {
+    use std::os::unix::fs::PermissionsExt;
+    const TOKEN: &str = "verdict-token-0123456789";
+    let from = format!("http://{}", serve_summary_to(Some(TOKEN)));
+    let criteria = criteria_file("token", "min_samples = 10\n");
+    let out = verdict(&from, &criteria, false);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("401") && stderr.contains("--token-file"),
+        "{stderr}"
+    );
+
+    let token = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("verdict-admin.token");
+    std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = verdict_with(
+        &from,
+        &criteria,
+        false,
+        &["--token-file", token.to_str().unwrap()],
+    );
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "PROMOTE: {stdout}{stderr}");
+
+    // A token file others can read is refused before anything is sent.
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = verdict_with(
+        &from,
+        &criteria,
+        false,
+        &["--token-file", token.to_str().unwrap()],
+    );
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stdout}{stderr}");
+    assert!(stderr.contains("chmod 600"), "{stderr}");
 }

@@ -13,6 +13,7 @@ use shadowtap_test_support::http;
 use shadowtap_test_support::prom::Metrics;
 use std::io::{self, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// Bound on every wait of this module (not a timing assertion: on expiry the test fails with
@@ -27,17 +28,44 @@ pub fn get(ns: &NetNs, addr: SocketAddr, path: &str) -> io::Result<(u16, String)
     ns.run(|| http::get(addr, path))
 }
 
+/// Writes a bearer token for `shadowd run --admin-token-file` to `dir/admin.token` (mode 0600,
+/// as shadowd requires); returns the file and the token.
+pub fn token_file(dir: &Path) -> (PathBuf, String) {
+    use std::os::unix::fs::PermissionsExt;
+    let token = format!(
+        "e2e-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    );
+    let path = dir.join("admin.token");
+    std::fs::write(&path, format!("{token}\n")).expect("write the admin token");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+        .expect("chmod the admin token");
+    (path, token)
+}
+
 /// `POST path` with a JSON-lines `body` on `addr` from inside `ns` (`Connection: close`,
-/// bounded reads); returns the status code and the body.
-pub fn post(ns: &NetNs, addr: SocketAddr, path: &str, body: &str) -> io::Result<(u16, String)> {
+/// bounded reads), with `Authorization: Bearer <bearer>` when given; returns the status code
+/// and the body.
+pub fn post(
+    ns: &NetNs,
+    addr: SocketAddr,
+    path: &str,
+    body: &str,
+    bearer: Option<&str>,
+) -> io::Result<(u16, String)> {
     ns.run(|| {
         let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
         stream.set_read_timeout(Some(Duration::from_secs(10)))?;
         stream.set_write_timeout(Some(Duration::from_secs(10)))?;
+        let authorization =
+            bearer.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
         write!(
             stream,
             "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-ndjson\r\n\
-             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+             {authorization}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
         )?;
         let response = http::read_message(&mut stream, &mut Vec::new())?
@@ -49,10 +77,17 @@ pub fn post(ns: &NetNs, addr: SocketAddr, path: &str, body: &str) -> io::Result<
     })
 }
 
-/// `POST /api/labels` with JSON lines of ground truth; panics unless it answers 200, returns
-/// the report (`joined`, `unknown`, `late`, `duplicate`, `malformed`, `errors`).
-pub fn post_labels(ns: &NetNs, daemon: &Daemon, admin: SocketAddr, lines: &str) -> Value {
-    match post(ns, admin, "/api/labels", lines) {
+/// `POST /api/labels` with JSON lines of ground truth and the daemon's admin `token` (its
+/// `--admin-token-file`, see [`token_file`]); panics unless it answers 200, returns the report
+/// (`joined`, `unknown`, `late`, `duplicate`, `malformed`, `errors`).
+pub fn post_labels(
+    ns: &NetNs,
+    daemon: &Daemon,
+    admin: SocketAddr,
+    token: &str,
+    lines: &str,
+) -> Value {
+    match post(ns, admin, "/api/labels", lines, Some(token)) {
         Ok((200, body)) => serde_json::from_str(&body).expect("a JSON label report"),
         other => panic!(
             "POST /api/labels answered {other:?}\nshadowd output:\n{}",

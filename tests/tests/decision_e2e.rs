@@ -72,6 +72,9 @@ struct Setup {
     dir: TempDir,
     _prod: ClassifierServer,
     shadow: ClassifierServer,
+    /// The daemons' admin token (`POST /api/labels` needs it) and its file.
+    token: String,
+    token_file: PathBuf,
 }
 
 impl Setup {
@@ -81,11 +84,15 @@ impl Setup {
         let listen = |addr| ns.run(|| TcpListener::bind(addr)).expect("bind");
         let prod = ClassifierServer::start(listen(PROD), PRODUCTION).expect("production");
         let shadow = ClassifierServer::start(listen(SHADOW), shadow).expect("shadow");
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let (token_file, token) = admin::token_file(dir.path());
         Setup {
             ns,
-            dir: tempfile::tempdir().expect("temporary directory"),
+            dir,
             _prod: prod,
             shadow,
+            token,
+            token_file,
         }
     }
 
@@ -96,9 +103,15 @@ impl Setup {
         path
     }
 
-    /// Starts `shadowd run --preset kserve-v2 <extra>`; returns once the tap is attached.
+    /// Starts `shadowd run --preset kserve-v2 --admin-token-file <the token> <extra>`; returns
+    /// once the tap is attached.
     fn daemon(&self, admin: SocketAddr, extra: &[&str]) -> Daemon {
-        let mut args = vec!["--preset", "kserve-v2"];
+        let mut args = vec![
+            "--preset",
+            "kserve-v2",
+            "--admin-token-file",
+            arg(&self.token_file),
+        ];
         args.extend_from_slice(extra);
         admin::run_daemon(&self.ns, PROD, SHADOW, admin, &args)
     }
@@ -112,6 +125,11 @@ impl Setup {
             s["compared"].as_u64() >= Some(compared)
         });
         assert_eq!(summary["compared"], compared, "nothing compared twice");
+    }
+
+    /// `POST /api/labels` to the daemon with the token (see [`admin::post_labels`]).
+    fn post_labels(&self, daemon: &Daemon, lines: &str) -> Value {
+        admin::post_labels(&self.ns, daemon, ADMIN, &self.token, lines)
     }
 
     /// Runs `shadowd verdict <args>` inside the namespace.
@@ -165,7 +183,7 @@ fn judged(tag: &str, shadow: Classifier, n: u64) -> (Setup, Daemon, Finished, Va
     let mut daemon = s.daemon(ADMIN, &["--criteria", arg(&criteria)]);
     s.traffic(&mut daemon, ADMIN, 0..n, n);
     assert_eq!(s.shadow.served(), n as usize, "each request replayed once");
-    let report = admin::post_labels(&s.ns, &daemon, ADMIN, &label_lines(0..n));
+    let report = s.post_labels(&daemon, &label_lines(0..n));
     assert_eq!(report["joined"], n, "{report}");
     assert_eq!(report["unknown"], 0, "{report}");
     let summary = wait_judged(&s, &mut daemon, n, n);
@@ -400,7 +418,12 @@ fn late_labels_are_joined_and_unknown_ids_counted() {
     let unknown = 6;
     let mut lines = label_lines(0..n);
     lines.push_str(&label_lines(1000..1000 + unknown));
-    let report = admin::post_labels(&s.ns, &daemon, ADMIN, &lines);
+    // Ground truth needs the admin token, also on loopback: without it, nothing is joined.
+    for bearer in [None, Some("not-the-token-0123456789")] {
+        let (status, _) = admin::post(&s.ns, ADMIN, "/api/labels", &lines, bearer).unwrap();
+        assert_eq!(status, 401, "{bearer:?}");
+    }
+    let report = s.post_labels(&daemon, &lines);
     assert_eq!(report["joined"], n, "{report}");
     assert_eq!(report["unknown"], unknown, "{report}");
     assert_eq!(
@@ -408,7 +431,7 @@ fn late_labels_are_joined_and_unknown_ids_counted() {
         (Some(0), Some(0))
     );
     let again = format!("{{\"id\": \"{}\", \"label\": 0}}\n", request_id(3));
-    let report = admin::post_labels(&s.ns, &daemon, ADMIN, &again);
+    let report = s.post_labels(&daemon, &again);
     assert_eq!(report["duplicate"], 1, "{report}");
 
     let (_, summary) = admin::get(&s.ns, ADMIN, "/api/summary").unwrap();
@@ -486,7 +509,7 @@ fn labels_after_the_wait_are_late_and_requests_expire() {
     assert_eq!(metric(&text, "shadowtap_labels_waiting"), 0.0, "{text}");
     std::thread::sleep(Duration::from_secs(3).saturating_sub(sent.elapsed()));
 
-    let report = admin::post_labels(&s.ns, &daemon, ADMIN, &label_lines(0..n));
+    let report = s.post_labels(&daemon, &label_lines(0..n));
     assert_eq!(report["late"], n, "{report}");
     assert_eq!(
         (report["joined"].as_u64(), report["unknown"].as_u64()),
@@ -535,7 +558,7 @@ fn state_survives_a_restart() {
 
     let mut first = s.daemon(ADMIN, &run_args);
     s.traffic(&mut first, ADMIN, 0..n, n);
-    let report = admin::post_labels(&s.ns, &first, ADMIN, &label_lines(0..n));
+    let report = s.post_labels(&first, &label_lines(0..n));
     assert_eq!(report["joined"], n, "{report}");
     // Saved while running (bounded wait), not only at stop.
     let deadline = Instant::now() + admin::WAIT;
@@ -581,7 +604,7 @@ fn state_survives_a_restart() {
     );
     assert_eq!(summary["labels"]["counters"]["join"]["joined"], n);
     assert_eq!(summary["labels"]["waiting"], m, "the new requests wait");
-    let report = admin::post_labels(&s.ns, &second, ADMIN, &label_lines(n..n + m));
+    let report = s.post_labels(&second, &label_lines(n..n + m));
     assert_eq!(report["joined"], m, "{report}");
     let summary = wait_judged(&s, &mut second, n + m, n + m);
     assert_eq!(summary["ground_truth"]["labeled_requests"], n + m);
@@ -618,7 +641,7 @@ fn a_rollback_trigger_fires_its_action_once_per_cooldown() {
         &["--config", arg(&config), "--criteria", arg(&criteria)],
     );
     s.traffic(&mut daemon, ADMIN, 0..200, 200);
-    let report = admin::post_labels(&s.ns, &daemon, ADMIN, &label_lines(0..200));
+    let report = s.post_labels(&daemon, &label_lines(0..200));
     assert_eq!(report["joined"], 200, "{report}");
     let firings = |text: &str| {
         labelled(

@@ -161,6 +161,10 @@ fn the_noise_baseline_separates_nondeterministic_fields_from_real_differences() 
     let dir = tempfile::tempdir().expect("temporary directory");
     let log = dir.path().join("discrepancies.jsonl");
     let log_arg = log.to_str().expect("UTF-8 temporary path");
+    // Request bodies are logged only when asked for; the ids are read from them.
+    let config = dir.path().join("bodies.toml");
+    std::fs::write(&config, "[discrepancy_log]\nbody_max_bytes = 4096\n").expect("config");
+    let config_arg = config.to_str().expect("UTF-8 temporary path");
     let ns = NetNs::new("noise").expect("netns");
     let bind = |addr| ns.run(|| TcpListener::bind(addr)).expect("bind");
     let _production = ModelServer::start(bind(PROD), Role::Production);
@@ -185,6 +189,8 @@ fn the_noise_baseline_separates_nondeterministic_fields_from_real_differences() 
             "asap",
             "--discrepancy-log",
             log_arg,
+            "--config",
+            config_arg,
         ],
     );
     let stream = ns.run(|| TcpStream::connect(PROD)).expect("connect");

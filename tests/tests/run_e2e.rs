@@ -191,7 +191,14 @@ fn run_mirrors_every_request_and_logs_known_discrepancies() {
     }
     let dir = temp_dir();
     let log = dir.path().join("discrepancies.jsonl");
-    let mut s = start("rok", Some(Role::Shadow), &["--discrepancy-log", arg(&log)]);
+    // Request bodies are logged only when asked for (the default keeps their sha256 alone).
+    let config = dir.path().join("bodies.toml");
+    std::fs::write(&config, "[discrepancy_log]\nbody_max_bytes = 4096\n").unwrap();
+    let mut s = start(
+        "rok",
+        Some(Role::Shadow),
+        &["--discrepancy-log", arg(&log), "--config", arg(&config)],
+    );
     let plan = mixed_plan();
     let reqs: Vec<&Req> = plan.iter().flat_map(|(r, _)| r).collect();
     let n = reqs.len();
@@ -314,7 +321,7 @@ fn run_mirrors_every_request_and_logs_known_discrepancies() {
         assert_eq!(line["request"]["method"], "POST");
         assert_eq!(line["request"]["path"], req.target());
         assert_eq!(line["request"]["body_len"], req.body.len());
-        // Bodies up to body_max_bytes (4096 by default) are logged parsed, longer ones cut.
+        // Bodies up to body_max_bytes (4096 here) are logged parsed, longer ones cut.
         let whole = req.body.len() <= 4096;
         assert_eq!(line["request"]["body_truncated"], !whole);
         if whole {

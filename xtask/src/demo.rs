@@ -60,11 +60,14 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let labels_path = args.dir.join("labels.jsonl");
     let criteria_path = args.dir.join("criteria.toml");
     let state_path = args.dir.join("state.json");
+    let token_path = args.dir.join("admin.token");
     let _ = std::fs::remove_file(&log_path);
     // A fresh start: the demo's daemon would otherwise resume the last run's aggregates.
     let _ = std::fs::remove_file(&state_path);
     std::fs::write(&criteria_path, demo_decision::CRITERIA)
         .with_context(|| format!("cannot write {}", criteria_path.display()))?;
+    // POST /api/labels needs the admin token, read by shadowd from a file only it can read.
+    let token = demo_decision::write_token(&token_path)?;
 
     let mut procs = Processes::default();
     let models = start_demo_models(&bin, &args.dir, &mut procs, args.grpc)?;
@@ -90,7 +93,9 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             .arg("--criteria")
             .arg(&criteria_path)
             .arg("--state")
-            .arg(&state_path),
+            .arg(&state_path)
+            .arg("--admin-token-file")
+            .arg(&token_path),
         &args.dir.join("shadowd.log"),
     )?;
     procs.push("shadowd", shadowd);
@@ -137,13 +142,17 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         &log_path,
         &args.dir,
     );
-    let posted = demo_decision::post_labels(admin, &labels_path)?;
+    let posted = demo_decision::post_labels(admin, &token, &labels_path)?;
     let summary = demo_decision::settled_summary(admin, posted.at_once + posted.late)?;
     demo_decision::print_quality(&summary, &posted);
     demo_decision::run_verdict(&bin.join("shadowd"), admin, &criteria_path)?;
     println!(
         "  state file:        {}   (shadowd verdict --state reads it)",
         state_path.display()
+    );
+    println!(
+        "  admin token:       {}   (POST /api/labels: -H \"Authorization: Bearer $(cat FILE)\")",
+        token_path.display()
     );
 
     if args.keep_running {

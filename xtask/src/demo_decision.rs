@@ -47,10 +47,10 @@ pub struct Posted {
 }
 
 /// Posts the ground truth in `labels_file` (one line per request, as `demo-traffic
-/// --labels-out` writes it) to the daemon's `POST /api/labels`: the first request of each wine
-/// only; of those, one in ten never, six in ten at once, the rest two seconds later; then three
-/// labels for ids that were never served.
-pub fn post_labels(admin: SocketAddr, labels_file: &Path) -> anyhow::Result<Posted> {
+/// --labels-out` writes it) to the daemon's `POST /api/labels` with its admin `token`: the
+/// first request of each wine only; of those, one in ten never, six in ten at once, the rest
+/// two seconds later; then three labels for ids that were never served.
+pub fn post_labels(admin: SocketAddr, token: &str, labels_file: &Path) -> anyhow::Result<Posted> {
     let text = std::fs::read_to_string(labels_file)
         .with_context(|| format!("cannot read {}", labels_file.display()))?;
     let mut seen = HashSet::new();
@@ -76,22 +76,44 @@ pub fn post_labels(admin: SocketAddr, labels_file: &Path) -> anyhow::Result<Post
             }
         }
     }
-    post(admin, &at_once)?;
+    post(admin, token, &at_once)?;
     std::thread::sleep(Duration::from_secs(2));
     for i in 0..3 {
         late.push_str(&format!("{{\"id\": \"never-served-{i}\", \"label\": 5}}\n"));
     }
     posted.strays = 3;
-    post(admin, &late)?;
+    post(admin, token, &late)?;
     Ok(posted)
 }
 
-fn post(admin: SocketAddr, body: &str) -> anyhow::Result<()> {
-    let (status, answer) = http::post(
+/// Writes a fresh random admin token to `path` (mode 0600, as shadowd requires of
+/// `--admin-token-file`) and returns it.
+pub fn write_token(path: &Path) -> anyhow::Result<String> {
+    use std::io::{Read, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut random = [0u8; 24];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut random))
+        .context("cannot read /dev/urandom")?;
+    let token: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    let _ = std::fs::remove_file(path);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| writeln!(f, "{token}"))
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(token)
+}
+
+fn post(admin: SocketAddr, token: &str, body: &str) -> anyhow::Result<()> {
+    let (status, answer) = http::post_authorized(
         admin,
         "/api/labels",
         "application/x-ndjson",
         body.as_bytes(),
+        Some(token),
     )
     .with_context(|| format!("POST http://{admin}/api/labels"))?;
     anyhow::ensure!(
@@ -232,4 +254,28 @@ pub fn run_verdict(shadowd: &Path, admin: SocketAddr, criteria: &Path) -> anyhow
         eprintln!("{}", String::from_utf8_lossy(&out.stderr));
     }
     Ok(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_token_is_fresh_random_and_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("admin.token");
+        std::fs::write(&path, "an old token\n").unwrap();
+        let first = write_token(&path).unwrap();
+        let second = write_token(&path).unwrap();
+        assert_ne!(first, second);
+        assert_eq!(second.len(), 48);
+        assert!(second.bytes().all(|b| b.is_ascii_hexdigit()), "{second}");
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            format!("{second}\n")
+        );
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
 }

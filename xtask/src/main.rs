@@ -10,6 +10,7 @@ mod bootstrap;
 mod build;
 mod demo;
 mod demo_decision;
+mod process_group;
 mod services;
 mod test;
 mod util;
@@ -37,9 +38,15 @@ enum Task {
     Bench(bench::BenchArgs),
     /// Run the demo: production and shadow model servers on loopback, tapped and compared.
     Demo(demo::DemoArgs),
+    /// Start a child and a grandchild and wait (xtask's own tests of its process group).
+    #[command(hide = true)]
+    ProcessGroupProbe(process_group::ProbeArgs),
 }
 
 fn main() -> std::process::ExitCode {
+    // First, before any thread or child: every child joins xtask's process group, which is
+    // stopped on SIGINT / SIGTERM / SIGHUP and when xtask exits.
+    let _group = process_group::lead();
     let cli = Cli::parse();
     let result = match cli.task {
         Task::Bootstrap => bootstrap::run().map(|_| ()),
@@ -47,9 +54,12 @@ fn main() -> std::process::ExitCode {
         Task::Test(args) => bootstrap::run().and_then(|_| test::run(args)),
         Task::Bench(args) => bootstrap::run().and_then(|_| bench::run(args)),
         Task::Demo(args) => bootstrap::run().and_then(|_| demo::run(args)),
+        Task::ProcessGroupProbe(args) => process_group::probe(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        // A child failing because a signal is stopping everything is no news.
+        Err(_) if process_group::signalled() => std::process::ExitCode::FAILURE,
         Err(err) => {
             eprintln!("xtask: error: {err:#}");
             std::process::ExitCode::FAILURE

@@ -3,6 +3,8 @@
 //! error paths.
 
 use anyhow::{Context, bail};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 use shadowtap_test_support::http;
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
@@ -10,7 +12,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Named child processes, stopped in reverse start order when dropped: SIGTERM first (so
-/// `shadowd` detaches and flushes), SIGKILL after 5 s.
+/// `shadowd` detaches and flushes), SIGKILL after 5 s. (What they started in turn is stopped
+/// with xtask's process group, `crate::process_group`, also when xtask is signalled.)
 #[derive(Default)]
 pub struct Processes(Vec<(&'static str, Child)>);
 
@@ -37,9 +40,9 @@ impl Drop for Processes {
             if let Ok(Some(_)) = child.try_wait() {
                 continue;
             }
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
+            if let Ok(pid) = i32::try_from(child.id()) {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+            }
             let deadline = Instant::now() + Duration::from_secs(5);
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = child.try_wait() {

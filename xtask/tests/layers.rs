@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 /// The daemon's top-level modules, lowest layer first. A module may import only from earlier
 /// layers (and `shadow_core`); modules of one layer do not import each other.
 const LAYERS: &[&[&str]] = &[
-    // Plumbing every part may use.
-    &["shutdown", "error"],
+    // Plumbing every part may use (`security`: permission checks and the admin token).
+    &["shutdown", "error", "security"],
     // The live capture backends (config names one of them: `CaptureKind`).
     &["capture"],
     // The configuration, and the events stages report (implemented by `sinks::metrics`).

@@ -3,7 +3,8 @@
 //! means that the keys do not show, as TOML comments (so the output is still a config file):
 //! the fields the preset ignores on its own, the gRPC methods the preset and `compare.proto`
 //! decode, and, for each `--sample-path`, the shadow URI a request to that path is replayed to
-//! and the rules that changed it.
+//! and the rules that changed it. The files are checked as `run` checks them
+//! ([`super::run::check_files`]: permissions, the admin token).
 
 use super::run::RunArgs;
 use super::{CommandResult, EXIT_OK, UsageError};
@@ -26,6 +27,8 @@ pub struct CheckConfigArgs {
 /// Runs `shadowd check-config`.
 pub fn main(args: CheckConfigArgs) -> CommandResult {
     let config = args.run.effective_config().map_err(UsageError::from)?;
+    // As `run` would refuse them: the files' permissions and the token.
+    super::run::check_files(&args.run, &config)?;
     let text = config.to_toml()?;
     println!("{text}");
     print!("{}", effective_notes(&config, &args.sample_paths));

@@ -9,6 +9,7 @@ pub mod verdict;
 
 use crate::config::ConfigError;
 use crate::error::{CaptureError, ExitClass};
+use crate::security::SecurityError;
 use shadow_core::pcap::PcapError;
 use std::error::Error;
 
@@ -41,6 +42,13 @@ impl ExitClass for ConfigError {
     }
 }
 
+/// A file shadowd refuses for its permissions, or a bad token file: the user's to fix.
+impl ExitClass for SecurityError {
+    fn is_usage(&self) -> bool {
+        true
+    }
+}
+
 /// What a subcommand returns: its exit code, or an error (usage errors exit 2, others 1).
 pub type CommandResult = anyhow::Result<u8>;
 
@@ -65,6 +73,7 @@ fn exit_class<'a>(err: &'a (dyn Error + 'static)) -> Option<&'a dyn ExitClass> {
         .or_else(|| class::<CaptureError>(err))
         .or_else(|| class::<PcapError>(err))
         .or_else(|| class::<ConfigError>(err))
+        .or_else(|| class::<SecurityError>(err))
 }
 
 #[cfg(test)]
@@ -90,6 +99,12 @@ mod tests {
             source: io::Error::from_raw_os_error(libc::ENOENT),
         };
         assert_eq!(exit_code(&missing.into()), EXIT_USAGE);
+        let writable = SecurityError::WritableByOthers {
+            what: "config file",
+            path: "/etc/shadowtap/shadowtap.toml".into(),
+            mode: 0o666,
+        };
+        assert_eq!(exit_code(&writable.into()), EXIT_USAGE);
         assert_eq!(exit_code(&anyhow::anyhow!("unrelated")), EXIT_RUNTIME);
     }
 }

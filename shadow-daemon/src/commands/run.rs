@@ -14,8 +14,9 @@ use crate::decision::{
 use crate::mirror::{Mirror, MirrorStatus};
 use crate::resources;
 use crate::rollback::Rollback;
+use crate::security::{self, AdminToken, SecurityError};
 use crate::shutdown::{self, Shutdown};
-use crate::sinks::admin::{AdminState, bind_admin, serve_admin};
+use crate::sinks::admin::{AdminAccess, AdminState, bind_admin, serve_admin};
 use crate::sinks::discrepancy_log::DiscrepancyLog;
 use crate::sinks::metrics::Metrics;
 use crate::telemetry::Telemetry;
@@ -50,9 +51,15 @@ pub struct RunArgs {
     /// as noise, apart from the shadow's real discrepancies.
     #[arg(long, value_name = "URL")]
     pub baseline: Option<String>,
-    /// Admin address for /metrics, /healthz, /api/summary (`admin.addr`).
+    /// Admin address for /metrics, /healthz, /api/summary (`admin.addr`); loopback by
+    /// default, any other address needs --admin-token-file.
     #[arg(long)]
     pub admin_addr: Option<SocketAddr>,
+    /// File holding the admin API's bearer token (`admin.token_file`), never the token itself:
+    /// `POST /api/labels` needs it, and so does every endpoint but /healthz when the admin
+    /// address is not loopback. The file must be readable by shadowd's user only.
+    #[arg(long, value_name = "FILE", env = "SHADOWD_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<PathBuf>,
     /// Percentage of requests mirrored, 0-100 (`mirror.sample_percent`).
     #[arg(long)]
     pub sample: Option<f64>,
@@ -167,6 +174,9 @@ impl RunArgs {
         if let Some(v) = self.admin_addr {
             c.admin.addr = Setting::flag("--admin-addr", v);
         }
+        if let Some(v) = &self.admin_token_file {
+            c.admin.token_file = Some(Setting::flag("--admin-token-file", v.clone()));
+        }
         if let Some(v) = self.sample {
             c.mirror.sample_percent = Setting::flag("--sample", v);
         }
@@ -241,12 +251,34 @@ fn extend_list<T: Clone>(list: &mut List<T>, flag: &'static str, items: &[T]) {
         .extend(items.iter().map(|v| Setting::flag(flag, v.clone())));
 }
 
+/// The checks made before anything is opened or attached (docs/security.md): the config file
+/// and the token file writable by their owner only (the token file also unreadable by
+/// others), the directories shadowd writes into not world-writable; returns who may use the
+/// admin API.
+pub fn check_files(args: &RunArgs, config: &Config) -> Result<AdminAccess, SecurityError> {
+    if let Some(path) = &args.config {
+        security::refuse_writable_by_others(path, "config file")?;
+    }
+    if let Some(path) = &config.discrepancy_log.path {
+        security::refuse_world_writable_dir(path, "discrepancy log")?;
+    }
+    if let Some(path) = &config.state.path {
+        security::refuse_world_writable_dir(path, "state file")?;
+    }
+    let token = match &config.admin.token_file {
+        Some(path) => Some(AdminToken::read(path)?),
+        None => None,
+    };
+    Ok(AdminAccess::new(config.admin.addr, token))
+}
+
 /// Runs `shadowd run`.
 pub fn main(args: RunArgs) -> CommandResult {
     let mut config = args.effective_config().map_err(UsageError::from)?;
     if let Some(path) = &args.criteria {
         config.criteria = load_criteria(path)?;
     }
+    let access = check_files(&args, &config)?;
     let config = Arc::new(config);
     // One runtime thread for the whole daemon (the capture reader has its own): every hand-off
     // between stages stays on it, where a multi-threaded runtime woke an idle worker for most
@@ -257,10 +289,10 @@ pub fn main(args: RunArgs) -> CommandResult {
         .enable_all()
         .thread_name("shadowd")
         .build()?;
-    runtime.block_on(run(config))
+    runtime.block_on(run(config, access))
 }
 
-async fn run(config: Arc<Config>) -> CommandResult {
+async fn run(config: Arc<Config>, access: AdminAccess) -> CommandResult {
     let (trigger, shutdown) = shutdown::channel();
     trigger.trip_on_signals();
     let metrics = Metrics::new();
@@ -281,7 +313,15 @@ async fn run(config: Arc<Config>) -> CommandResult {
     let admin_addr = listener.local_addr()?;
     let resources = resources::start(&config, shutdown.clone());
     metrics.watch_resources(resources.clone());
-    let state = AdminState::new(metrics, status.clone()).with_resources(resources.clone());
+    if !access.has_token() {
+        tracing::info!(
+            "no admin.token_file: POST /api/labels is refused until one is configured (ground \
+             truth needs a bearer token)"
+        );
+    }
+    let state = AdminState::new(metrics, status.clone())
+        .with_resources(resources.clone())
+        .with_access(access);
     state.capturing.store(false, Ordering::Relaxed);
     let capturing = state.capturing.clone();
     let rollback = Rollback::from_config(&config, telemetry.clone());
@@ -664,6 +704,83 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.problems()[0].location, Location::Flag("--baseline"));
         assert_eq!(err.problems()[0].key.as_deref(), Some("shadow.baseline"));
+    }
+
+    #[test]
+    fn files_others_could_change_are_refused_before_anything_starts() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let chmod = |path: &std::path::Path, mode: u32| {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap()
+        };
+        let config = dir.path().join("c.toml");
+        std::fs::write(
+            &config,
+            "[capture]\nports = [8080]\n[shadow]\nurl = \"http://127.0.0.1:8081\"\n",
+        )
+        .unwrap();
+        let token = dir.path().join("admin.token");
+        std::fs::write(&token, "0123456789abcdef0123456789\n").unwrap();
+        chmod(&token, 0o600);
+        let shared = dir.path().join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        chmod(&shared, 0o1777);
+        let args = |extra: &[&str]| {
+            let mut argv = vec!["t", "--config", config.to_str().unwrap()];
+            argv.extend_from_slice(extra);
+            T::parse_from(argv).run
+        };
+        let check = |run: &RunArgs| {
+            let c = run.effective_config().unwrap();
+            check_files(run, &c)
+        };
+
+        chmod(&config, 0o664);
+        let err = check(&args(&[])).unwrap_err();
+        assert!(
+            matches!(&err, SecurityError::WritableByOthers { path, .. } if *path == config),
+            "{err}"
+        );
+        assert!(err.to_string().contains("chmod go-w"), "{err}");
+        chmod(&config, 0o644);
+        let access = check(&args(&[])).unwrap();
+        assert!(!access.has_token() && !access.reads_need_token());
+
+        let token_arg = token.to_str().unwrap();
+        let access = check(&args(&["--admin-token-file", token_arg])).unwrap();
+        assert!(access.has_token() && !access.reads_need_token());
+        let public = args(&[
+            "--admin-addr",
+            "0.0.0.0:9464",
+            "--admin-token-file",
+            token_arg,
+        ]);
+        assert!(check(&public).unwrap().reads_need_token());
+        chmod(&token, 0o644);
+        let err = check(&args(&["--admin-token-file", token_arg])).unwrap_err();
+        assert!(
+            matches!(err, SecurityError::TokenReadableByOthers { .. }),
+            "{err}"
+        );
+        chmod(&token, 0o600);
+
+        // Off loopback without a token: a config problem, located at the flag.
+        let err = args(&["--admin-addr", "0.0.0.0:9464"])
+            .effective_config()
+            .unwrap_err();
+        assert_eq!(err.problems()[0].location, Location::Flag("--admin-addr"));
+        assert_eq!(err.problems()[0].key.as_deref(), Some("admin.addr"));
+
+        for flag in ["--discrepancy-log", "--state"] {
+            let in_shared = shared.join("f.json");
+            let err = check(&args(&[flag, in_shared.to_str().unwrap()])).unwrap_err();
+            assert!(
+                matches!(&err, SecurityError::WorldWritableDirectory { dir, .. } if *dir == shared),
+                "{flag}: {err}"
+            );
+            let private = dir.path().join("f.json");
+            check(&args(&[flag, private.to_str().unwrap()])).unwrap();
+        }
     }
 
     #[test]

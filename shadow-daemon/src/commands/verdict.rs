@@ -6,6 +6,7 @@
 use super::{CommandResult, EXIT_HOLD, EXIT_OK, EXIT_REJECT, UsageError};
 use crate::config::line_column;
 use crate::decision::load_state;
+use crate::security;
 use anyhow::Context;
 use clap::Args;
 use serde::Deserialize;
@@ -44,6 +45,15 @@ pub struct VerdictArgs {
     /// Print the verdict as JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// File holding the daemon's admin token (its `admin.token_file`), sent as
+    /// `Authorization: Bearer`: needed when the daemon's admin address is not loopback.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "SHADOWD_ADMIN_TOKEN_FILE",
+        conflicts_with = "state"
+    )]
+    pub token_file: Option<PathBuf>,
 }
 
 /// Runs `shadowd verdict`. Exit codes: 0 PROMOTE, 3 HOLD, 4 REJECT, 1 daemon unreachable,
@@ -66,7 +76,12 @@ pub fn main(args: VerdictArgs) -> CommandResult {
         },
         None => {
             let from = args.from.as_deref().unwrap_or(DEFAULT_FROM);
-            let body = fetch_summary(from).with_context(|| {
+            let token = args
+                .token_file
+                .as_deref()
+                .map(security::read_token_secret)
+                .transpose()?;
+            let body = fetch_summary(from, token.as_deref()).with_context(|| {
                 format!(
                     "cannot read the summary from {from}: is `shadowd run` running with its \
                      admin server there? Pass its admin.addr with --from"
@@ -155,7 +170,7 @@ fn key_offset(text: &str, key: &str) -> Option<usize> {
 }
 
 /// GETs `<base>/api/summary` with a plain HTTP/1.1 request and returns the body of a 200.
-fn fetch_summary(base: &str) -> anyhow::Result<String> {
+fn fetch_summary(base: &str, token: Option<&str>) -> anyhow::Result<String> {
     let rest = base
         .strip_prefix("http://")
         .ok_or_else(|| UsageError(format!("--from {base}: only http:// URLs are supported")))?;
@@ -179,10 +194,11 @@ fn fetch_summary(base: &str) -> anyhow::Result<String> {
     } else {
         format!("/{prefix}/api/summary")
     };
+    let authorization = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     write!(
         stream,
         "GET {target} HTTP/1.1\r\nHost: {authority}\r\nAccept: application/json\r\n\
-         Connection: close\r\n\r\n"
+         {authorization}Connection: close\r\n\r\n"
     )?;
     let mut raw = Vec::new();
     stream.take(MAX_RESPONSE).read_to_end(&mut raw)?;
@@ -193,6 +209,12 @@ fn fetch_summary(base: &str) -> anyhow::Result<String> {
         httparse::Status::Partial => anyhow::bail!("the answer ended inside its headers"),
     };
     let status = response.code.unwrap_or(0);
+    if status == 401 {
+        anyhow::bail!(
+            "GET {target} answered HTTP 401: the daemon's admin API needs its bearer token; pass \
+             the file holding it with --token-file (or SHADOWD_ADMIN_TOKEN_FILE)"
+        );
+    }
     if status != 200 {
         anyhow::bail!("GET {target} answered HTTP {status}");
     }

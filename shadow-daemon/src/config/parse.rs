@@ -14,6 +14,7 @@ use super::typed::{
     Pacing, RateLimit, ResourceTarget, ResourcesConfig, Rewrite, RollbackCommand, RollbackSettings,
     ShadowConfig, ShadowUrl, StateConfig,
 };
+use crate::security::{MIN_TOKEN_LEN, is_loopback};
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Method, Uri};
 use regex::Regex;
@@ -43,7 +44,7 @@ impl TryFrom<RawConfig> for Config {
         let circuit_breaker = circuit_breaker(&raw.circuit_breaker, &mut checks);
         let mut compare = compare(&raw.compare, &mut checks);
         let discrepancy_log = discrepancy_log(&raw.discrepancy_log, &mut checks);
-        let admin = admin(&raw.admin);
+        let admin = admin(&raw.admin, &mut checks);
         let ground_truth = ground_truth(&raw.ground_truth, &mut checks);
         let criteria = criteria(raw.criteria.as_ref(), &mut checks);
         let state = StateConfig {
@@ -63,10 +64,10 @@ impl TryFrom<RawConfig> for Config {
                 url_origin(&raw.shadow),
                 || {
                     format!(
-                        "`{}` uses port {port}, which is a tapped production port: the tap filters \
-                         by port, so replayed requests would be captured and mirrored again. Run \
-                         the shadow on another port",
-                        shadow.url
+                        "`{}` uses port {port}, which is a tapped production port: {}. Run the \
+                         shadow on a port that is not in capture.ports",
+                        shadow.url,
+                        feedback_loop()
                     )
                 },
             );
@@ -78,9 +79,10 @@ impl TryFrom<RawConfig> for Config {
             let port = baseline.port();
             checks.ensure(!capture.taps_port(port), "shadow.baseline", origin, || {
                 format!(
-                    "`{baseline}` uses port {port}, which is a tapped production port: replayed \
-                     requests would be captured and mirrored again. Run the baseline (a second \
-                     production instance) on another port"
+                    "`{baseline}` uses port {port}, which is a tapped production port: {}. Run \
+                     the baseline (a second production instance) on a port that is not in \
+                     capture.ports",
+                    feedback_loop()
                 )
             });
             checks.ensure(
@@ -181,6 +183,14 @@ impl Config {
     pub fn from_toml(text: &str, path: &std::path::Path) -> Result<Config, ConfigError> {
         Config::try_from(RawConfig::from_toml(text, path)?)
     }
+}
+
+/// Why no replay may go to a tapped port, whatever its host.
+fn feedback_loop() -> &'static str {
+    "the tap selects packets by port on both sides of a connection, so replays sent there would \
+     be tapped and mirrored again: the mirror would mirror itself in a feedback loop. Whatever \
+     the host: a remote one reached through the tapped interface is tapped the same way, and one \
+     that is or resolves to this machine (localhost, any of its addresses) is production itself"
 }
 
 fn url_origin(raw: &RawShadow) -> &Origin {
@@ -1005,9 +1015,28 @@ fn rollback(raw: &RawRollback, c: &mut Checks) -> Option<RollbackSettings> {
     })
 }
 
-fn admin(raw: &RawAdmin) -> AdminConfig {
+/// `[admin]`: an address other hosts can reach needs a token file (the token itself is read
+/// at start, `security::AdminToken::read`).
+fn admin(raw: &RawAdmin, c: &mut Checks) -> AdminConfig {
+    let addr = raw.addr.value;
+    c.ensure(
+        is_loopback(&addr) || raw.token_file.is_some(),
+        "admin.addr",
+        &raw.addr.origin,
+        || {
+            format!(
+                "{addr} is not a loopback address, so the admin API (ground truth in, metrics, \
+                 summaries and verdicts out) would be open to the network without a password. \
+                 Give it a bearer token: set admin.token_file (or --admin-token-file, or \
+                 SHADOWD_ADMIN_TOKEN_FILE) to a file only shadowd's user can read holding one \
+                 line of at least {MIN_TOKEN_LEN} characters (`head -c 32 /dev/urandom | base64 \
+                 > FILE && chmod 600 FILE`); or listen on 127.0.0.1"
+            )
+        },
+    );
     AdminConfig {
-        addr: raw.addr.value,
+        addr,
+        token_file: raw.token_file.as_ref().map(|p| p.value.clone()),
     }
 }
 
@@ -1109,6 +1138,6 @@ default_from_raw!(ResourcesConfig, RawResources, resources);
 
 impl Default for AdminConfig {
     fn default() -> Self {
-        admin(&RawAdmin::default())
+        admin(&RawAdmin::default(), &mut Checks::default())
     }
 }

@@ -181,6 +181,7 @@ impl From<&Config> for RawConfig {
             },
             admin: RawAdmin {
                 addr: b(c.admin.addr),
+                token_file: c.admin.token_file.clone().map(b),
             },
             ground_truth: RawGroundTruth {
                 id_header: b(gt.rules.id_header.clone().unwrap_or_default()),

@@ -430,7 +430,7 @@ pub struct RawDiscrepancyLog {
     pub max_bytes: Setting<u64>,
     /// Rotated files kept.
     pub max_files: Setting<u32>,
-    /// Request body bytes copied into each line.
+    /// Request body bytes copied into each line (0, the default: only the sha256 and length).
     pub body_max_bytes: Setting<usize>,
     /// Headers redacted in addition to the defaults.
     pub redact_headers: List<String>,
@@ -444,7 +444,7 @@ impl Default for RawDiscrepancyLog {
             path: None,
             max_bytes: Setting::builtin(64 << 20),
             max_files: Setting::builtin(5),
-            body_max_bytes: Setting::builtin(4096),
+            body_max_bytes: Setting::builtin(0),
             redact_headers: Setting::builtin_list([]),
             redact_fields: Setting::builtin_list([]),
         }
@@ -457,12 +457,17 @@ impl Default for RawDiscrepancyLog {
 pub struct RawAdmin {
     /// Listen address for `/metrics`, `/healthz`, `/api/summary`.
     pub addr: Setting<SocketAddr>,
+    /// File holding the bearer token the admin API requires (`POST /api/labels` always, every
+    /// endpoint but `/healthz` when `addr` is not loopback); absent = none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<Setting<PathBuf>>,
 }
 
 impl Default for RawAdmin {
     fn default() -> Self {
         RawAdmin {
             addr: Setting::builtin(SocketAddr::from(([127, 0, 0, 1], 9464))),
+            token_file: None,
         }
     }
 }

@@ -183,13 +183,95 @@ fn shadow_on_a_production_port_is_rejected() {
         parse("[capture]\nports = [80]\n[shadow]\nurl = \"http://shadow.internal\"\n").unwrap_err();
     assert_eq!(located(&err)[0].1, "shadow.url");
     let err = parse(
-        "[capture]\nports = [9464]\n[shadow]\nurl = \"http://h:1\"\n[admin]\naddr = \"0.0.0.0:9464\"\n",
+        "[capture]\nports = [9464]\n[shadow]\nurl = \"http://h:1\"\n[admin]\naddr = \"0.0.0.0:9464\"\ntoken_file = \"/t\"\n",
     )
     .unwrap_err();
     assert_eq!(
         located(&err),
         vec![("t.toml:6:8".to_string(), "admin.addr".to_string())]
     );
+}
+
+#[test]
+fn an_admin_address_off_loopback_needs_a_token_file() {
+    let base = "[capture]\nports = [8080]\n[shadow]\nurl = \"http://127.0.0.1:8081\"\n[admin]\n";
+    for addr in ["127.0.0.1:9464", "127.0.0.2:0", "[::1]:9464"] {
+        let c = parse(&format!("{base}addr = \"{addr}\"\n")).unwrap();
+        assert_eq!(c.admin.token_file, None, "{addr}: no token needed");
+    }
+    for addr in ["0.0.0.0:9464", "[::]:9464", "10.1.2.3:9464"] {
+        let err = parse(&format!("{base}addr = \"{addr}\"\n")).unwrap_err();
+        assert_eq!(
+            located(&err),
+            vec![("t.toml:6:8".to_string(), "admin.addr".to_string())],
+            "{addr}"
+        );
+        let text = err.to_string();
+        for hint in [
+            "not a loopback address",
+            "admin.token_file",
+            "--admin-token-file",
+            "chmod 600",
+            "127.0.0.1",
+        ] {
+            assert!(text.contains(hint), "{addr}: {hint}: {text}");
+        }
+        let c = parse(&format!(
+            "{base}addr = \"{addr}\"\ntoken_file = \"/run/secrets/shadowd\"\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            c.admin.token_file.as_deref(),
+            Some(Path::new("/run/secrets/shadowd"))
+        );
+        let again = parse(&c.to_toml().unwrap()).unwrap();
+        assert_eq!(again.admin, c.admin, "round trip");
+    }
+}
+
+#[test]
+fn request_bodies_are_left_out_of_the_discrepancy_log_unless_asked_for() {
+    let c = test_config("[discrepancy_log]\npath = \"/var/lib/shadowtap/d.jsonl\"\n");
+    assert_eq!(c.discrepancy_log.body_max_bytes, 0, "redacted by default");
+    let c = test_config("[discrepancy_log]\nbody_max_bytes = 4096\n");
+    assert_eq!(
+        c.discrepancy_log.body_max_bytes, 4096,
+        "the explicit opt-out"
+    );
+}
+
+#[test]
+fn no_replay_goes_to_a_tapped_port_whatever_the_host() {
+    let base = "[capture]\nports = [8080, 9000]\n[shadow]\n";
+    for host in [
+        "127.0.0.1",
+        "localhost",
+        "[::1]",
+        "0.0.0.0",
+        "10.0.0.7",
+        "shadow.internal",
+    ] {
+        for port in [8080, 9000] {
+            let url = format!("http://{host}:{port}");
+            let err = parse(&format!("{base}url = \"{url}\"\n")).unwrap_err();
+            assert_eq!(located(&err)[0].1, "shadow.url", "{url}");
+            let text = err.to_string();
+            for why in [
+                "feedback loop",
+                "resolves to this machine",
+                "not in capture.ports",
+            ] {
+                assert!(text.contains(why), "{url}: {why}: {text}");
+            }
+            let err = parse(&format!(
+                "{base}url = \"http://127.0.0.1:8081\"\nbaseline = \"{url}\"\n"
+            ))
+            .unwrap_err();
+            assert_eq!(located(&err)[0].1, "shadow.baseline", "{url}");
+            assert!(err.to_string().contains("feedback loop"), "{err}");
+        }
+        parse(&format!("{base}url = \"http://{host}:8081\"\n")).unwrap();
+    }
 }
 
 #[test]
@@ -274,6 +356,7 @@ redact_headers = ["X-Api-Key"]
 redact_fields = ["/user"]
 [admin]
 addr = "127.0.0.1:9999"
+token_file = "/etc/shadowtap/admin.token"
 [resources]
 enabled = false
 sample_interval_ms = 250
@@ -380,6 +463,10 @@ fn every_typed_field_is_parsed_and_round_trips() {
     assert_eq!(d.redact_fields, vec![PathPattern::parse("/user")]);
     assert_eq!(c.admin.addr, "127.0.0.1:9999".parse().unwrap());
     assert_eq!(
+        c.admin.token_file.as_deref(),
+        Some(Path::new("/etc/shadowtap/admin.token"))
+    );
+    assert_eq!(
         c.resources,
         ResourcesConfig {
             enabled: false,
@@ -478,6 +565,7 @@ fn example_config_parses_and_documents_every_key() {
     raw.compare.prediction_pointer = Some(Setting::builtin("/x".into()));
     raw.compare.label_output = Some(Setting::builtin("x".into()));
     raw.discrepancy_log.path = Some(Setting::builtin("x".into()));
+    raw.admin.token_file = Some(Setting::builtin("x".into()));
     raw.shadow.model = Some(Setting::builtin("x".into()));
     raw.resources.production_pid = Some(Setting::builtin(1));
     raw.resources.production_cgroup = Some(Setting::builtin("/x".into()));

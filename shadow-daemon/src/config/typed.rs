@@ -465,7 +465,8 @@ pub struct DiscrepancyLogConfig {
     pub max_bytes: u64,
     /// Rotated files kept (`path.1` .. `path.N`).
     pub max_files: u32,
-    /// Request body bytes copied into each line (0 = only the sha256).
+    /// Request body bytes copied into each line (0, the default = only the sha256 and length:
+    /// request bodies are users' data, logged only when asked for).
     pub body_max_bytes: usize,
     /// Headers redacted in addition to the defaults.
     pub redact_headers: Vec<HeaderName>,
@@ -478,6 +479,10 @@ pub struct DiscrepancyLogConfig {
 pub struct AdminConfig {
     /// Listen address for `/metrics`, `/healthz`, `/api/summary`.
     pub addr: SocketAddr,
+    /// File holding the bearer token (read and checked at start by
+    /// [`crate::security::AdminToken::read`]): required by `POST /api/labels`, and by every
+    /// endpoint but `/healthz` when `addr` is not loopback (which needs a token file).
+    pub token_file: Option<PathBuf>,
 }
 
 /// Request ids, the ground-truth join and segments.

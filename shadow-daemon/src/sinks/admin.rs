@@ -8,16 +8,23 @@
 //! `{"id": .., "value": ..}`; answers what became of each line).
 //! `/api/summary` also has `resources`, the latest
 //! [`ResourceSnapshot`](crate::resources::ResourceSnapshot) of the model servers and shadowd.
+//!
+//! Access ([`AdminAccess`]): `POST /api/labels` always needs `Authorization: Bearer <token>`
+//! (without a configured token it is refused with 403: ground truth decides promotions, so
+//! nobody may post it anonymously); when the server listens beyond loopback, every other
+//! endpoint but `/healthz` needs the token too. A missing or wrong token is answered 401 with
+//! `WWW-Authenticate: Bearer`, before any body is read.
 
 use crate::mirror::MirrorStatus;
 use crate::resources::ResourceHandle;
+use crate::security::{AdminToken, is_loopback};
 use crate::shutdown::Shutdown;
 use crate::sinks::metrics::Metrics;
 use crate::sinks::verdict_metrics::VerdictMetrics;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::header::CONTENT_TYPE;
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -49,6 +56,65 @@ impl LatestVerdict {
     }
 }
 
+/// Who may use which admin endpoint.
+#[derive(Clone, Debug, Default)]
+pub struct AdminAccess {
+    /// The bearer token; `None`: `POST /api/labels` is refused (403).
+    token: Option<AdminToken>,
+    /// Whether reads (every endpoint but `/healthz`) need the token too.
+    reads_need_token: bool,
+}
+
+/// What [`AdminAccess::check`] decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Access {
+    Allowed,
+    /// No (or a wrong) `Authorization: Bearer` header: 401.
+    Unauthorized {
+        presented: bool,
+    },
+    /// The endpoint needs a token and none is configured: 403.
+    NoTokenConfigured,
+}
+
+impl AdminAccess {
+    /// Access for a server listening on `addr` with `token`: labels need the token; so does
+    /// every endpoint but `/healthz` when `addr` is not loopback. (A non-loopback `addr`
+    /// without a token is refused by the config check; here it would lock every read.)
+    pub fn new(addr: SocketAddr, token: Option<AdminToken>) -> Self {
+        AdminAccess {
+            token,
+            reads_need_token: !is_loopback(&addr),
+        }
+    }
+
+    /// Whether a token is configured.
+    pub fn has_token(&self) -> bool {
+        self.token.is_some()
+    }
+
+    /// Whether reads need the token (the server is reachable from other hosts).
+    pub fn reads_need_token(&self) -> bool {
+        self.reads_need_token
+    }
+
+    fn check(&self, path: &str, authorization: Option<&[u8]>) -> Access {
+        let needed = path == "/api/labels" || (self.reads_need_token && path != "/healthz");
+        if !needed {
+            return Access::Allowed;
+        }
+        let Some(token) = &self.token else {
+            return Access::NoTokenConfigured;
+        };
+        match authorization {
+            Some(value) if token.authorizes(value) => Access::Allowed,
+            presented => Access::Unauthorized {
+                presented: presented.is_some(),
+            },
+        }
+    }
+}
+
 /// What the admin endpoints read.
 #[derive(Clone, Debug)]
 pub struct AdminState {
@@ -64,6 +130,8 @@ pub struct AdminState {
     /// CPU and memory of the model servers and shadowd (`/api/summary` `resources`: `null`
     /// without a monitor).
     pub resources: Option<ResourceHandle>,
+    /// Who may use which endpoint (default: reads open, labels refused).
+    pub access: AdminAccess,
 }
 
 impl AdminState {
@@ -77,7 +145,14 @@ impl AdminState {
             capturing: Arc::new(AtomicBool::new(true)),
             verdict: Arc::new(LatestVerdict::default()),
             resources: None,
+            access: AdminAccess::default(),
         }
+    }
+
+    /// Guards the endpoints with `access`.
+    pub fn with_access(mut self, access: AdminAccess) -> Self {
+        self.access = access;
+        self
     }
 
     /// Reports the resource monitor's latest sample in `/api/summary`.
@@ -143,7 +218,47 @@ fn respond(
         .expect("static response parts are valid")
 }
 
+/// 401 with the challenge RFC 6750 asks for (`error="invalid_token"` when a token was sent).
+fn unauthorized(presented: bool) -> Response<Full<Bytes>> {
+    let challenge = if presented {
+        "Bearer realm=\"shadowd\", error=\"invalid_token\""
+    } else {
+        "Bearer realm=\"shadowd\""
+    };
+    let mut response = respond(
+        StatusCode::UNAUTHORIZED,
+        "text/plain",
+        "send `Authorization: Bearer <token>`, the token in shadowd's admin.token_file\n",
+    );
+    response.headers_mut().insert(
+        WWW_AUTHENTICATE,
+        hyper::header::HeaderValue::from_static(challenge),
+    );
+    response
+}
+
 async fn route(state: &AdminState, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let authorization = req.headers().get(AUTHORIZATION).map(|v| v.as_bytes());
+    match state.access.check(req.uri().path(), authorization) {
+        Access::Allowed => {}
+        Access::Unauthorized { presented } => {
+            tracing::debug!(
+                path = req.uri().path(),
+                presented,
+                "admin: refused, no valid token"
+            );
+            return unauthorized(presented);
+        }
+        Access::NoTokenConfigured => {
+            return respond(
+                StatusCode::FORBIDDEN,
+                "text/plain",
+                "POST /api/labels needs a bearer token: start shadowd with admin.token_file (or \
+                 --admin-token-file) naming a file that holds one, and send `Authorization: \
+                 Bearer <token>`\n",
+            );
+        }
+    }
     if req.uri().path() == "/api/labels" {
         return post_labels(state, req).await;
     }
@@ -288,4 +403,152 @@ async fn post_labels(state: &AdminState, req: Request<Incoming>) -> Response<Ful
         "application/json",
         serde_json::to_string(&report).unwrap_or_default(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mirror::Mirror;
+    use crate::shutdown::{self, ShutdownTrigger};
+    use crate::telemetry::Telemetry;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    const SECRET: &str = "test-token-0123456789abcdef";
+
+    fn token() -> AdminToken {
+        AdminToken::from_secret(SECRET).unwrap()
+    }
+
+    /// An admin server on 127.0.0.1:0 guarded by `access`; stops when the trigger is dropped.
+    async fn serve(access: AdminAccess) -> (SocketAddr, ShutdownTrigger) {
+        let (trigger, shutdown) = shutdown::channel();
+        let metrics = Metrics::new();
+        let telemetry: Arc<dyn Telemetry> = Arc::new(metrics.clone());
+        let config = Arc::new(crate::config::test_config(""));
+        let mirror = Mirror::new(config, telemetry);
+        let state = AdminState::new(metrics, mirror.status()).with_access(access);
+        let listener = bind_admin(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(serve_admin(listener, state, shutdown));
+        (addr, trigger)
+    }
+
+    /// One request over a fresh connection: (status, the response head, the body).
+    async fn call(
+        addr: SocketAddr,
+        method: &str,
+        path: &str,
+        authorization: Option<&str>,
+        body: &str,
+    ) -> (u16, String, String) {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        let auth = authorization.map_or(String::new(), |a| format!("Authorization: {a}\r\n"));
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: t\r\n{auth}Content-Length: {}\r\n\
+             Connection: close\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(request.as_bytes()).await.unwrap();
+        let mut out = Vec::new();
+        tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut out))
+            .await
+            .expect("the admin server answers")
+            .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        let status = head[9..12].parse().unwrap();
+        (status, head.to_ascii_lowercase(), body.to_string())
+    }
+
+    const LABEL: &str = "{\"id\": \"r-1\", \"label\": 1}\n";
+
+    #[tokio::test]
+    async fn labels_need_the_bearer_token_even_on_loopback() {
+        let loopback = SocketAddr::from(([127, 0, 0, 1], 9464));
+        let (addr, _stop) = serve(AdminAccess::new(loopback, Some(token()))).await;
+        let bearer = format!("Bearer {SECRET}");
+
+        let (status, head, _) = call(addr, "POST", "/api/labels", None, LABEL).await;
+        assert_eq!(status, 401);
+        assert!(
+            head.contains("www-authenticate: bearer realm=\"shadowd\"\r\n")
+                || head.ends_with("www-authenticate: bearer realm=\"shadowd\""),
+            "{head}"
+        );
+        let wrong = format!("Bearer {SECRET}x");
+        for value in [wrong.as_str(), "Basic dXNlcjpwYXNz", SECRET] {
+            let (status, head, _) = call(addr, "POST", "/api/labels", Some(value), LABEL).await;
+            assert_eq!(status, 401, "{value}");
+            assert!(head.contains("error=\"invalid_token\""), "{head}");
+        }
+
+        let (status, _, body) = call(addr, "POST", "/api/labels", Some(&bearer), LABEL).await;
+        assert_eq!(status, 200, "{body}");
+        let report: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(report["unknown"], 1, "{report}");
+
+        // Reads stay open on loopback, with or without a token.
+        for path in ["/metrics", "/healthz", "/api/summary"] {
+            assert_eq!(call(addr, "GET", path, None, "").await.0, 200, "{path}");
+        }
+    }
+
+    #[tokio::test]
+    async fn without_a_token_labels_are_refused_with_what_to_do() {
+        let loopback = SocketAddr::from(([127, 0, 0, 1], 9464));
+        let (addr, _stop) = serve(AdminAccess::new(loopback, None)).await;
+        let (status, _, body) = call(
+            addr,
+            "POST",
+            "/api/labels",
+            Some("Bearer anything-at-all-here"),
+            LABEL,
+        )
+        .await;
+        assert_eq!(status, 403);
+        assert!(body.contains("admin.token_file"), "{body}");
+        assert_eq!(call(addr, "GET", "/api/summary", None, "").await.0, 200);
+    }
+
+    #[tokio::test]
+    async fn off_loopback_every_endpoint_but_healthz_needs_the_token() {
+        let public = SocketAddr::from(([0, 0, 0, 0], 9464));
+        let access = AdminAccess::new(public, Some(token()));
+        assert!(access.reads_need_token() && access.has_token());
+        let (addr, _stop) = serve(access).await;
+        let bearer = format!("Bearer {SECRET}");
+        for path in ["/metrics", "/api/summary", "/api/verdict", "/nowhere"] {
+            let (status, head, _) = call(addr, "GET", path, None, "").await;
+            assert_eq!(status, 401, "{path}");
+            assert!(head.contains("www-authenticate: bearer"), "{path}: {head}");
+            let (status, _, _) =
+                call(addr, "GET", path, Some("Bearer nope-nope-nope-nope"), "").await;
+            assert_eq!(status, 401, "{path}");
+        }
+        // With the token: what the endpoint answers (no verdict yet: 503; unknown path: 404).
+        for (path, expected) in [
+            ("/metrics", 200),
+            ("/api/summary", 200),
+            ("/api/verdict", 503),
+            ("/nowhere", 404),
+        ] {
+            assert_eq!(
+                call(addr, "GET", path, Some(&bearer), "").await.0,
+                expected,
+                "{path}"
+            );
+        }
+        // The health check carries no data and stays open for probes.
+        assert_eq!(call(addr, "GET", "/healthz", None, "").await.0, 200);
+        assert_eq!(call(addr, "POST", "/api/labels", None, LABEL).await.0, 401);
+        assert_eq!(
+            call(addr, "POST", "/api/labels", Some(&bearer), LABEL)
+                .await
+                .0,
+            200
+        );
+    }
 }

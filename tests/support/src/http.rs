@@ -290,13 +290,26 @@ pub fn post(
     content_type: &str,
     body: &[u8],
 ) -> io::Result<(u16, String)> {
+    post_authorized(addr, path, content_type, body, None)
+}
+
+/// [`post`] with `Authorization: Bearer <token>` when a token is given (shadowd's
+/// `POST /api/labels` needs its admin token).
+pub fn post_authorized(
+    addr: SocketAddr,
+    path: &str,
+    content_type: &str,
+    body: &[u8],
+    bearer: Option<&str>,
+) -> io::Result<(u16, String)> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     stream.set_write_timeout(Some(Duration::from_secs(10)))?;
+    let authorization = bearer.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     write!(
         stream,
         "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {content_type}\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n",
+         {authorization}Content-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     )?;
     stream.write_all(body)?;
@@ -323,6 +336,33 @@ mod tests {
             out.push(message);
         }
         out
+    }
+
+    #[test]
+    fn post_authorized_sends_the_bearer_token_and_the_body() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let request = read_message(&mut stream, &mut Vec::new()).unwrap().unwrap();
+            stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                .unwrap();
+            request
+        });
+        let (status, body) = post_authorized(
+            addr,
+            "/api/labels",
+            "application/x-ndjson",
+            b"{}\n",
+            Some("t0ken"),
+        )
+        .unwrap();
+        assert_eq!((status, body.as_str()), (200, "ok"));
+        let request = server.join().unwrap();
+        assert_eq!(request.start_line, "POST /api/labels HTTP/1.1");
+        assert_eq!(request.header("authorization"), Some("Bearer t0ken"));
+        assert_eq!(&request.body[..], b"{}\n");
     }
 
     #[test]
