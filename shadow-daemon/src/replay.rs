@@ -222,16 +222,11 @@ impl ShadowClient {
             .map_err(|_| ReplayError::Method(req.method.clone()))?;
 
         // Headers named by `Connection` are hop-by-hop too.
-        let named_by_connection: Vec<String> = req
+        let named_by_connection: Vec<&[u8]> = req
             .headers
             .iter()
             .filter(|h| h.name.eq_ignore_ascii_case("connection"))
-            .flat_map(|h| {
-                String::from_utf8_lossy(&h.value)
-                    .split(',')
-                    .map(|t| t.trim().to_ascii_lowercase())
-                    .collect::<Vec<_>>()
-            })
+            .flat_map(|h| h.value.split(|&b| b == b',').map(<[u8]>::trim_ascii))
             .collect();
         let had_length = req
             .headers
@@ -239,8 +234,14 @@ impl ShadowClient {
             .any(|h| h.name.eq_ignore_ascii_case("content-length"));
         let mut headers = HeaderMap::new();
         for h in &req.headers {
-            let lower = h.name.to_ascii_lowercase();
-            if DROPPED.contains(&lower.as_str()) || named_by_connection.contains(&lower) {
+            let name = h.name.as_bytes();
+            if DROPPED
+                .iter()
+                .any(|d| name.eq_ignore_ascii_case(d.as_bytes()))
+                || named_by_connection
+                    .iter()
+                    .any(|n| name.eq_ignore_ascii_case(n))
+            {
                 continue;
             }
             let (Ok(name), Ok(value)) = (
