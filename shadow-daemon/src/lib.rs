@@ -29,7 +29,7 @@
 //! A module imports only from the layers before it (checked by `xtask/tests/layers.rs`):
 //!
 //! ```text
-//! shutdown, error, security → capture → config, telemetry → exchange_source, admission, replay,
+//! allocator, shutdown, error, security → capture → config, telemetry → exchange_source, admission, replay,
 //!   resources → mirror → rollback → sinks → decision → commands → cli
 //! ```
 //!
@@ -44,6 +44,7 @@
 //! privileged (file and directory permissions, the admin API's bearer token).
 
 pub mod admission;
+pub mod allocator;
 pub mod capture;
 pub mod cli;
 pub mod commands;

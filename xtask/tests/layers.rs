@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 /// layers (and `shadow_core`); modules of one layer do not import each other.
 const LAYERS: &[&[&str]] = &[
     // Plumbing every part may use (`security`: permission checks and the admin token).
-    &["shutdown", "error", "security"],
+    &["allocator", "shutdown", "error", "security"],
     // The live capture backends (config names one of them: `CaptureKind`).
     &["capture"],
     // The configuration, and the events stages report (implemented by `sinks::metrics`).

@@ -367,6 +367,8 @@ async fn run(config: Arc<Config>, access: AdminAccess) -> CommandResult {
     let admin = tokio::spawn(serve_admin(listener, state, shutdown.clone()));
     let exchanges = start_exchange_source(&config, telemetry, shutdown.clone())?;
     capturing.store(true, Ordering::Relaxed);
+    // Loading the tap parsed the kernel's BTF: tens of MiB, all freed by now.
+    crate::allocator::release_freed_memory();
     tracing::info!(
         interface = %config.capture.interface,
         ports = ?config.capture.ports,
