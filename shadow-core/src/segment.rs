@@ -91,3 +91,25 @@ impl Segment {
         }
     }
 }
+
+/// A segment as a live capture delivers it: `missing` payload bytes right after its payload
+/// were on the wire but not captured (the capture cut the segment; 0 when it came whole).
+/// Reassembly makes them a gap at once (`push_cut`) instead of waiting for bytes that will
+/// never come.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CapturedSegment {
+    /// The segment, with the payload as far as it was captured.
+    pub segment: Segment,
+    /// Payload bytes lost after it.
+    pub missing: u32,
+}
+
+impl From<Segment> for CapturedSegment {
+    /// A segment captured whole.
+    fn from(segment: Segment) -> Self {
+        CapturedSegment {
+            segment,
+            missing: 0,
+        }
+    }
+}

@@ -228,9 +228,45 @@ impl KernelPacketResult {
     }
 }
 
-/// Why the shadow counts as failing a replay (circuit breaker window, warnings): no usable
-/// answer, a 5xx, a gRPC status that is the server's fault, an answer slower than
-/// `slow_call_ms`, or a request we could not send.
+/// How the circuit breaker counted one judged replay (label `counted_as` of
+/// `shadowtap_breaker_outcomes_total`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BreakerOutcome {
+    /// No worse than production's answer to the same request.
+    Success,
+    /// Worse than production's answer: held against the shadow.
+    Failure,
+    /// Failed as production did (both 5xx, both gRPC server errors, ...): agreement, held
+    /// neither for nor against the shadow.
+    SharedFailure,
+    /// The answer to a request admitted before the breaker last changed state: not counted.
+    Late,
+}
+
+impl BreakerOutcome {
+    /// Every outcome, for pre-registering the metric's series.
+    pub const ALL: [BreakerOutcome; 4] = [
+        BreakerOutcome::Success,
+        BreakerOutcome::Failure,
+        BreakerOutcome::SharedFailure,
+        BreakerOutcome::Late,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BreakerOutcome::Success => "success",
+            BreakerOutcome::Failure => "failure",
+            BreakerOutcome::SharedFailure => "shared_failure",
+            BreakerOutcome::Late => "late",
+        }
+    }
+}
+
+/// How a replay failed (circuit breaker window, warnings): no usable answer, a 5xx, a gRPC
+/// status that is the server's fault, an answer slower than `slow_call_ms`, or a request we
+/// could not send. The breaker holds it against the shadow only when production's answer to
+/// the same request was better ([`BreakerOutcome`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ShadowFailure {
     /// Could not connect.

@@ -21,7 +21,7 @@ pub mod token_bucket;
 
 use crate::config::Config;
 use crate::telemetry::Telemetry;
-use circuit_breaker::SharedBreaker;
+use circuit_breaker::{Permit, SharedBreaker};
 use filter::RequestFilter;
 use queue::SharedQueue;
 use sampling::Sampler;
@@ -42,6 +42,9 @@ pub struct Job {
     pub request: HttpRequest,
     pub prod_response: HttpResponse,
     pub timing: ExchangeTiming,
+    /// The circuit breaker's permit, handed back with the replay's outcome (the default one,
+    /// before admission, counts for nothing).
+    pub permit: Permit,
 }
 
 /// Why an exchange cannot become a [`Job`].
@@ -76,6 +79,7 @@ impl TryFrom<Exchange> for Job {
             request: request.ok_or(NotReplayable::Missing("request"))?,
             prod_response: prod_response.ok_or(NotReplayable::Missing("production response"))?,
             timing,
+            permit: Permit::default(),
         })
     }
 }
@@ -178,7 +182,7 @@ impl Admitter {
     }
 
     fn admit(&mut self, exchange: Exchange, now: Instant) -> Admission {
-        let job = match Job::try_from(exchange) {
+        let mut job = match Job::try_from(exchange) {
             Ok(job) => job,
             Err(why) => return Admission::Skipped(why.skip_reason()),
         };
@@ -189,21 +193,22 @@ impl Admitter {
         if !self.sampler.sampled(&req.method, &req.target, &req.body) {
             return Admission::Skipped(SkipReason::SampledOut);
         }
-        if !self.breaker.admit(now) {
+        let Some(permit) = self.breaker.admit(now) else {
             return Admission::Skipped(SkipReason::CircuitOpen);
-        }
+        };
         if let Some(bucket) = &mut self.bucket
             && !bucket.try_take(now)
         {
-            self.breaker.cancel();
+            self.breaker.cancel(permit);
             return Admission::Skipped(SkipReason::RateLimited);
         }
+        job.permit = permit;
         let pushed = self.queue.lock().push(job, now);
         match pushed {
             Ok(()) => Admission::Queued,
             // (Closed only after admission stops offering, so in practice: full.)
             Err(queue::Refused::Full | queue::Refused::Closed) => {
-                self.breaker.cancel();
+                self.breaker.cancel(permit);
                 Admission::Skipped(SkipReason::QueueFull)
             }
         }
@@ -216,7 +221,7 @@ pub(crate) mod tests {
     use crate::config::test_config;
     use crate::telemetry::{BreakerCause, BreakerChange, BreakerState, Event, Recorder};
     use bytes::Bytes;
-    use circuit_breaker::CircuitBreaker;
+    use circuit_breaker::{CircuitBreaker, Judgement};
     use shadow_core::http::{Header, Protocol};
     use shadow_core::vocabulary::ShadowFailure;
 
@@ -400,11 +405,23 @@ pub(crate) mod tests {
 
     #[test]
     fn open_breaker_skips_with_circuit_open() {
-        let config = test_config("");
-        let (mut p, _queue, events) = admitter(&config, 100);
-        for _ in 0..config.circuit_breaker.min_requests.get() {
+        let config = test_config("[mirror]\npacing = \"asap\"\n");
+        let (mut p, queue, events) = admitter(&config, 100);
+        let n = config.circuit_breaker.min_requests.get();
+        for i in 0..n {
+            let body = i.to_string();
+            assert_eq!(p.offer(exchange("POST", "/p", &body)), Admission::Queued);
+        }
+        // Each queued job carries its permit to the replay, which hands back the outcome.
+        let now = Instant::now();
+        for _ in 0..n {
+            let queue::Next::Release(released) = queue.lock().next(now, 0) else {
+                panic!("a job is due");
+            };
+            let connect_error = Judgement::Failure(ShadowFailure::Connect);
             p.breaker
-                .record(Some(ShadowFailure::Connect), Instant::now());
+                .start(released.job.permit, None, now)
+                .finish(connect_error, now);
         }
         assert_eq!(p.breaker.state(), BreakerState::Open);
         assert_eq!(

@@ -37,6 +37,20 @@ pub enum CaptureError {
         #[source]
         source: io::Error,
     },
+    /// The eBPF tap cannot read this interface's link type (see `capture::ebpf::link`).
+    #[error(
+        "`{iface}` has link type {name} ({link_type}), which the eBPF tap does not read (it \
+         reads Ethernet-like devices and loopback, and layer-3 devices without a link header \
+         such as tun and WireGuard): tap another interface, or use --capture afpacket, which \
+         reads any link type"
+    )]
+    UnsupportedLinkType {
+        iface: String,
+        /// Its `ARPHRD_*` number.
+        link_type: u16,
+        /// Its `ARPHRD_*` name.
+        name: &'static str,
+    },
     /// No port, or port 0.
     #[error("invalid port {0}: give the production model server's TCP port (1-65535)")]
     InvalidPort(u16),
@@ -140,6 +154,7 @@ impl ExitClass for CaptureError {
         matches!(
             self,
             CaptureError::UnknownInterface { .. }
+                | CaptureError::UnsupportedLinkType { .. }
                 | CaptureError::InvalidPort(_)
                 | CaptureError::TooManyPorts(_)
         )

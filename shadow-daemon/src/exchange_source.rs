@@ -143,9 +143,11 @@ impl Source {
         loop {
             tokio::select! {
                 segment = capture.segments.recv() => match segment {
-                    Some(segment) => {
-                        self.foreign.segment(&segment);
-                        self.assembler.push(segment, &mut self.ready);
+                    Some(captured) => {
+                        self.foreign.segment(&captured.segment);
+                        // Bytes the capture lost are a gap at once (no hole timeout).
+                        self.assembler
+                            .push_cut(captured.segment, captured.missing, &mut self.ready);
                     }
                     None => break,
                 },

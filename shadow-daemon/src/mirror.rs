@@ -30,7 +30,7 @@
 //! counted as skipped, `abandoned`, and in [`RunSummary::abandoned`]).
 
 use crate::admission::circuit_breaker::{
-    BreakerState, CircuitBreaker, SharedBreaker, shadow_failure,
+    BreakerState, CircuitBreaker, Judgement, SharedBreaker, judge,
 };
 use crate::admission::queue::{Next, Released, ReplayQueue, SharedQueue};
 use crate::admission::{AdmissionStats, Admitter, Job};
@@ -539,25 +539,31 @@ impl Worker {
     /// Replay (to the shadow and the noise baseline at once) → compare → telemetry,
     /// evaluation and discrepancy sink for one job.
     async fn process(&self, job: Job) {
-        // The breaker judges the shadow's answer as soon as it is in, whatever the baseline does.
+        // The breaker judges the shadow's answer (against production's) as soon as it is in,
+        // whatever the baseline does; it knows the replay is in flight from now on.
         // The replay futures (hyper's request state) are kilobytes: boxed, the task's future
         // stays small, and spawning it no longer copies them around (a tenth of the daemon's
         // CPU went to those copies).
         let shadow = async {
+            let prod_latency = job.timing.latency_ns().map(Duration::from_nanos);
+            let in_flight = self.breaker.start(job.permit, prod_latency, Instant::now());
             let answer = Box::pin(self.client.replay(job.protocol, &job.request)).await;
             match &answer {
                 Ok(answer) => {
-                    let failure = shadow_failure(answer, self.slow_call);
-                    if let Some(failure) = failure {
-                        self.failed(failure, || describe_failure(&job, answer, self.slow_call));
+                    let judged = judge(answer, &job.prod_response, prod_latency, self.slow_call);
+                    if let Judgement::Failure(failure) = judged {
+                        self.failed(failure, || {
+                            describe_failure(&job, answer, failure, self.slow_call)
+                        });
                     }
-                    self.breaker.record(failure, Instant::now());
+                    in_flight.finish(judged, Instant::now());
                 }
                 Err(e) => {
                     self.failed(ShadowFailure::Request, || {
                         format!("{}: not replayed: {e}", request_line(&job))
                     });
-                    self.breaker.cancel();
+                    // Never sent: the permit goes back.
+                    drop(in_flight);
                 }
             }
             answer
@@ -723,21 +729,42 @@ fn request_line(job: &Job) -> String {
     format!("{} {path}", job.request.method)
 }
 
-/// What went wrong with a replay, for the log.
-fn describe_failure(job: &Job, answer: &ShadowAnswer, slow_call: Option<Duration>) -> String {
+/// What went wrong with a replay (`failure`), for the log.
+fn describe_failure(
+    job: &Job,
+    answer: &ShadowAnswer,
+    failure: ShadowFailure,
+    slow_call: Option<Duration>,
+) -> String {
     let line = request_line(job);
-    match answer {
-        ShadowAnswer::Failed { message, .. } => format!("{line}: {message}"),
-        ShadowAnswer::Response {
-            status, latency_ns, ..
-        } if *status >= 500 => format!(
+    let slower = |latency_ns: u64| {
+        format!(
+            "after {:.1} ms, slower than circuit_breaker.slow_call_ms ({:?}) and production",
+            latency_ns as f64 / 1e6,
+            slow_call.unwrap_or_default()
+        )
+    };
+    match (answer, failure) {
+        (
+            ShadowAnswer::Failed {
+                message,
+                latency_ns,
+                ..
+            },
+            ShadowFailure::Slow,
+        ) => format!("{line}: {message} {}", slower(*latency_ns)),
+        (ShadowAnswer::Failed { message, .. }, _) => format!("{line}: {message}"),
+        (ShadowAnswer::Response { latency_ns, .. }, ShadowFailure::Slow) => {
+            format!("{line}: the shadow answered {}", slower(*latency_ns))
+        }
+        (
+            ShadowAnswer::Response {
+                status, latency_ns, ..
+            },
+            _,
+        ) => format!(
             "{line}: the shadow answered {status} after {:.1} ms",
             *latency_ns as f64 / 1e6
-        ),
-        ShadowAnswer::Response { latency_ns, .. } => format!(
-            "{line}: the shadow answered after {:.1} ms, slower than circuit_breaker.slow_call_ms ({:?})",
-            *latency_ns as f64 / 1e6,
-            slow_call.unwrap_or_default()
         ),
     }
 }

@@ -15,8 +15,9 @@ use shadow_core::http::Protocol;
 use shadow_core::rollback::Firing;
 use shadow_core::segment::FlowKey;
 use shadow_core::vocabulary::{
-    AgreementUnit, DiscrepancyKind, DropStage, ForeignProtocol, KernelPacketResult, MirrorResult,
-    Model, Outcome, RollbackAction, RollbackResult, ShadowFailure, SkipReason, StreamLoss,
+    AgreementUnit, BreakerOutcome, DiscrepancyKind, DropStage, ForeignProtocol, KernelPacketResult,
+    MirrorResult, Model, Outcome, RollbackAction, RollbackResult, ShadowFailure, SkipReason,
+    StreamLoss,
 };
 use std::collections::HashMap;
 use std::fmt;
@@ -45,6 +46,9 @@ pub trait Telemetry: Send + Sync {
     fn skipped(&self, reason: SkipReason);
     /// The shadow circuit breaker changed state, and why (also reported once at start).
     fn breaker_changed(&self, change: &BreakerChange);
+    /// The circuit breaker judged a replay's answer against production's and counted it so
+    /// (`failure` only when the shadow did worse; `shared_failure` when both failed).
+    fn breaker_outcome(&self, counted_as: BreakerOutcome);
     /// Replays in flight and waiting in the replay queue now.
     fn replay_load(&self, load: ReplayLoad);
     /// A replay left the queue for the shadow after waiting this long.
@@ -180,6 +184,8 @@ pub enum BreakerCause {
         failed: Vec<(ShadowFailure, usize)>,
         /// Replay outcomes in the window.
         outcomes: usize,
+        /// Of the slow failures, replays still in flight for longer than `slow_call_ms`.
+        in_flight: usize,
         /// How long mirroring pauses.
         paused_for: Duration,
     },
@@ -210,6 +216,7 @@ impl fmt::Display for BreakerChange {
             BreakerCause::Failures {
                 failed,
                 outcomes,
+                in_flight,
                 paused_for,
             } => {
                 let n: usize = failed.iter().map(|(_, n)| n).sum();
@@ -217,9 +224,17 @@ impl fmt::Display for BreakerChange {
                     .iter()
                     .map(|(kind, n)| format!("{} {n}", kind.as_str()))
                     .collect();
+                let waiting = if *in_flight > 0 {
+                    format!(
+                        ", {in_flight} of them still in flight after circuit_breaker.slow_call_ms"
+                    )
+                } else {
+                    String::new()
+                };
                 write!(
                     f,
-                    ": {n} of the last {outcomes} replays failed ({}); mirroring paused for {:?}",
+                    ": {n} of the last {outcomes} replays failed ({}{waiting}); mirroring paused \
+                     for {:?}",
                     by_kind.join(", "),
                     paused_for
                 )
@@ -455,6 +470,8 @@ pub enum Event {
     Skipped(SkipReason),
     /// [`Telemetry::breaker_changed`].
     BreakerChanged(BreakerChange),
+    /// [`Telemetry::breaker_outcome`].
+    BreakerOutcome(BreakerOutcome),
     /// [`Telemetry::replay_load`].
     ReplayLoad(ReplayLoad),
     /// [`Telemetry::queue_waited`].
@@ -568,6 +585,9 @@ impl Telemetry for Recorder {
     }
     fn breaker_changed(&self, change: &BreakerChange) {
         self.push(Event::BreakerChanged(change.clone()));
+    }
+    fn breaker_outcome(&self, counted_as: BreakerOutcome) {
+        self.push(Event::BreakerOutcome(counted_as));
     }
     fn replay_load(&self, load: ReplayLoad) {
         self.push(Event::ReplayLoad(load));
@@ -701,6 +721,7 @@ mod tests {
             cause: BreakerCause::Failures {
                 failed: vec![(ShadowFailure::Timeout, 5), (ShadowFailure::Connect, 2)],
                 outcomes: 10,
+                in_flight: 0,
                 paused_for: Duration::from_secs(10),
             },
         };
@@ -708,6 +729,20 @@ mod tests {
             open.to_string(),
             "shadow circuit breaker open: 7 of the last 10 replays failed (timeout 5, connect 2); \
              mirroring paused for 10s"
+        );
+        let hanging = BreakerChange {
+            state: BreakerState::Open,
+            cause: BreakerCause::Failures {
+                failed: vec![(ShadowFailure::Slow, 6)],
+                outcomes: 10,
+                in_flight: 4,
+                paused_for: Duration::from_secs(10),
+            },
+        };
+        assert_eq!(
+            hanging.to_string(),
+            "shadow circuit breaker open: 6 of the last 10 replays failed (slow 6, 4 of them \
+             still in flight after circuit_breaker.slow_call_ms); mirroring paused for 10s"
         );
     }
 }

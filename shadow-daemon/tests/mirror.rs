@@ -20,7 +20,8 @@ use shadow_core::http::{
 };
 use shadow_core::segment::FlowKey;
 use shadow_core::vocabulary::{
-    AgreementUnit, DiscrepancyKind, DropStage, KernelPacketResult, MirrorResult, Model, SkipReason,
+    AgreementUnit, DiscrepancyKind, DropStage, KernelPacketResult, MirrorResult, Model,
+    ShadowFailure, SkipReason,
 };
 use shadow_daemon::config::{Config, Pacing, RawConfig, Setting};
 use shadow_daemon::mirror::{Mirror, RunSummary};
@@ -29,8 +30,8 @@ use shadow_daemon::sinks::admin::{AdminState, bind_admin, serve_admin};
 use shadow_daemon::sinks::discrepancy_log::DiscrepancyLog;
 use shadow_daemon::sinks::metrics::Metrics;
 use shadow_daemon::telemetry::{
-    BreakerChange, Event, GrpcStatusLabel, Recorder, ReplayLoad, RollbackDone, RollbackFired,
-    RollbackHeld, Telemetry, Warning,
+    BreakerCause, BreakerChange, BreakerState, Event, GrpcStatusLabel, Recorder, ReplayLoad,
+    RollbackDone, RollbackFired, RollbackHeld, Telemetry, Warning,
 };
 use shadowtap_test_support::prom;
 use std::collections::{BTreeMap, HashSet};
@@ -60,6 +61,9 @@ enum Behaviour {
     Hang,
     /// Answer bytes that are not HTTP, then close.
     Garbage,
+    /// `GET /` answers 501 (as the production server of [`root_exchange`] does); inference
+    /// requests are answered like production.
+    RootNotImplemented,
     /// Hold every request until the gate opens (the test sends `true`), then answer like
     /// production after `delay`.
     Gated {
@@ -250,6 +254,15 @@ async fn answer(
             tokio::time::sleep(Duration::from_secs(3600)).await;
             Response::new(Full::new(Bytes::new()))
         }
+        Behaviour::RootNotImplemented if body.is_empty() => Response::builder()
+            .status(501)
+            .body(Full::new(Bytes::from_static(b"Not Implemented")))
+            .unwrap(),
+        Behaviour::RootNotImplemented => {
+            let id = id.unwrap();
+            let out = infer_response(id, prod_class(id), "v2", 0.0);
+            Response::new(Full::new(Bytes::from(out.to_string())))
+        }
         Behaviour::Garbage => unreachable!("handled on the raw socket"),
     }
 }
@@ -322,6 +335,20 @@ fn exchange(id: u64, method: &str, outcome: Outcome) -> Exchange {
         },
         outcome,
     }
+}
+
+/// Stray traffic production fails: `GET /` (client port `40_000 + id`) answered 501.
+fn root_exchange(id: u64) -> Exchange {
+    let mut ex = exchange(id, "GET", Outcome::Complete);
+    let request = ex.request.as_mut().unwrap();
+    request.target = "/".into();
+    request.headers = vec![header("Host", "prod.example:8080")];
+    request.body = Bytes::new();
+    let response = ex.prod_response.as_mut().unwrap();
+    response.status = 501;
+    response.headers = vec![header("Content-Length", "15")];
+    response.body = Bytes::from_static(b"Not Implemented");
+    ex
 }
 
 /// Exchange `id` as production served it: its request started on the wire `start_ms` after an
@@ -404,6 +431,10 @@ impl Telemetry for Tee {
     fn breaker_changed(&self, change: &BreakerChange) {
         self.0.breaker_changed(change);
         self.1.breaker_changed(change);
+    }
+    fn breaker_outcome(&self, counted_as: shadow_core::vocabulary::BreakerOutcome) {
+        self.0.breaker_outcome(counted_as);
+        self.1.breaker_outcome(counted_as);
     }
     fn replay_load(&self, load: ReplayLoad) {
         self.0.replay_load(load);
@@ -1061,6 +1092,159 @@ async fn concurrency_cap_holds_with_a_hanging_shadow() {
     assert_eq!(shadow.seen.lock().unwrap().len(), 6);
     drop(r.feed);
     assert_eq!(r.run.await.unwrap().replayed, 6);
+}
+
+/// The reported bug: stray traffic that production and the shadow both fail (300 `GET /`,
+/// both answering 501) is agreement, compared like any request and never held against the
+/// shadow: the breaker (default settings) stays closed and the next inference request is
+/// mirrored, not skipped as `circuit_open`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_production_shares_never_open_the_breaker() {
+    const STRAY: u64 = 300;
+    let shadow = start_shadow(Behaviour::RootNotImplemented).await;
+    let mut c = config(shadow.addr, None);
+    c.mirror.pacing = Pacing::Asap;
+    c.mirror.queue = nz(512);
+    let r = start(c).await;
+    for id in 0..STRAY {
+        r.feed.send(root_exchange(id)).await.unwrap();
+    }
+    wait_for(&r.metrics, "the stray requests handled", |t| {
+        handled(t) == STRAY as f64
+    })
+    .await;
+    r.feed
+        .send(exchange(STRAY, "POST", Outcome::Complete))
+        .await
+        .unwrap();
+    wait_for(&r.metrics, "the inference request handled", |t| {
+        handled(t) == (STRAY + 1) as f64
+    })
+    .await;
+    let text = http_get(r.admin, "/metrics").await;
+    let m = |s: &str| metric(&text, s);
+    assert_eq!(
+        m("shadowtap_mirrored_requests_total{protocol=\"http1\",result=\"ok\"}"),
+        (STRAY + 1) as f64,
+        "{text}"
+    );
+    assert_eq!(
+        m("shadowtap_mirror_skipped_total{reason=\"circuit_open\"}"),
+        0.0
+    );
+    assert_eq!(m("shadowtap_circuit_state"), 0.0);
+    assert_eq!(
+        m("shadowtap_breaker_outcomes_total{counted_as=\"shared_failure\"}"),
+        STRAY as f64
+    );
+    assert_eq!(
+        m("shadowtap_breaker_outcomes_total{counted_as=\"success\"}"),
+        1.0
+    );
+    assert_eq!(
+        m("shadowtap_breaker_outcomes_total{counted_as=\"failure\"}"),
+        0.0
+    );
+    // Compared: both errors are counted per model, and the statuses agree.
+    assert_eq!(
+        m("shadowtap_errors_total{class=\"5xx\",model=\"shadow\"}"),
+        STRAY as f64
+    );
+    assert_eq!(
+        m("shadowtap_errors_total{class=\"5xx\",model=\"production\"}"),
+        STRAY as f64
+    );
+    assert_eq!(
+        m("shadowtap_discrepancies_total{protocol=\"http1\",kind=\"status\"}"),
+        0.0
+    );
+    // The inference request reached the shadow; no shadow failure was warned about.
+    let seen = shadow.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), (STRAY + 1) as usize);
+    assert!(seen.iter().any(|s| s.id == Some(STRAY)), "{seen:?}");
+    assert!(
+        !r.events
+            .warnings()
+            .iter()
+            .any(|w| matches!(w, Warning::ReplayFailed { .. })),
+        "{:?}",
+        r.events.warnings()
+    );
+    drop(r.feed);
+    assert_eq!(r.run.await.unwrap().admission.exchanges, STRAY + 1);
+}
+
+/// Replays in flight count: with `slow_call_ms` set, four replays hanging at the shadow for
+/// longer than it are four slow calls, and the breaker opens at the next admission, long
+/// before any of them times out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replays_hanging_past_slow_call_open_the_breaker_before_they_time_out() {
+    let shadow = start_shadow(Behaviour::Hang).await;
+    let mut c = config(shadow.addr, None);
+    c.mirror.pacing = Pacing::Asap;
+    c.shadow.timeout = Duration::from_secs(2);
+    c.circuit_breaker.window = nz(10);
+    c.circuit_breaker.min_requests = nz(4);
+    c.circuit_breaker.open_for = Duration::from_millis(600_000);
+    c.circuit_breaker.slow_call = Some(Duration::from_millis(100));
+    let r = start(c).await;
+    for id in 0..4u64 {
+        r.feed
+            .send(exchange(id, "POST", Outcome::Complete))
+            .await
+            .unwrap();
+    }
+    wait_seen(&shadow, 4).await;
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    r.feed
+        .send(exchange(4, "POST", Outcome::Complete))
+        .await
+        .unwrap();
+    wait_for(&r.metrics, "the fifth exchange skipped", |t| {
+        metric(t, "shadowtap_mirror_skipped_total{reason=\"circuit_open\"}") == 1.0
+    })
+    .await;
+    let text = r.metrics.render();
+    assert_eq!(metric(&text, "shadowtap_circuit_state"), 1.0);
+    assert_eq!(
+        metric(
+            &text,
+            "shadowtap_mirrored_requests_total{protocol=\"http1\",result=\"timeout\"}"
+        ),
+        0.0,
+        "opened before any replay ended"
+    );
+    let opened = r
+        .events
+        .events()
+        .into_iter()
+        .find_map(|e| match e {
+            Event::BreakerChanged(c) if c.state == BreakerState::Open => Some(c),
+            _ => None,
+        })
+        .expect("the breaker opened");
+    assert_eq!(
+        opened.cause,
+        BreakerCause::Failures {
+            failed: vec![(ShadowFailure::Slow, 4)],
+            outcomes: 4,
+            in_flight: 4,
+            paused_for: Duration::from_millis(600_000),
+        }
+    );
+    // The four time out later: answers to requests admitted before the breaker opened.
+    drop(r.feed);
+    let summary = r.run.await.unwrap();
+    assert_eq!(summary.replayed, 4);
+    let text = r.metrics.render();
+    assert_eq!(
+        metric(
+            &text,
+            "shadowtap_breaker_outcomes_total{counted_as=\"late\"}"
+        ),
+        4.0
+    );
+    assert_eq!(shadow.seen.lock().unwrap().len(), 4);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,8 +2,13 @@
 //!
 //! Every read goes through `bpf_skb_load_bytes` (via `TcContext::load`), which works on
 //! non-linear skbs and fails cleanly past the end of the packet.
+//!
+//! A packet starts with the interface's link-layer header: 14 bytes on Ethernet-like devices
+//! (`lo` included), none on layer-3 devices (tun, WireGuard). The daemon sets its length in
+//! [`L2_HEADER_LEN`] when it loads the program; the network protocol comes from the skb
+//! (`skb->protocol`), which every link type sets, not from an Ethernet header.
 
-use aya_ebpf::{helpers::bpf_skb_load_bytes, programs::TcContext};
+use aya_ebpf::{Global, helpers::bpf_skb_load_bytes, programs::TcContext};
 use core::hint::black_box;
 use shadow_common::{
     CHUNK_SIZE, DIR_REQUEST, DIR_RESPONSE, FAMILY_IPV4, FAMILY_IPV6, MAX_CHUNKS, RING_BYTES,
@@ -13,6 +18,7 @@ use shadow_common::{
 use crate::maps::{EVENTS, bump, is_watched, opaque};
 use crate::trace;
 
+/// Ethernet header length (also `lo`'s).
 const ETH_HLEN: usize = 14;
 const ETH_P_IP: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86DD;
@@ -33,6 +39,22 @@ const IPV6_MORE_FRAGMENTS: u16 = 0x0001;
 /// Extension headers walked before the packet counts as malformed (as in the userspace frame
 /// decoder, `shadow_core::frame`): real packets carry a handful at most.
 const MAX_IPV6_EXTENSIONS: u32 = 8;
+
+/// Link-layer header bytes in front of the IP header on the tapped interface: 14 (Ethernet-like)
+/// or 0 (layer-3 devices). Set by the daemon at load (`EbpfLoader::override_global`); aya
+/// freezes it, so the verifier knows the value and checks the one layout in use.
+#[unsafe(no_mangle)]
+static L2_HEADER_LEN: Global<u32> = Global::new(ETH_HLEN as u32);
+
+/// Where the IP header starts: 0 or [`ETH_HLEN`], nothing else.
+#[inline(always)]
+fn l2_header_len() -> usize {
+    if L2_HEADER_LEN.load() == 0 {
+        0
+    } else {
+        ETH_HLEN
+    }
+}
 
 /// Ring fill (bytes) from which a submit wakes the reader. Below it, records are submitted
 /// without a wakeup and the reader collects them on its short poll timer: far fewer wakeups
@@ -85,44 +107,53 @@ fn load_be32(ctx: &TcContext, offset: usize) -> Result<u32, ()> {
 
 /// Reads the IP header (and IPv6 extension headers) in front of the TCP header. `Ok(None)`:
 /// not TCP over IP, or an IP fragment without a TCP header (counted as `FRAGMENT` here, since
-/// its port cannot be known). `Err`: unreadable or more than `MAX_IPV6_EXTENSIONS` extension
-/// headers (the caller counts it as malformed, like the userspace frame decoder).
+/// its port cannot be known). `Err`: unreadable, an IP version that is not the protocol's (a
+/// wrong link-layer length shows here) or more than `MAX_IPV6_EXTENSIONS` extension headers
+/// (the caller counts it as malformed, like the userspace frame decoder).
 #[inline(always)]
 fn parse_network(ctx: &TcContext) -> Result<Option<Network>, ()> {
-    let ethertype = load_be16(ctx, 12)?;
+    let ethertype = u16::from_be(ctx.skb.protocol() as u16);
+    let l2 = l2_header_len();
     let mut saddr = [0u8; 16];
     let mut daddr = [0u8; 16];
     match ethertype {
         ETH_P_IP => {
-            let version_ihl: u8 = ctx.load(ETH_HLEN).map_err(|_| ())?;
+            let version_ihl: u8 = ctx.load(l2).map_err(|_| ())?;
+            if version_ihl >> 4 != 4 {
+                return Err(());
+            }
             let ihl = ((version_ihl & 0x0f) as usize) * 4;
-            let protocol: u8 = ctx.load(ETH_HLEN + 9).map_err(|_| ())?;
+            let protocol: u8 = ctx.load(l2 + 9).map_err(|_| ())?;
             if protocol != IPPROTO_TCP || ihl < 20 {
                 return Ok(None);
             }
-            let frag = load_be16(ctx, ETH_HLEN + 6)?;
+            let frag = load_be16(ctx, l2 + 6)?;
             // A later fragment has no TCP header: its connection cannot be known.
             if frag & IPV4_FRAGMENT_OFFSET != 0 {
                 bump(counter::FRAGMENT);
                 return Ok(None);
             }
-            let tot_len = load_be16(ctx, ETH_HLEN + 2)? as u32;
-            let s: [u8; 4] = ctx.load(ETH_HLEN + 12).map_err(|_| ())?;
-            let d: [u8; 4] = ctx.load(ETH_HLEN + 16).map_err(|_| ())?;
+            let tot_len = load_be16(ctx, l2 + 2)? as u32;
+            let s: [u8; 4] = ctx.load(l2 + 12).map_err(|_| ())?;
+            let d: [u8; 4] = ctx.load(l2 + 16).map_err(|_| ())?;
             saddr[..4].copy_from_slice(&s);
             daddr[..4].copy_from_slice(&d);
             Ok(Some(Network {
                 family: FAMILY_IPV4,
                 saddr,
                 daddr,
-                l4_offset: ETH_HLEN + ihl,
+                l4_offset: l2 + ihl,
                 l4_len: tot_len.saturating_sub(ihl as u32),
                 first_fragment: frag & IPV4_MORE_FRAGMENTS != 0,
             }))
         }
         ETH_P_IPV6 => {
-            let mut next_header: u8 = ctx.load(ETH_HLEN + 6).map_err(|_| ())?;
-            let mut l4_offset = ETH_HLEN + IPV6_HLEN;
+            let version: u8 = ctx.load(l2).map_err(|_| ())?;
+            if version >> 4 != 6 {
+                return Err(());
+            }
+            let mut next_header: u8 = ctx.load(l2 + 6).map_err(|_| ())?;
+            let mut l4_offset = l2 + IPV6_HLEN;
             let mut first_fragment = false;
             // Walk the extension headers up to TCP; bounded, so the verifier sees the loop end.
             let mut walked: u32 = 0;
@@ -162,14 +193,13 @@ fn parse_network(ctx: &TcContext) -> Result<Option<Network>, ()> {
                 // hide it from the verifier so that the rest is verified once, not per path.
                 l4_offset = opaque(l4_offset as u32).ok_or(())? as usize;
                 // (Each header is at most 2048 bytes long.)
-                let walk = ETH_HLEN + IPV6_HLEN
-                    ..=ETH_HLEN + IPV6_HLEN + 2048 * MAX_IPV6_EXTENSIONS as usize;
+                let walk = l2 + IPV6_HLEN..=l2 + IPV6_HLEN + 2048 * MAX_IPV6_EXTENSIONS as usize;
                 if !walk.contains(&l4_offset) {
                     return Err(());
                 }
             }
-            let payload_len = load_be16(ctx, ETH_HLEN + 4)? as u32;
-            let extensions_len = (l4_offset - ETH_HLEN - IPV6_HLEN) as u32;
+            let payload_len = load_be16(ctx, l2 + 4)? as u32;
+            let extensions_len = (l4_offset - l2 - IPV6_HLEN) as u32;
             // Payload length 0 (GSO super-packet, jumbogram): the skb length is used instead.
             let l4_len = if payload_len == 0 {
                 0
@@ -179,8 +209,8 @@ fn parse_network(ctx: &TcContext) -> Result<Option<Network>, ()> {
             } else {
                 payload_len - extensions_len
             };
-            saddr = ctx.load(ETH_HLEN + 8).map_err(|_| ())?;
-            daddr = ctx.load(ETH_HLEN + 24).map_err(|_| ())?;
+            saddr = ctx.load(l2 + 8).map_err(|_| ())?;
+            daddr = ctx.load(l2 + 24).map_err(|_| ())?;
             Ok(Some(Network {
                 family: FAMILY_IPV6,
                 saddr,

@@ -26,7 +26,7 @@ pub fn collect_until(
             break;
         }
         match rt.block_on(async { tokio::time::timeout(left, capture.segments.recv()).await }) {
-            Ok(Some(segment)) => segments.push(segment),
+            Ok(Some(captured)) => segments.push(captured.segment),
             Ok(None) | Err(_) => break,
         }
     }

@@ -2,6 +2,9 @@
 //!
 //! - [`netns`]: throw-away network namespaces (a veth pair with 169.254.x.x/30 addresses, or a
 //!   lone namespace with `lo` up), running code inside them, deleted on drop.
+//! - [`tun`]: two namespaces joined by a layer-3 link (a tun device in each, relayed by this
+//!   process, as WireGuard's userspace implementations do): an interface without a link
+//!   header.
 //! - [`http_peer`]: a deterministic HTTP/1.1 keep-alive server and a client that checks every
 //!   response and keeps a transcript of the exact bytes sent and received.
 //! - [`capture`]: draining a [`LiveCapture`](shadow_daemon::capture::LiveCapture) with a bound.
@@ -55,6 +58,7 @@ pub mod scenario;
 pub mod shadowd;
 pub mod streams;
 pub mod tc;
+pub mod tun;
 
 /// Bound on any single blocking read or write of the test peers.
 pub const IO_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);

@@ -24,7 +24,7 @@ use super::live::{LIVE_CHANNEL_DEPTH, LiveCapture, SharedStats, TapSpec, spawn_r
 use crate::error::CaptureError;
 use crate::shutdown::Shutdown;
 use shadow_core::frame::{self, LinkType};
-use shadow_core::segment::Segment;
+use shadow_core::segment::CapturedSegment;
 use std::io;
 use std::mem::{size_of, zeroed};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -249,7 +249,7 @@ struct Reader {
     socket: OwnedFd,
     ports: Vec<u16>,
     frame_buf_bytes: usize,
-    tx: mpsc::Sender<Segment>,
+    tx: mpsc::Sender<CapturedSegment>,
     stats: Arc<SharedStats>,
     stop: Arc<AtomicBool>,
     shutdown: Shutdown,
@@ -305,18 +305,28 @@ impl Reader {
                 continue;
             }
             let ts_ns = packet.ts_ns.unwrap_or_else(now_ns);
-            let segment =
+            let decoded =
                 match frame::decode(LinkType::RawIp, &buf[..packet.read], &self.ports, ts_ns) {
-                    Ok(decoded) => decoded.segment,
+                    Ok(decoded) => decoded,
                     Err(reason) => {
                         self.stats.skipped_frame(reason);
                         continue;
                     }
                 };
-            if packet.len > packet.read {
+            // A packet longer than the buffer is cut: what the IP header announces beyond the
+            // captured payload (or, without an IP length, beyond the bytes read) is a gap.
+            let missing = if packet.len > packet.read {
                 self.stats.truncated.fetch_add(1, Ordering::Relaxed);
-            }
-            let len = segment.payload.len();
+                let cut = u32::try_from(packet.len - packet.read).unwrap_or(u32::MAX);
+                decoded.missing.unwrap_or(cut)
+            } else {
+                0
+            };
+            let segment = CapturedSegment {
+                segment: decoded.segment,
+                missing,
+            };
+            let len = segment.segment.payload.len();
             match self.tx.try_send(segment) {
                 Ok(()) => self.stats.delivered(len),
                 Err(TrySendError::Full(_)) => {
@@ -479,7 +489,7 @@ fn port_filter(ports: &[u16]) -> Vec<libc::sock_filter> {
 mod tests {
     use super::*;
     use bytes::Bytes;
-    use shadow_core::segment::{Direction, FlowKey, TcpFlags};
+    use shadow_core::segment::{Direction, FlowKey, Segment, TcpFlags};
 
     /// Runs the subset of classic BPF that [`port_filter`] emits; returns the snap length.
     fn run_filter(prog: &[libc::sock_filter], pkt: &[u8]) -> u32 {

@@ -2,7 +2,7 @@
 //! to the daemon, and the counters it keeps. Backends depend on this module, never on each
 //! other or on the dispatch in [`crate::capture`].
 
-use shadow_core::segment::Segment;
+use shadow_core::segment::CapturedSegment;
 use shadow_core::vocabulary::{DropStage, FrameSkip, KernelPacketResult};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -70,7 +70,8 @@ pub const LIVE_CHANNEL_DEPTH: usize = 1 << 16;
 /// A running live capture: segments arrive on `segments` until it is dropped or the shutdown
 /// fires. Dropping it detaches the tap.
 pub struct LiveCapture {
-    pub segments: mpsc::Receiver<Segment>,
+    /// Each with the payload bytes the capture knows it lost right after it (then a gap).
+    pub segments: mpsc::Receiver<CapturedSegment>,
     pub stats: Arc<SharedStats>,
     /// Keeps the backend alive (attached programs, reader tasks, sockets).
     pub(crate) _guard: Box<dyn Send>,

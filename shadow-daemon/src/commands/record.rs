@@ -165,7 +165,10 @@ async fn record(
                 continue;
             }
         };
-        let Some(segment) = next else { break };
+        // (A segment the capture cut is written as captured: the file shows the hole.)
+        let Some(segment) = next.map(|captured| captured.segment) else {
+            break;
+        };
         writer
             .write(&segment)
             .map_err(|e| write_error(&args.output, e))?;

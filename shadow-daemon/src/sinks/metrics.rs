@@ -18,8 +18,9 @@ use shadow_core::compare::Comparison;
 use shadow_core::http::Protocol;
 use shadow_core::noise::NOISE_KINDS;
 use shadow_core::vocabulary::{
-    AgreementUnit, DecodeFailure, DiscrepancyKind, DropStage, ErrorClass, KernelPacketResult,
-    MirrorResult, Model, OUTCOMES, Outcome, RollbackAction, RollbackResult, SkipReason, StreamLoss,
+    AgreementUnit, BreakerOutcome, DecodeFailure, DiscrepancyKind, DropStage, ErrorClass,
+    KernelPacketResult, MirrorResult, Model, OUTCOMES, Outcome, RollbackAction, RollbackResult,
+    SkipReason, StreamLoss,
 };
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -79,6 +80,7 @@ struct Inner {
     flows_active: IntGauge,
     reassembly_bytes: IntGauge,
     circuit_state: IntGauge,
+    breaker_outcomes: IntCounterVec,
     discrepancy_log_dropped: IntCounter,
     rollback_firings: IntCounterVec,
     rollback_suppressed: IntCounter,
@@ -279,6 +281,13 @@ impl Metrics {
                 "circuit_state",
                 "Shadow circuit breaker: 0 closed (mirroring), 1 open (paused), 2 half-open (probing)."
             ))),
+            breaker_outcomes: reg!(IntCounterVec::new(
+                opts(
+                    "breaker_outcomes_total",
+                    "Shadow answers as the circuit breaker counted them, against production's answer to the same request: success, failure (worse than production's: held against the shadow), shared_failure (production failed too: agreement, held neither for nor against it), late (admitted before the breaker last changed state: not counted)."
+                ),
+                &["counted_as"]
+            )),
             discrepancy_log_dropped: reg!(IntCounter::with_opts(opts(
                 "discrepancy_log_dropped_total",
                 "Discrepancy log lines dropped because the writer fell behind or failed."
@@ -303,6 +312,9 @@ impl Metrics {
         };
         for r in SkipReason::ALL {
             inner.skipped.with_label_values(&[r.as_str()]);
+        }
+        for o in BreakerOutcome::ALL {
+            inner.breaker_outcomes.with_label_values(&[o.as_str()]);
         }
         for r in MirrorResult::ALL {
             for p in Protocol::ALL {
@@ -533,6 +545,13 @@ impl Telemetry for Metrics {
             _ => tracing::info!(state, "{change}"),
         }
         self.inner.circuit_state.set(change.state.gauge_value());
+    }
+
+    fn breaker_outcome(&self, counted_as: BreakerOutcome) {
+        self.inner
+            .breaker_outcomes
+            .with_label_values(&[counted_as.as_str()])
+            .inc();
     }
 
     fn replay_load(&self, load: ReplayLoad) {

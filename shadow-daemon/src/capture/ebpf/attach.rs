@@ -24,6 +24,10 @@ pub const ATTACH_MODE_ENV: &str = "SHADOWTAP_TC_ATTACH";
 /// aya-log's ring buffer in the object; shrunk to one page when the kernel trace is off.
 const LOG_MAP: &str = "AYA_LOGS";
 
+/// The program's global holding the link-layer header length in front of IP (a frozen
+/// read-only value, set at load: see [`super::link`]).
+const L2_HEADER_LEN: &str = "L2_HEADER_LEN";
+
 /// How the tap is loaded.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Options {
@@ -73,8 +77,9 @@ pub fn attach(spec: &TapSpec, options: Options) -> Result<AttachedTap, CaptureEr
     if EBPF_OBJECT.is_empty() {
         return Err(CaptureError::NoEbpfObject);
     }
+    let l2_header_len = super::link::of_interface(&spec.interface)?;
     raise_memlock_limit();
-    let mut ebpf = load_object(options.kernel_trace)?;
+    let mut ebpf = load_object(options.kernel_trace, l2_header_len)?;
     let trace = if options.kernel_trace {
         let mut logger = aya_log::EbpfLogger::init(&mut ebpf)
             .map_err(|e| CaptureError::load("opening the kernel trace", e))?;
@@ -100,6 +105,7 @@ pub fn attach(spec: &TapSpec, options: Options) -> Result<AttachedTap, CaptureEr
         iface = %spec.interface,
         ports = ?spec.ports,
         mode = if tcx { "tcx" } else { "netlink clsact" },
+        l2_header_len,
         kernel_trace = options.kernel_trace,
         "eBPF tap attached"
     );
@@ -125,7 +131,8 @@ pub fn attach(spec: &TapSpec, options: Options) -> Result<AttachedTap, CaptureEr
 /// Parses the object and creates its maps. aya-log's level (a frozen read-only global the
 /// program checks before each trace line) is always set: to `debug` for the trace, else to 0,
 /// which lets the verifier drop the trace code; the trace's ring then shrinks to one page.
-fn load_object(kernel_trace: bool) -> Result<Ebpf, CaptureError> {
+/// The link-layer header length is another such global.
+fn load_object(kernel_trace: bool, l2_header_len: u32) -> Result<Ebpf, CaptureError> {
     let level = if kernel_trace {
         aya_log::Level::Debug as u8
     } else {
@@ -135,7 +142,8 @@ fn load_object(kernel_trace: bool) -> Result<Ebpf, CaptureError> {
     let mut loader = EbpfLoader::new();
     loader
         .btf(btf.as_ref())
-        .override_global(aya_log::LEVEL, &level, true);
+        .override_global(aya_log::LEVEL, &level, true)
+        .override_global(L2_HEADER_LEN, &l2_header_len, true);
     if !kernel_trace {
         loader.map_max_entries(LOG_MAP, page_size());
     }
@@ -239,9 +247,13 @@ mod tests {
         for map in ["PORTS", "EVENTS", "COUNTERS", LOG_MAP] {
             assert!(obj.maps.contains_key(map), "{map}");
         }
-        // The one-byte global `load_object` always sets (must exist, or loading fails).
+        // The globals `load_object` always sets (they must exist, or loading fails).
         let level = std::collections::HashMap::from([(aya_log::LEVEL, (&[0u8][..], true))]);
         obj.patch_map_data(level)
             .expect("the trace level global is in the object");
+        let l2 = 0u32.to_ne_bytes();
+        let l2 = std::collections::HashMap::from([(L2_HEADER_LEN, (&l2[..], true))]);
+        obj.patch_map_data(l2)
+            .expect("the link-layer header length global is in the object");
     }
 }

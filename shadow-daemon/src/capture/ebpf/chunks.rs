@@ -7,13 +7,15 @@
 //! two CPUs at once, e.g. on `lo` when the sender migrates): pending segments are kept per
 //! segment, named by connection direction and capture time (one program run stamps all the
 //! chunks of its packet with the same nanosecond). A chunk lost to
-//! a full ring leaves its segment short: what arrived is delivered as it is (the reassembly sees
-//! the hole and marks a gap), never padded or guessed.
+//! a full ring leaves its segment short: what arrived is delivered as it is, never padded or
+//! guessed, with the number of bytes known lost right after it
+//! ([`CapturedSegment::missing`]), so that reassembly marks the gap at once instead of waiting
+//! for bytes that will never come.
 
 use super::record::segment_from_event;
 use bytes::BytesMut;
 use shadow_common::SegmentEvent;
-use shadow_core::segment::{Direction, FlowKey, Segment, TcpFlags};
+use shadow_core::segment::{CapturedSegment, Direction, FlowKey, Segment, TcpFlags};
 use std::collections::HashMap;
 
 /// A segment whose chunks are still arriving.
@@ -43,13 +45,13 @@ impl ChunkJoiner {
         event: &SegmentEvent,
         payload: &[u8],
         clock_offset_ns: i128,
-        out: &mut Vec<Segment>,
+        out: &mut Vec<CapturedSegment>,
     ) {
         let chunk = segment_from_event(event, payload, clock_offset_ns);
         let key = (chunk.flow, chunk.dir, event.ts_ns);
         if event.chunk_index == 0 {
             if payload.len() >= event.segment_len as usize {
-                out.push(chunk);
+                out.push(chunk.into());
                 return;
             }
             let mut body = BytesMut::with_capacity(event.segment_len as usize);
@@ -78,19 +80,22 @@ impl ChunkJoiner {
                 }
             }
             _ => {
-                // Chunks of this segment were lost: deliver what came, as it came.
+                // Chunks of this segment were lost: deliver what came, as it came, the part
+                // before the hole with the hole's length.
                 if let Some(stale) = self.pending.remove(&key) {
-                    out.push(stale.finish());
+                    let hole = chunk.seq.wrapping_sub(stale.next_seq);
+                    let hole = if hole <= stale.remaining() { hole } else { 0 };
+                    out.push(stale.cut(hole));
                 }
-                out.push(chunk);
+                out.push(chunk.into());
             }
         }
     }
 
     /// Ends a drain of the ring: segments that were already incomplete at the end of the
     /// previous drain will get no more chunks (a segment's chunks are submitted within one
-    /// program run) and are delivered short.
-    pub fn end_round(&mut self, out: &mut Vec<Segment>) {
+    /// program run) and are delivered short, their lost tail as missing.
+    pub fn end_round(&mut self, out: &mut Vec<CapturedSegment>) {
         let round = self.round;
         let stale: Vec<_> = self
             .pending
@@ -106,16 +111,31 @@ impl ChunkJoiner {
         self.round += 1;
     }
 
-    /// Delivers everything pending (at shutdown).
-    pub fn flush(&mut self, out: &mut Vec<Segment>) {
+    /// Delivers everything pending (at shutdown), their missing tails as missing.
+    pub fn flush(&mut self, out: &mut Vec<CapturedSegment>) {
         out.extend(self.pending.drain().map(|(_, p)| p.finish()));
     }
 }
 
 impl Pending {
-    fn finish(mut self) -> Segment {
+    /// Segment bytes not received yet.
+    fn remaining(&self) -> u32 {
+        u32::try_from(self.segment_len.saturating_sub(self.body.len())).unwrap_or(u32::MAX)
+    }
+
+    /// The segment as received; what did not arrive is its lost tail.
+    fn finish(self) -> CapturedSegment {
+        let missing = self.remaining();
+        self.cut(missing)
+    }
+
+    /// The segment as received, `missing` bytes lost right after it.
+    fn cut(mut self, missing: u32) -> CapturedSegment {
         self.segment.payload = self.body.freeze();
-        self.segment
+        CapturedSegment {
+            segment: self.segment,
+            missing,
+        }
     }
 }
 
@@ -184,8 +204,9 @@ mod tests {
             &mut out,
         );
         assert_eq!(out.len(), 1);
-        assert_eq!(out[0].payload, b[..]);
-        assert!(out[0].flags.fin());
+        assert_eq!(out[0].segment.payload, b[..]);
+        assert!(out[0].segment.flags.fin());
+        assert_eq!(out[0].missing, 0);
         j.push(
             &event(1, 2, 508, 10, 2, tcp_flags::ACK),
             &a[8..],
@@ -193,7 +214,10 @@ mod tests {
             &mut out,
         );
         assert_eq!(out.len(), 2);
-        assert_eq!((out[1].seq, &out[1].payload[..]), (500, &a[..]));
+        assert_eq!(
+            (out[1].segment.seq, &out[1].segment.payload[..]),
+            (500, &a[..])
+        );
     }
 
     #[test]
@@ -213,8 +237,11 @@ mod tests {
         j.push(&s2[0], &data[8..12], 0, &mut out);
         j.push(&s1[1], &data[4..8], 0, &mut out);
         j.push(&s2[1], &data[12..16], 0, &mut out);
-        let got: Vec<_> = out.iter().map(|s| (s.seq, &s.payload[..])).collect();
-        assert_eq!(got, vec![(0, &data[0..8]), (8, &data[8..16])]);
+        let got: Vec<_> = out
+            .iter()
+            .map(|s| (s.segment.seq, &s.segment.payload[..], s.missing))
+            .collect();
+        assert_eq!(got, vec![(0, &data[0..8], 0), (8, &data[8..16], 0)]);
     }
 
     #[test]
@@ -224,27 +251,33 @@ mod tests {
         j.push(&event(1, 0, 7, 3, 3, tcp_flags::ACK), b"abc", 0, &mut out);
         j.push(&event(1, 0, 0, 0, 0, tcp_flags::SYN), b"", 0, &mut out);
         assert_eq!(out.len(), 2);
-        assert_eq!(out[0].payload, "abc");
-        assert!(out[1].flags.syn());
+        assert_eq!(out[0].segment.payload, "abc");
+        assert!(out[1].segment.flags.syn());
+        assert!(out.iter().all(|s| s.missing == 0));
     }
 
     #[test]
-    fn lost_chunks_leave_short_segments_never_padded() {
+    fn lost_chunks_leave_short_segments_never_padded_with_what_is_missing() {
         let mut j = ChunkJoiner::default();
         let mut out = Vec::new();
-        // Middle chunk lost: the first part is delivered short, the tail as its own segment.
+        let got = |out: &[CapturedSegment]| -> Vec<(u32, bytes::Bytes, u32)> {
+            out.iter()
+                .map(|s| (s.segment.seq, s.segment.payload.clone(), s.missing))
+                .collect()
+        };
+        // Middle chunk lost: the first part is delivered short with the 3-byte hole after it,
+        // the tail as its own segment.
         j.push(&event(1, 0, 0, 9, 3, tcp_flags::ACK), b"abc", 0, &mut out);
         j.push(&event(1, 2, 6, 9, 3, tcp_flags::ACK), b"ghi", 0, &mut out);
         assert_eq!(
-            out.iter()
-                .map(|s| (s.seq, s.payload.clone()))
-                .collect::<Vec<_>>(),
+            got(&out),
             vec![
-                (0, bytes::Bytes::from_static(b"abc")),
-                (6, bytes::Bytes::from_static(b"ghi"))
+                (0, bytes::Bytes::from_static(b"abc"), 3),
+                (6, bytes::Bytes::from_static(b"ghi"), 0)
             ]
         );
-        // Tail lost: delivered short after the next drain round at the latest.
+        // Tail lost: delivered short after the next drain round at the latest, its six lost
+        // bytes as missing.
         out.clear();
         j.push(&event(1, 0, 100, 9, 3, tcp_flags::ACK), b"xyz", 0, &mut out);
         j.end_round(&mut out);
@@ -253,8 +286,48 @@ mod tests {
             "still waiting for the rest within this round"
         );
         j.end_round(&mut out);
-        assert_eq!(out.len(), 1);
-        assert_eq!((out[0].seq, &out[0].payload[..]), (100, &b"xyz"[..]));
+        assert_eq!(got(&out), vec![(100, bytes::Bytes::from_static(b"xyz"), 6)]);
+    }
+
+    /// The joiner's lost tail, handed to reassembly with `push_cut`, is a gap at once: the
+    /// next segment's bytes come out right after it, with no hole timeout in between.
+    #[test]
+    fn a_lost_tail_is_a_gap_at_once_in_reassembly() {
+        use shadow_core::reassembly::{Reassembler, StreamEvent};
+        let mut j = ChunkJoiner::default();
+        let mut joined = Vec::new();
+        // The handshake, then a 9-byte segment whose last two chunks were lost, then the next
+        // segment (another packet, another capture time).
+        let mut syn = event(1, 0, 99, 0, 0, tcp_flags::SYN);
+        syn.ts_ns -= 1;
+        j.push(&syn, b"", 0, &mut joined);
+        j.push(
+            &event(1, 0, 100, 9, 3, tcp_flags::ACK),
+            b"abc",
+            0,
+            &mut joined,
+        );
+        j.end_round(&mut joined);
+        j.end_round(&mut joined);
+        let mut next = event(1, 0, 109, 2, 2, tcp_flags::ACK);
+        next.ts_ns += 1;
+        j.push(&next, b"hi", 0, &mut joined);
+        let mut r = Reassembler::default();
+        let mut events = Vec::new();
+        for s in joined {
+            r.push_cut(s.segment, s.missing, &mut events);
+        }
+        let stream: Vec<String> = events
+            .iter()
+            .filter_map(|e| match e {
+                StreamEvent::Data { bytes, .. } => {
+                    Some(String::from_utf8_lossy(bytes).into_owned())
+                }
+                StreamEvent::Gap { len, .. } => Some(format!("<gap {len}>")),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(stream, vec!["abc", "<gap 6>", "hi"], "{events:?}");
     }
 
     #[test]

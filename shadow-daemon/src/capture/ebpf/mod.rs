@@ -4,8 +4,9 @@
 //! One job per module, each using only the modules listed above it:
 //! - [`record`]: ring record → segment (pure);
 //! - [`chunks`]: chunk records → the segment that was on the wire (pure, uses `record`);
-//! - `attach`: loading the object, attaching and (by drop) detaching, RLIMIT_MEMLOCK, the
-//!   kernel-side trace;
+//! - [`link`]: the link-layer header length in front of IP, from the interface's link type;
+//! - `attach`: loading the object (told that length), attaching and (by drop) detaching,
+//!   RLIMIT_MEMLOCK, the kernel-side trace;
 //! - `reader`: the reader thread (ring polling, kernel counters, delivery).
 //!
 //! A killed daemon leaves nothing behind with TCX (links die with their file descriptors); with
@@ -13,6 +14,7 @@
 
 mod attach;
 pub mod chunks;
+pub mod link;
 mod reader;
 pub mod record;
 

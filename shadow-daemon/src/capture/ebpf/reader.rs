@@ -13,7 +13,7 @@ use crate::error::CaptureError;
 use crate::shutdown::Shutdown;
 use aya::maps::{MapData, PerCpuArray, RingBuf};
 use shadow_common::counter;
-use shadow_core::segment::Segment;
+use shadow_core::segment::CapturedSegment;
 use std::os::fd::{AsFd, AsRawFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -127,7 +127,7 @@ struct RingReader {
     ring: RingBuf<MapData>,
     counters: PerCpuArray<MapData, u64>,
     trace: Option<KernelTrace>,
-    tx: mpsc::Sender<Segment>,
+    tx: mpsc::Sender<CapturedSegment>,
     stats: Arc<SharedStats>,
     stop: Arc<AtomicBool>,
     shutdown: Shutdown,
@@ -137,7 +137,7 @@ struct RingReader {
     kernel: KernelCounters,
     joiner: ChunkJoiner,
     /// Completed segments waiting to be handed over.
-    ready: Vec<Segment>,
+    ready: Vec<CapturedSegment>,
 }
 
 impl RingReader {
@@ -233,13 +233,13 @@ impl RingReader {
 
 /// Hands completed segments to the daemon, never waiting: a full channel drops and counts.
 fn deliver(
-    ready: &mut Vec<Segment>,
-    tx: &mpsc::Sender<Segment>,
+    ready: &mut Vec<CapturedSegment>,
+    tx: &mpsc::Sender<CapturedSegment>,
     stats: &SharedStats,
     channel_full: &mut u64,
 ) {
     for segment in ready.drain(..) {
-        let len = segment.payload.len();
+        let len = segment.segment.payload.len();
         match tx.try_send(segment) {
             Ok(()) => stats.delivered(len),
             Err(_) => *channel_full += 1,
