@@ -8,6 +8,9 @@
 /// How many production ports the tap can watch at once.
 pub const MAX_PORTS: u32 = 8;
 
+/// Entries of the kernel's `PORTS` array: one per TCP port number.
+pub const PORT_SLOTS: u32 = 65_536;
+
 /// Payload bytes carried by one ring-buffer record.
 pub const CHUNK_SIZE: usize = 2048;
 

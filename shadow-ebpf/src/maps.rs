@@ -3,13 +3,15 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{HashMap, PerCpuArray, RingBuf},
+    maps::{Array, PerCpuArray, RingBuf},
 };
-use shadow_common::{MAX_PORTS, RING_BYTES, counter};
+use shadow_common::{PORT_SLOTS, RING_BYTES, counter};
 
-/// Production ports to tap (key: port in host order; value unused). Written by the daemon.
+/// Production ports to tap: index = port in host order, non-zero = watched. Written by the
+/// daemon. An array, not a hash map: the verifier inlines the lookup into a bounds check and a
+/// load, where a hash lookup is a helper call (and the program looks up two ports per packet).
 #[map]
-pub static PORTS: HashMap<u16, u8> = HashMap::with_max_entries(MAX_PORTS, 0);
+pub static PORTS: Array<u8> = Array::with_max_entries(PORT_SLOTS, 0);
 
 /// Segment records for the daemon (see `shadow_common::SegmentEvent`).
 #[map]
@@ -51,5 +53,7 @@ pub fn bump(index: u32) {
 /// Whether `port` is one of the watched production ports.
 #[inline(always)]
 pub fn is_watched(port: u16) -> bool {
-    PORTS.get_ptr(port).is_some()
+    PORTS
+        .get(u32::from(port))
+        .is_some_and(|watched| *watched != 0)
 }

@@ -5,7 +5,7 @@
 
 use crate::capture::live::TapSpec;
 use crate::error::CaptureError;
-use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
+use aya::maps::{Array as BpfArray, MapData, PerCpuArray, RingBuf};
 use aya::programs::{SchedClassifier, TcAttachType, tc};
 use aya::util::KernelVersion;
 use aya::{Btf, Ebpf, EbpfLoader};
@@ -154,13 +154,13 @@ fn load_object(kernel_trace: bool, l2_header_len: u32) -> Result<Ebpf, CaptureEr
 
 /// Writes the watched ports into the `PORTS` map.
 fn watch_ports(ebpf: &mut Ebpf, ports: &[u16]) -> Result<(), CaptureError> {
-    let mut map: BpfHashMap<_, u16, u8> = BpfHashMap::try_from(
+    let mut map: BpfArray<_, u8> = BpfArray::try_from(
         ebpf.map_mut("PORTS")
             .ok_or(CaptureError::IncompleteObject("PORTS"))?,
     )
     .map_err(|e| CaptureError::load("opening the PORTS map", e))?;
     for &port in ports {
-        map.insert(port, 1, 0)
+        map.set(u32::from(port), 1, 0)
             .map_err(|e| CaptureError::load("writing the watched ports", e))?;
     }
     Ok(())
