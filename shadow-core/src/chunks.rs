@@ -10,10 +10,10 @@
 //! a full ring leaves its segment short: what arrived is delivered as it is (the reassembly sees
 //! the hole and marks a gap), never padded or guessed.
 
-use super::record::segment_from_event;
+use crate::ring_record::segment_from_event;
+use crate::segment::{Direction, FlowKey, Segment, TcpFlags};
 use bytes::BytesMut;
 use shadow_common::SegmentEvent;
-use shadow_core::segment::{Direction, FlowKey, Segment, TcpFlags};
 use std::collections::HashMap;
 
 /// A segment whose chunks are still arriving.
