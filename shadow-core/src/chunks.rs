@@ -13,8 +13,12 @@
 use crate::ring_record::segment_from_event;
 use crate::segment::{Direction, FlowKey, Segment, TcpFlags};
 use bytes::BytesMut;
-use shadow_common::SegmentEvent;
+use shadow_common::{CHUNK_SIZE, MAX_CHUNKS, SegmentEvent};
 use std::collections::HashMap;
+
+/// The most payload the kernel sends for one segment: what a pending segment reserves at most,
+/// whatever length its header announces.
+const MAX_SEGMENT_BYTES: usize = MAX_CHUNKS as usize * CHUNK_SIZE;
 
 /// A segment whose chunks are still arriving.
 struct Pending {
@@ -52,7 +56,8 @@ impl ChunkJoiner {
                 out.push(chunk);
                 return;
             }
-            let mut body = BytesMut::with_capacity(event.segment_len as usize);
+            let mut body =
+                BytesMut::with_capacity((event.segment_len as usize).min(MAX_SEGMENT_BYTES));
             body.extend_from_slice(payload);
             self.pending.insert(
                 key,
@@ -255,6 +260,24 @@ mod tests {
         j.end_round(&mut out);
         assert_eq!(out.len(), 1);
         assert_eq!((out[0].seq, &out[0].payload[..]), (100, &b"xyz"[..]));
+    }
+
+    #[test]
+    fn an_announced_length_reserves_no_more_than_the_kernel_can_send() {
+        // Found by fuzzing: a header announcing a 4 GiB segment reserved 4 GiB.
+        let mut j = ChunkJoiner::default();
+        let mut out = Vec::new();
+        j.push(
+            &event(1, 0, 0, u32::MAX, 3, tcp_flags::ACK),
+            b"abc",
+            0,
+            &mut out,
+        );
+        let pending = j.pending.values().next().expect("waiting for more chunks");
+        assert!(pending.body.capacity() <= MAX_SEGMENT_BYTES);
+        j.flush(&mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].payload, "abc");
     }
 
     #[test]
