@@ -33,7 +33,14 @@ fuzz_target!(|data: &[u8]| {
     let mut ts = 0;
     let preface = Bytes::from_static(PREFACE);
     conn.handle(
-        &StreamEvent::Data { flow, dir: Direction::Request, seq: 0, ack: None, ts_ns: 0, bytes: preface },
+        &StreamEvent::Data {
+            flow,
+            dir: Direction::Request,
+            seq: 0,
+            ack: None,
+            ts_ns: 0,
+            bytes: preface,
+        },
         &mut stats,
         &mut out,
     );
@@ -48,24 +55,60 @@ fuzz_target!(|data: &[u8]| {
         rest = &rest[2 + len..];
         ts += 1;
         let d = usize::from(control & 1);
-        let dir = if d == 0 { Direction::Request } else { Direction::Response };
+        let dir = if d == 0 {
+            Direction::Request
+        } else {
+            Direction::Response
+        };
         match (control >> 1) & 3 {
-            1 => conn.handle(&StreamEvent::Gap { flow, dir, len: 3, ts_ns: ts }, &mut stats, &mut out),
+            1 => conn.handle(
+                &StreamEvent::Gap {
+                    flow,
+                    dir,
+                    len: 3,
+                    ts_ns: ts,
+                },
+                &mut stats,
+                &mut out,
+            ),
             2 => conn.handle(&StreamEvent::Joined { flow, dir }, &mut stats, &mut out),
             _ => {}
         }
         conn.handle(
-            &StreamEvent::Data { flow, dir, seq: seq[d], ack: None, ts_ns: ts, bytes: bytes.clone() },
+            &StreamEvent::Data {
+                flow,
+                dir,
+                seq: seq[d],
+                ack: None,
+                ts_ns: ts,
+                bytes: bytes.clone(),
+            },
             &mut stats,
             &mut out,
         );
         seq[d] = seq[d].wrapping_add(bytes.len() as u32);
         if (control >> 1) & 3 == 3 {
-            conn.handle(&StreamEvent::Fin { flow, dir, ts_ns: ts }, &mut stats, &mut out);
+            conn.handle(
+                &StreamEvent::Fin {
+                    flow,
+                    dir,
+                    ts_ns: ts,
+                },
+                &mut stats,
+                &mut out,
+            );
         }
         assert!(conn.pending() <= config.h2.max_concurrent_streams);
     }
-    conn.handle(&StreamEvent::Closed { flow, reason: CloseReason::EndOfCapture, ts_ns: ts }, &mut stats, &mut out);
+    conn.handle(
+        &StreamEvent::Closed {
+            flow,
+            reason: CloseReason::EndOfCapture,
+            ts_ns: ts,
+        },
+        &mut stats,
+        &mut out,
+    );
     assert_eq!(conn.pending(), 0, "every stream is emitted at close");
     for exchange in &out {
         if let Some(req) = &exchange.request {

@@ -27,7 +27,10 @@ fuzz_target!(|data: &[u8]| {
                 let size: usize = out.iter().map(|f| f.name.len() + f.value.len() + 32).sum();
                 assert!(size <= max_list);
                 if list == HeaderList::Complete {
-                    assert!(out.len() <= block.len(), "one field needs at least one byte");
+                    assert!(
+                        out.len() <= block.len(),
+                        "one field needs at least one byte"
+                    );
                 }
             }
             Err(_) => return,

@@ -6,9 +6,9 @@
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use shadow_core::segment::{Direction, FlowKey};
 use shadow_core::http::{ConnectionParser, HttpConfig, HttpStats};
 use shadow_core::reassembly::{CloseReason, StreamEvent};
+use shadow_core::segment::{Direction, FlowKey};
 
 fuzz_target!(|data: &[u8]| {
     let flow = FlowKey {
@@ -35,25 +35,65 @@ fuzz_target!(|data: &[u8]| {
         rest = &rest[2 + len..];
         ts += 1;
         let d = usize::from(control & 1);
-        let dir = if d == 0 { Direction::Request } else { Direction::Response };
+        let dir = if d == 0 {
+            Direction::Request
+        } else {
+            Direction::Response
+        };
         let event = |e| e;
         match (control >> 1) & 3 {
-            1 => parser.handle(&event(StreamEvent::Gap { flow, dir, len: 3, ts_ns: ts }), &mut stats, &mut out),
-            2 => parser.handle(&event(StreamEvent::Joined { flow, dir }), &mut stats, &mut out),
+            1 => parser.handle(
+                &event(StreamEvent::Gap {
+                    flow,
+                    dir,
+                    len: 3,
+                    ts_ns: ts,
+                }),
+                &mut stats,
+                &mut out,
+            ),
+            2 => parser.handle(
+                &event(StreamEvent::Joined { flow, dir }),
+                &mut stats,
+                &mut out,
+            ),
             _ => {}
         }
         let ack = seq[1 - d];
         parser.handle(
-            &StreamEvent::Data { flow, dir, seq: seq[d], ack: (control & 0x80 == 0).then_some(ack), ts_ns: ts, bytes: bytes.clone() },
+            &StreamEvent::Data {
+                flow,
+                dir,
+                seq: seq[d],
+                ack: (control & 0x80 == 0).then_some(ack),
+                ts_ns: ts,
+                bytes: bytes.clone(),
+            },
             &mut stats,
             &mut out,
         );
         seq[d] = seq[d].wrapping_add(bytes.len() as u32);
         if (control >> 1) & 3 == 3 {
-            parser.handle(&StreamEvent::Fin { flow, dir, ts_ns: ts }, &mut stats, &mut out);
+            parser.handle(
+                &StreamEvent::Fin {
+                    flow,
+                    dir,
+                    ts_ns: ts,
+                },
+                &mut stats,
+                &mut out,
+            );
         }
     }
-    parser.handle(&StreamEvent::Closed { flow, reason: CloseReason::EndOfCapture, ts_ns: ts }, &mut stats, &mut out);
+    parser.handle(
+        &StreamEvent::Closed {
+            flow,
+            reason: CloseReason::EndOfCapture,
+            ts_ns: ts,
+        },
+        &mut stats,
+        &mut out,
+    );
     assert_eq!(parser.pending(), 0, "every request is emitted at close");
     for exchange in &out {
         if let Some(req) = &exchange.request {

@@ -5,9 +5,9 @@
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use shadow_core::segment::{Direction, FlowKey, Segment, TcpFlags};
 use shadow_core::http::{ExchangeAssembler, HttpConfig};
 use shadow_core::reassembly::ReassemblyConfig;
+use shadow_core::segment::{Direction, FlowKey, Segment, TcpFlags};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 const CONFIG: ReassemblyConfig = ReassemblyConfig {
@@ -20,7 +20,10 @@ const CONFIG: ReassemblyConfig = ReassemblyConfig {
 
 fn flow(n: u8) -> FlowKey {
     FlowKey {
-        client: SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), 40_000 + u16::from(n)),
+        client: SocketAddr::new(
+            IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+            40_000 + u16::from(n),
+        ),
         server: SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)), 8080),
     }
 }
@@ -44,7 +47,11 @@ fuzz_target!(|data: &[u8]| {
         ts += u64::from(head[6]) * 1_000;
         let segment = Segment {
             flow: flow(head[0] & 0x07),
-            dir: if head[0] & 0x08 == 0 { Direction::Request } else { Direction::Response },
+            dir: if head[0] & 0x08 == 0 {
+                Direction::Request
+            } else {
+                Direction::Response
+            },
             seq: u32::from_be_bytes([head[2], head[3], head[4], head[5]]),
             ack: u32::from_be_bytes([head[5], head[4], head[3], head[2]]),
             flags: TcpFlags(head[1]),

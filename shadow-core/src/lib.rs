@@ -5,7 +5,8 @@
 //!
 //! 1. [`segment`]: one TCP segment of a tapped connection ([`segment::Segment`]), as every
 //!    capture source produces it; [`frame`] decodes and encodes raw packets, [`pcap`] reads
-//!    capture files and [`pcap_writer`] writes them.
+//!    capture files and [`pcap_writer`] writes them; [`ring_record`] decodes the eBPF tap's
+//!    ring-buffer records and [`chunks`] rejoins the chunks of a large segment.
 //! 2. [`reassembly`]: ordered byte streams per connection and direction; gaps are detected,
 //!    never guessed.
 //! 3. [`http`]: HTTP/1.1 requests paired with production responses, and HTTP/2 streams
@@ -31,6 +32,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod chunks;
 pub mod compare;
 pub mod criteria;
 pub mod encoding;
@@ -43,6 +45,7 @@ pub mod noise;
 pub mod pcap;
 pub mod pcap_writer;
 pub mod reassembly;
+pub mod ring_record;
 pub mod rollback;
 pub mod segment;
 pub mod stats;

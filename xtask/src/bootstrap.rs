@@ -8,7 +8,7 @@ use std::time::Instant;
 
 /// bpf-linker release known to work with the installed nightly (LLVM 22).
 const BPF_LINKER_VERSION: &str = "0.13.0";
-/// cargo-fuzz release used for the bounded fuzzing in `cargo xtask test`.
+/// cargo-fuzz release used by `cargo xtask fuzz` and the bounded fuzzing in `cargo xtask test`.
 const CARGO_FUZZ_VERSION: &str = "0.13.2";
 /// The nightly toolchain that builds the eBPF crate (`-Z build-std=core`).
 const NIGHTLY: &str = "nightly";
@@ -138,8 +138,7 @@ pub fn run() -> anyhow::Result<()> {
         },
         Step {
             name: "cargo-fuzz",
-            why: "`cargo xtask test` fuzzes the reassembly and HTTP parsers for a bounded time"
-                .into(),
+            why: "`cargo xtask fuzz` and `cargo xtask test` run the fuzz targets in fuzz/".into(),
             present: || output(Command::new("cargo").args(["fuzz", "--version"])).is_some(),
             install: || {
                 run_cmd(Command::new("cargo").args([

@@ -10,6 +10,7 @@ mod bootstrap;
 mod build;
 mod demo;
 mod demo_decision;
+mod fuzz;
 mod process_group;
 mod services;
 mod test;
@@ -34,6 +35,8 @@ enum Task {
     Build,
     /// Run every test: unit, property, privileged end-to-end (netns), and bounded fuzzing.
     Test(test::TestArgs),
+    /// Run the cargo-fuzz targets one after another (default: all of them, 600 s each).
+    Fuzz(fuzz::FuzzArgs),
     /// Run benchmarks: `parse`, `capture`, `mirror`, or all of them.
     Bench(bench::BenchArgs),
     /// Run the demo: production and shadow model servers on loopback, tapped and compared.
@@ -52,6 +55,7 @@ fn main() -> std::process::ExitCode {
         Task::Bootstrap => bootstrap::run().map(|_| ()),
         Task::Build => bootstrap::run().and_then(|_| build::release()).map(|_| ()),
         Task::Test(args) => bootstrap::run().and_then(|_| test::run(args)),
+        Task::Fuzz(args) => bootstrap::run().and_then(|_| fuzz::run(args)),
         Task::Bench(args) => bootstrap::run().and_then(|_| bench::run(args)),
         Task::Demo(args) => bootstrap::run().and_then(|_| demo::run(args)),
         Task::ProcessGroupProbe(args) => process_group::probe(args),

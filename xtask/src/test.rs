@@ -1,17 +1,15 @@
 //! `cargo xtask test`: every test the project has, the way CI runs it.
 
 use crate::build::debug_shadowd;
-use crate::util::{cargo, is_root, run_cmd, workspace_root};
-use anyhow::bail;
+use crate::util::{cargo, is_root, run_cmd};
 use clap::Args;
-use std::process::Command;
 use std::time::Instant;
 
 /// Flags of `cargo xtask test`.
 #[derive(Debug, Args)]
 pub struct TestArgs {
-    /// Seconds each fuzz target runs (0 skips fuzzing).
-    #[arg(long, default_value_t = 30)]
+    /// Seconds each fuzz target runs (0 skips fuzzing); `cargo xtask fuzz` runs them longer.
+    #[arg(long, default_value_t = 20)]
     pub fuzz_seconds: u64,
     /// Extra arguments for `cargo test` (after `--`), e.g. a test name filter.
     #[arg(last = true)]
@@ -35,45 +33,8 @@ pub fn run(args: TestArgs) -> anyhow::Result<()> {
             .args(&args.cargo_test_args),
     )?;
     if args.fuzz_seconds > 0 {
-        fuzz(args.fuzz_seconds)?;
+        crate::fuzz::fuzz(&[], args.fuzz_seconds)?;
     }
     eprintln!("xtask test: all tests passed in {:.0?}", started.elapsed());
-    Ok(())
-}
-
-/// Runs every cargo-fuzz target for `seconds`; any crash fails the run.
-fn fuzz(seconds: u64) -> anyhow::Result<()> {
-    let fuzz_dir = workspace_root().join("fuzz");
-    if !fuzz_dir.join("Cargo.toml").exists() {
-        return Ok(());
-    }
-    let targets = crate::util::output(
-        Command::new("cargo")
-            .current_dir(workspace_root())
-            .args(["fuzz", "list"]),
-    )
-    .unwrap_or_default();
-    let targets: Vec<&str> = targets
-        .lines()
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .collect();
-    if targets.is_empty() {
-        bail!(
-            "`cargo fuzz list` found no fuzz targets in {}",
-            fuzz_dir.display()
-        );
-    }
-    for target in targets {
-        eprintln!("xtask test: fuzzing `{target}` for {seconds} s");
-        run_cmd(
-            Command::new("cargo")
-                .current_dir(workspace_root())
-                .args(["+nightly", "fuzz", "run", target, "--"])
-                .arg(format!("-max_total_time={seconds}"))
-                .arg("-rss_limit_mb=2048")
-                .arg("-print_final_stats=1"),
-        )?;
-    }
     Ok(())
 }

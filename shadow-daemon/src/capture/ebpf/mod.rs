@@ -2,21 +2,19 @@
 //! ≥ 6.6, netlink clsact before), feeding segment records through a ring buffer.
 //!
 //! One job per module, each using only the modules listed above it:
-//! - [`record`]: ring record → segment (pure);
-//! - [`chunks`]: chunk records → the segment that was on the wire (pure, uses `record`);
 //! - [`link`]: the link-layer header length in front of IP, from the interface's link type;
 //! - `attach`: loading the object (told that length), attaching and (by drop) detaching,
 //!   RLIMIT_MEMLOCK, the kernel-side trace;
-//! - `reader`: the reader thread (ring polling, kernel counters, delivery).
+//! - `reader`: the reader thread (ring polling, kernel counters, delivery); ring records are
+//!   decoded by `shadow_core::ring_record` and their chunks rejoined by `shadow_core::chunks`
+//!   (pure, fuzzed).
 //!
 //! A killed daemon leaves nothing behind with TCX (links die with their file descriptors); with
 //! the netlink fallback the next start removes stale filters of the same name.
 
 mod attach;
-pub mod chunks;
 pub mod link;
 mod reader;
-pub mod record;
 
 pub use attach::{ATTACH_MODE_ENV, EBPF_OBJECT, Options, PROGRAM_NAME};
 

@@ -6,13 +6,13 @@
 //! the tap.
 
 use super::attach::{AttachedTap, KernelTrace};
-use super::chunks::ChunkJoiner;
-use super::record::split_record;
 use crate::capture::live::{LIVE_CHANNEL_DEPTH, LiveCapture, SharedStats, spawn_reader};
 use crate::error::CaptureError;
 use crate::shutdown::Shutdown;
 use aya::maps::{MapData, PerCpuArray, RingBuf};
 use shadow_common::counter;
+use shadow_core::chunks::ChunkJoiner;
+use shadow_core::ring_record::split_record;
 use shadow_core::segment::CapturedSegment;
 use std::os::fd::{AsFd, AsRawFd};
 use std::sync::Arc;
@@ -264,6 +264,43 @@ fn realtime_minus_monotonic_ns() -> i128 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use shadow_common::{SEGMENT_EVENT_SIZE, SegmentEvent};
+
+    #[test]
+    fn records_decode_as_the_kernel_lays_the_header_out() {
+        // shadow-core reads the header field by field without `unsafe`; the kernel writes the
+        // `#[repr(C)]` struct as it lies in memory. Both must agree byte for byte.
+        let event = SegmentEvent {
+            ts_ns: 0x0102_0304_0506_0708,
+            saddr: core::array::from_fn(|i| 0x10 + i as u8),
+            daddr: core::array::from_fn(|i| 0x30 + i as u8),
+            sport: 0x4142,
+            dport: 0x4344,
+            family: 0x45,
+            direction: 0x46,
+            tcp_flags: 0x47,
+            chunk_index: 0x48,
+            seq: 0x5152_5354,
+            ack: 0x5556_5758,
+            segment_len: 0x6162_6364,
+            chunk_len: 2,
+            ifindex: 0x7172_7374,
+        };
+        // The fields fill the first 68 bytes without holes (shadow-common checks the layout);
+        // only the 4 trailing padding bytes are left out: they are never initialised.
+        const FIELD_BYTES: usize = 68;
+        // SAFETY: `event` lives for the whole borrow and its first 68 bytes are its fields.
+        let fields = unsafe {
+            std::slice::from_raw_parts(std::ptr::from_ref(&event).cast::<u8>(), FIELD_BYTES)
+        };
+        let mut record = fields.to_vec();
+        record.resize(SEGMENT_EVENT_SIZE, 0);
+        record.extend_from_slice(b"hi");
+        let (decoded, payload) = split_record(&record).expect("a whole record");
+        assert_eq!((decoded, payload), (event, &b"hi"[..]));
+        let encoded = shadow_core::ring_record::encode_record(&event, b"hi");
+        assert_eq!(encoded, record, "the encoder writes the in-memory layout");
+    }
 
     #[test]
     fn counters_are_summed_over_cpus_and_never_go_backwards() {

@@ -12,11 +12,15 @@
 //! ([`CapturedSegment::missing`]), so that reassembly marks the gap at once instead of waiting
 //! for bytes that will never come.
 
-use super::record::segment_from_event;
+use crate::ring_record::segment_from_event;
+use crate::segment::{CapturedSegment, Direction, FlowKey, Segment, TcpFlags};
 use bytes::BytesMut;
-use shadow_common::SegmentEvent;
-use shadow_core::segment::{CapturedSegment, Direction, FlowKey, Segment, TcpFlags};
+use shadow_common::{CHUNK_SIZE, MAX_CHUNKS, SegmentEvent};
 use std::collections::HashMap;
+
+/// The most payload the kernel sends for one segment: what a pending segment reserves at most,
+/// whatever length its header announces.
+const MAX_SEGMENT_BYTES: usize = MAX_CHUNKS as usize * CHUNK_SIZE;
 
 /// A segment whose chunks are still arriving.
 struct Pending {
@@ -54,7 +58,8 @@ impl ChunkJoiner {
                 out.push(chunk.into());
                 return;
             }
-            let mut body = BytesMut::with_capacity(event.segment_len as usize);
+            let mut body =
+                BytesMut::with_capacity((event.segment_len as usize).min(MAX_SEGMENT_BYTES));
             body.extend_from_slice(payload);
             self.pending.insert(
                 key,
@@ -293,7 +298,7 @@ mod tests {
     /// next segment's bytes come out right after it, with no hole timeout in between.
     #[test]
     fn a_lost_tail_is_a_gap_at_once_in_reassembly() {
-        use shadow_core::reassembly::{Reassembler, StreamEvent};
+        use crate::reassembly::{Reassembler, StreamEvent};
         let mut j = ChunkJoiner::default();
         let mut joined = Vec::new();
         // The handshake, then a 9-byte segment whose last two chunks were lost, then the next
@@ -328,6 +333,24 @@ mod tests {
             })
             .collect();
         assert_eq!(stream, vec!["abc", "<gap 6>", "hi"], "{events:?}");
+    }
+
+    #[test]
+    fn an_announced_length_reserves_no_more_than_the_kernel_can_send() {
+        // Found by fuzzing: a header announcing a 4 GiB segment reserved 4 GiB.
+        let mut j = ChunkJoiner::default();
+        let mut out = Vec::new();
+        j.push(
+            &event(1, 0, 0, u32::MAX, 3, tcp_flags::ACK),
+            b"abc",
+            0,
+            &mut out,
+        );
+        let pending = j.pending.values().next().expect("waiting for more chunks");
+        assert!(pending.body.capacity() <= MAX_SEGMENT_BYTES);
+        j.flush(&mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].segment.payload, "abc");
     }
 
     #[test]
