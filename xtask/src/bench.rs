@@ -6,7 +6,7 @@
 //! `target/bench/results.json` and `results.md`, prints the tables and the issue's target
 //! table, and (full mode only) rewrites the README's "Performance" section.
 
-use crate::bench_plan::{Job, MAX_RATE_CONNECTIONS, Plan, Scenario};
+use crate::bench_plan::{Job, Load, MAX_RATE_CONNECTIONS, Plan, Rate, Scenario};
 use crate::bench_proc::{cpu_time, machine_busy_time};
 use crate::bench_report::{Machine, README_END, README_START, Results};
 use crate::bench_run::{Bench, INFER_PATH, Measured, SMALL_BODY, large_body};
@@ -15,10 +15,13 @@ use crate::services::{Processes, free_port, spawn_logged, start_demo_models, wai
 use crate::util::{is_root, output, workspace_root};
 use anyhow::{Context, bail};
 use clap::Args;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
+
+/// Quiet time before each job.
+const PAUSE_BETWEEN_JOBS: Duration = Duration::from_millis(700);
 
 /// Flags of `cargo xtask bench`.
 #[derive(Debug, Args)]
@@ -77,15 +80,16 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         eprintln!("bench: parse (criterion: cargo bench -p shadow-core --bench parse)");
         crate::bench_parse::run(plan.quick).map_err(|e| format!("{e:#}"))
     });
-    let runs = if plan.jobs.is_empty() {
-        BTreeMap::new()
+    let jobs = if plan.jobs.is_empty() {
+        JobResults::default()
     } else {
         run_jobs(&plan)?
     };
     let results = Results {
         plan,
         machine,
-        runs,
+        runs: jobs.runs,
+        paced_connections: jobs.paced_connections,
         parse,
         elapsed: started.elapsed(),
     };
@@ -104,9 +108,18 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What the jobs measured.
+#[derive(Default)]
+struct JobResults {
+    /// Per job, one entry per repetition (the error text of a failed run).
+    runs: BTreeMap<Job, Vec<Result<Measured, String>>>,
+    /// The calibrated connections of each paced load.
+    paced_connections: BTreeMap<Load, usize>,
+}
+
 /// Starts the models, then runs every job of every repetition. The logs are removed after a
 /// successful bench and kept (and named) after a failed one.
-fn run_jobs(plan: &Plan) -> anyhow::Result<BTreeMap<Job, Vec<Result<Measured, String>>>> {
+fn run_jobs(plan: &Plan) -> anyhow::Result<JobResults> {
     let bin = crate::build::release()?;
     let dir = tempfile::Builder::new()
         .prefix("shadowtap-bench-")
@@ -115,7 +128,7 @@ fn run_jobs(plan: &Plan) -> anyhow::Result<BTreeMap<Job, Vec<Result<Measured, St
     let result = run_jobs_in(plan, &bin, dir.path());
     let failed = match &result {
         Err(_) => true,
-        Ok(runs) => runs.values().flatten().any(Result::is_err),
+        Ok(r) => r.runs.values().flatten().any(Result::is_err),
     };
     if failed {
         let kept = dir.keep();
@@ -125,11 +138,7 @@ fn run_jobs(plan: &Plan) -> anyhow::Result<BTreeMap<Job, Vec<Result<Measured, St
     result
 }
 
-fn run_jobs_in(
-    plan: &Plan,
-    bin: &Path,
-    dir: &Path,
-) -> anyhow::Result<BTreeMap<Job, Vec<Result<Measured, String>>>> {
+fn run_jobs_in(plan: &Plan, bin: &Path, dir: &Path) -> anyhow::Result<JobResults> {
     // Idle-flow connections and the models serving them need file descriptors; children
     // inherit the limit.
     let idle = plan
@@ -164,7 +173,7 @@ fn run_jobs_in(
     // Nobody listens here: bound once to pick it, then released.
     let down = free_port()?;
 
-    let bench = Bench {
+    let mut bench = Bench {
         bin,
         dir,
         production: demo.production,
@@ -174,6 +183,7 @@ fn run_jobs_in(
         small: crate::bench_wrk::write_scripts(dir, "small", SMALL_BODY)?,
         large: crate::bench_wrk::write_scripts(dir, "large", &large_body())?,
         seconds: plan.seconds,
+        paced_connections: BTreeMap::new(),
     };
     eprintln!("bench: warming up production (1 s small, 1 s 1 MiB, max rate, untapped)");
     let url = format!("http://{}{INFER_PATH}", demo.production);
@@ -184,6 +194,23 @@ fn run_jobs_in(
         };
         crate::bench_wrk::run(scripts, &url, warm_up)?;
     }
+    let paced: BTreeSet<Load> = plan
+        .jobs
+        .iter()
+        .filter_map(|j| match j {
+            Job::Load { load, .. } if matches!(load.rate, Rate::Fixed(_)) => Some(*load),
+            _ => None,
+        })
+        .collect();
+    for load in paced {
+        let (connections, served) = bench.calibrate(load)?;
+        eprintln!(
+            "bench: {}: {connections} paced connections (production alone served {served:.0}/s \
+             with one per 10 ms of the rate)",
+            load.label(),
+        );
+    }
+    let calibration = bench.paced_connections.clone();
 
     let production_pid = demo.pids[0];
     let mut runs: BTreeMap<Job, Vec<_>> = BTreeMap::new();
@@ -191,6 +218,9 @@ fn run_jobs_in(
     let started = Instant::now();
     for rep in 1..=plan.reps {
         for (i, &job) in plan.jobs.iter().enumerate() {
+            // The previous job's teardown (a daemon stopping, connections closing, a capture
+            // file deleted) is over before this one starts.
+            std::thread::sleep(PAUSE_BETWEEN_JOBS);
             let eta = eta(started.elapsed(), (rep - 1) * total + i, plan.reps * total);
             eprintln!(
                 "bench: rep {rep}/{} job {}/{total}: {}{eta}",
@@ -224,7 +254,10 @@ fn run_jobs_in(
         }
     }
     drop(models);
-    Ok(runs)
+    Ok(JobResults {
+        runs,
+        paced_connections: calibration,
+    })
 }
 
 /// ` (about N s left)` from the time the first `done` of `total` jobs took.

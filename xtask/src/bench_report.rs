@@ -31,6 +31,8 @@ pub struct Results {
     pub machine: Machine,
     /// Per job, one entry per repetition (the error text of a failed run).
     pub runs: BTreeMap<Job, Vec<Result<Measured, String>>>,
+    /// The calibrated connections of each paced load.
+    pub paced_connections: BTreeMap<Load, usize>,
     /// The parse scenario's measurements, if it ran (or why it failed).
     pub parse: Option<Result<Vec<Measurement>, String>>,
     pub elapsed: Duration,
@@ -59,8 +61,16 @@ fn p99_us(m: &Measured) -> Option<f64> {
 fn p99_9_us(m: &Measured) -> Option<f64> {
     m.wrk.map(|w| us(w.p99_9))
 }
+/// wrk's completed requests.
 fn served(m: &Measured) -> Option<f64> {
     m.wrk.map(|w| w.requests as f64)
+}
+/// What production answered during the run by its own count (it includes the requests in
+/// flight when wrk stopped, which the mirror sees too), else wrk's count.
+fn answered(m: &Measured) -> Option<f64> {
+    m.production_answered
+        .map(|n| n as f64)
+        .or_else(|| served(m))
 }
 fn errors(m: &Measured) -> Option<f64> {
     m.wrk.map(|w| (w.non_2xx + w.socket_errors) as f64)
@@ -69,10 +79,10 @@ fn mirrored_ok(m: &Measured) -> Option<f64> {
     Some(m.daemon.as_ref()?.mirrored_ok())
 }
 fn mirrored_over_served(m: &Measured) -> Option<f64> {
-    Some(m.daemon.as_ref()?.mirrored_ok() / served(m)?.max(1.0))
+    Some(m.daemon.as_ref()?.mirrored_ok() / answered(m)?.max(1.0))
 }
 fn shadow_received_over_served(m: &Measured) -> Option<f64> {
-    Some(m.shadow_received? as f64 / served(m)?.max(1.0))
+    Some(m.shadow_received? as f64 / answered(m)?.max(1.0))
 }
 fn dropped_total(m: &Measured) -> Option<f64> {
     Some(m.daemon.as_ref()?.dropped_total())
@@ -97,7 +107,7 @@ fn tap_ns_per_run(m: &Measured) -> Option<f64> {
 }
 fn tap_runs_per_request(m: &Measured) -> Option<f64> {
     let k = m.daemon.as_ref()?.kernel?;
-    Some(k.run_cnt as f64 / served(m)?.max(1.0))
+    Some(k.run_cnt as f64 / answered(m)?.max(1.0))
 }
 fn tcpdump_received(m: &Measured) -> Option<f64> {
     Some(m.tcpdump?.received as f64)
@@ -131,6 +141,7 @@ fn machine_busy_cores(m: &Measured) -> Option<f64> {
 const FIGURES: &[(&str, Figure)] = &[
     ("throughput_rps", throughput),
     ("served", served),
+    ("production_answered", answered),
     ("p50_us", p50_us),
     ("p99_us", p99_us),
     ("p99_9_us", p99_9_us),
@@ -324,6 +335,10 @@ impl Results {
                 "seconds_per_run": self.plan.seconds,
                 "max_rate_connections": crate::bench_plan::MAX_RATE_CONNECTIONS,
                 "paced_period_ms": crate::bench_wrk::PERIOD_MS,
+                "paced_connections": self.paced_connections.iter()
+                    .map(|(load, c)| (load.key(), Value::from(*c)))
+                    .collect::<Map<_, _>>(),
+                "pacing": "each paced connection sends one request, waits for the answer, then 10 ms; connections are calibrated so that production alone serves the rate",
                 "small_body_bytes": crate::bench_run::SMALL_BODY.len(),
                 "large_body_bytes": crate::bench_run::LARGE_BODY_BYTES,
                 "large_body": "the small OIP request plus a 1 MiB string in `parameters` (the demo model answers 200)",
@@ -444,6 +459,9 @@ fn raw_json(m: &Measured) -> Value {
     if let Some(n) = m.shadow_received {
         obj.insert("shadow_received".into(), n.into());
     }
+    if let Some(n) = m.production_answered {
+        obj.insert("production_answered".into(), n.into());
+    }
     if let Some(cpu) = m.production_cpu {
         obj.insert("production_cpu_us".into(), us(cpu).into());
     }
@@ -478,11 +496,20 @@ fn f0(x: f64) -> String {
 fn f1(x: f64) -> String {
     format!("{x:.1}")
 }
+/// Microseconds as milliseconds, without the unit (see [`ms_cell`]).
 fn ms(x_us: f64) -> String {
     if x_us >= 10_000.0 {
-        format!("{:.0} ms", x_us / 1e3)
+        format!("{:.0}", x_us / 1e3)
     } else {
-        format!("{:.2} ms", x_us / 1e3)
+        format!("{:.2}", x_us / 1e3)
+    }
+}
+
+/// A [`cell`] of latencies in microseconds, shown in milliseconds: `1.10 (0.92–1.19) ms`.
+fn ms_cell(per_rep: &[Option<f64>]) -> String {
+    match cell(per_rep, ms) {
+        none if none == "—" => none,
+        c => format!("{c} ms"),
     }
 }
 fn count(x: f64) -> String {
@@ -510,7 +537,9 @@ impl Results {
              ratios are taken per repetition against the baseline of the same repetition and \
              shown as median (min–max). Everything runs on this machine over loopback: wrk \
              (one thread), the demo models (production v1, shadow v2), shadowd / nginx / \
-             tcpdump. Took {:.0} s.",
+             tcpdump. Fixed rates are paced: each connection sends a request, waits for the \
+             answer, then 10 ms, with as many connections as make production alone serve the \
+             rate; max rate is 16 connections without pause. Took {:.0} s.",
             if self.plan.quick { " --quick" } else { "" },
             m.date,
             m.cores,
@@ -551,7 +580,7 @@ impl Results {
              Production's throughput and latency with shadowtap tapping it or nginx `mirror` \
              in front, over production alone (baseline rows: absolute values). Mirrored: \
              requests the shadow got back an answer for (shadowtap's count; for nginx, the \
-             shadow's), over served.\n\n\
+             shadow's), over the requests production answered (its own count).\n\n\
              | load | variant | req/s | throughput × | p50 × | p99 × | p99.9 × | mirrored | errors |\n\
              |---|---|---:|---:|---:|---:|---:|---:|---:|\n",
         );
@@ -565,9 +594,9 @@ impl Results {
                 format!(
                     "| {} | baseline | {rps} | 1 | {} | {} | {} | — | {errors} |",
                     load.label(),
-                    cell(&self.per_rep(job, p50_us), ms),
-                    cell(&self.per_rep(job, p99_us), ms),
-                    cell(&self.per_rep(job, p99_9_us), ms),
+                    ms_cell(&self.per_rep(job, p50_us)),
+                    ms_cell(&self.per_rep(job, p99_us)),
+                    ms_cell(&self.per_rep(job, p99_9_us)),
                 )
             } else {
                 let mirrored = match variant {
@@ -608,7 +637,7 @@ impl Results {
                 _ => "—",
             };
             let (tp, p99) = if variant == Variant::Baseline {
-                ("1".to_string(), cell(&self.per_rep(job, p99_us), ms))
+                ("1".to_string(), ms_cell(&self.per_rep(job, p99_us)))
             } else {
                 (
                     cell(&self.ratio(load, variant, throughput), f2),
@@ -630,10 +659,12 @@ impl Results {
     fn fidelity_markdown(&self) -> String {
         let mut md = String::from(
             "### Fidelity: mirrored / served, drops and skips\n\n\
-             shadowtap: `shadowtap_mirrored_requests_total{result=\"ok\"}` after it settles over \
-             wrk's completed requests; drops by stage and skips by reason (non-zero ones). nginx \
-             mirror: requests the shadow answered over served. tcpdump: packets dropped by the \
-             kernel of those received by its filter.\n\n\
+             Served: inference requests production answered during the run, by its own count \
+             (wrk's completed count leaves out those in flight when it stopped, which the \
+             mirror sees too). shadowtap: `shadowtap_mirrored_requests_total{result=\"ok\"}` \
+             after it settles, over served; drops by stage and skips by reason (non-zero ones). \
+             nginx mirror: requests the shadow answered, over served. tcpdump: packets dropped \
+             by the kernel of those received by its filter.\n\n\
              | load | variant | served | mirrored / served | capture drops | skipped | kernel drops |\n\
              |---|---|---:|---:|---|---|---:|\n",
         );
@@ -684,7 +715,7 @@ impl Results {
                 "| {} | {} | {} | {ratio} | {drops} | {skipped} | {kernel} |",
                 load.label(),
                 variant.name(),
-                cell(&self.per_rep(job, served), count),
+                cell(&self.per_rep(job, answered), count),
             );
         }
         md
@@ -773,10 +804,14 @@ impl Results {
         };
         md += "| workload | pcap → exchanges MB/s | exchanges/s | pcap read alone MB/s | payload copy alone MB/s |\n\
                |---|---:|---:|---:|---:|\n";
-        let workloads: BTreeSet<&str> = ms
+        let mut workloads: Vec<&str> = ms
             .iter()
             .filter_map(|m| m.group.split_once('/').map(|(w, _)| w))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
             .collect();
+        // As the bench declares them: small before large, segments before GSO, HTTP/1.1 first.
+        workloads.sort_by_key(|w| (w.contains("large"), w.contains("gso"), w.starts_with("h2_")));
         let find = |w: &str, kind: &str, function: &str| -> Option<f64> {
             ms.iter()
                 .find(|m| m.group == format!("{w}/{kind}") && m.function == function)
@@ -868,7 +903,7 @@ impl Results {
             "production throughput at max rate, shadow slow (1 s) / baseline",
             "≥ 0.95",
             self.median(&v)
-                .map(|_| format!("{} (nginx mirror: {})", cell(&v, f2), cell(&nginx, f3))),
+                .map(|_| format!("{}; nginx mirror: {}", cell(&v, f2), cell(&nginx, f3))),
             self.median(&v).map(|m| m >= 0.95),
         );
         // 4. At max rate: mirrored / served and throughput / baseline.
@@ -888,7 +923,7 @@ impl Results {
             "≥ 0.95 and ≥ 0.60",
             both.map(|_| {
                 format!(
-                    "{} and {} (nginx mirror: {} and {})",
+                    "{} and {}; nginx mirror: {} and {}",
                     cell(&mirrored, f3),
                     cell(&tput, f2),
                     cell(&nginx_mirrored, f3),
@@ -934,7 +969,7 @@ impl Results {
             "fewer than tcpdump",
             pair.map(|_| {
                 format!(
-                    "{} (tcpdump: {} packets)",
+                    "{}; tcpdump: {} packets",
                     cell(&ours, count),
                     cell(&theirs, count)
                 )

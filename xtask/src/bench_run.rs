@@ -50,6 +50,10 @@ pub struct Measured {
     /// Inference requests the shadow model answered during the run (nginx and shadowtap with
     /// a healthy shadow): the shadow's own count, independent of the mirror's.
     pub shadow_received: Option<u64>,
+    /// Inference requests production answered during the run, by its own count: unlike wrk's
+    /// completed count it includes the requests still in flight when wrk stopped (which the
+    /// mirror sees too).
+    pub production_answered: Option<u64>,
     /// CPU the production model server used during the job.
     pub production_cpu: Option<Duration>,
     /// Cores the whole machine kept busy during the job (all processes, ours and others').
@@ -140,11 +144,25 @@ pub struct Bench<'a> {
     pub small: Scripts,
     pub large: Scripts,
     pub seconds: u64,
+    /// Connections per paced load, from [`Bench::calibrate`] (else rate / 100).
+    pub paced_connections: BTreeMap<Load, usize>,
 }
 
 impl Bench<'_> {
     /// Runs `job`; `tag` names its log files.
     pub fn run(&self, job: Job, tag: &str) -> anyhow::Result<Measured> {
+        let Job::Load { .. } = job else {
+            return self.run_job(job, tag);
+        };
+        // Probed with nothing else running (no tap, no nginx): the probes are not in the run.
+        let before = answers_so_far(self.production)?;
+        let mut measured = self.run_job(job, tag)?;
+        let after = answers_so_far(self.production)?;
+        measured.production_answered = Some(after.saturating_sub(before + 1));
+        Ok(measured)
+    }
+
+    fn run_job(&self, job: Job, tag: &str) -> anyhow::Result<Measured> {
         match job {
             Job::Load { load, variant } => match variant {
                 Variant::Baseline => Ok(Measured {
@@ -165,12 +183,40 @@ impl Bench<'_> {
     /// wrk's offer for `load`.
     pub fn offer(&self, load: Load) -> Offer {
         match load.rate {
-            Rate::Fixed(r) => Offer::Paced(Pace::new(f64::from(r), self.seconds)),
+            Rate::Fixed(r) => {
+                let mut pace = Pace::new(f64::from(r), self.seconds);
+                if let Some(&c) = self.paced_connections.get(&load) {
+                    pace.connections = c;
+                }
+                Offer::Paced(pace)
+            }
             Rate::Max => Offer::Max {
                 connections: MAX_RATE_CONNECTIONS,
                 seconds: self.seconds,
             },
         }
+    }
+
+    /// Sets the connections of the paced `load` so that production alone serves its rate: a
+    /// paced connection's cycle is the period plus the answer time plus wrk's timer slack, so
+    /// rate / 100 connections serve less than the rate. A 2 s run on production alone measures
+    /// what one connection serves. Returns (connections, the rate they served).
+    pub fn calibrate(&mut self, load: Load) -> anyhow::Result<(usize, f64)> {
+        let Rate::Fixed(rate) = load.rate else {
+            bail!("only a paced load is calibrated");
+        };
+        let first = Pace::new(f64::from(rate), 2);
+        self.paced_connections.insert(load, first.connections);
+        let offer = Offer::Paced(first);
+        let scripts = match load.body {
+            Body::Small => &self.small,
+            Body::Large => &self.large,
+        };
+        let url = format!("http://{}{INFER_PATH}", self.production);
+        let served = crate::bench_wrk::run(scripts, &url, offer)?.rate();
+        let connections = calibrated_connections(f64::from(rate), first.connections, served);
+        self.paced_connections.insert(load, connections);
+        Ok((connections, served))
     }
 
     /// wrk offers `load` to `target` (production or nginx).
@@ -299,27 +345,40 @@ impl Bench<'_> {
         })
     }
 
-    /// How many inference requests the shadow has answered so far (`None` unless it is the
-    /// healthy shadow). The demo model numbers its answers (`"id":"v2-N"`, N counting from 0),
-    /// so one probe request reads the count and adds one to it.
+    /// [`answers_so_far`] of the shadow, if it is the healthy one.
     fn shadow_count(&self, shadow: ShadowState) -> anyhow::Result<Option<u64>> {
         if shadow != ShadowState::Healthy {
             return Ok(None);
         }
-        let (status, body) = shadowtap_test_support::http::post(
-            self.shadow_healthy,
-            INFER_PATH,
-            "application/json",
-            SMALL_BODY.as_bytes(),
-        )
-        .with_context(|| format!("probing the shadow at {}", self.shadow_healthy))?;
-        if status != 200 {
-            bail!("the shadow answered the probe with {status}: {body}");
-        }
-        answer_number(&body)
-            .map(Some)
-            .with_context(|| format!("no answer number in the shadow's answer: {body}"))
+        answers_so_far(self.shadow_healthy).map(Some)
     }
+}
+
+/// How many inference requests the demo model at `addr` answered before this probe. The demo
+/// model numbers its answers (`"id":"v1-N"`, N counting from 0), so one probe request reads the
+/// count (and adds one to it).
+fn answers_so_far(addr: SocketAddr) -> anyhow::Result<u64> {
+    let (status, body) = shadowtap_test_support::http::post(
+        addr,
+        INFER_PATH,
+        "application/json",
+        SMALL_BODY.as_bytes(),
+    )
+    .with_context(|| format!("probing the model at {addr}"))?;
+    if status != 200 {
+        bail!("the model at {addr} answered the probe with {status}: {body}");
+    }
+    answer_number(&body).with_context(|| format!("no answer number in {addr}'s answer: {body}"))
+}
+
+/// Connections that serve `target` requests/s when `connections` served `served`: scaled
+/// by the shortfall, never fewer than before and at most twice as many.
+fn calibrated_connections(target: f64, connections: usize, served: f64) -> usize {
+    if served <= 0.0 {
+        return connections;
+    }
+    let scaled = (connections as f64 * target / served).round() as usize;
+    scaled.clamp(connections, connections * 2)
 }
 
 /// N of a demo model answer's `"id":"vX-N"`.
@@ -411,6 +470,16 @@ mod tests {
         assert!(v["parameters"]["padding"].as_str().unwrap().len() > 1_000_000);
         // wrk's Lua long bracket must not end inside the body.
         assert!(!body.contains("]==]"));
+    }
+
+    #[test]
+    fn calibration_scales_connections_by_the_shortfall_within_bounds() {
+        // 100 connections served 8,000/s of 10,000: 125.
+        assert_eq!(calibrated_connections(10_000.0, 100, 8_000.0), 125);
+        // Never fewer, never more than twice.
+        assert_eq!(calibrated_connections(10_000.0, 100, 12_000.0), 100);
+        assert_eq!(calibrated_connections(10_000.0, 100, 1_000.0), 200);
+        assert_eq!(calibrated_connections(10_000.0, 100, 0.0), 100);
     }
 
     #[test]

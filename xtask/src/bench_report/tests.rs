@@ -143,6 +143,7 @@ fn results() -> Results {
             load_average: "1.00 / 0.50 / 0.25".into(),
         },
         runs,
+        paced_connections: [(small10k, 120)].into(),
         parse: None,
         elapsed: Duration::from_secs(60),
     }
@@ -215,6 +216,7 @@ fn targets_are_judged_on_medians_and_unmeasured_ones_say_so() {
     // p99 ratios 1.1, 1.0, 1.0 → median 1.0.
     assert_eq!(by("production p99 tapped").met, Some(true));
     // 15 dropped vs tcpdump's 100.
+    assert_eq!(by("capture drops").measured, "15; tcpdump: 100 packets");
     let drops = by("capture drops");
     assert_eq!(drops.met, Some(true), "{drops:?}");
     assert_eq!(by("RSS with 10k idle flows").met, Some(true));
@@ -244,8 +246,12 @@ fn markdown_cells_show_median_and_range() {
     assert_eq!(cell(&[None], f2), "—");
     assert_eq!(count(1_234_567.0), "1,234,567");
     assert_eq!(count(999.0), "999");
-    assert_eq!(ms(1_500.0), "1.50 ms");
-    assert_eq!(ms(1_000_000.0), "1000 ms");
+    assert_eq!(
+        ms_cell(&[Some(1_500.0), Some(1_000.0), Some(2_000.0)]),
+        "1.50 (1.00–2.00) ms"
+    );
+    assert_eq!(ms_cell(&[Some(1_000_000.0)]), "1000 ms");
+    assert_eq!(ms_cell(&[]), "—");
 }
 
 #[test]
@@ -281,4 +287,15 @@ fn the_results_file_check_accepts_a_full_file_and_rejects_an_empty_scenario() {
     assert!(err.to_string().contains("isolation"), "{err}");
     std::fs::write(&path, "{").unwrap();
     assert!(crate::bench::check_results_file(&path).is_err());
+}
+
+#[test]
+fn mirrored_over_served_uses_productions_own_count_when_known() {
+    let mut m = tapped(190, 1000, 200.0, 1).unwrap();
+    // wrk completed 190; 10 more were in flight when it stopped and the mirror saw them.
+    assert!((mirrored_over_served(&m).unwrap() - 200.0 / 190.0).abs() < 1e-12);
+    m.production_answered = Some(200);
+    assert_eq!(mirrored_over_served(&m), Some(1.0));
+    assert_eq!(served(&m), Some(190.0));
+    assert_eq!(answered(&m), Some(200.0));
 }
