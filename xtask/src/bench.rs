@@ -89,7 +89,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         plan,
         machine,
         runs: jobs.runs,
-        paced_connections: jobs.paced_connections,
+        paces: jobs.paces,
         parse,
         elapsed: started.elapsed(),
     };
@@ -113,8 +113,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
 struct JobResults {
     /// Per job, one entry per repetition (the error text of a failed run).
     runs: BTreeMap<Job, Vec<Result<Measured, String>>>,
-    /// The calibrated connections of each paced load.
-    paced_connections: BTreeMap<Load, usize>,
+    /// The calibrated pace of each paced load.
+    paces: BTreeMap<Load, crate::bench_wrk::Pace>,
 }
 
 /// Starts the models, then runs every job of every repetition. The logs are removed after a
@@ -139,8 +139,47 @@ fn run_jobs(plan: &Plan) -> anyhow::Result<JobResults> {
 }
 
 fn run_jobs_in(plan: &Plan, bin: &Path, dir: &Path) -> anyhow::Result<JobResults> {
-    // Idle-flow connections and the models serving them need file descriptors; children
-    // inherit the limit.
+    raise_open_files_limit(plan)?;
+    let mut models = Processes::default();
+    let mut bench = start_services(plan, bin, dir, &mut models)?;
+    calibrate_paced_loads(plan, &mut bench)?;
+    let mut runs: BTreeMap<Job, Vec<_>> = BTreeMap::new();
+    let total = plan.jobs.len();
+    let started = Instant::now();
+    for rep in 1..=plan.reps {
+        for (i, &job) in plan.jobs.iter().enumerate() {
+            // The previous job's teardown (a daemon stopping, connections closing, a capture
+            // file deleted) is over before this one starts.
+            std::thread::sleep(PAUSE_BETWEEN_JOBS);
+            let eta = eta(started.elapsed(), (rep - 1) * total + i, plan.reps * total);
+            eprintln!(
+                "bench: rep {rep}/{} job {}/{total}: {}{eta}",
+                plan.reps,
+                i + 1,
+                job.label()
+            );
+            let tag = format!("{}-rep{rep}", job.key().replace(['/', '@'], "-"));
+            let outcome = run_one(&bench, job, &tag);
+            models
+                .check_running()
+                .context("a model server died during the bench")?;
+            match &outcome {
+                Ok(m) => eprintln!("bench:   {}", summary(m)),
+                Err(e) => eprintln!("bench:   FAILED: {e}"),
+            }
+            runs.entry(job).or_default().push(outcome);
+        }
+    }
+    drop(models);
+    Ok(JobResults {
+        runs,
+        paces: bench.paces,
+    })
+}
+
+/// Raises the open-files limit for the idle-flow connections and the model serving them
+/// (children inherit it).
+fn raise_open_files_limit(plan: &Plan) -> anyhow::Result<()> {
     let idle = plan
         .jobs
         .iter()
@@ -158,8 +197,18 @@ fn run_jobs_in(plan: &Plan, bin: &Path, dir: &Path) -> anyhow::Result<JobResults
             idle + 4096
         );
     }
-    let mut models = Processes::default();
-    let demo = start_demo_models(bin, dir, &mut models, false)?;
+    Ok(())
+}
+
+/// Starts production, the healthy and the slow shadow (owned by `models`), picks the dead
+/// shadow's port, writes the wrk scripts and warms production up.
+fn start_services<'a>(
+    plan: &Plan,
+    bin: &'a Path,
+    dir: &'a Path,
+    models: &mut Processes,
+) -> anyhow::Result<Bench<'a>> {
+    let demo = start_demo_models(bin, dir, models, false)?;
     let slow = free_port()?;
     let child = spawn_logged(
         Command::new(bin.join("demo-model"))
@@ -168,22 +217,23 @@ fn run_jobs_in(plan: &Plan, bin: &Path, dir: &Path) -> anyhow::Result<JobResults
         &dir.join("model-v2-slow.log"),
     )?;
     models.push("slow shadow model v2", child);
-    wait_ready(slow, "/v2/health/ready", &mut models).context("the slow shadow did not start")?;
+    wait_ready(slow, "/v2/health/ready", models).context("the slow shadow did not start")?;
     eprintln!("slow shadow model v2 (1 s per answer) serving on http://{slow}");
     // Nobody listens here: bound once to pick it, then released.
     let down = free_port()?;
 
-    let mut bench = Bench {
+    let bench = Bench {
         bin,
         dir,
         production: demo.production,
+        production_pid: demo.pids[0],
         shadow_healthy: demo.shadow,
         shadow_slow: slow,
         shadow_down: down,
         small: crate::bench_wrk::write_scripts(dir, "small", SMALL_BODY)?,
         large: crate::bench_wrk::write_scripts(dir, "large", &large_body())?,
         seconds: plan.seconds,
-        paced_connections: BTreeMap::new(),
+        paces: BTreeMap::new(),
     };
     eprintln!("bench: warming up production (1 s small, 1 s 1 MiB, max rate, untapped)");
     let url = format!("http://{}{INFER_PATH}", demo.production);
@@ -194,6 +244,11 @@ fn run_jobs_in(plan: &Plan, bin: &Path, dir: &Path) -> anyhow::Result<JobResults
         };
         crate::bench_wrk::run(scripts, &url, warm_up)?;
     }
+    Ok(bench)
+}
+
+/// Calibrates the connections of every paced load of the plan on production alone.
+fn calibrate_paced_loads(plan: &Plan, bench: &mut Bench<'_>) -> anyhow::Result<()> {
     let paced: BTreeSet<Load> = plan
         .jobs
         .iter()
@@ -203,61 +258,32 @@ fn run_jobs_in(plan: &Plan, bin: &Path, dir: &Path) -> anyhow::Result<JobResults
         })
         .collect();
     for load in paced {
-        let (connections, served) = bench.calibrate(load)?;
+        let (first, served) = bench.calibrate(load)?;
+        let connections = bench.paces.get(&load).map_or(0, |p| p.connections);
         eprintln!(
-            "bench: {}: {connections} paced connections (production alone served {served:.0}/s \
-             with one per 10 ms of the rate)",
+            "bench: {}: {connections} connections pausing {} ms (production alone served \
+             {served:.0}/s with {})",
             load.label(),
+            first.period_ms,
+            first.connections
         );
     }
-    let calibration = bench.paced_connections.clone();
+    Ok(())
+}
 
-    let production_pid = demo.pids[0];
-    let mut runs: BTreeMap<Job, Vec<_>> = BTreeMap::new();
-    let total = plan.jobs.len();
-    let started = Instant::now();
-    for rep in 1..=plan.reps {
-        for (i, &job) in plan.jobs.iter().enumerate() {
-            // The previous job's teardown (a daemon stopping, connections closing, a capture
-            // file deleted) is over before this one starts.
-            std::thread::sleep(PAUSE_BETWEEN_JOBS);
-            let eta = eta(started.elapsed(), (rep - 1) * total + i, plan.reps * total);
-            eprintln!(
-                "bench: rep {rep}/{} job {}/{total}: {}{eta}",
-                plan.reps,
-                i + 1,
-                job.label()
-            );
-            let tag = format!("{}-rep{rep}", job.key().replace(['/', '@'], "-"));
-            let production_before = cpu_time(production_pid)?;
-            let (machine_before, wall) = (machine_busy_time()?, Instant::now());
-            let outcome = bench.run(job, &tag).map(|mut m| {
-                m.production_cpu = cpu_time(production_pid)
-                    .ok()
-                    .map(|t| t.saturating_sub(production_before));
-                m.machine_busy_cores = machine_busy_time().ok().map(|t| {
-                    t.saturating_sub(machine_before).as_secs_f64()
-                        / wall.elapsed().as_secs_f64().max(1e-9)
-                });
-                m
-            });
-            models
-                .check_running()
-                .context("a model server died during the bench")?;
-            match &outcome {
-                Ok(m) => eprintln!("bench:   {}", summary(m)),
-                Err(e) => eprintln!("bench:   FAILED: {e:#}"),
-            }
-            runs.entry(job)
-                .or_default()
-                .push(outcome.map_err(|e| format!("{e:#}")));
-        }
-    }
-    drop(models);
-    Ok(JobResults {
-        runs,
-        paced_connections: calibration,
-    })
+/// Runs one job and adds what production's server and the whole machine spent meanwhile.
+fn run_one(bench: &Bench<'_>, job: Job, tag: &str) -> Result<Measured, String> {
+    let fail = |e: anyhow::Error| format!("{e:#}");
+    let production_before = cpu_time(bench.production_pid).map_err(fail)?;
+    let (machine_before, wall) = (machine_busy_time().map_err(fail)?, Instant::now());
+    let mut m = bench.run(job, tag).map_err(fail)?;
+    m.production_cpu = cpu_time(bench.production_pid)
+        .ok()
+        .map(|t| t.saturating_sub(production_before));
+    m.machine_busy_cores = machine_busy_time().ok().map(|t| {
+        t.saturating_sub(machine_before).as_secs_f64() / wall.elapsed().as_secs_f64().max(1e-9)
+    });
+    Ok(m)
 }
 
 /// ` (about N s left)` from the time the first `done` of `total` jobs took.

@@ -31,8 +31,8 @@ pub struct Results {
     pub machine: Machine,
     /// Per job, one entry per repetition (the error text of a failed run).
     pub runs: BTreeMap<Job, Vec<Result<Measured, String>>>,
-    /// The calibrated connections of each paced load.
-    pub paced_connections: BTreeMap<Load, usize>,
+    /// The calibrated pace of each paced load.
+    pub paces: BTreeMap<Load, crate::bench_wrk::Pace>,
     /// The parse scenario's measurements, if it ran (or why it failed).
     pub parse: Option<Result<Vec<Measurement>, String>>,
     pub elapsed: Duration,
@@ -334,11 +334,13 @@ impl Results {
                 "repetitions": self.plan.reps,
                 "seconds_per_run": self.plan.seconds,
                 "max_rate_connections": crate::bench_plan::MAX_RATE_CONNECTIONS,
-                "paced_period_ms": crate::bench_wrk::PERIOD_MS,
-                "paced_connections": self.paced_connections.iter()
-                    .map(|(load, c)| (load.key(), Value::from(*c)))
+                "paces": self.paces.iter()
+                    .map(|(load, p)| (load.key(), json!({
+                        "connections": p.connections,
+                        "pause_ms": p.period_ms,
+                    })))
                     .collect::<Map<_, _>>(),
-                "pacing": "each paced connection sends one request, waits for the answer, then 10 ms; connections are calibrated so that production alone serves the rate",
+                "pacing": "each paced connection sends one request, waits for the answer, then pauses (10 ms; longer below 1k req/s, to keep 10 connections); connections are calibrated so that production alone serves the rate",
                 "small_body_bytes": crate::bench_run::SMALL_BODY.len(),
                 "large_body_bytes": crate::bench_run::LARGE_BODY_BYTES,
                 "large_body": "the small OIP request plus a 1 MiB string in `parameters` (the demo model answers 200)",
@@ -538,8 +540,9 @@ impl Results {
              shown as median (min–max). Everything runs on this machine over loopback: wrk \
              (one thread), the demo models (production v1, shadow v2), shadowd / nginx / \
              tcpdump. Fixed rates are paced: each connection sends a request, waits for the \
-             answer, then 10 ms, with as many connections as make production alone serve the \
-             rate; max rate is 16 connections without pause. Took {:.0} s.",
+             answer, then pauses 10 ms (longer below 1k req/s), with as many connections as \
+             make production alone serve the rate; max rate is 16 connections without pause. \
+             Took {:.0} s.",
             if self.plan.quick { " --quick" } else { "" },
             m.date,
             m.cores,

@@ -1,7 +1,7 @@
 //! wrk as a bounded load generator for the benches, paced or flat out. wrk 4 has no rate option,
-//! so a Lua `delay()` hook makes each keep-alive connection wait a fixed period before each
-//! request (the paced script; the max-rate script has no `delay()`), and a `done()` hook prints
-//! the totals and latency percentiles on one parseable line.
+//! so a Lua `delay()` hook makes each keep-alive connection pause a fixed time after each answer
+//! before its next request (the paced script; the max-rate script has no `delay()`), and a
+//! `done()` hook prints the totals and latency percentiles on one parseable line.
 
 use anyhow::{Context, bail};
 use std::io::Read;
@@ -9,25 +9,41 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Each connection waits this long before each request (wrk's timers have 1 ms resolution).
+/// Each paced connection pauses this long after each answer (wrk's timers have 1 ms
+/// resolution)...
 pub const PERIOD_MS: u64 = 10;
+
+/// ... unless that takes fewer connections than this: then the pause grows instead, so that
+/// the number of connections can be tuned in steps of at most a tenth.
+pub const MIN_PACED_CONNECTIONS: usize = 10;
 
 /// Marker of the line printed by the `done()` hook.
 const RESULT_MARKER: &str = "shadowtap-wrk";
 
-/// A paced load: `connections` connections, one request per [`PERIOD_MS`] each, for `seconds`.
+/// A paced load: `connections` connections, each pausing `period_ms` after an answer, for
+/// `seconds`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Pace {
     pub connections: usize,
+    pub period_ms: u64,
     pub seconds: u64,
 }
 
 impl Pace {
-    /// The pace closest to `requests_per_second` (at least one connection).
+    /// The pace that would offer `requests_per_second` if answers took no time: a pause of
+    /// [`PERIOD_MS`], longer at low rates to keep [`MIN_PACED_CONNECTIONS`] connections.
     pub fn new(requests_per_second: f64, seconds: u64) -> Self {
-        let connections = (requests_per_second * PERIOD_MS as f64 / 1000.0).round() as usize;
+        let rps = requests_per_second.max(1e-3);
+        let min = MIN_PACED_CONNECTIONS as f64;
+        let period_ms = if rps * PERIOD_MS as f64 / 1000.0 >= min {
+            PERIOD_MS
+        } else {
+            ((1000.0 * min / rps).round() as u64).max(1)
+        };
+        let connections = (rps * period_ms as f64 / 1000.0).round() as usize;
         Pace {
             connections: connections.max(1),
+            period_ms,
             seconds,
         }
     }
@@ -36,7 +52,7 @@ impl Pace {
 /// How wrk offers its load.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Offer {
-    /// Paced: each connection one request per [`PERIOD_MS`].
+    /// Paced: each connection pauses after each answer.
     Paced(Pace),
     /// As fast as the server answers, on `connections` keep-alive connections.
     Max { connections: usize, seconds: u64 },
@@ -159,12 +175,16 @@ end
 /// it outlives its duration by 30 s.
 pub fn run(scripts: &Scripts, url: &str, offer: Offer) -> anyhow::Result<WrkResult> {
     let seconds = offer.seconds();
-    let mut child = Command::new("wrk")
-        .args(["-t1", "-c", &offer.connections().to_string()])
+    let mut cmd = Command::new("wrk");
+    cmd.args(["-t1", "-c", &offer.connections().to_string()])
         .args(["-d", &format!("{seconds}s"), "--timeout", "5s", "-s"])
         .arg(scripts.for_offer(offer))
-        .arg(url)
-        .args(["--", &PERIOD_MS.to_string()])
+        .arg(url);
+    if let Offer::Paced(pace) = offer {
+        // The script's init() reads the pause from here.
+        cmd.args(["--", &pace.period_ms.to_string()]);
+    }
+    let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -273,10 +293,17 @@ shadowtap-wrk requests=4950 duration_us=5000250 p50_us=280 p90_us=410 p99_us=900
     }
 
     #[test]
-    fn pace_rounds_to_whole_connections() {
-        assert_eq!(Pace::new(500.0, 5).connections, 5);
-        assert_eq!(Pace::new(2000.0, 5).connections, 20);
-        assert_eq!(Pace::new(10.0, 5).connections, 1);
-        assert_eq!(Pace::new(1000.0, 5).connections, 10);
+    fn pace_keeps_ten_connections_and_a_10_ms_pause_where_it_can() {
+        let pace = |rps| {
+            let p = Pace::new(rps, 5);
+            (p.connections, p.period_ms)
+        };
+        assert_eq!(pace(10_000.0), (100, 10));
+        assert_eq!(pace(2000.0), (20, 10));
+        assert_eq!(pace(1000.0), (10, 10));
+        // Fewer than 10 connections at 10 ms: the pause grows instead.
+        assert_eq!(pace(500.0), (10, 20));
+        assert_eq!(pace(200.0), (10, 50));
+        assert_eq!(pace(10.0), (10, 1000));
     }
 }

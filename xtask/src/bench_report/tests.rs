@@ -143,7 +143,15 @@ fn results() -> Results {
             load_average: "1.00 / 0.50 / 0.25".into(),
         },
         runs,
-        paced_connections: [(small10k, 120)].into(),
+        paces: [(
+            small10k,
+            crate::bench_wrk::Pace {
+                connections: 120,
+                period_ms: 10,
+                seconds: 5,
+            },
+        )]
+        .into(),
         parse: None,
         elapsed: Duration::from_secs(60),
     }
@@ -180,6 +188,10 @@ fn ratios_are_taken_per_repetition_and_summarised() {
     assert_eq!(v["mode"], "full");
     assert_eq!(v["machine"]["cores"], 2);
     assert_eq!(v["failed_runs"], 1);
+    assert_eq!(
+        v["config"]["paces"]["small@10000"],
+        json!({"connections": 120, "pause_ms": 10})
+    );
 }
 
 #[test]
