@@ -1,5 +1,5 @@
-//! CPU time and memory from /proc: of another process (`/proc/PID/stat`, `/proc/PID/status`),
-//! of this process with its reaped children, and of the whole machine (`/proc/stat`).
+//! CPU time and memory from /proc: of a process (`/proc/PID/stat`, `/proc/PID/status`) and of
+//! the whole machine (`/proc/stat`).
 
 use anyhow::Context;
 use std::process::Command;
@@ -10,18 +10,6 @@ pub fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
     let path = format!("/proc/{pid}/stat");
     let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
     let ticks = stat_cpu_ticks(&text).with_context(|| format!("malformed {path}: {text}"))?;
-    Ok(Duration::from_secs_f64(
-        ticks as f64 / clock_ticks_per_second(),
-    ))
-}
-
-/// CPU time used so far by this process and by its children that have been waited for.
-pub fn self_and_children_cpu_time() -> anyhow::Result<Duration> {
-    let text = std::fs::read_to_string("/proc/self/stat").context("cannot read /proc/self/stat")?;
-    let ticks = stat_cpu_ticks(&text)
-        .zip(stat_children_cpu_ticks(&text))
-        .map(|(own, children)| own + children)
-        .with_context(|| format!("malformed /proc/self/stat: {text}"))?;
     Ok(Duration::from_secs_f64(
         ticks as f64 / clock_ticks_per_second(),
     ))
@@ -59,14 +47,6 @@ fn stat_cpu_ticks(stat: &str) -> Option<u64> {
     let utime: u64 = fields.get(14 - 3)?.parse().ok()?;
     let stime: u64 = fields.get(15 - 3)?.parse().ok()?;
     Some(utime + stime)
-}
-
-/// cutime + cstime (fields 16 and 17): CPU time of the children waited for.
-fn stat_children_cpu_ticks(stat: &str) -> Option<u64> {
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let cutime: u64 = fields.get(16 - 3)?.parse().ok()?;
-    let cstime: u64 = fields.get(17 - 3)?.parse().ok()?;
-    Some(cutime + cstime)
 }
 
 /// The aggregate `cpu` line of `/proc/stat` (user nice system idle iowait irq softirq steal
@@ -116,13 +96,6 @@ mod tests {
     }
 
     #[test]
-    fn children_cpu_fields_follow_own() {
-        let stat = "1 (xtask) S 0 1 1 0 -1 0 0 0 0 0 10 20 300 400 20 0 1 0 5 6 7";
-        assert_eq!(stat_cpu_ticks(stat), Some(30));
-        assert_eq!(stat_children_cpu_ticks(stat), Some(700));
-    }
-
-    #[test]
     fn machine_busy_excludes_idle_iowait_and_steal() {
         let stat = "cpu  100 5 50 9000 40 3 2 7 0 0\ncpu0 50 2 25 4500 20 1 1 3 0 0\nintr 1\n";
         assert_eq!(machine_busy_ticks(stat), Some(100 + 5 + 50 + 3 + 2));
@@ -152,7 +125,6 @@ mod tests {
     fn own_process_is_readable() {
         let pid = std::process::id();
         cpu_time(pid).unwrap();
-        self_and_children_cpu_time().unwrap();
         machine_busy_time().unwrap();
         assert!(memory(pid).unwrap().rss_bytes > 0);
     }

@@ -19,12 +19,21 @@ const APT_PACKAGES: &[(&str, &str)] = &[
     ("libpolly-22-dev", "bpf-linker's LLVM 22 link dependencies"),
     ("libzstd-dev", "bpf-linker's LLVM 22 link dependencies"),
     ("iproute2", "`ip netns` / veth for the end-to-end tests"),
-    ("bpftool", "tests check that no tap stays attached"),
+    (
+        "bpftool",
+        "tests check that no tap stays attached; `cargo xtask bench` reads the tap's run time",
+    ),
     (
         "tcpdump",
-        "tests check that recorded pcaps read back in tcpdump",
+        "tests check that recorded pcaps read back in tcpdump; `cargo xtask bench` compares \
+         capture drops with it",
     ),
-    ("wrk", "`cargo xtask bench mirror` offers load with wrk"),
+    ("wrk", "`cargo xtask bench` offers load with wrk"),
+    (
+        "nginx",
+        "`cargo xtask bench` compares with nginx `mirror` in front of production (xtask starts \
+         its own nginx on loopback with a generated config; the Debian service is not used)",
+    ),
     (
         "curl",
         "the demo shows curl requests; the HTTP/2 tests send `curl --http2-prior-knowledge`",
@@ -262,6 +271,13 @@ mod tests {
         assert!(!lists_http2(without));
         // nghttp2 in the version line alone is not the feature.
         assert!(!lists_http2("curl 8 nghttp2/1.5 HTTP2\nFeatures: IPv6\n"));
+    }
+
+    #[test]
+    fn the_bench_tools_are_in_the_package_list() {
+        for tool in ["nginx", "tcpdump", "bpftool", "wrk"] {
+            assert!(APT_PACKAGES.iter().any(|(name, _)| *name == tool), "{tool}");
+        }
     }
 
     #[test]

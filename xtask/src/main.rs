@@ -2,9 +2,16 @@
 //! machine needs only `cargo xtask demo` or `cargo xtask test`.
 
 mod bench;
-mod bench_capture;
-mod bench_mirror;
+mod bench_bpf;
+mod bench_idle;
+mod bench_nginx;
+mod bench_parse;
+mod bench_plan;
 mod bench_proc;
+mod bench_report;
+mod bench_run;
+mod bench_stats;
+mod bench_tcpdump;
 mod bench_wrk;
 mod bootstrap;
 mod build;
@@ -37,7 +44,8 @@ enum Task {
     Test(test::TestArgs),
     /// Run the cargo-fuzz targets one after another (default: all of them, 600 s each).
     Fuzz(fuzz::FuzzArgs),
-    /// Run benchmarks: `parse`, `capture`, `mirror`, or all of them.
+    /// Benchmark side by side: production alone, tapped by shadowd, behind nginx mirror, and
+    /// under tcpdump (scenarios: overhead, isolation, fidelity, cost, parse; default all).
     Bench(bench::BenchArgs),
     /// Run the demo: production and shadow model servers on loopback, tapped and compared.
     Demo(demo::DemoArgs),

@@ -11,12 +11,17 @@ pub struct TestArgs {
     /// Seconds each fuzz target runs (0 skips fuzzing); `cargo xtask fuzz` runs them longer.
     #[arg(long, default_value_t = 20)]
     pub fuzz_seconds: u64,
+    /// Skip the quick benchmark (`cargo xtask bench --quick`), which checks that the bench
+    /// harness still runs end to end (it asserts no performance threshold).
+    #[arg(long)]
+    pub no_bench: bool,
     /// Extra arguments for `cargo test` (after `--`), e.g. a test name filter.
     #[arg(last = true)]
     pub cargo_test_args: Vec<String>,
 }
 
-/// Runs unit, property and end-to-end tests, then each fuzz target for a bounded time.
+/// Runs unit, property and end-to-end tests, the quick benchmark, then each fuzz target for a
+/// bounded time.
 pub fn run(args: TestArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     if !is_root() {
@@ -32,9 +37,30 @@ pub fn run(args: TestArgs) -> anyhow::Result<()> {
             .args(["test", "--no-fail-fast", "--"])
             .args(&args.cargo_test_args),
     )?;
+    if !args.no_bench {
+        quick_bench()?;
+    }
     if args.fuzz_seconds > 0 {
         crate::fuzz::fuzz(&[], args.fuzz_seconds)?;
     }
     eprintln!("xtask test: all tests passed in {:.0?}", started.elapsed());
     Ok(())
+}
+
+/// `cargo xtask bench --quick` (root only: it loads the tap), then checks the results file it
+/// wrote. Only that the harness works is checked, never the numbers.
+fn quick_bench() -> anyhow::Result<()> {
+    if !is_root() {
+        eprintln!("xtask test: not root: skipping the quick benchmark");
+        return Ok(());
+    }
+    let results = crate::bench::results_dir().join("results.json");
+    let _ = std::fs::remove_file(&results);
+    crate::bench::run(crate::bench::BenchArgs {
+        quick: true,
+        no_readme: true,
+        reps: None,
+        scenarios: Vec::new(),
+    })?;
+    crate::bench::check_results_file(&results)
 }
