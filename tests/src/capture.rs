@@ -4,6 +4,7 @@ use crate::http_peer::Transcript;
 use crate::streams;
 use shadow_core::segment::{Direction, FlowKey, Segment};
 use shadow_daemon::capture::LiveCapture;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// Receives segments until `done(&segments)` holds or `limit` has passed (then returns what
@@ -112,4 +113,27 @@ pub fn verify_against(
         payload_bytes: segments.iter().map(|s| s.payload.len()).sum(),
         duplicates,
     })
+}
+
+/// Segments of `port` in a pcap file with Ethernet frames (whatever has been flushed so far:
+/// a file still being written may end inside a packet, reading stops there).
+pub fn read_pcap(port: u16, path: &Path) -> Vec<Segment> {
+    use pcap_file::pcap::PcapReader;
+    use shadow_core::frame::{LinkType, decode};
+    let Ok(bytes) = std::fs::read(path) else {
+        return Vec::new();
+    };
+    let Ok(mut reader) = PcapReader::new(&bytes[..]) else {
+        return Vec::new();
+    };
+    let mut segments = Vec::new();
+    while let Some(Ok(packet)) = reader.next_packet() {
+        let ts = packet.timestamp.as_nanos() as u64;
+        segments.push(
+            decode(LinkType::Ethernet, &packet.data, &[port], ts)
+                .expect("only watched TCP in the file")
+                .segment,
+        );
+    }
+    segments
 }

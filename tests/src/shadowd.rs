@@ -157,6 +157,27 @@ impl Daemon {
         self.child.as_mut().expect("not reaped").wait()
     }
 
+    /// Waits (bounded, 60 s) until the daemon prints `needle`; panics with its output
+    /// otherwise, or when it exits first.
+    pub fn wait_for_output(&mut self, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if self.output().contains(needle) {
+                return;
+            }
+            if let Some(status) = self
+                .wait_timeout(Duration::from_millis(50))
+                .expect("waiting for shadowd")
+            {
+                panic!(
+                    "shadowd exited ({status}) before `{needle}`:\n{}",
+                    self.output()
+                );
+            }
+        }
+        panic!("shadowd never printed `{needle}`:\n{}", self.output());
+    }
+
     /// Everything the daemon printed so far (stdout and stderr interleaved).
     pub fn output(&self) -> String {
         std::fs::read_to_string(self.log.path()).unwrap_or_default()

@@ -10,15 +10,12 @@
 //!
 //! Needs root; skipped (with a message) otherwise.
 
-use pcap_file::pcap::PcapReader;
-use shadow_core::frame::{LinkType, decode};
-use shadow_core::segment::Segment;
 use shadow_core::vocabulary::{DiscrepancyKind, MirrorResult, Outcome, SkipReason};
 use shadow_daemon::capture::ebpf;
 use shadow_daemon::capture::{TapSpec, afpacket};
 use shadow_daemon::shutdown;
 use shadowtap_tests::admin::{self, accounted, discrepancies, exchanges, mirrored, skipped};
-use shadowtap_tests::capture::fins_seen;
+use shadowtap_tests::capture::{fins_seen, read_pcap};
 use shadowtap_tests::http_peer::{HttpServer, STANDARD_PLAN, Transcript};
 use shadowtap_tests::model::{ModelServer, Req, Role, disagrees};
 use shadowtap_tests::netns::tcp_retransmitted_segments;
@@ -27,7 +24,6 @@ use shadowtap_tests::scenario::{self, CATCH_UP, Opener, PORT, Report, check_segm
 use shadowtap_tests::shadowd::Daemon;
 use shadowtap_tests::tun::{TUN_IF, TunPair};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
 /// Server in namespace A (IPv4 and IPv6), one keep-alive client per address family in
@@ -106,44 +102,6 @@ fn afpacket_captures_tun_traffic_byte_exact() {
 
 // ---------- shadowd record ----------
 
-/// Segments of the watched port in a pcap file (whatever has been flushed so far).
-fn read_pcap(path: &Path) -> Vec<Segment> {
-    let Ok(bytes) = std::fs::read(path) else {
-        return Vec::new();
-    };
-    let Ok(mut reader) = PcapReader::new(&bytes[..]) else {
-        return Vec::new();
-    };
-    let mut segments = Vec::new();
-    // A file still being written may end inside a packet: stop at the first incomplete one.
-    while let Some(Ok(packet)) = reader.next_packet() {
-        let ts = packet.timestamp.as_nanos() as u64;
-        segments.push(
-            decode(LinkType::Ethernet, &packet.data, &[PORT], ts)
-                .expect("only watched TCP in the file")
-                .segment,
-        );
-    }
-    segments
-}
-
-/// Waits (bounded) until the daemon prints `needle`; panics with its output otherwise.
-fn wait_for_output(daemon: &mut Daemon, needle: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        if daemon.output().contains(needle) {
-            return;
-        }
-        if let Some(status) = daemon.wait_timeout(Duration::from_millis(50)).unwrap() {
-            panic!(
-                "shadowd exited ({status}) before `{needle}`:\n{}",
-                daemon.output()
-            );
-        }
-    }
-    panic!("shadowd never printed `{needle}`:\n{}", daemon.output());
-}
-
 /// `shadowd record --capture <capture>` on A's tun device while B's clients talk to A's
 /// server; stopped with SIGTERM once every FIN is in the file.
 fn record_on_tun(capture: &str) {
@@ -165,7 +123,7 @@ fn record_on_tun(capture: &str) {
         capture,
     ];
     let mut daemon = Daemon::spawn(Some(&pair.a), &args).expect("spawn shadowd");
-    wait_for_output(&mut daemon, "tapping");
+    daemon.wait_for_output("tapping");
 
     let started = SystemTime::now();
     let retrans = || {
@@ -180,7 +138,7 @@ fn record_on_tun(capture: &str) {
         "production untouched"
     );
     let deadline = Instant::now() + CATCH_UP;
-    while !fins_seen(&read_pcap(&pcap), &transcripts) && Instant::now() < deadline {
+    while !fins_seen(&read_pcap(PORT, &pcap), &transcripts) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(200));
     }
     let status = daemon.stop(Duration::from_secs(30)).unwrap();
@@ -193,7 +151,7 @@ fn record_on_tun(capture: &str) {
         output.contains("dropped 0, truncated 0"),
         "losses reported:\n{output}"
     );
-    let segments = read_pcap(&pcap);
+    let segments = read_pcap(PORT, &pcap);
     let verified = check_segments(&segments, &transcripts, started, retrans() - before);
     println!("record --capture {capture} on tun: {verified:?}");
 }

@@ -8,17 +8,15 @@
 //! Needs root; skipped (with a message) otherwise.
 
 use nix::sys::signal::Signal;
-use pcap_file::pcap::PcapReader;
-use shadow_core::frame::{LinkType, decode};
 use shadow_core::segment::{Direction, Segment};
-use shadowtap_tests::capture::fins_seen;
+use shadowtap_tests::capture::{fins_seen, read_pcap};
 use shadowtap_tests::http_peer::{HttpServer, STANDARD_PLAN, Transcript, run_client};
 use shadowtap_tests::netns::{NetNs, VethPair, tcp_retransmitted_segments};
 use shadowtap_tests::scenario::{CATCH_UP, PORT, check_segments, drive};
 use shadowtap_tests::shadowd::{self, Daemon};
 use shadowtap_tests::{require_root, tc};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 use tempfile::TempDir;
@@ -47,44 +45,6 @@ impl TempPcap {
     }
 }
 
-/// Segments of the watched port in a pcap file (whatever has been flushed so far).
-fn read_pcap(path: &Path) -> Vec<Segment> {
-    let Ok(bytes) = std::fs::read(path) else {
-        return Vec::new();
-    };
-    let Ok(mut reader) = PcapReader::new(&bytes[..]) else {
-        return Vec::new();
-    };
-    let mut segments = Vec::new();
-    // A file still being written may end inside a packet: stop at the first incomplete one.
-    while let Some(Ok(packet)) = reader.next_packet() {
-        let ts = packet.timestamp.as_nanos() as u64;
-        segments.push(
-            decode(LinkType::Ethernet, &packet.data, &[PORT], ts)
-                .expect("only watched TCP in the file")
-                .segment,
-        );
-    }
-    segments
-}
-
-/// Waits (bounded) until the daemon prints `needle`; panics with its output otherwise.
-fn wait_for_output(daemon: &mut Daemon, needle: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        if daemon.output().contains(needle) {
-            return;
-        }
-        if let Some(status) = daemon.wait_timeout(Duration::from_millis(50)).unwrap() {
-            panic!(
-                "shadowd exited ({status}) before `{needle}`:\n{}",
-                daemon.output()
-            );
-        }
-    }
-    panic!("shadowd never printed `{needle}`:\n{}", daemon.output());
-}
-
 /// Stops the recording once every FIN has reached the file (it is flushed every second),
 /// checks the exit and summary, and returns the recorded segments.
 fn stop_when_complete(
@@ -93,7 +53,7 @@ fn stop_when_complete(
     transcripts: &[Transcript],
 ) -> Vec<Segment> {
     let deadline = Instant::now() + CATCH_UP;
-    while !fins_seen(&read_pcap(&pcap.path), transcripts) && Instant::now() < deadline {
+    while !fins_seen(&read_pcap(PORT, &pcap.path), transcripts) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(200));
     }
     let status = daemon.stop(Duration::from_secs(30)).unwrap();
@@ -106,7 +66,7 @@ fn stop_when_complete(
         output.contains("dropped 0, truncated 0"),
         "losses reported:\n{output}"
     );
-    read_pcap(&pcap.path)
+    read_pcap(PORT, &pcap.path)
 }
 
 /// tcpdump reads the whole file: one line per packet, as many as the file holds.
@@ -142,7 +102,7 @@ fn record_veth(capture: &str) {
         capture,
     ];
     let mut daemon = Daemon::spawn(Some(&pair.a), &args).expect("spawn shadowd");
-    wait_for_output(&mut daemon, "tapping");
+    daemon.wait_for_output("tapping");
 
     let started = SystemTime::now();
     let retrans = || {
@@ -207,7 +167,7 @@ fn record_ebpf_on_loopback_writes_each_packet_once() {
         "3600s",
     ];
     let mut daemon = Daemon::spawn(Some(&ns), &args).expect("spawn shadowd");
-    wait_for_output(&mut daemon, "tapping");
+    daemon.wait_for_output("tapping");
     let started = SystemTime::now();
     let before = ns.run(tcp_retransmitted_segments).unwrap();
     let transcripts = drive(&ns, &[addr], STANDARD_PLAN);
@@ -272,14 +232,14 @@ fn record_stops_by_itself_after_duration_and_count() {
         ],
     )
     .unwrap();
-    wait_for_output(&mut daemon, "tapping");
+    daemon.wait_for_output("tapping");
     drive(&ns, &[addr], &[(1024, 1024), (1024, 1024), (1024, 1024)]);
     let status = daemon
         .wait_timeout(Duration::from_secs(60))
         .unwrap()
         .expect("--count ends the recording");
     assert!(status.success(), "{}", daemon.output());
-    assert_eq!(read_pcap(&pcap.path).len(), 5);
+    assert_eq!(read_pcap(PORT, &pcap.path).len(), 5);
 }
 
 /// SIGKILL while traffic flows: every request still gets its correct response, and no TCX
@@ -300,7 +260,7 @@ fn sigkill_mid_traffic_leaves_production_and_interface_clean() {
         &["record", "-i", &iface, "-p", &port, "-o", pcap.as_str()],
     )
     .unwrap();
-    wait_for_output(&mut daemon, "tapping");
+    daemon.wait_for_output("tapping");
     assert_eq!(
         pair.a.run(|| tc::tcx_program_counts(&iface)).unwrap(),
         (1, 1),
@@ -353,7 +313,7 @@ fn netlink_fallback_stale_filter_is_removed_by_the_next_start() {
         Daemon::spawn_with_env(Some(&pair.a), &args, &[("SHADOWTAP_TC_ATTACH", "netlink")]).unwrap()
     };
     let mut first = spawn();
-    wait_for_output(&mut first, "tapping");
+    first.wait_for_output("tapping");
     first.signal(Signal::SIGKILL).unwrap();
     first
         .wait_timeout(Duration::from_secs(10))
@@ -366,7 +326,7 @@ fn netlink_fallback_stale_filter_is_removed_by_the_next_start() {
     );
 
     let mut second = spawn();
-    wait_for_output(&mut second, "tapping");
+    second.wait_for_output("tapping");
     assert!(
         second.output().contains("removed a stale"),
         "{}",
@@ -409,7 +369,7 @@ fn kernel_trace_follows_the_log_filter() {
             log,
         ];
         let mut daemon = Daemon::spawn(Some(&ns), &args).expect("spawn shadowd");
-        wait_for_output(&mut daemon, "tapping");
+        daemon.wait_for_output("tapping");
         drive(&ns, &[addr], &[(10, 10)]);
         // Nothing listens on the next port: a SYN and a RST the tap looks at and ignores.
         let unwatched = SocketAddr::from(([127, 0, 0, 1], PORT + 1));
@@ -537,7 +497,7 @@ fn curl_traffic_recorded_round_trips_through_inspect() {
         &["record", "-i", "lo", "-p", &port, "-o", pcap.as_str()],
     )
     .unwrap();
-    wait_for_output(&mut daemon, "tapping");
+    daemon.wait_for_output("tapping");
     let base = format!("http://{addr}");
     // One curl: four requests over one keep-alive connection.
     let (a, b, c, d) = (file("a"), file("b"), file("c"), file("d"));
@@ -596,7 +556,7 @@ fn curl_traffic_recorded_round_trips_through_inspect() {
     // after curl closed the connection) is in the file, so every response is.
     let deadline = Instant::now() + CATCH_UP;
     while Instant::now() < deadline
-        && !read_pcap(&pcap.path)
+        && !read_pcap(PORT, &pcap.path)
             .iter()
             .any(|s| s.dir == Direction::Response && s.flags.fin())
     {
