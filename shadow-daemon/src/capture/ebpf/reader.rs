@@ -286,10 +286,11 @@ mod tests {
             chunk_len: 2,
             ifindex: 0x7172_7374,
         };
-        // The fields fill the first 68 bytes without holes (shadow-common checks the layout);
-        // only the 4 trailing padding bytes are left out: they are never initialised.
-        const FIELD_BYTES: usize = 68;
-        // SAFETY: `event` lives for the whole borrow and its first 68 bytes are its fields.
+        // The fields fill the header up to the end of the last one without holes (shadow-common
+        // checks the layout); the trailing padding is left out: it is never initialised.
+        const FIELD_BYTES: usize = std::mem::offset_of!(SegmentEvent, ifindex) + 4;
+        // SAFETY: `event` lives for the whole borrow and its first FIELD_BYTES bytes are its
+        // fields.
         let fields = unsafe {
             std::slice::from_raw_parts(std::ptr::from_ref(&event).cast::<u8>(), FIELD_BYTES)
         };
