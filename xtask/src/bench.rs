@@ -33,6 +33,10 @@ pub struct BenchArgs {
     /// Do not rewrite the README's "Performance" section (full mode rewrites it by default).
     #[arg(long)]
     pub no_readme: bool,
+    /// Run the debug build of `shadowd` and the models instead of the release build (what
+    /// `cargo xtask test` does, to skip a release build; only with --quick).
+    #[arg(long, requires = "quick")]
+    pub debug_build: bool,
     /// Repetitions of every job (default: 5, or 1 with --quick).
     #[arg(long)]
     pub reps: Option<usize>,
@@ -78,12 +82,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     );
     let parse = plan.scenarios.contains(&Scenario::Parse).then(|| {
         eprintln!("bench: parse (criterion: cargo bench -p shadow-core --bench parse)");
-        crate::bench_parse::run(plan.quick).map_err(|e| format!("{e:#}"))
+        crate::bench_parse::run(plan.quick, args.debug_build).map_err(|e| format!("{e:#}"))
     });
     let jobs = if plan.jobs.is_empty() {
         JobResults::default()
     } else {
-        run_jobs(&plan)?
+        run_jobs(&plan, args.debug_build)?
     };
     let results = Results {
         plan,
@@ -119,8 +123,12 @@ struct JobResults {
 
 /// Starts the models, then runs every job of every repetition. The logs are removed after a
 /// successful bench and kept (and named) after a failed one.
-fn run_jobs(plan: &Plan) -> anyhow::Result<JobResults> {
-    let bin = crate::build::release()?;
+fn run_jobs(plan: &Plan, debug_build: bool) -> anyhow::Result<JobResults> {
+    let bin = if debug_build {
+        crate::build::debug()?
+    } else {
+        crate::build::release()?
+    };
     let dir = tempfile::Builder::new()
         .prefix("shadowtap-bench-")
         .tempdir()

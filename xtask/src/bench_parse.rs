@@ -35,8 +35,10 @@ impl Measurement {
     }
 }
 
-/// Runs the bench (`quick`: short warm-up and measurement) and returns what it measured.
-pub fn run(quick: bool) -> anyhow::Result<Vec<Measurement>> {
+/// Runs the bench (`quick`: short warm-up and measurement; `debug_build`: the dev profile the
+/// tests already built, instead of compiling the optimised bench profile) and returns what it
+/// measured.
+pub fn run(quick: bool, debug_build: bool) -> anyhow::Result<Vec<Measurement>> {
     let started = SystemTime::now();
     let mut cmd = cargo();
     cmd.args([
@@ -48,6 +50,9 @@ pub fn run(quick: bool) -> anyhow::Result<Vec<Measurement>> {
         "--bench",
         "parse",
     ]);
+    if debug_build {
+        cmd.args(["--profile", "dev"]);
+    }
     if quick {
         cmd.args(["--", "--warm-up-time", "0.2", "--measurement-time", "0.5"]);
     }

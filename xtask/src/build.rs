@@ -24,6 +24,13 @@ pub fn release() -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
+/// Builds the debug `shadowd` and demo models (what `cargo xtask test`'s quick bench runs: the
+/// tests already built most of it); returns their directory.
+pub fn debug() -> anyhow::Result<PathBuf> {
+    run_cmd(cargo().args(["build", "-p", "shadow-daemon", "-p", "shadowtap-demo"]))?;
+    Ok(target_dir().join("debug"))
+}
+
 /// Builds the debug `shadowd` used by the end-to-end tests; returns its path.
 pub fn debug_shadowd() -> anyhow::Result<PathBuf> {
     run_cmd(cargo().args(["build", "-p", "shadow-daemon", "--bin", "shadowd"]))?;

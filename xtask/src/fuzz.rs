@@ -21,6 +21,10 @@ pub struct FuzzArgs {
     /// Seconds each target runs.
     #[arg(long, value_name = "SECONDS", default_value_t = 600)]
     pub time: u64,
+    /// Build the targets unoptimised (`cargo fuzz --dev`): much quicker to compile, slower to
+    /// fuzz; what `cargo xtask test`'s short runs use.
+    #[arg(long)]
+    pub dev: bool,
     /// Targets to run (default: every target `cargo fuzz list` shows).
     #[arg(value_name = "TARGET")]
     pub targets: Vec<String>,
@@ -38,12 +42,12 @@ fn dictionary(target: &str) -> Option<&'static str> {
 
 /// Runs `cargo xtask fuzz`.
 pub fn run(args: FuzzArgs) -> anyhow::Result<()> {
-    fuzz(&args.targets, args.time)
+    fuzz(&args.targets, args.time, args.dev)
 }
 
-/// Fuzzes `selected` (all targets when empty) for `seconds` each, one after another; fails
-/// naming every finding after all have run.
-pub fn fuzz(selected: &[String], seconds: u64) -> anyhow::Result<()> {
+/// Fuzzes `selected` (all targets when empty) for `seconds` each, one after another (`dev`: an
+/// unoptimised build); fails naming every finding after all have run.
+pub fn fuzz(selected: &[String], seconds: u64, dev: bool) -> anyhow::Result<()> {
     let fuzz_dir = workspace_root().join("fuzz");
     let targets = targets(&fuzz_dir, selected)?;
     eprintln!(
@@ -51,6 +55,9 @@ pub fn fuzz(selected: &[String], seconds: u64) -> anyhow::Result<()> {
     );
     let mut build = cargo_fuzz(&fuzz_dir);
     build.arg("build");
+    if dev {
+        build.arg("--dev");
+    }
     if let [only] = targets.as_slice() {
         build.arg(only);
     }
@@ -60,7 +67,7 @@ pub fn fuzz(selected: &[String], seconds: u64) -> anyhow::Result<()> {
     let mut runs = Vec::new();
     for target in &targets {
         eprintln!("xtask fuzz: fuzzing `{target}` for {seconds} s");
-        let run = fuzz_one(&fuzz_dir, target, seconds)?;
+        let run = fuzz_one(&fuzz_dir, target, seconds, dev)?;
         eprintln!("xtask fuzz: {}", run.summary());
         if let Some(finding) = &run.finding {
             eprintln!("{}", finding.report(&fuzz_dir, &run));
@@ -159,7 +166,7 @@ struct Finding {
     excerpt: Vec<String>,
 }
 
-fn fuzz_one(fuzz_dir: &Path, target: &str, seconds: u64) -> anyhow::Result<Run> {
+fn fuzz_one(fuzz_dir: &Path, target: &str, seconds: u64, dev: bool) -> anyhow::Result<Run> {
     let corpus = fuzz_dir.join("corpus").join(target);
     let seeds = fuzz_dir.join("seeds").join(target);
     let artifacts = fuzz_dir.join("artifacts").join(target);
@@ -171,7 +178,11 @@ fn fuzz_one(fuzz_dir: &Path, target: &str, seconds: u64) -> anyhow::Result<Run> 
         File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
     let mut cmd = cargo_fuzz(fuzz_dir);
     // The working corpus first: libFuzzer adds new inputs to the first directory only.
-    cmd.args(["run", target]).arg(&corpus);
+    cmd.arg("run");
+    if dev {
+        cmd.arg("--dev");
+    }
+    cmd.arg(target).arg(&corpus);
     if seeds.is_dir() {
         cmd.arg(&seeds);
     }

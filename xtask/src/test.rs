@@ -8,8 +8,9 @@ use std::time::Instant;
 /// Flags of `cargo xtask test`.
 #[derive(Debug, Args)]
 pub struct TestArgs {
-    /// Seconds each fuzz target runs (0 skips fuzzing); `cargo xtask fuzz` runs them longer.
-    #[arg(long, default_value_t = 20)]
+    /// Seconds each fuzz target runs (0 skips fuzzing), built unoptimised to save compile
+    /// time; `cargo xtask fuzz` runs them longer, optimised.
+    #[arg(long, default_value_t = 15)]
     pub fuzz_seconds: u64,
     /// Skip the quick benchmark (`cargo xtask bench --quick`), which checks that the bench
     /// harness still runs end to end (it asserts no performance threshold).
@@ -41,7 +42,7 @@ pub fn run(args: TestArgs) -> anyhow::Result<()> {
         quick_bench()?;
     }
     if args.fuzz_seconds > 0 {
-        crate::fuzz::fuzz(&[], args.fuzz_seconds)?;
+        crate::fuzz::fuzz(&[], args.fuzz_seconds, true)?;
     }
     eprintln!("xtask test: all tests passed in {:.0?}", started.elapsed());
     Ok(())
@@ -59,6 +60,7 @@ fn quick_bench() -> anyhow::Result<()> {
     crate::bench::run(crate::bench::BenchArgs {
         quick: true,
         no_readme: true,
+        debug_build: true,
         reps: None,
         scenarios: Vec::new(),
     })?;
