@@ -12,6 +12,9 @@
 //!
 //! Every exchange, replayed or not, is also shown to the queue: with production pacing its
 //! wire timings say how many requests production had in flight, which bounds the replays.
+//! And production's answer to every exchange is reported ([`Telemetry::production_answered`]:
+//! wire latency and error class) before any check, so production's latency and error series
+//! cover all its traffic, whatever sampling, filters or the breaker let through.
 
 pub mod circuit_breaker;
 pub mod filter;
@@ -25,9 +28,10 @@ use circuit_breaker::{Permit, SharedBreaker};
 use filter::RequestFilter;
 use queue::SharedQueue;
 use sampling::Sampler;
+use shadow_core::grpc::{GrpcStatus, is_grpc};
 use shadow_core::http::{Exchange, ExchangeTiming, HttpRequest, HttpResponse, Outcome};
 use shadow_core::segment::FlowKey;
-use shadow_core::vocabulary::SkipReason;
+use shadow_core::vocabulary::{ErrorClass, SkipReason};
 use std::sync::Arc;
 use std::time::Instant;
 use token_bucket::TokenBucket;
@@ -153,6 +157,10 @@ impl Admitter {
     pub fn offer(&mut self, exchange: Exchange) -> Admission {
         self.telemetry
             .exchange_seen(exchange.protocol, exchange.outcome);
+        if let Some(response) = &exchange.prod_response {
+            self.telemetry
+                .production_answered(exchange.timing.latency_ns(), production_error(response));
+        }
         let now = Instant::now();
         self.queue.lock().observe(&exchange.timing, now);
         let admission = self.admit(exchange, now);
@@ -213,6 +221,18 @@ impl Admitter {
             }
         }
     }
+}
+
+/// How production's answer failed, classed as the comparison classes it: a 4xx/5xx status or,
+/// for a gRPC answer, a non-OK `grpc-status`; `None` for a success.
+fn production_error(response: &HttpResponse) -> Option<ErrorClass> {
+    ErrorClass::of_status(response.status).or_else(|| {
+        is_grpc(&response.headers)
+            .then(|| {
+                GrpcStatus::of_response(response.status, &response.headers, &response.trailers)
+            })
+            .and_then(|s| ErrorClass::of_grpc(s.kind()))
+    })
 }
 
 #[cfg(test)]
@@ -345,6 +365,11 @@ pub(crate) mod tests {
             Admission::Skipped(SkipReason::RateLimited)
         );
         use Event::*;
+        // The test exchanges' answers: 200, no wire timestamps.
+        let ok = ProductionAnswered {
+            latency_ns: None,
+            error: None,
+        };
         assert_eq!(
             events.events(),
             vec![
@@ -353,16 +378,23 @@ pub(crate) mod tests {
                     cause: BreakerCause::Start
                 }),
                 ExchangeSeen(Protocol::Http1, Outcome::Truncated),
+                ok.clone(),
                 Skipped(truncated),
                 ExchangeSeen(Protocol::Http1, Outcome::Gap),
+                ok.clone(),
                 Skipped(gap),
+                // No answer: nothing to say about production's.
                 ExchangeSeen(Protocol::Http1, Outcome::Complete),
                 Skipped(no_response),
                 ExchangeSeen(Protocol::Http1, Outcome::Complete),
+                ok.clone(),
                 Skipped(SkipReason::Filtered),
                 ExchangeSeen(Protocol::Http1, Outcome::Complete),
+                ok.clone(),
                 ExchangeSeen(Protocol::Http1, Outcome::Complete),
+                ok.clone(),
                 ExchangeSeen(Protocol::Http1, Outcome::Complete),
+                ok,
                 Skipped(SkipReason::RateLimited),
             ]
         );
@@ -374,6 +406,68 @@ pub(crate) mod tests {
             stats.skipped.values().sum::<u64>(),
             5,
             "every exchange accounted for"
+        );
+    }
+
+    #[test]
+    fn production_answers_are_reported_whatever_admission_decides() {
+        // Nothing is sampled: every exchange is skipped, and production is still measured.
+        let config = test_config("[mirror]\nsample_percent = 0.0\n");
+        let (mut p, _queue, events) = admitter(&config, 2);
+        let timed = |mut ex: Exchange, status: u16| {
+            ex.timing = ExchangeTiming {
+                request_first_byte: 1_000,
+                request_last_byte: 2_000,
+                response_first_byte: Some(5_000),
+                response_last_byte: Some(7_000),
+            };
+            if let Some(r) = ex.prod_response.as_mut() {
+                r.status = status;
+            }
+            ex
+        };
+        let sampled_out = SkipReason::SampledOut;
+        assert_eq!(
+            p.offer(timed(exchange("POST", "/p", "1"), 503)),
+            Admission::Skipped(sampled_out)
+        );
+        assert_eq!(
+            p.offer(timed(exchange("DELETE", "/p", ""), 404)),
+            Admission::Skipped(SkipReason::Filtered)
+        );
+        // A gRPC call answered UNAVAILABLE (HTTP 200, grpc-status 14 in the trailers).
+        let mut grpc = timed(exchange("POST", "/pkg.Svc/Call", ""), 200);
+        grpc.protocol = Protocol::Grpc;
+        if let Some(r) = grpc.prod_response.as_mut() {
+            r.headers.push(Header {
+                name: "content-type".into(),
+                value: Bytes::from_static(b"application/grpc"),
+            });
+            r.trailers.push(Header {
+                name: "grpc-status".into(),
+                value: Bytes::from_static(b"14"),
+            });
+        }
+        assert_eq!(p.offer(grpc), Admission::Skipped(sampled_out));
+        // An answer seen without its end: its status counts, it has no latency.
+        let mut cut = timed(exchange("POST", "/p", "2"), 200);
+        cut.timing.response_last_byte = None;
+        cut.outcome = Outcome::Truncated;
+        p.offer(cut);
+        let answered: Vec<Event> = events
+            .events()
+            .into_iter()
+            .filter(|e| matches!(e, Event::ProductionAnswered { .. }))
+            .collect();
+        let answer = |latency_ns, error| Event::ProductionAnswered { latency_ns, error };
+        assert_eq!(
+            answered,
+            vec![
+                answer(Some(5_000), Some(ErrorClass::ServerError)),
+                answer(Some(5_000), Some(ErrorClass::ClientError)),
+                answer(Some(5_000), Some(ErrorClass::GrpcServerError)),
+                answer(None, None),
+            ]
         );
     }
 

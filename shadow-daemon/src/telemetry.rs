@@ -15,9 +15,9 @@ use shadow_core::http::Protocol;
 use shadow_core::rollback::Firing;
 use shadow_core::segment::FlowKey;
 use shadow_core::vocabulary::{
-    AgreementUnit, BreakerOutcome, DiscrepancyKind, DropStage, ForeignProtocol, KernelPacketResult,
-    MirrorResult, Model, Outcome, RollbackAction, RollbackResult, ShadowFailure, SkipReason,
-    StreamLoss,
+    AgreementUnit, BreakerOutcome, DiscrepancyKind, DropStage, ErrorClass, ForeignProtocol,
+    KernelPacketResult, MirrorResult, Model, Outcome, RollbackAction, RollbackResult,
+    ShadowFailure, SkipReason, StreamLoss,
 };
 use std::collections::HashMap;
 use std::fmt;
@@ -41,6 +41,12 @@ pub trait Telemetry: Send + Sync {
     /// One exchange, carried in `protocol`, reached admission. Each one ends as exactly one
     /// [`Telemetry::skipped`] or [`Telemetry::replayed`].
     fn exchange_seen(&self, protocol: Protocol, outcome: Outcome);
+    /// Production answered an exchange seen on the wire: its latency from wire timestamps
+    /// (`None` unless the answer was read to its end) and its error class (`None` for a
+    /// success). Reported with [`Telemetry::exchange_seen`] for every exchange with an answer,
+    /// before admission decides whether it is replayed, so production's latency and errors
+    /// cover all its traffic, not only what is mirrored.
+    fn production_answered(&self, latency_ns: Option<u64>, error: Option<ErrorClass>);
     /// An exchange was not replayed (not replayable, filtered, sampled out, ..., or abandoned
     /// in the queue at shutdown).
     fn skipped(&self, reason: SkipReason);
@@ -466,6 +472,13 @@ pub enum Event {
     ReassemblyLoad { flows: u64, bytes: u64 },
     /// [`Telemetry::exchange_seen`].
     ExchangeSeen(Protocol, Outcome),
+    /// [`Telemetry::production_answered`].
+    ProductionAnswered {
+        /// Wire latency.
+        latency_ns: Option<u64>,
+        /// Error class.
+        error: Option<ErrorClass>,
+    },
     /// [`Telemetry::skipped`].
     Skipped(SkipReason),
     /// [`Telemetry::breaker_changed`].
@@ -579,6 +592,9 @@ impl Telemetry for Recorder {
     }
     fn exchange_seen(&self, protocol: Protocol, outcome: Outcome) {
         self.push(Event::ExchangeSeen(protocol, outcome));
+    }
+    fn production_answered(&self, latency_ns: Option<u64>, error: Option<ErrorClass>) {
+        self.push(Event::ProductionAnswered { latency_ns, error });
     }
     fn skipped(&self, reason: SkipReason) {
         self.push(Event::Skipped(reason));

@@ -40,6 +40,7 @@
 //! sudo -E cargo test -p shadowtap-tests                       # everything
 //! sudo -E cargo test -p shadowtap-tests --test afpacket_e2e -- --nocapture   # with capture rates
 //! sudo -E cargo test -p shadowtap-tests --test run_e2e        # `shadowd run` end to end
+//! sudo -E cargo test -p shadowtap-tests --test prometheus_e2e # a real Prometheus scraping it
 //! ```
 //! Tests are independent (own namespaces, unique names) and may run in parallel;
 //! `--test-threads=1` gives steadier numbers. `SHADOWD_BIN=/path/to/shadowd` skips the

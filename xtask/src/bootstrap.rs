@@ -46,6 +46,12 @@ const APT_PACKAGES: &[(&str, &str)] = &[
         "python3-venv",
         "end-to-end tests make Python venvs (MLServer, grpcio) from PyPI",
     ),
+    (
+        "prometheus",
+        "`promtool check rules` / `promtool test rules` check the alert rules, and an \
+         end-to-end test scrapes a live shadowd with a real Prometheus (started on loopback by \
+         the test; the Debian service is not used)",
+    ),
 ];
 
 /// One thing bootstrap may install.
@@ -285,5 +291,10 @@ mod tests {
         for tool in ["nghttp2-client", "curl", "python3-venv"] {
             assert!(APT_PACKAGES.iter().any(|(name, _)| *name == tool), "{tool}");
         }
+    }
+
+    #[test]
+    fn prometheus_and_promtool_are_in_the_package_list() {
+        assert!(APT_PACKAGES.iter().any(|(name, _)| *name == "prometheus"));
     }
 }

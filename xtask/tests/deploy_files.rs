@@ -226,9 +226,16 @@ fn grafana_dashboard_is_importable_and_matches_the_daemon() {
         r#"sum by (protocol) (rate(shadowtap_exchanges_total{instance=~\"$instance\"}"#,
         // Agreement per row as well as per request (JSON-escaped quotes).
         r#"shadowtap_agreement_ratio{instance=~\"$instance\",unit=\"row\"}"#,
+        // Shadow availability counts the requests the open breaker kept from the shadow.
+        r#"shadowtap_mirror_skipped_total{instance=~\"$instance\",reason=\"circuit_open\"}"#,
     ] {
         assert!(text.contains(needed), "no panel plots {needed}");
     }
+    // A missing target must not read as a green 0.
+    assert!(
+        !text.contains("vector(0)"),
+        "a panel hides a missing target"
+    );
 }
 
 #[test]
@@ -283,12 +290,30 @@ fn prometheus_alert_rules_are_well_formed_and_match_the_daemon() {
         "shadowtap_grpc_status_total{model=\"shadow\"",
         "shadowtap_agreement_ratio{unit=\"request\"}",
         "up{job=\"shadowtap\"} == 0",
+        "absent(up{job=\"shadowtap\"})",
     ] {
         assert!(
             exprs.iter().any(|e| e.contains(watched)),
             "no alert watches {watched}"
         );
     }
+    assert!(
+        !exprs.iter().any(|e| e.contains("vector(0)")),
+        "an alert hides a missing target"
+    );
+    // The shadow's error rate keeps a denominator once the breaker stops replays: circuit_open
+    // skips count as failures and as requests meant for the shadow.
+    let shadow_errors = exprs
+        .iter()
+        .find(|e| e.contains("shadowtap_errors_total{model=\"shadow\""))
+        .expect("a shadow error-rate alert");
+    assert_eq!(
+        shadow_errors
+            .matches("shadowtap_mirror_skipped_total{reason=\"circuit_open\"}")
+            .count(),
+        2,
+        "{shadow_errors}"
+    );
 }
 
 #[test]

@@ -63,6 +63,8 @@ struct Inner {
     mirrored: IntCounterVec,
     skipped: IntCounterVec,
     latency: HistogramVec,
+    /// `latency{model="production"}`, observed for every exchange seen (looked up once).
+    production_latency: Histogram,
     queue_wait: Histogram,
     replays_in_flight: IntGauge,
     replay_queue_length: IntGauge,
@@ -123,6 +125,15 @@ impl Metrics {
                 m
             }};
         }
+        let latency = reg!(HistogramVec::new(
+            HistogramOpts::new(
+                "latency_seconds",
+                "Response latency per model: production from wire timestamps (last request byte to last response byte) for every exchange seen with a whole answer, mirrored or not; the shadow from sending the replay to the last byte of its answer (queue wait excluded)."
+            )
+            .namespace("shadowtap")
+            .buckets(latency_buckets()),
+            &["model"]
+        ));
         let inner = Inner {
             captured_segments: reg!(IntCounter::with_opts(opts(
                 "captured_segments_total",
@@ -170,15 +181,8 @@ impl Metrics {
                 ),
                 &["reason"]
             )),
-            latency: reg!(HistogramVec::new(
-                HistogramOpts::new(
-                    "latency_seconds",
-                    "Response latency per model: production from wire timestamps (last request byte to last response byte), the shadow from sending the replay to the last byte of its answer (queue wait excluded)."
-                )
-                .namespace("shadowtap")
-                .buckets(latency_buckets()),
-                &["model"]
-            )),
+            production_latency: latency.with_label_values(&[Model::Production.as_str()]),
+            latency,
             queue_wait: reg!(Histogram::with_opts(
                 HistogramOpts::new(
                     "replay_queue_wait_seconds",
@@ -202,7 +206,7 @@ impl Metrics {
             errors: reg!(IntCounterVec::new(
                 opts(
                     "errors_total",
-                    "Error answers and failures per model and class."
+                    "Error answers and failures per model and class: production's for every exchange seen with an answer, mirrored or not (4xx, 5xx, grpc_client, grpc_server); the shadow's for every replay (also connect, timeout, protocol)."
                 ),
                 &["model", "class"]
             )),
@@ -529,6 +533,15 @@ impl Telemetry for Metrics {
             .inc();
     }
 
+    fn production_answered(&self, latency_ns: Option<u64>, error: Option<ErrorClass>) {
+        if let Some(ns) = latency_ns {
+            self.inner.production_latency.observe(ns as f64 / 1e9);
+        }
+        if let Some(class) = error {
+            self.error(Model::Production, class);
+        }
+    }
+
     fn skipped(&self, reason: SkipReason) {
         tracing::trace!(reason = reason.as_str(), "mirror skipped");
         self.inner
@@ -591,8 +604,8 @@ impl Telemetry for Metrics {
             .inc();
     }
 
-    /// Latency per model (the shadow's only when it answered), error classes, discrepancies,
-    /// bodies that could not be decoded.
+    /// The shadow's latency (only when it answered) and error class, discrepancies, bodies that
+    /// could not be decoded.
     fn compared(&self, protocol: Protocol, c: &Comparison) {
         for (model, side) in [
             (Model::Production, &c.production),
@@ -610,14 +623,10 @@ impl Telemetry for Metrics {
                     .inc();
             }
         }
-        if let Some(ns) = c.production.latency_ns {
-            self.latency(Model::Production, ns);
-        }
+        // Production's latency and errors were counted when the exchange was seen
+        // (`production_answered`), mirrored or not.
         if let (Some(ns), true) = (c.shadow.latency_ns, c.shadow_answered()) {
             self.latency(Model::Shadow, ns);
-        }
-        if let Some(class) = c.production.error {
-            self.error(Model::Production, class);
         }
         if let Some(class) = c.shadow.error {
             self.error(Model::Shadow, class);
@@ -799,6 +808,14 @@ mod tests {
                 discrepancies: vec![DiscrepancyKind::Label],
             },
         );
+        // Production's latency and errors come from every exchange seen, not the comparison.
+        let text = m.render();
+        assert!(
+            text.contains("shadowtap_latency_seconds_count{model=\"production\"} 0"),
+            "{text}"
+        );
+        m.production_answered(Some(2_000_000), None);
+        m.production_answered(None, Some(ErrorClass::ServerError));
         m.agreement(AgreementUnit::Row, 0.5);
         m.discrepancy_log_dropped("test");
         m.baseline_replayed(MirrorResult::Ok);
@@ -824,6 +841,8 @@ mod tests {
             "shadowtap_mirrored_requests_total{protocol=\"h2\",result=\"timeout\"} 1",
             "shadowtap_mirrored_requests_total{protocol=\"http1\",result=\"timeout\"} 0",
             "shadowtap_latency_seconds_count{model=\"production\"} 1",
+            "shadowtap_errors_total{class=\"5xx\",model=\"production\"} 1",
+            "shadowtap_errors_total{class=\"timeout\",model=\"production\"} 0",
             "shadowtap_latency_seconds_sum{model=\"production\"} 0.002",
             "shadowtap_latency_seconds_count{model=\"shadow\"} 0",
             "shadowtap_agreement_ratio{unit=\"row\"} 0.5",
