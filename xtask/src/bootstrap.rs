@@ -3,6 +3,7 @@
 
 use crate::util::{describe, is_root, output, run_cmd};
 use anyhow::{Context, bail};
+use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
@@ -259,8 +260,36 @@ fn install_apt_packages() -> anyhow::Result<()> {
         .env("DEBIAN_FRONTEND", "noninteractive")
         .args(["install", "-y", "-q", "--no-install-recommends"])
         .args(&missing);
-    run_cmd(&mut install)
+    run_cmd(&mut install)?;
+    stop_package_services(&missing);
+    Ok(())
 }
+
+/// Debian starts the services of the packages it installs (nginx on :80, Prometheus on :9090);
+/// the tests and the bench start their own on loopback, so on a machine run by systemd the ones
+/// bootstrap just installed are stopped and disabled (a package installed before is left alone).
+fn stop_package_services(installed: &[&str]) {
+    if !Path::new("/run/systemd/system").is_dir() {
+        return;
+    }
+    for unit in SERVICE_PACKAGES.iter().filter(|p| installed.contains(p)) {
+        let stopped = Command::new("systemctl")
+            .args(["disable", "--now", unit])
+            .status()
+            .is_ok_and(|s| s.success());
+        eprintln!(
+            "  {unit}: the Debian service {} (the tests start their own)",
+            if stopped {
+                "was stopped and disabled"
+            } else {
+                "could not be stopped"
+            }
+        );
+    }
+}
+
+/// Packages whose Debian service starts on install and which bootstrap stops.
+const SERVICE_PACKAGES: [&str; 2] = ["nginx", "prometheus"];
 
 #[cfg(test)]
 mod tests {
@@ -290,6 +319,13 @@ mod tests {
     fn the_http2_test_tools_are_in_the_package_list() {
         for tool in ["nghttp2-client", "curl", "python3-venv"] {
             assert!(APT_PACKAGES.iter().any(|(name, _)| *name == tool), "{tool}");
+        }
+    }
+
+    #[test]
+    fn the_services_stopped_after_install_are_packages_bootstrap_installs() {
+        for unit in SERVICE_PACKAGES {
+            assert!(APT_PACKAGES.iter().any(|(name, _)| *name == unit), "{unit}");
         }
     }
 
