@@ -12,7 +12,7 @@
 //! Needs root; skipped (with a message) otherwise.
 
 use shadow_core::vocabulary::{
-    DiscrepancyKind, ErrorClass, MirrorResult, Model, Outcome, SkipReason,
+    DiscrepancyKind, DropStage, ErrorClass, MirrorResult, Model, Outcome, SkipReason,
 };
 use shadowtap_test_support::accept::spawn_accept_loop;
 use shadowtap_test_support::http::read_message;
@@ -764,4 +764,88 @@ fn sigkill_during_traffic_leaves_production_and_the_interface_untouched() {
     assert_eq!(s.shadow_seen(), before + 4);
     s.stop();
     s.ns.run(|| tc::assert_nothing_attached("lo"));
+}
+
+/// A 16 KiB ring (`capture.ring_bytes`) and a burst of 4 MiB requests on four connections:
+/// the ring overflows, the lost chunks are counted (`capture_dropped_total{stage="capture"}`)
+/// and their exchanges are gaps, never replayed; production answers every request; the daemon
+/// goes on and mirrors every later request.
+#[test]
+fn ring_overflow_counts_drops_and_capture_recovers() {
+    if !require_root("ring_overflow_counts_drops_and_capture_recovers") {
+        return;
+    }
+    // Short reassembly timeouts: connections whose last segments were lost end quickly.
+    let config = "[capture]\nring_bytes = 16384\n\
+                  [capture.reassembly]\nidle_timeout_ms = 1000\nhole_timeout_ms = 200\n";
+    let mut s = start("fring", config, |ns| model(ns, Role::Shadow));
+    let burst: Vec<Vec<Req>> = (0..4u64)
+        .map(|c| {
+            (0..3u64)
+                .map(|i| Req::post(100 + c * 10 + i).sized(4 << 20))
+                .collect()
+        })
+        .collect();
+    let streams: Vec<TcpStream> = burst
+        .iter()
+        .map(|_| s.ns.run(|| TcpStream::connect(PROD)).unwrap())
+        .collect();
+    std::thread::scope(|scope| {
+        let clients: Vec<_> = streams
+            .into_iter()
+            .zip(&burst)
+            .map(|(stream, reqs)| {
+                scope.spawn(move || shadowtap_tests::model::send(stream, reqs, true))
+            })
+            .collect();
+        for c in clients {
+            assert_eq!(c.join().unwrap().expect("production answered"), 3);
+        }
+    });
+    let dropped = |t: &str| {
+        labelled(
+            t,
+            "shadowtap_capture_dropped_total",
+            &[("stage", DropStage::Capture.as_str())],
+        )
+    };
+    let text = admin::wait_metrics(&s.ns, &mut s.daemon, ADMIN, "ring drops", |t| {
+        dropped(t) > 0.0 && skipped(t, SkipReason::NotReplayable(Outcome::Gap)) > 0.0
+    });
+    report("fring burst", &text);
+    // Nothing whose bytes were lost reached the shadow whole: it saw only intact requests.
+    let burst_seen = s.shadow_seen();
+    assert!(
+        (burst_seen as f64) <= mirrored(&text, MirrorResult::Ok) + 12.0,
+        "{text}"
+    );
+
+    // Recovery: later requests, one at a time, are all mirrored.
+    let later = agreeing(500..510);
+    s.send(&later);
+    let shadow_ids = |s: &Setup| -> Vec<u64> {
+        match &s.shadow {
+            Shadow::Model(m) => m.seen().iter().filter_map(|x| x.id).collect(),
+            _ => unreachable!(),
+        }
+    };
+    let mut got = Vec::new();
+    for _ in 0..PASSES {
+        got = shadow_ids(&s);
+        if later.iter().all(|r| got.contains(&r.id)) {
+            break;
+        }
+        std::thread::sleep(PAUSE);
+    }
+    for r in &later {
+        assert!(
+            got.contains(&r.id),
+            "request {} not mirrored: {got:?}",
+            r.id
+        );
+    }
+    let text = s.metrics();
+    report("fring after", &text);
+    admin::assert_running(&mut s.daemon);
+    s.stop();
 }

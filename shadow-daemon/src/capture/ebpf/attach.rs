@@ -21,6 +21,9 @@ pub const PROGRAM_NAME: &str = "shadow_tap";
 /// before 6.6) or `tcx`. Default: TCX where the kernel has it.
 pub const ATTACH_MODE_ENV: &str = "SHADOWTAP_TC_ATTACH";
 
+/// The segment ring in the object.
+const EVENTS_MAP: &str = "EVENTS";
+
 /// aya-log's ring buffer in the object; shrunk to one page when the kernel trace is off.
 const LOG_MAP: &str = "AYA_LOGS";
 
@@ -34,6 +37,9 @@ pub struct Options {
     /// Turns on the kernel-side trace: one `debug` line per TCP packet the program looks at,
     /// logged with target `shadowtap::ebpf`. Off, it costs nothing per packet.
     pub kernel_trace: bool,
+    /// Bytes of the segment ring (`capture.ring_bytes`: a power of two, whole pages); `None`:
+    /// the object's own, `shadow_common::RING_BYTES`.
+    pub ring_bytes: Option<u32>,
 }
 
 impl Options {
@@ -45,6 +51,7 @@ impl Options {
                 target: shadow_common::KERNEL_TRACE_TARGET,
                 tracing::Level::DEBUG
             ),
+            ring_bytes: None,
         }
     }
 }
@@ -79,7 +86,7 @@ pub fn attach(spec: &TapSpec, options: Options) -> Result<AttachedTap, CaptureEr
     }
     let l2_header_len = super::link::of_interface(&spec.interface)?;
     raise_memlock_limit();
-    let mut ebpf = load_object(options.kernel_trace, l2_header_len)?;
+    let mut ebpf = load_object(options, l2_header_len)?;
     let trace = if options.kernel_trace {
         let mut logger = aya_log::EbpfLogger::init(&mut ebpf)
             .map_err(|e| CaptureError::load("opening the kernel trace", e))?;
@@ -107,12 +114,13 @@ pub fn attach(spec: &TapSpec, options: Options) -> Result<AttachedTap, CaptureEr
         mode = if tcx { "tcx" } else { "netlink clsact" },
         l2_header_len,
         kernel_trace = options.kernel_trace,
+        ring_bytes = options.ring_bytes.unwrap_or(shadow_common::RING_BYTES),
         "eBPF tap attached"
     );
 
     let ring = RingBuf::try_from(
-        ebpf.take_map("EVENTS")
-            .ok_or(CaptureError::IncompleteObject("EVENTS"))?,
+        ebpf.take_map(EVENTS_MAP)
+            .ok_or(CaptureError::IncompleteObject(EVENTS_MAP))?,
     )
     .map_err(|e| CaptureError::load("opening the EVENTS ring", e))?;
     let counters = PerCpuArray::try_from(
@@ -131,8 +139,10 @@ pub fn attach(spec: &TapSpec, options: Options) -> Result<AttachedTap, CaptureEr
 /// Parses the object and creates its maps. aya-log's level (a frozen read-only global the
 /// program checks before each trace line) is always set: to `debug` for the trace, else to 0,
 /// which lets the verifier drop the trace code; the trace's ring then shrinks to one page.
-/// The link-layer header length is another such global.
-fn load_object(kernel_trace: bool, l2_header_len: u32) -> Result<Ebpf, CaptureError> {
+/// The link-layer header length is another such global. The segment ring is sized as
+/// `options.ring_bytes` says.
+fn load_object(options: Options, l2_header_len: u32) -> Result<Ebpf, CaptureError> {
+    let kernel_trace = options.kernel_trace;
     let level = if kernel_trace {
         aya_log::Level::Debug as u8
     } else {
@@ -146,6 +156,9 @@ fn load_object(kernel_trace: bool, l2_header_len: u32) -> Result<Ebpf, CaptureEr
         .override_global(L2_HEADER_LEN, &l2_header_len, true);
     if !kernel_trace {
         loader.map_max_entries(LOG_MAP, page_size());
+    }
+    if let Some(bytes) = options.ring_bytes {
+        loader.map_max_entries(EVENTS_MAP, bytes);
     }
     loader
         .load(EBPF_OBJECT)
@@ -244,7 +257,7 @@ mod tests {
     fn the_embedded_object_holds_the_program_maps_and_trace_level() {
         let mut obj = aya_obj::Object::parse(EBPF_OBJECT).expect("valid ELF");
         assert!(obj.programs.contains_key(PROGRAM_NAME));
-        for map in ["PORTS", "EVENTS", "COUNTERS", LOG_MAP] {
+        for map in ["PORTS", EVENTS_MAP, "COUNTERS", LOG_MAP] {
             assert!(obj.maps.contains_key(map), "{map}");
         }
         // The globals `load_object` always sets (they must exist, or loading fails).
