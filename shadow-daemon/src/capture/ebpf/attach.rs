@@ -67,6 +67,21 @@ pub struct AttachedTap {
     pub counters: PerCpuArray<MapData, u64>,
     /// Moves the kernel-side trace into `tracing` (present only when the trace is on).
     pub trace: Option<KernelTrace>,
+    /// Where it is attached.
+    pub attachment: Attachment,
+}
+
+/// Where a tap is attached: what re-attaching it to a re-created interface needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attachment {
+    /// The interface's name.
+    pub iface: String,
+    /// Its index when the tap was (last) attached.
+    pub ifindex: u32,
+    /// The link-layer header length the program was loaded for.
+    pub l2_header_len: u32,
+    /// TCX links (else netlink clsact filters).
+    pub tcx: bool,
 }
 
 /// The kernel-side trace reader: aya-log's logger, drained by the reader thread.
@@ -104,6 +119,7 @@ pub fn attach(spec: &TapSpec, options: Options) -> Result<AttachedTap, CaptureEr
         .load()
         .map_err(|e| CaptureError::load("loading the classifier", e))?;
 
+    let ifindex = spec.resolve()?;
     let tcx = use_tcx();
     for &hook in hooks_for(&spec.interface) {
         attach_hook(program, &spec.interface, hook, tcx)?;
@@ -133,7 +149,47 @@ pub fn attach(spec: &TapSpec, options: Options) -> Result<AttachedTap, CaptureEr
         ring,
         counters,
         trace,
+        attachment: Attachment {
+            iface: spec.interface.clone(),
+            ifindex,
+            l2_header_len,
+            tcx,
+        },
     })
+}
+
+/// Attaches the loaded classifier to `attachment.iface` again, now at `ifindex`: the interface
+/// was deleted (its TCX links or tc filters went with it) and one of the same name created.
+/// Refused when the new interface's link-layer header is not the one the program was loaded
+/// for (the program would read every packet wrong).
+pub fn reattach(
+    ebpf: &mut Ebpf,
+    attachment: &mut Attachment,
+    ifindex: u32,
+) -> Result<(), CaptureError> {
+    let iface = attachment.iface.clone();
+    let l2_header_len = super::link::of_interface(&iface)?;
+    if l2_header_len != attachment.l2_header_len {
+        return Err(CaptureError::attach(
+            &iface,
+            format!(
+                "re-attaching: the re-created interface has a {l2_header_len}-byte link header, \
+                 the tap was loaded for {} (restart shadowd)",
+                attachment.l2_header_len
+            ),
+            std::io::Error::other("the link type changed"),
+        ));
+    }
+    let program: &mut SchedClassifier = ebpf
+        .program_mut(PROGRAM_NAME)
+        .ok_or(CaptureError::IncompleteObject(PROGRAM_NAME))?
+        .try_into()
+        .map_err(|e| CaptureError::load("reading the classifier", e))?;
+    for &hook in hooks_for(&iface) {
+        attach_hook(program, &iface, hook, attachment.tcx)?;
+    }
+    attachment.ifindex = ifindex;
+    Ok(())
 }
 
 /// Parses the object and creates its maps. aya-log's level (a frozen read-only global the
