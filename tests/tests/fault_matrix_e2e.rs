@@ -896,7 +896,7 @@ fn interface_down_up_and_recreated_is_tapped_again() {
             reqs.len()
         );
     };
-    let mut wait_ok = |daemon: &mut Daemon, n: f64, what: &str| {
+    let wait_ok = |daemon: &mut Daemon, n: f64, what: &str| {
         admin::wait_metrics(&pair.a, daemon, ADMIN, what, |t| {
             mirrored(t, MirrorResult::Ok) >= n
         })
@@ -950,10 +950,8 @@ fn interface_down_up_and_recreated_is_tapped_again() {
     pair.b.ip(&["link", "set", &pair.b_if, "up"]).unwrap();
     // Until the daemon has re-attached, requests are not seen: send one at a time until one is
     // mirrored (bounded), then a batch that must all be.
-    let mut id = 10;
-    for _ in 0..PASSES {
+    for id in (10..).take(PASSES) {
         send(&[Req::post(id)]);
-        id += 1;
         std::thread::sleep(PAUSE);
         let (_, t) = admin::get(&pair.a, ADMIN, "/metrics").unwrap();
         if mirrored(&t, MirrorResult::Ok) > 6.0 {
