@@ -43,7 +43,8 @@ pub fn start(
         interface: config.capture.interface.clone(),
         ports: config.capture.ports.iter().map(|p| p.get()).collect(),
     };
-    let capture = open_live(config.capture.kind, &spec, shutdown)?;
+    let ring_bytes = Some(config.capture.ring_bytes);
+    let capture = open_live(config.capture.kind, &spec, ring_bytes, shutdown)?;
     let (tx, rx) = mpsc::channel(config.capture.exchange_channel.get());
     let source = Source {
         assembler: assembler(&config.capture),

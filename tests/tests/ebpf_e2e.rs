@@ -61,7 +61,10 @@ fn ebpf_with_kernel_trace_on_captures_byte_exact() {
     if !require_root("ebpf_with_kernel_trace_on_captures_byte_exact") {
         return;
     }
-    let traced = Options { kernel_trace: true };
+    let traced = Options {
+        kernel_trace: true,
+        ..Options::default()
+    };
     let report = scenario::veth("ebt", move |spec: &TapSpec, shutdown| {
         ebpf::open_with(spec, shutdown, traced)
     });

@@ -14,14 +14,22 @@ pub use live::{
     UndecodableFrames,
 };
 
-/// Starts the live capture backend `kind` on `spec`.
+/// Starts the live capture backend `kind` on `spec`; `ring_bytes` sizes the eBPF tap's ring
+/// (`None`: its default; AF_PACKET has no such ring).
 pub fn open_live(
     kind: CaptureKind,
     spec: &TapSpec,
+    ring_bytes: Option<u32>,
     shutdown: crate::shutdown::Shutdown,
 ) -> Result<LiveCapture, crate::error::CaptureError> {
     match kind {
-        CaptureKind::Ebpf => ebpf::open(spec, shutdown),
+        CaptureKind::Ebpf => {
+            let options = ebpf::Options {
+                ring_bytes,
+                ..ebpf::Options::from_log_filter()
+            };
+            ebpf::open_with(spec, shutdown, options)
+        }
         CaptureKind::Afpacket => afpacket::open(spec, shutdown),
     }
 }

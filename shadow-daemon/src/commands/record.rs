@@ -138,7 +138,7 @@ async fn record(
 ) -> anyhow::Result<RecordSummary> {
     let (stop, watcher) = shutdown::channel();
     stop.trip_on_signals();
-    let mut capture = open_live(args.capture, &spec, watcher)?;
+    let mut capture = open_live(args.capture, &spec, None, watcher)?;
     eprintln!(
         "shadowd record: tapping {} port(s) {:?} with {:?}; writing {} (Ctrl-C to stop)",
         spec.interface,

@@ -506,6 +506,7 @@ fn capture(raw: &RawCapture, c: &mut Checks) -> Option<CaptureConfig> {
         &raw.exchange_channel,
         at_least_one,
     );
+    let ring_bytes = c.value("capture.ring_bytes", &raw.ring_bytes, ring_size);
     let reassembly = reassembly(&raw.reassembly, c);
     some_port?;
     Some(CaptureConfig {
@@ -514,8 +515,23 @@ fn capture(raw: &RawCapture, c: &mut Checks) -> Option<CaptureConfig> {
         kind: raw.kind.value,
         max_body_bytes: raw.max_body_bytes.value,
         exchange_channel: exchange_channel?,
+        ring_bytes: ring_bytes?,
         reassembly: reassembly?,
     })
+}
+
+/// The eBPF ring's size: the kernel wants a power of two and whole pages.
+fn ring_size(bytes: &u32) -> Result<u32, String> {
+    use super::typed::MIN_RING_BYTES;
+    if bytes.is_power_of_two() && *bytes >= MIN_RING_BYTES {
+        Ok(*bytes)
+    } else {
+        Err(format!(
+            "{bytes} is not a power of two of at least {MIN_RING_BYTES} bytes (the default is \
+             {})",
+            shadow_common::RING_BYTES
+        ))
+    }
 }
 
 fn reassembly(raw: &RawReassembly, c: &mut Checks) -> Option<ReassemblyConfig> {

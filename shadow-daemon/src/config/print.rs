@@ -91,6 +91,7 @@ impl From<&Config> for RawConfig {
                 kind: b(capture.kind),
                 max_body_bytes: b(capture.max_body_bytes),
                 exchange_channel: b(capture.exchange_channel.get()),
+                ring_bytes: b(capture.ring_bytes),
                 reassembly: RawReassembly {
                     max_flow_buffer_bytes: b(r.max_flow_buffer),
                     max_buffered_bytes: b(r.max_buffered),

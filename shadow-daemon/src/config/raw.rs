@@ -156,6 +156,8 @@ pub struct RawCapture {
     pub max_body_bytes: Setting<usize>,
     /// Depth of the channel from the HTTP stage to admission.
     pub exchange_channel: Setting<usize>,
+    /// Bytes of the eBPF tap's ring buffer.
+    pub ring_bytes: Setting<u32>,
     /// `[capture.reassembly]`: limits of TCP reassembly.
     pub reassembly: RawReassembly,
 }
@@ -168,6 +170,7 @@ impl Default for RawCapture {
             kind: Setting::builtin(CaptureKind::Ebpf),
             max_body_bytes: Setting::builtin(16 << 20),
             exchange_channel: Setting::builtin(4096),
+            ring_bytes: Setting::builtin(shadow_common::RING_BYTES),
             reassembly: RawReassembly::default(),
         }
     }

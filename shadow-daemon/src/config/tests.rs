@@ -303,6 +303,7 @@ ports = [8080, 8443]
 kind = "afpacket"
 max_body_bytes = 1024
 exchange_channel = 7
+ring_bytes = 65536
 [capture.reassembly]
 max_flow_buffer_bytes = 2048
 max_buffered_bytes = 4096
@@ -379,6 +380,7 @@ fn every_typed_field_is_parsed_and_round_trips() {
     assert_eq!(cap.kind, crate::capture::CaptureKind::Afpacket);
     assert_eq!(cap.max_body_bytes, 1024);
     assert_eq!(cap.exchange_channel, nz(7));
+    assert_eq!(cap.ring_bytes, 65536);
     assert_eq!(
         cap.reassembly,
         shadow_core::reassembly::ReassemblyConfig {
@@ -1209,4 +1211,27 @@ fn proto_problems_are_located() {
     ))
     .unwrap_err();
     assert!(err.to_string().contains("define no service"), "{err}");
+}
+
+#[test]
+fn the_ring_size_is_a_power_of_two_of_at_least_16_kib() {
+    assert_eq!(
+        test_config("").capture.ring_bytes,
+        shadow_common::RING_BYTES
+    );
+    let small =
+        parse("[capture]\nports = [1]\nring_bytes = 16384\n[shadow]\nurl = \"http://h:2\"\n");
+    assert_eq!(small.unwrap().capture.ring_bytes, 16384);
+    for bad in [0, 8192, 100_000] {
+        let err = parse(&format!(
+            "[capture]\nports = [1]\nring_bytes = {bad}\n[shadow]\nurl = \"http://h:2\"\n"
+        ))
+        .unwrap_err();
+        assert_eq!(
+            located(&err),
+            vec![("t.toml:3:14".to_string(), "capture.ring_bytes".to_string())],
+            "{err}"
+        );
+        assert!(err.to_string().contains("power of two"), "{err}");
+    }
 }

@@ -49,6 +49,10 @@ pub struct Config {
     pub resources: ResourcesConfig,
 }
 
+/// The smallest `capture.ring_bytes`: a few ring records (one is a header and a 2 KiB chunk),
+/// and a whole number of pages on 4 KiB and 16 KiB page systems.
+pub const MIN_RING_BYTES: u32 = 16 * 1024;
+
 /// What to tap: the production model server.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CaptureConfig {
@@ -62,6 +66,8 @@ pub struct CaptureConfig {
     pub max_body_bytes: usize,
     /// Depth of the channel carrying exchanges from the HTTP stage to admission.
     pub exchange_channel: NonZeroUsize,
+    /// Bytes of the eBPF tap's ring buffer (a power of two, at least [`MIN_RING_BYTES`]).
+    pub ring_bytes: u32,
     /// Limits of TCP reassembly (`[capture.reassembly]`).
     pub reassembly: ReassemblyConfig,
 }

@@ -21,6 +21,9 @@ pub const PROGRAM_NAME: &str = "shadow_tap";
 /// before 6.6) or `tcx`. Default: TCX where the kernel has it.
 pub const ATTACH_MODE_ENV: &str = "SHADOWTAP_TC_ATTACH";
 
+/// The segment ring in the object.
+const EVENTS_MAP: &str = "EVENTS";
+
 /// aya-log's ring buffer in the object; shrunk to one page when the kernel trace is off.
 const LOG_MAP: &str = "AYA_LOGS";
 
@@ -34,6 +37,9 @@ pub struct Options {
     /// Turns on the kernel-side trace: one `debug` line per TCP packet the program looks at,
     /// logged with target `shadowtap::ebpf`. Off, it costs nothing per packet.
     pub kernel_trace: bool,
+    /// Bytes of the segment ring (`capture.ring_bytes`: a power of two, whole pages); `None`:
+    /// the object's own, `shadow_common::RING_BYTES`.
+    pub ring_bytes: Option<u32>,
 }
 
 impl Options {
@@ -45,6 +51,7 @@ impl Options {
                 target: shadow_common::KERNEL_TRACE_TARGET,
                 tracing::Level::DEBUG
             ),
+            ring_bytes: None,
         }
     }
 }
@@ -60,6 +67,21 @@ pub struct AttachedTap {
     pub counters: PerCpuArray<MapData, u64>,
     /// Moves the kernel-side trace into `tracing` (present only when the trace is on).
     pub trace: Option<KernelTrace>,
+    /// Where it is attached.
+    pub attachment: Attachment,
+}
+
+/// Where a tap is attached: what re-attaching it to a re-created interface needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attachment {
+    /// The interface's name.
+    pub iface: String,
+    /// Its index when the tap was (last) attached.
+    pub ifindex: u32,
+    /// The link-layer header length the program was loaded for.
+    pub l2_header_len: u32,
+    /// TCX links (else netlink clsact filters).
+    pub tcx: bool,
 }
 
 /// The kernel-side trace reader: aya-log's logger, drained by the reader thread.
@@ -79,7 +101,7 @@ pub fn attach(spec: &TapSpec, options: Options) -> Result<AttachedTap, CaptureEr
     }
     let l2_header_len = super::link::of_interface(&spec.interface)?;
     raise_memlock_limit();
-    let mut ebpf = load_object(options.kernel_trace, l2_header_len)?;
+    let mut ebpf = load_object(options, l2_header_len)?;
     let trace = if options.kernel_trace {
         let mut logger = aya_log::EbpfLogger::init(&mut ebpf)
             .map_err(|e| CaptureError::load("opening the kernel trace", e))?;
@@ -97,6 +119,7 @@ pub fn attach(spec: &TapSpec, options: Options) -> Result<AttachedTap, CaptureEr
         .load()
         .map_err(|e| CaptureError::load("loading the classifier", e))?;
 
+    let ifindex = spec.resolve()?;
     let tcx = use_tcx();
     for &hook in hooks_for(&spec.interface) {
         attach_hook(program, &spec.interface, hook, tcx)?;
@@ -107,12 +130,13 @@ pub fn attach(spec: &TapSpec, options: Options) -> Result<AttachedTap, CaptureEr
         mode = if tcx { "tcx" } else { "netlink clsact" },
         l2_header_len,
         kernel_trace = options.kernel_trace,
+        ring_bytes = options.ring_bytes.unwrap_or(shadow_common::RING_BYTES),
         "eBPF tap attached"
     );
 
     let ring = RingBuf::try_from(
-        ebpf.take_map("EVENTS")
-            .ok_or(CaptureError::IncompleteObject("EVENTS"))?,
+        ebpf.take_map(EVENTS_MAP)
+            .ok_or(CaptureError::IncompleteObject(EVENTS_MAP))?,
     )
     .map_err(|e| CaptureError::load("opening the EVENTS ring", e))?;
     let counters = PerCpuArray::try_from(
@@ -125,14 +149,56 @@ pub fn attach(spec: &TapSpec, options: Options) -> Result<AttachedTap, CaptureEr
         ring,
         counters,
         trace,
+        attachment: Attachment {
+            iface: spec.interface.clone(),
+            ifindex,
+            l2_header_len,
+            tcx,
+        },
     })
+}
+
+/// Attaches the loaded classifier to `attachment.iface` again, now at `ifindex`: the interface
+/// was deleted (its TCX links or tc filters went with it) and one of the same name created.
+/// Refused when the new interface's link-layer header is not the one the program was loaded
+/// for (the program would read every packet wrong).
+pub fn reattach(
+    ebpf: &mut Ebpf,
+    attachment: &mut Attachment,
+    ifindex: u32,
+) -> Result<(), CaptureError> {
+    let iface = attachment.iface.clone();
+    let l2_header_len = super::link::of_interface(&iface)?;
+    if l2_header_len != attachment.l2_header_len {
+        return Err(CaptureError::attach(
+            &iface,
+            format!(
+                "re-attaching: the re-created interface has a {l2_header_len}-byte link header, \
+                 the tap was loaded for {} (restart shadowd)",
+                attachment.l2_header_len
+            ),
+            std::io::Error::other("the link type changed"),
+        ));
+    }
+    let program: &mut SchedClassifier = ebpf
+        .program_mut(PROGRAM_NAME)
+        .ok_or(CaptureError::IncompleteObject(PROGRAM_NAME))?
+        .try_into()
+        .map_err(|e| CaptureError::load("reading the classifier", e))?;
+    for &hook in hooks_for(&iface) {
+        attach_hook(program, &iface, hook, attachment.tcx)?;
+    }
+    attachment.ifindex = ifindex;
+    Ok(())
 }
 
 /// Parses the object and creates its maps. aya-log's level (a frozen read-only global the
 /// program checks before each trace line) is always set: to `debug` for the trace, else to 0,
 /// which lets the verifier drop the trace code; the trace's ring then shrinks to one page.
-/// The link-layer header length is another such global.
-fn load_object(kernel_trace: bool, l2_header_len: u32) -> Result<Ebpf, CaptureError> {
+/// The link-layer header length is another such global. The segment ring is sized as
+/// `options.ring_bytes` says.
+fn load_object(options: Options, l2_header_len: u32) -> Result<Ebpf, CaptureError> {
+    let kernel_trace = options.kernel_trace;
     let level = if kernel_trace {
         aya_log::Level::Debug as u8
     } else {
@@ -146,6 +212,9 @@ fn load_object(kernel_trace: bool, l2_header_len: u32) -> Result<Ebpf, CaptureEr
         .override_global(L2_HEADER_LEN, &l2_header_len, true);
     if !kernel_trace {
         loader.map_max_entries(LOG_MAP, page_size());
+    }
+    if let Some(bytes) = options.ring_bytes {
+        loader.map_max_entries(EVENTS_MAP, bytes);
     }
     loader
         .load(EBPF_OBJECT)
@@ -244,7 +313,7 @@ mod tests {
     fn the_embedded_object_holds_the_program_maps_and_trace_level() {
         let mut obj = aya_obj::Object::parse(EBPF_OBJECT).expect("valid ELF");
         assert!(obj.programs.contains_key(PROGRAM_NAME));
-        for map in ["PORTS", "EVENTS", "COUNTERS", LOG_MAP] {
+        for map in ["PORTS", EVENTS_MAP, "COUNTERS", LOG_MAP] {
             assert!(obj.maps.contains_key(map), "{map}");
         }
         // The globals `load_object` always sets (they must exist, or loading fails).

@@ -5,7 +5,7 @@
 //! requested, it delivers what was already captured, exits, and dropping the program detaches
 //! the tap.
 
-use super::attach::{AttachedTap, KernelTrace};
+use super::attach::{AttachedTap, Attachment, KernelTrace, reattach};
 use crate::capture::live::{LIVE_CHANNEL_DEPTH, LiveCapture, SharedStats, spawn_reader};
 use crate::error::CaptureError;
 use crate::shutdown::Shutdown;
@@ -29,6 +29,33 @@ const POLL_INTERVAL: Duration = Duration::from_millis(5);
 /// How often the kernel-side counters are read.
 const COUNTERS_INTERVAL: Duration = Duration::from_millis(200);
 
+/// How often the tapped interface's index is looked up: a deleted interface takes the tap's
+/// links with it, and one created under the same name needs the tap attached anew.
+const LINK_CHECK_INTERVAL: Duration = Duration::from_millis(500);
+
+/// What became of the tapped interface since the tap was attached to index `attached`, from
+/// the index its name has `now` (`None`: no interface has that name).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkChange {
+    /// Still the interface the tap is attached to (down/up keeps the index and the links).
+    Same,
+    /// Deleted: nothing is captured until one of that name is back.
+    Gone,
+    /// Deleted and created again: a new index, no tap on it yet.
+    Recreated(u32),
+}
+
+impl LinkChange {
+    /// Compares the attached index with the one the name has now.
+    pub fn of(attached: u32, now: Option<u32>) -> LinkChange {
+        match now {
+            Some(index) if index == attached => LinkChange::Same,
+            Some(index) => LinkChange::Recreated(index),
+            None => LinkChange::Gone,
+        }
+    }
+}
+
 /// Starts the reader thread on an attached tap.
 pub fn start(tap: AttachedTap, shutdown: Shutdown) -> Result<LiveCapture, CaptureError> {
     let AttachedTap {
@@ -36,11 +63,17 @@ pub fn start(tap: AttachedTap, shutdown: Shutdown) -> Result<LiveCapture, Captur
         ring,
         counters,
         trace,
+        attachment,
     } = tap;
     let (tx, rx) = mpsc::channel(LIVE_CHANNEL_DEPTH);
     let stats = Arc::new(SharedStats::default());
     let stop = Arc::new(AtomicBool::new(false));
     let reader = RingReader {
+        ebpf,
+        link: LinkWatch {
+            attachment,
+            reported: LinkChange::Same,
+        },
         ring,
         counters,
         trace,
@@ -54,11 +87,9 @@ pub fn start(tap: AttachedTap, shutdown: Shutdown) -> Result<LiveCapture, Captur
         joiner: ChunkJoiner::default(),
         ready: Vec::new(),
     };
-    let thread = spawn_reader("shadowtap-ring".into(), move || {
-        reader.run();
-        // Dropping the program here detaches the tap (TCX links close with their fds).
-        drop(ebpf);
-    })?;
+    // Dropping the reader (and its program) at the end detaches the tap (TCX links close with
+    // their fds).
+    let thread = spawn_reader("shadowtap-ring".into(), move || reader.run())?;
     Ok(LiveCapture {
         segments: rx,
         stats,
@@ -124,6 +155,9 @@ impl Drop for ReaderGuard {
 }
 
 struct RingReader {
+    /// Owns the program and its links.
+    ebpf: aya::Ebpf,
+    link: LinkWatch,
     ring: RingBuf<MapData>,
     counters: PerCpuArray<MapData, u64>,
     trace: Option<KernelTrace>,
@@ -144,6 +178,7 @@ impl RingReader {
     fn run(mut self) {
         let fd = self.ring.as_fd().as_raw_fd();
         let mut last_counters = Instant::now();
+        let mut last_link_check = Instant::now();
         loop {
             if self.stop.load(Ordering::Relaxed)
                 || self.shutdown.is_requested()
@@ -172,6 +207,10 @@ impl RingReader {
             if last_counters.elapsed() >= COUNTERS_INTERVAL {
                 self.read_counters();
                 last_counters = Instant::now();
+            }
+            if last_link_check.elapsed() >= LINK_CHECK_INTERVAL {
+                self.link.check(&mut self.ebpf);
+                last_link_check = Instant::now();
             }
         }
         // Whatever is still in the ring was captured: deliver it before leaving.
@@ -228,6 +267,52 @@ impl RingReader {
         store(&self.stats.kernel_too_long, k.too_long);
         // Fragments are a drop stage shared with AF_PACKET (`stage="ip_fragment"`).
         store(&self.stats.frame_fragment, k.fragment);
+    }
+}
+
+/// Follows the tapped interface: says when it is gone (an error: nothing is captured) and
+/// re-attaches the tap when an interface of that name is back.
+struct LinkWatch {
+    attachment: Attachment,
+    /// The last change logged (each is logged once).
+    reported: LinkChange,
+}
+
+impl LinkWatch {
+    fn check(&mut self, ebpf: &mut aya::Ebpf) {
+        let iface = self.attachment.iface.clone();
+        let now = nix::net::if_::if_nametoindex(iface.as_str()).ok();
+        let change = LinkChange::of(self.attachment.ifindex, now);
+        if change == self.reported {
+            return;
+        }
+        match change {
+            LinkChange::Same => {}
+            LinkChange::Gone => tracing::error!(
+                %iface,
+                "the tapped interface is gone (deleted): nothing is captured until an \
+                 interface of that name is back, then the tap is re-attached (or restart \
+                 shadowd with another --interface)"
+            ),
+            LinkChange::Recreated(ifindex) => match reattach(ebpf, &mut self.attachment, ifindex) {
+                Ok(()) => {
+                    tracing::warn!(
+                        %iface,
+                        ifindex,
+                        "the tapped interface was re-created: eBPF tap re-attached"
+                    );
+                    self.reported = LinkChange::Same;
+                    return;
+                }
+                Err(e) => tracing::error!(
+                    %iface,
+                    ifindex,
+                    "the tapped interface was re-created but the tap cannot be re-attached, \
+                     nothing is captured: {e}"
+                ),
+            },
+        }
+        self.reported = change;
     }
 }
 
@@ -301,6 +386,13 @@ mod tests {
         assert_eq!((decoded, payload), (event, &b"hi"[..]));
         let encoded = shadow_core::ring_record::encode_record(&event, b"hi");
         assert_eq!(encoded, record, "the encoder writes the in-memory layout");
+    }
+
+    #[test]
+    fn a_new_index_under_the_tapped_name_is_a_recreated_interface() {
+        assert_eq!(LinkChange::of(7, Some(7)), LinkChange::Same);
+        assert_eq!(LinkChange::of(7, None), LinkChange::Gone);
+        assert_eq!(LinkChange::of(7, Some(9)), LinkChange::Recreated(9));
     }
 
     #[test]
