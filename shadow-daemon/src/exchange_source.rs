@@ -202,6 +202,9 @@ impl Source {
         for (stage, n) in now.undecodable.since(&was.undecodable) {
             self.dropped(stage, n);
         }
+        if now.tap_lost != was.tap_lost {
+            self.telemetry.tap_attached(!now.tap_lost);
+        }
         self.reported.capture = now;
 
         let re = self.assembler.reassembly_stats();

@@ -38,6 +38,9 @@ pub trait Telemetry: Send + Sync {
     fn kernel_packets(&self, result: KernelPacketResult, n: u64);
     /// Reassembly now tracks `flows` connections and buffers `bytes` bytes.
     fn reassembly_load(&self, flows: u64, bytes: u64);
+    /// The tap went off its interface (`false`: deleted, nothing is captured) or is back on
+    /// it (`true`). Reported on change only; the tap starts attached.
+    fn tap_attached(&self, attached: bool);
     /// One exchange, carried in `protocol`, reached admission. Each one ends as exactly one
     /// [`Telemetry::skipped`] or [`Telemetry::replayed`].
     fn exchange_seen(&self, protocol: Protocol, outcome: Outcome);
@@ -469,7 +472,11 @@ pub enum Event {
     /// [`Telemetry::kernel_packets`].
     KernelPackets(KernelPacketResult, u64),
     /// [`Telemetry::reassembly_load`].
-    ReassemblyLoad { flows: u64, bytes: u64 },
+    ReassemblyLoad {
+        flows: u64,
+        bytes: u64,
+    },
+    TapAttached(bool),
     /// [`Telemetry::exchange_seen`].
     ExchangeSeen(Protocol, Outcome),
     /// [`Telemetry::production_answered`].
@@ -589,6 +596,9 @@ impl Telemetry for Recorder {
     }
     fn reassembly_load(&self, flows: u64, bytes: u64) {
         self.push(Event::ReassemblyLoad { flows, bytes });
+    }
+    fn tap_attached(&self, attached: bool) {
+        self.push(Event::TapAttached(attached));
     }
     fn exchange_seen(&self, protocol: Protocol, outcome: Outcome) {
         self.push(Event::ExchangeSeen(protocol, outcome));

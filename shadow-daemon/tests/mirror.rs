@@ -416,6 +416,10 @@ impl Telemetry for Tee {
         self.0.kernel_packets(result, n);
         self.1.kernel_packets(result, n);
     }
+    fn tap_attached(&self, attached: bool) {
+        self.0.tap_attached(attached);
+        self.1.tap_attached(attached);
+    }
     fn reassembly_load(&self, flows: u64, bytes: u64) {
         self.0.reassembly_load(flows, bytes);
         self.1.reassembly_load(flows, bytes);

@@ -914,6 +914,12 @@ fn interface_down_up_and_recreated_is_tapped_again() {
     pair.a.ip(&["link", "del", &pair.a_if]).unwrap();
     // Never silent: the daemon says the interface is gone.
     daemon.wait_for_output("the tapped interface is gone");
+    // ... and so do its metrics and health check.
+    admin::wait_metrics(&pair.a, &mut daemon, ADMIN, "tap_attached 0", |t| {
+        admin::metric(t, "shadowtap_tap_attached") == 0.0
+    });
+    let (status, body) = admin::get(&pair.a, ADMIN, "/healthz").unwrap();
+    assert_eq!(status, 503, "/healthz while the interface is gone: {body}");
     pair.a
         .ip(&[
             "link",
@@ -972,6 +978,12 @@ fn interface_down_up_and_recreated_is_tapped_again() {
     assert!(shadow.seen().len() as f64 >= before + 4.0);
     let out = daemon.output();
     assert!(out.contains("eBPF tap re-attached"), "{out}");
+    // The gauge follows at the next housekeeping report (each second).
+    admin::wait_metrics(&pair.a, &mut daemon, ADMIN, "tap_attached 1", |t| {
+        admin::metric(t, "shadowtap_tap_attached") == 1.0
+    });
+    let (status, body) = admin::get(&pair.a, ADMIN, "/healthz").unwrap();
+    assert_eq!(status, 200, "/healthz after the re-attach: {body}");
     let status = daemon.stop(Duration::from_secs(30)).unwrap();
     assert!(status.success(), "{status}: {}", daemon.output());
     pair.a.run(|| tc::assert_nothing_attached(&pair.a_if));

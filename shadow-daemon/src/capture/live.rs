@@ -5,7 +5,7 @@
 use shadow_core::segment::CapturedSegment;
 use shadow_core::vocabulary::{DropStage, FrameSkip, KernelPacketResult};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use tokio::sync::mpsc;
 
 /// Counters every live capture source updates while it runs (shared with the reader).
@@ -21,6 +21,9 @@ pub struct SharedStats {
     pub frame_fragment: AtomicU64,
     pub frame_truncated: AtomicU64,
     pub frame_malformed: AtomicU64,
+    /// The tap is off its interface (deleted, or re-created and not re-attachable): nothing
+    /// is captured until it is back.
+    pub tap_lost: AtomicBool,
 }
 
 impl SharedStats {
@@ -41,6 +44,7 @@ impl SharedStats {
                 truncated: self.frame_truncated.load(Ordering::Relaxed),
                 malformed: self.frame_malformed.load(Ordering::Relaxed),
             },
+            tap_lost: self.tap_lost.load(Ordering::Relaxed),
         }
     }
 
@@ -146,6 +150,8 @@ pub struct CaptureStats {
     /// eBPF tap from its kernel counter `FRAGMENT`); truncated and malformed frames are the
     /// AF_PACKET frame decoder's (the eBPF tap counts those in [`KernelPackets::malformed`]).
     pub undecodable: UndecodableFrames,
+    /// The tap is off its interface: nothing is captured ([`SharedStats::tap_lost`]).
+    pub tap_lost: bool,
 }
 
 /// Packets that could not be turned into a segment, by reason (running totals), exported as

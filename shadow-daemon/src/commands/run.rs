@@ -377,6 +377,7 @@ async fn run(config: Arc<Config>, access: AdminAccess) -> CommandResult {
         "mirroring"
     );
     let decisions = tokio::spawn(decision.run(shutdown.clone()));
+    let asked_to_stop = shutdown.clone();
     let summary = mirror.run(exchanges, shutdown).await;
     // The last verdict and state cover every comparison; a rollback action still running
     // finishes (or times out) before the runtime stops.
@@ -399,6 +400,13 @@ async fn run(config: Arc<Config>, access: AdminAccess) -> CommandResult {
         real_discrepancies = summary.noise.as_ref().map(|n| n.shadow.real),
         "stopped"
     );
+    if !asked_to_stop.is_requested() {
+        // The exchanges ended with no signal: the capture stopped on an error logged above.
+        anyhow::bail!(
+            "the capture stopped on its own (its error is logged above): nothing more can be \
+             mirrored; fix the cause and restart shadowd"
+        );
+    }
     Ok(EXIT_OK)
 }
 

@@ -275,6 +275,11 @@ async fn route(state: &AdminState, req: Request<Incoming>) -> Response<Full<Byte
             "text/plain; version=0.0.4",
             state.metrics.render(),
         ),
+        "/healthz" if !state.metrics.is_tap_attached() => respond(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain",
+            "the tapped interface is gone: nothing is captured (see the log)\n",
+        ),
         "/healthz" if state.capturing.load(Ordering::Relaxed) => {
             respond(StatusCode::OK, "text/plain", "ok\n")
         }

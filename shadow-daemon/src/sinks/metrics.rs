@@ -82,6 +82,7 @@ struct Inner {
     flows_active: IntGauge,
     reassembly_bytes: IntGauge,
     circuit_state: IntGauge,
+    tap_attached: IntGauge,
     breaker_outcomes: IntCounterVec,
     discrepancy_log_dropped: IntCounter,
     rollback_firings: IntCounterVec,
@@ -281,6 +282,10 @@ impl Metrics {
                 "reassembly_bytes",
                 "Bytes buffered by reassembly."
             ))),
+            tap_attached: reg!(IntGauge::with_opts(opts(
+                "tap_attached",
+                "1 while the tap is on its interface; 0 after the interface was deleted (nothing is captured until an interface of that name is back and the tap re-attached; /healthz answers 503 meanwhile)."
+            ))),
             circuit_state: reg!(IntGauge::with_opts(opts(
                 "circuit_state",
                 "Shadow circuit breaker: 0 closed (mirroring), 1 open (paused), 2 half-open (probing)."
@@ -379,9 +384,15 @@ impl Metrics {
                     .with_label_values(&[action.as_str(), result.as_str()]);
             }
         }
+        inner.tap_attached.set(1);
         Metrics {
             inner: Arc::new(inner),
         }
+    }
+
+    /// Whether the tap is on its interface (see [`Telemetry::tap_attached`]).
+    pub fn is_tap_attached(&self) -> bool {
+        self.inner.tap_attached.get() != 0
     }
 
     /// Quality, label and verdict metrics (in the same registry).
@@ -512,6 +523,10 @@ impl Telemetry for Metrics {
             .kernel_packets
             .with_label_values(&[result.as_str()])
             .inc_by(n);
+    }
+
+    fn tap_attached(&self, attached: bool) {
+        self.inner.tap_attached.set(i64::from(attached));
     }
 
     fn reassembly_load(&self, flows: u64, bytes: u64) {

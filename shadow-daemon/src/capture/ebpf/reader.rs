@@ -73,6 +73,7 @@ pub fn start(tap: AttachedTap, shutdown: Shutdown) -> Result<LiveCapture, Captur
         link: LinkWatch {
             attachment,
             reported: LinkChange::Same,
+            lost: stats.clone(),
         },
         ring,
         counters,
@@ -276,6 +277,8 @@ struct LinkWatch {
     attachment: Attachment,
     /// The last change logged (each is logged once).
     reported: LinkChange,
+    /// Where "the tap is off its interface" is published (`/healthz`, `shadowtap_tap_attached`).
+    lost: Arc<SharedStats>,
 }
 
 impl LinkWatch {
@@ -302,6 +305,7 @@ impl LinkWatch {
                         "the tapped interface was re-created: eBPF tap re-attached"
                     );
                     self.reported = LinkChange::Same;
+                    self.lost.tap_lost.store(false, Ordering::Relaxed);
                     return;
                 }
                 Err(e) => tracing::error!(
@@ -313,6 +317,9 @@ impl LinkWatch {
             },
         }
         self.reported = change;
+        self.lost
+            .tap_lost
+            .store(change != LinkChange::Same, Ordering::Relaxed);
     }
 }
 
