@@ -58,8 +58,16 @@ impl Tmux {
 }
 
 impl Drop for Tmux {
+    /// Kills the private server and removes the socket file it leaves behind.
     fn drop(&mut self) {
         let _ = self.run(&["kill-server"]);
+        let dir = std::env::var_os("TMUX_TMPDIR").unwrap_or_else(|| "/tmp".into());
+        let uid = nix::unistd::getuid();
+        let _ = std::fs::remove_file(
+            std::path::Path::new(&dir)
+                .join(format!("tmux-{uid}"))
+                .join(&self.socket),
+        );
     }
 }
 
