@@ -24,6 +24,8 @@
 //! 9. [`criteria`]: success criteria judged on those statistics → PROMOTE / HOLD / REJECT.
 //! 10. [`rollback`]: after promotion (reverse shadow), when a failed criterion calls for
 //!     rolling back, at most once per cooldown.
+//! 11. [`timeseries`]: the same numbers per interval (agreement, accuracy, latency
+//!     quantiles, counts) in a bounded ring, for charts over time.
 //!
 //! [`vocabulary`] names the outcomes, skip reasons, drop stages and results that every later
 //! layer (daemon, metrics, logs, tests) reports. `testkit` (feature `testkit`) builds synthetic
@@ -51,4 +53,5 @@ pub mod segment;
 pub mod stats;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
+pub mod timeseries;
 pub mod vocabulary;

@@ -1,8 +1,9 @@
 //! The decision loop of `shadowd run`: once a second it lets requests whose wait for a label
 //! is over go unlabeled, gathers the measurements (the evaluation's, plus the resource usage of
 //! both model servers), judges them against the success criteria, publishes the verdict (admin
-//! API and metrics), hands it to the rollback plan, and saves the aggregates to the state file
-//! every `state.interval` and at stop.
+//! API and metrics), hands it to the rollback plan, ticks the time series (its current bucket,
+//! and the ground truth joined since the last tick), and saves the aggregates and the time
+//! series to the state file every `state.interval` and at stop.
 //!
 //! The state file is JSON ([`StateFile`]), written to a temporary file beside it and renamed
 //! over it, so a crash never leaves half a file; `shadowd run` resumes from it and
@@ -12,6 +13,7 @@ use crate::mirror::MirrorStatus;
 use crate::resources::ResourceSnapshot;
 use crate::shutdown::Shutdown;
 use crate::sinks::admin::LatestVerdict;
+use crate::sinks::timeseries::{TimeSeriesHandle, TimeSeriesSnapshot};
 use crate::sinks::verdict_metrics::VerdictMetrics;
 use serde::{Deserialize, Serialize};
 use shadow_core::criteria::{Criteria, Measurements, ModelPair, Verdict, evaluate};
@@ -71,6 +73,9 @@ pub struct StateFile {
     /// The resource usage last measured.
     #[serde(default)]
     pub resources: ResourceMeasures,
+    /// The per-interval time series (`/api/timeseries`); absent in older state files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeseries: Option<TimeSeriesSnapshot>,
 }
 
 impl StateFile {
@@ -174,6 +179,8 @@ pub struct DecisionLoop {
     pub reverse_shadow: bool,
     /// The state file and how often to write it.
     pub state: Option<(PathBuf, Duration)>,
+    /// The time series to tick and save, if kept.
+    pub timeseries: Option<TimeSeriesHandle>,
 }
 
 impl DecisionLoop {
@@ -182,6 +189,9 @@ impl DecisionLoop {
         self.mirror.expire_labels();
         let summary = self.mirror.evaluation();
         self.metrics.evaluation(&summary);
+        if let Some(ts) = &self.timeseries {
+            ts.tick(summary.overall.ground_truth.paired);
+        }
         let measurements = with_resources(self.mirror.measurements(), self.resources());
         let verdict = if self.reverse_shadow {
             evaluate_reverse_shadow(&self.criteria, &measurements)
@@ -211,6 +221,7 @@ impl DecisionLoop {
                 .map_or(0, |d| d.as_secs()),
             evaluation: self.mirror.state(),
             resources: self.resources(),
+            timeseries: self.timeseries.as_ref().map(TimeSeriesHandle::snapshot),
         };
         if let Err(e) = save_state(path, &state) {
             tracing::warn!(
@@ -270,6 +281,7 @@ mod tests {
             saved_at_unix: 7,
             evaluation: status.state(),
             resources: ResourceMeasures::default(),
+            timeseries: None,
         };
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.json");
@@ -285,5 +297,42 @@ mod tests {
         let back = load_state(&path).unwrap().expect("saved");
         assert_eq!(back.saved_at_unix, 7);
         assert!(!dir.path().join("state.json.tmp").exists());
+    }
+
+    #[test]
+    fn the_time_series_is_saved_and_an_older_file_without_it_still_loads() {
+        let telemetry = Arc::new(crate::telemetry::Recorder::new());
+        let config = Arc::new(crate::config::test_config(""));
+        let status = crate::mirror::Mirror::new(config, telemetry).status();
+        let ts = TimeSeriesHandle::default();
+        ts.seen();
+        let state = StateFile {
+            saved_at_unix: 7,
+            evaluation: status.state(),
+            resources: ResourceMeasures::default(),
+            timeseries: Some(ts.snapshot()),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        save_state(&path, &state).unwrap();
+        let back = load_state(&path).unwrap().expect("saved");
+        let saved = back.timeseries.expect("the time series is saved");
+        assert_eq!(saved, ts.snapshot());
+        assert_eq!(saved.buckets.iter().map(|b| b.seen).sum::<u64>(), 1);
+
+        // A file written before the time series existed: no key at all.
+        let mut older: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        older.as_object_mut().unwrap().remove("timeseries");
+        std::fs::write(&path, older.to_string()).unwrap();
+        let back = load_state(&path).unwrap().expect("loads");
+        assert!(back.timeseries.is_none());
+        assert_eq!(back.saved_at_unix, 7);
+        // Saved without one, the key is left out.
+        let none = StateFile {
+            timeseries: None,
+            ..back
+        };
+        assert!(!serde_json::to_string(&none).unwrap().contains("timeseries"));
     }
 }

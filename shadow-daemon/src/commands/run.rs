@@ -19,6 +19,8 @@ use crate::shutdown::{self, Shutdown};
 use crate::sinks::admin::{AdminAccess, AdminState, bind_admin, serve_admin};
 use crate::sinks::discrepancy_log::DiscrepancyLog;
 use crate::sinks::metrics::Metrics;
+use crate::sinks::recent_discrepancies::{Fanout, RecentDiscrepancies};
+use crate::sinks::timeseries::TimeSeriesHandle;
 use crate::telemetry::Telemetry;
 use clap::Args;
 use shadow_core::http::Exchange;
@@ -295,17 +297,26 @@ pub fn main(args: RunArgs) -> CommandResult {
 async fn run(config: Arc<Config>, access: AdminAccess) -> CommandResult {
     let (trigger, shutdown) = shutdown::channel();
     trigger.trip_on_signals();
-    let metrics = Metrics::new();
+    let timeseries = TimeSeriesHandle::new(
+        config.admin.timeseries_interval,
+        config.admin.timeseries_buckets,
+    );
+    let metrics = Metrics::with_timeseries(timeseries.clone());
     let telemetry: Arc<dyn Telemetry> = Arc::new(metrics.clone());
     let log = DiscrepancyLog::from_config(&config.discrepancy_log, telemetry.clone())?;
     let verdict_metrics = metrics.verdict();
     let verdict_metrics_source = metrics.clone();
+    let recent = RecentDiscrepancies::new(&config.discrepancy_log);
     let mut mirror = Mirror::new(config.clone(), telemetry.clone());
-    if let Some(log) = &log {
-        mirror = mirror.with_discrepancy_sink(log.writer());
-    }
+    mirror = match &log {
+        Some(log) => mirror.with_discrepancy_sink(Fanout(vec![
+            Box::new(log.writer()),
+            Box::new(recent.clone()),
+        ])),
+        None => mirror.with_discrepancy_sink(recent.clone()),
+    };
     let status = mirror.status();
-    resume(&config, &status)?;
+    resume(&config, &status, &timeseries)?;
     verdict_metrics.resume(&status.evaluation());
     // The admin server answers at once (a taken port fails before anything is attached), and
     // /healthz says 200 only once the tap is attached: "healthy" means traffic is captured.
@@ -321,6 +332,7 @@ async fn run(config: Arc<Config>, access: AdminAccess) -> CommandResult {
     }
     let state = AdminState::new(metrics, status.clone())
         .with_resources(resources.clone())
+        .with_recent_discrepancies(recent)
         .with_access(access);
     state.capturing.store(false, Ordering::Relaxed);
     let capturing = state.capturing.clone();
@@ -362,8 +374,12 @@ async fn run(config: Arc<Config>, access: AdminAccess) -> CommandResult {
             .path
             .clone()
             .map(|p| (p, config.state.interval)),
+        timeseries: Some(timeseries),
     };
-    tracing::info!(addr = %admin_addr, "admin server: /metrics /healthz /api/summary");
+    tracing::info!(
+        addr = %admin_addr,
+        "admin server: /metrics /healthz /api/summary /api/timeseries /api/discrepancies"
+    );
     let admin = tokio::spawn(serve_admin(listener, state, shutdown.clone()));
     let exchanges = start_exchange_source(&config, telemetry, shutdown.clone())?;
     capturing.store(true, Ordering::Relaxed);
@@ -410,12 +426,20 @@ async fn run(config: Arc<Config>, access: AdminAccess) -> CommandResult {
     Ok(EXIT_OK)
 }
 
-/// Resumes the aggregates from the state file and preloads the label file, if configured.
-fn resume(config: &Config, status: &MirrorStatus) -> anyhow::Result<()> {
+/// Resumes the aggregates and the time series from the state file and preloads the label
+/// file, if configured.
+fn resume(
+    config: &Config,
+    status: &MirrorStatus,
+    timeseries: &TimeSeriesHandle,
+) -> anyhow::Result<()> {
     if let Some(path) = &config.state.path {
         match load_state(path)? {
             Some(state) => {
                 status.restore(state.evaluation)?;
+                if let Some(saved) = state.timeseries {
+                    timeseries.restore(saved);
+                }
                 tracing::info!(path = %path.display(), "resumed the aggregates from the state file");
             }
             None => tracing::info!(path = %path.display(), "no state file yet: starting afresh"),

@@ -1050,11 +1050,47 @@ fn admin(raw: &RawAdmin, c: &mut Checks) -> AdminConfig {
             )
         },
     );
+    let timeseries_interval = c
+        .value(
+            "admin.timeseries_interval_seconds",
+            &raw.timeseries_interval_seconds,
+            |s| {
+                if (1..=MAX_TIMESERIES_INTERVAL_SECONDS).contains(s) {
+                    Ok(Duration::from_secs(*s))
+                } else {
+                    Err(format!(
+                        "{s} s is not a bucket length: give 1 to \
+                         {MAX_TIMESERIES_INTERVAL_SECONDS} (60: one bucket a minute)"
+                    ))
+                }
+            },
+        )
+        .unwrap_or(shadow_core::timeseries::DEFAULT_INTERVAL);
+    let timeseries_buckets = c
+        .value(
+            "admin.timeseries_buckets",
+            &raw.timeseries_buckets,
+            |n| match NonZeroUsize::new(*n) {
+                Some(n) if n.get() <= MAX_TIMESERIES_BUCKETS => Ok(n),
+                _ => Err(format!(
+                    "{n} buckets: give 1 to {MAX_TIMESERIES_BUCKETS} (1440: a day of minutes)"
+                )),
+            },
+        )
+        .unwrap_or(NonZeroUsize::MIN);
     AdminConfig {
         addr,
         token_file: raw.token_file.as_ref().map(|p| p.value.clone()),
+        timeseries_interval,
+        timeseries_buckets,
     }
 }
+
+/// The longest `/api/timeseries` bucket: a day.
+const MAX_TIMESERIES_INTERVAL_SECONDS: u64 = 86_400;
+/// Most `/api/timeseries` buckets: a week of minutes (about 250 bytes each in memory, 600 in
+/// the JSON answer and the state file).
+const MAX_TIMESERIES_BUCKETS: usize = 10_080;
 
 fn resources(raw: &RawResources, c: &mut Checks) -> Option<ResourcesConfig> {
     const KEY: &str = "resources";

@@ -183,6 +183,8 @@ impl From<&Config> for RawConfig {
             admin: RawAdmin {
                 addr: b(c.admin.addr),
                 token_file: c.admin.token_file.clone().map(b),
+                timeseries_interval_seconds: b(c.admin.timeseries_interval.as_secs()),
+                timeseries_buckets: b(c.admin.timeseries_buckets.get()),
             },
             ground_truth: RawGroundTruth {
                 id_header: b(gt.rules.id_header.clone().unwrap_or_default()),

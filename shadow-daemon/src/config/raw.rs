@@ -464,6 +464,10 @@ pub struct RawAdmin {
     /// endpoint but `/healthz` when `addr` is not loopback); absent = none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_file: Option<Setting<PathBuf>>,
+    /// Length of one bucket of `/api/timeseries`, seconds.
+    pub timeseries_interval_seconds: Setting<u64>,
+    /// Buckets `/api/timeseries` keeps (the oldest go first).
+    pub timeseries_buckets: Setting<usize>,
 }
 
 impl Default for RawAdmin {
@@ -471,6 +475,10 @@ impl Default for RawAdmin {
         RawAdmin {
             addr: Setting::builtin(SocketAddr::from(([127, 0, 0, 1], 9464))),
             token_file: None,
+            timeseries_interval_seconds: Setting::builtin(
+                shadow_core::timeseries::DEFAULT_INTERVAL.as_secs(),
+            ),
+            timeseries_buckets: Setting::builtin(shadow_core::timeseries::DEFAULT_BUCKETS),
         }
     }
 }

@@ -1235,3 +1235,37 @@ fn the_ring_size_is_a_power_of_two_of_at_least_16_kib() {
         assert!(err.to_string().contains("power of two"), "{err}");
     }
 }
+
+#[test]
+fn the_time_series_shape_is_configured_within_bounds() {
+    let c = test_config("");
+    assert_eq!(
+        (c.admin.timeseries_interval, c.admin.timeseries_buckets),
+        (Duration::from_secs(60), nz(1440))
+    );
+    let base = "[capture]\nports = [8080]\n[shadow]\nurl = \"http://127.0.0.1:8081\"\n[admin]\n";
+    let c = parse(&format!(
+        "{base}timeseries_interval_seconds = 10\ntimeseries_buckets = 6\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        (c.admin.timeseries_interval, c.admin.timeseries_buckets),
+        (Duration::from_secs(10), nz(6))
+    );
+    for (key, bad) in [
+        ("timeseries_interval_seconds", 0),
+        ("timeseries_interval_seconds", 86_401),
+        ("timeseries_buckets", 0),
+        ("timeseries_buckets", 10_081),
+    ] {
+        let err = parse(&format!("{base}{key} = {bad}\n")).unwrap_err();
+        assert_eq!(
+            located(&err),
+            vec![(
+                "t.toml:6:".to_string() + &(key.len() + 4).to_string(),
+                format!("admin.{key}")
+            )],
+            "{key} = {bad}"
+        );
+    }
+}

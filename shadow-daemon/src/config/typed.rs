@@ -489,6 +489,10 @@ pub struct AdminConfig {
     /// [`crate::security::AdminToken::read`]): required by `POST /api/labels`, and by every
     /// endpoint but `/healthz` when `addr` is not loopback (which needs a token file).
     pub token_file: Option<PathBuf>,
+    /// Length of one bucket of `/api/timeseries`.
+    pub timeseries_interval: Duration,
+    /// Buckets `/api/timeseries` keeps.
+    pub timeseries_buckets: NonZeroUsize,
 }
 
 /// Request ids, the ground-truth join and segments.

@@ -8,6 +8,11 @@
 //! `{"id": .., "value": ..}`; answers what became of each line).
 //! `/api/summary` also has `resources`, the latest
 //! [`ResourceSnapshot`](crate::resources::ResourceSnapshot) of the model servers and shadowd.
+//! `GET /api/timeseries` serves the per-interval ring
+//! ([`TimeSeriesSnapshot`](crate::sinks::timeseries::TimeSeriesSnapshot)), and
+//! `GET /api/discrepancies?limit=N` the last N discrepancies (default 20, at most
+//! [`KEPT`](crate::sinks::recent_discrepancies::KEPT); oldest first, redacted as in the
+//! discrepancy log).
 //!
 //! Access ([`AdminAccess`]): `POST /api/labels` always needs `Authorization: Bearer <token>`
 //! (without a configured token it is refused with 403: ground truth decides promotions, so
@@ -20,6 +25,7 @@ use crate::resources::ResourceHandle;
 use crate::security::{AdminToken, is_loopback};
 use crate::shutdown::Shutdown;
 use crate::sinks::metrics::Metrics;
+use crate::sinks::recent_discrepancies::{KEPT, RecentDiscrepancies};
 use crate::sinks::verdict_metrics::VerdictMetrics;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -37,6 +43,8 @@ use tokio::net::TcpListener;
 
 /// Largest `POST /api/labels` body accepted.
 pub const MAX_LABELS_BODY: usize = 16 << 20;
+/// Discrepancies `GET /api/discrepancies` answers without `?limit=`.
+pub const DEFAULT_DISCREPANCIES: usize = 20;
 
 /// The latest verdict and the measurements it judged, written by the decision loop.
 #[derive(Debug, Default)]
@@ -132,6 +140,8 @@ pub struct AdminState {
     pub resources: Option<ResourceHandle>,
     /// Who may use which endpoint (default: reads open, labels refused).
     pub access: AdminAccess,
+    /// The last discrepancies (`/api/discrepancies`: an empty list without).
+    pub recent: Option<RecentDiscrepancies>,
 }
 
 impl AdminState {
@@ -146,7 +156,14 @@ impl AdminState {
             verdict: Arc::new(LatestVerdict::default()),
             resources: None,
             access: AdminAccess::default(),
+            recent: None,
         }
+    }
+
+    /// Serves `recent` at `/api/discrepancies`.
+    pub fn with_recent_discrepancies(mut self, recent: RecentDiscrepancies) -> Self {
+        self.recent = Some(recent);
+        self
     }
 
     /// Guards the endpoints with `access`.
@@ -331,6 +348,27 @@ async fn route(state: &AdminState, req: Request<Incoming>) -> Response<Full<Byte
             }
             respond(StatusCode::OK, "application/json", v.to_string())
         }
+        "/api/timeseries" => respond(
+            StatusCode::OK,
+            "application/json",
+            serde_json::to_string(&state.metrics.timeseries().snapshot()).unwrap_or_default(),
+        ),
+        "/api/discrepancies" => {
+            let limit = match discrepancies_limit(req.uri().query()) {
+                Ok(n) => n,
+                Err(message) => return respond(StatusCode::BAD_REQUEST, "text/plain", message),
+            };
+            let recent = state
+                .recent
+                .as_ref()
+                .map(|r| r.latest(limit))
+                .unwrap_or_default();
+            respond(
+                StatusCode::OK,
+                "application/json",
+                serde_json::to_string(&recent).unwrap_or_default(),
+            )
+        }
         "/api/verdict" => match state.verdict.get() {
             Some((v, _)) => respond(
                 StatusCode::OK,
@@ -344,6 +382,20 @@ async fn route(state: &AdminState, req: Request<Incoming>) -> Response<Full<Byte
             ),
         },
         _ => respond(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
+    }
+}
+
+/// `limit=N` of `/api/discrepancies` (default [`DEFAULT_DISCREPANCIES`], at most [`KEPT`]).
+fn discrepancies_limit(query: Option<&str>) -> Result<usize, String> {
+    let value = query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .find_map(|pair| pair.strip_prefix("limit="));
+    match value {
+        None => Ok(DEFAULT_DISCREPANCIES),
+        Some(v) => v.parse::<usize>().map(|n| n.min(KEPT)).map_err(|_| {
+            format!("limit={v}: give the number of discrepancies wanted, 0 to {KEPT}\n")
+        }),
     }
 }
 
@@ -525,7 +577,14 @@ mod tests {
         assert!(access.reads_need_token() && access.has_token());
         let (addr, _stop) = serve(access).await;
         let bearer = format!("Bearer {SECRET}");
-        for path in ["/metrics", "/api/summary", "/api/verdict", "/nowhere"] {
+        for path in [
+            "/metrics",
+            "/api/summary",
+            "/api/verdict",
+            "/api/timeseries",
+            "/api/discrepancies",
+            "/nowhere",
+        ] {
             let (status, head, _) = call(addr, "GET", path, None, "").await;
             assert_eq!(status, 401, "{path}");
             assert!(head.contains("www-authenticate: bearer"), "{path}: {head}");
@@ -538,6 +597,8 @@ mod tests {
             ("/metrics", 200),
             ("/api/summary", 200),
             ("/api/verdict", 503),
+            ("/api/timeseries", 200),
+            ("/api/discrepancies?limit=3", 200),
             ("/nowhere", 404),
         ] {
             assert_eq!(
@@ -555,5 +616,35 @@ mod tests {
                 .0,
             200
         );
+    }
+
+    #[tokio::test]
+    async fn timeseries_and_discrepancies_are_served_as_json() {
+        let loopback = SocketAddr::from(([127, 0, 0, 1], 9464));
+        let (addr, _stop) = serve(AdminAccess::new(loopback, None)).await;
+        let (status, head, body) = call(addr, "GET", "/api/timeseries", None, "").await;
+        assert_eq!(status, 200, "{body}");
+        assert!(head.contains("content-type: application/json"), "{head}");
+        let ts: crate::sinks::timeseries::TimeSeriesSnapshot = serde_json::from_str(&body).unwrap();
+        assert_eq!((ts.interval_seconds, ts.capacity), (60, 1440));
+        assert!(ts.buckets.is_empty(), "nothing happened yet");
+
+        let (status, _, body) = call(addr, "GET", "/api/discrepancies", None, "").await;
+        assert_eq!((status, body.as_str()), (200, "[]"));
+        for bad in ["limit=many", "limit=-1"] {
+            let (status, _, body) =
+                call(addr, "GET", &format!("/api/discrepancies?{bad}"), None, "").await;
+            assert_eq!(status, 400, "{bad}");
+            assert!(body.contains("give the number"), "{body}");
+        }
+    }
+
+    #[test]
+    fn the_discrepancies_limit_defaults_and_is_capped() {
+        assert_eq!(discrepancies_limit(None), Ok(DEFAULT_DISCREPANCIES));
+        assert_eq!(discrepancies_limit(Some("x=1")), Ok(DEFAULT_DISCREPANCIES));
+        assert_eq!(discrepancies_limit(Some("x=1&limit=5")), Ok(5));
+        assert_eq!(discrepancies_limit(Some("limit=100000")), Ok(KEPT));
+        assert!(discrepancies_limit(Some("limit=")).is_err());
     }
 }

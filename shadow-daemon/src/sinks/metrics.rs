@@ -1,10 +1,12 @@
 //! Prometheus registry (prefix `shadowtap_`), fed by the stages' events: [`Metrics`]
-//! implements [`Telemetry`].
+//! implements [`Telemetry`]. The same events feed the per-interval time series
+//! ([`TimeSeriesHandle`], `/api/timeseries`).
 //!
 //! Each event has exactly one method here that both logs it (tracing) and bumps its metric, so
 //! that logs and metrics never disagree (vector's style). Metric names are listed in docs/architecture.md.
 
 use crate::resources::{self, Process, ProcessUsage, ResourceHandle};
+use crate::sinks::timeseries::TimeSeriesHandle;
 use crate::sinks::verdict_metrics::VerdictMetrics;
 use crate::telemetry::{
     BreakerCause, BreakerChange, BreakerState, GrpcStatusLabel, ReplayLoad, RollbackDone,
@@ -94,6 +96,8 @@ struct Inner {
     resources: OnceLock<ResourceHandle>,
     /// Quality, label and verdict metrics.
     verdict: Arc<VerdictMetrics>,
+    /// The per-interval time series.
+    timeseries: TimeSeriesHandle,
 }
 
 fn opts(name: &str, help: &str) -> Opts {
@@ -114,8 +118,14 @@ impl std::fmt::Debug for Metrics {
 
 impl Metrics {
     /// A fresh registry with every metric registered (zero-valued series for known labels, so
-    /// dashboards and alerts see them before the first event).
+    /// dashboards and alerts see them before the first event), and a time series of the
+    /// default shape.
     pub fn new() -> Self {
+        Self::with_timeseries(TimeSeriesHandle::default())
+    }
+
+    /// [`Metrics::new`], feeding `timeseries` too.
+    pub fn with_timeseries(timeseries: TimeSeriesHandle) -> Self {
         let registry = Registry::new();
         macro_rules! reg {
             ($m:expr) => {{
@@ -318,6 +328,7 @@ impl Metrics {
                 VerdictMetrics::new(&registry).expect("verdict metric definitions are valid"),
             ),
             registry,
+            timeseries,
         };
         for r in SkipReason::ALL {
             inner.skipped.with_label_values(&[r.as_str()]);
@@ -398,6 +409,11 @@ impl Metrics {
     /// Quality, label and verdict metrics (in the same registry).
     pub fn verdict(&self) -> Arc<VerdictMetrics> {
         self.inner.verdict.clone()
+    }
+
+    /// The per-interval time series these events feed.
+    pub fn timeseries(&self) -> TimeSeriesHandle {
+        self.inner.timeseries.clone()
     }
 
     /// The registry, for callers that register their own collectors.
@@ -546,6 +562,7 @@ impl Telemetry for Metrics {
             .exchanges
             .with_label_values(&[protocol.as_str(), outcome.as_str()])
             .inc();
+        self.inner.timeseries.seen();
     }
 
     fn production_answered(&self, latency_ns: Option<u64>, error: Option<ErrorClass>) {
@@ -563,6 +580,7 @@ impl Telemetry for Metrics {
             .skipped
             .with_label_values(&[reason.as_str()])
             .inc();
+        self.inner.timeseries.skipped();
     }
 
     fn breaker_changed(&self, change: &BreakerChange) {
@@ -609,6 +627,7 @@ impl Telemetry for Metrics {
             .mirrored
             .with_label_values(&[protocol.as_str(), result.as_str()])
             .inc();
+        self.inner.timeseries.mirrored();
     }
 
     fn shadow_http_error(&self, status: u16) {
@@ -620,7 +639,7 @@ impl Telemetry for Metrics {
     }
 
     /// The shadow's latency (only when it answered) and error class, discrepancies, bodies that
-    /// could not be decoded.
+    /// could not be decoded; the time series' agreement, latency and errors.
     fn compared(&self, protocol: Protocol, c: &Comparison) {
         for (model, side) in [
             (Model::Production, &c.production),
@@ -657,6 +676,7 @@ impl Telemetry for Metrics {
                 .with_label_values(&[protocol.as_str(), kind.as_str()])
                 .inc();
         }
+        self.inner.timeseries.compared(c);
     }
 
     fn grpc_status(&self, model: Model, code: GrpcStatusLabel) {
