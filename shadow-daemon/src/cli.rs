@@ -1,7 +1,7 @@
 //! Command line of `shadowd` (clap derive) and its dispatch. Each subcommand's flags live beside
 //! its code in [`crate::commands`]; this module depends on them, never the other way round.
 
-use crate::commands::{self, check_config, inspect, record, run, verdict};
+use crate::commands::{self, check_config, inspect, record, report, run, verdict};
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
@@ -38,6 +38,9 @@ pub enum Command {
     /// Judge a running daemon's summary against success criteria: print each criterion and
     /// PROMOTE (exit 0), HOLD (exit 3) or REJECT (exit 4).
     Verdict(verdict::VerdictArgs),
+    /// Write one self-contained HTML report (verdict, charts, discrepancies) of a running
+    /// daemon (`--from`) or of a state file (`--state`).
+    Report(report::ReportArgs),
 }
 
 impl Cli {
@@ -51,6 +54,7 @@ impl Cli {
             Command::Run(args) => run::main(args),
             Command::CheckConfig(args) => check_config::main(args),
             Command::Verdict(args) => verdict::main(args),
+            Command::Report(args) => report::main(args),
         };
         match result {
             Ok(code) => ExitCode::from(code),

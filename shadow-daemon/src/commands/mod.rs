@@ -1,9 +1,11 @@
 //! One module per `shadowd` subcommand (its flags and its `main`), and how their outcome maps
 //! to an exit code. The command line that dispatches to them is [`crate::cli`].
 
+pub mod admin_client;
 pub mod check_config;
 pub mod inspect;
 pub mod record;
+pub mod report;
 pub mod run;
 pub mod verdict;
 
