@@ -46,6 +46,11 @@ const APT_PACKAGES: &[(&str, &str)] = &[
         "python3-venv",
         "end-to-end tests make Python venvs (MLServer, grpcio) from PyPI",
     ),
+    (
+        "chromium",
+        "the report test renders `shadowd report`'s HTML in headless Chromium (screenshot, DOM, \
+         console errors)",
+    ),
 ];
 
 /// One thing bootstrap may install.
@@ -282,7 +287,7 @@ mod tests {
 
     #[test]
     fn the_http2_test_tools_are_in_the_package_list() {
-        for tool in ["nghttp2-client", "curl", "python3-venv"] {
+        for tool in ["nghttp2-client", "curl", "python3-venv", "chromium"] {
             assert!(APT_PACKAGES.iter().any(|(name, _)| *name == tool), "{tool}");
         }
     }

@@ -193,10 +193,16 @@ fn range_and_ticks(axis: &Axis, values: &[f64]) -> (f64, f64, Vec<f64>) {
             if hi <= lo {
                 hi = lo * 10.0;
             }
+            // 1-2-5 ticks over up to three decades; over more, decades only (no overlap).
+            let multiples: &[f64] = if hi / lo > 1_000.5 {
+                &[1.0]
+            } else {
+                &[1.0, 2.0, 5.0]
+            };
             let mut ticks = Vec::new();
             let mut decade = lo;
             while decade <= hi * 1.000_001 {
-                for m in [1.0, 2.0, 5.0] {
+                for &m in multiples {
                     let t = decade * m;
                     if t >= lo * 0.999_999 && t <= hi * 1.000_001 {
                         ticks.push(t);
