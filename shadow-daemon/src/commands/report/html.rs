@@ -807,13 +807,13 @@ fn capture_section(out: &mut String, capture: &Part<CaptureHealth>) {
         }
         Part::Have(c) => {
             let mut rows: Vec<(String, Vec<Option<f64>>)> = Vec::new();
-            for (stage, n) in &c.dropped_by_stage {
+            for (stage, n) in c.dropped_by_stage.iter().filter(|(_, n)| **n > 0.0) {
                 rows.push((format!("dropped: {stage}"), vec![Some(*n)]));
             }
-            for (reason, n) in &c.h2_streams_lost {
+            for (reason, n) in c.h2_streams_lost.iter().filter(|(_, n)| **n > 0.0) {
                 rows.push((format!("h2 stream lost: {reason}"), vec![Some(*n)]));
             }
-            for (reason, n) in &c.skipped_by_reason {
+            for (reason, n) in c.skipped_by_reason.iter().filter(|(_, n)| **n > 0.0) {
                 rows.push((format!("skipped: {reason}"), vec![Some(*n)]));
             }
             out.push_str(&svg::bar_chart(
@@ -847,7 +847,8 @@ fn capture_section(out: &mut String, capture: &Part<CaptureHealth>) {
                 ("mirrored", &c.mirrored_by_result),
                 ("kernel packets", &c.kernel_packets),
             ] {
-                for (k, n) in map {
+                // Zero series are exported for every known label: only what happened.
+                for (k, n) in map.iter().filter(|(_, n)| **n > 0.0) {
                     rows.push(vec![text(format!("{name}: {k}")), num(svg::plain(*n))]);
                 }
             }

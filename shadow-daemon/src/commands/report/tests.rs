@@ -168,7 +168,10 @@ fn full_input() -> ReportInput {
         capture: Part::Have(CaptureHealth {
             captured_segments: 1000.0,
             dropped_by_stage: BTreeMap::from([(EVIL.to_owned(), 2.0)]),
-            skipped_by_reason: BTreeMap::from([("queue_full".to_owned(), 5.0)]),
+            skipped_by_reason: BTreeMap::from([
+                ("queue_full".to_owned(), 5.0),
+                ("sampled_out".to_owned(), 0.0),
+            ]),
             ..CaptureHealth::default()
         }),
         resources: ResourceMeasures {
@@ -242,6 +245,8 @@ fn the_page_is_well_formed_with_every_section_and_chart_and_nothing_external() {
         );
     }
     assert!(page.contains("<span class=\"verdict REJECT\" id=\"decision\">REJECT</span>"));
+    assert!(page.contains("skipped: queue_full"));
+    assert!(!page.contains("sampled_out"), "zero counters are left out");
     assert!(page.contains("@media print"));
     assert!(page.contains("size: A4"));
 }
