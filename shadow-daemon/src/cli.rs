@@ -1,7 +1,7 @@
 //! Command line of `shadowd` (clap derive) and its dispatch. Each subcommand's flags live beside
 //! its code in [`crate::commands`]; this module depends on them, never the other way round.
 
-use crate::commands::{self, check_config, inspect, record, run, top, verdict};
+use crate::commands::{self, check_config, inspect, record, report, run, top, verdict};
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
@@ -41,6 +41,9 @@ pub enum Command {
     /// Watch a running daemon live in the terminal (read-only): requests per second, agreement
     /// and accuracy, latency and errors per model, the breaker, drops, the last discrepancies.
     Top(top::TopArgs),
+    /// Write one self-contained HTML report (verdict, charts, discrepancies) of a running
+    /// daemon (`--from`) or of a state file (`--state`).
+    Report(report::ReportArgs),
 }
 
 impl Cli {
@@ -55,6 +58,7 @@ impl Cli {
             Command::CheckConfig(args) => check_config::main(args),
             Command::Verdict(args) => verdict::main(args),
             Command::Top(args) => top::main(args),
+            Command::Report(args) => report::main(args),
         };
         match result {
             Ok(code) => ExitCode::from(code),

@@ -52,6 +52,9 @@ const APT_PACKAGES: &[(&str, &str)] = &[
         "`promtool check rules` / `promtool test rules` check the alert rules, and an \
          end-to-end test scrapes a live shadowd with a real Prometheus (started on loopback by \
          the test; the Debian service is not used)",
+        "chromium",
+        "the report test renders `shadowd report`'s HTML in headless Chromium (screenshot, DOM, \
+         console errors)",
     ),
 ];
 
@@ -317,7 +320,7 @@ mod tests {
 
     #[test]
     fn the_http2_test_tools_are_in_the_package_list() {
-        for tool in ["nghttp2-client", "curl", "python3-venv"] {
+        for tool in ["nghttp2-client", "curl", "python3-venv", "chromium"] {
             assert!(APT_PACKAGES.iter().any(|(name, _)| *name == tool), "{tool}");
         }
     }

@@ -7,6 +7,9 @@
 //! `raw_output_contents`), `shadowd` taps production's gRPC port with `--preset
 //! kserve-v2-grpc`, and the traffic is `ModelInfer` calls on one HTTP/2 connection. The summary,
 //! the ground truth and the verdict are the same.
+//!
+//! Last, `shadowd report` writes `report.html` (verdict, charts, top discrepancies) next to the
+//! discrepancy log, and the demo prints its path.
 
 use crate::build::release;
 use crate::demo_decision;
@@ -146,6 +149,11 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let summary = demo_decision::settled_summary(admin, posted.at_once + posted.late)?;
     demo_decision::print_quality(&summary, &posted);
     demo_decision::run_verdict(&bin.join("shadowd"), admin, &criteria_path)?;
+    let report_path = write_report(&bin.join("shadowd"), admin, &log_path)?;
+    println!(
+        "  report:            {}   (one HTML file: open it in a browser, offline)",
+        report_path.display()
+    );
     println!(
         "  state file:        {}   (shadowd verdict --state reads it)",
         state_path.display()
@@ -163,6 +171,30 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Runs `shadowd report` on the running daemon: `report.html` next to the discrepancy log
+/// `log` (with its top discrepancies); returns the report's path.
+fn write_report(shadowd: &Path, admin: SocketAddr, log: &Path) -> anyhow::Result<PathBuf> {
+    let out = report_path(log);
+    let status = Command::new(shadowd)
+        .args(["report", "--from", &format!("http://{admin}")])
+        .arg("--discrepancy-log")
+        .arg(log)
+        .arg("--out")
+        .arg(&out)
+        .stdout(Stdio::null())
+        .status()
+        .context("cannot run shadowd report")?;
+    if !status.success() {
+        bail!("shadowd report failed ({status})");
+    }
+    Ok(out)
+}
+
+/// Where the demo's report goes: `report.html` beside the discrepancy log.
+fn report_path(log: &Path) -> PathBuf {
+    log.with_file_name("report.html")
 }
 
 /// What the demo taps and mirrors: production's and the shadow's address for the chosen
@@ -350,6 +382,14 @@ mod tests {
             grpc,
             pids: [1, 2],
         }
+    }
+
+    #[test]
+    fn the_report_goes_next_to_the_discrepancy_log() {
+        assert_eq!(
+            report_path(Path::new("/tmp/shadowtap-demo/discrepancies.jsonl")),
+            Path::new("/tmp/shadowtap-demo/report.html")
+        );
     }
 
     #[test]

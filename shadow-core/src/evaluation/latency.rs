@@ -86,6 +86,23 @@ impl LatencyHistogram {
         Some(self.max_ns as f64)
     }
 
+    /// The cumulative distribution in milliseconds: for each non-empty bucket, its upper edge
+    /// (clamped to the exact max) and the fraction of latencies at or below it; empty before
+    /// the first value. Within 1.1 %, like the quantiles.
+    pub fn cdf_ms(&self) -> Vec<(f64, f64)> {
+        let mut out = Vec::new();
+        let mut seen = 0;
+        for (i, &n) in self.counts.iter().enumerate() {
+            if n == 0 {
+                continue;
+            }
+            seen += n;
+            let upper = (BASE_NS * (i as f64 / PER_DOUBLING).exp2()).min(self.max_ns as f64);
+            out.push((upper / 1e6, seen as f64 / self.count as f64));
+        }
+        out
+    }
+
     /// Count, mean, max and quantiles in milliseconds (`null`s before the first value).
     pub fn stats(&self) -> LatencyStats {
         let ms = |ns: f64| ns / 1e6;
@@ -122,6 +139,20 @@ pub struct LatencyStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cdf_rises_to_one_at_the_max() {
+        let mut h = LatencyHistogram::default();
+        assert!(h.cdf_ms().is_empty());
+        for ms in [1, 1, 2, 10] {
+            h.record(ms * 1_000_000);
+        }
+        let cdf = h.cdf_ms();
+        assert_eq!(cdf.len(), 3, "{cdf:?}");
+        assert!((cdf[0].0 - 1.0).abs() < 0.03 && cdf[0].1 == 0.5, "{cdf:?}");
+        assert!((cdf[1].0 - 2.0).abs() < 0.05 && cdf[1].1 == 0.75, "{cdf:?}");
+        assert_eq!(cdf[2], (10.0, 1.0));
+    }
 
     #[test]
     fn empty_has_no_numbers() {

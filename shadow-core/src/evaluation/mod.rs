@@ -26,7 +26,7 @@ pub use scoreboard::{Agreement, AgreementSummary, ScoreSummary, Scoreboard};
 pub use truth::{LabelLine, Truth, parse_label_line, parse_label_lines};
 
 use crate::compare::{Comparison, DiscrepancyKind};
-use crate::criteria::Measurements;
+use crate::criteria::{Measurements, ModelPair};
 use crate::labels::{JoinCounters, JoinLimits, LabelJoin, LabelOutcome};
 use crate::vocabulary::AgreementUnit;
 use serde::{Deserialize, Serialize};
@@ -192,6 +192,11 @@ impl EvaluationState {
     /// What the success criteria are judged on (see [`Evaluation::measurements`]).
     pub fn measurements(&self) -> Measurements {
         measurements(&self.overall, &self.by_path, &self.by_field)
+    }
+
+    /// Each model's latency distribution over all traffic.
+    pub fn latency(&self) -> ModelPair<&LatencyHistogram> {
+        self.overall.latency()
     }
 }
 

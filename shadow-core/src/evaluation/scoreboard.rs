@@ -201,6 +201,14 @@ impl Scoreboard {
         self.rows
     }
 
+    /// Each model's latency distribution so far.
+    pub fn latency(&self) -> ModelPair<&LatencyHistogram> {
+        ModelPair {
+            production: &self.production_latency,
+            shadow: &self.shadow_latency,
+        }
+    }
+
     /// Count of one discrepancy kind so far.
     pub fn discrepancies(&self, kind: &str) -> u64 {
         self.discrepancies.get(kind).copied().unwrap_or(0)

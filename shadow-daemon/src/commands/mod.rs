@@ -5,6 +5,7 @@ pub mod admin_client;
 pub mod check_config;
 pub mod inspect;
 pub mod record;
+pub mod report;
 pub mod run;
 pub mod top;
 pub mod verdict;

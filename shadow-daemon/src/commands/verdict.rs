@@ -3,6 +3,7 @@
 //! success criteria ([`shadow_core::criteria`]) and print each criterion and the decision; the
 //! exit code is the decision (PROMOTE 0, HOLD 3, REJECT 4), so a CI job can gate on it.
 
+use super::admin_client::{self, DEFAULT_FROM};
 use super::{CommandResult, EXIT_HOLD, EXIT_OK, EXIT_REJECT, UsageError};
 use crate::config::line_column;
 use crate::decision::load_state;
@@ -16,17 +17,7 @@ use shadow_core::criteria::{
 use shadow_core::stats::proportion::Proportion;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
-
-/// Where the daemon's admin server listens by default.
-const DEFAULT_FROM: &str = "http://127.0.0.1:9464";
-/// How long to wait for the admin server to accept and to answer.
-const TIMEOUT: Duration = Duration::from_secs(10);
-/// Largest `/api/summary` answer read.
-const MAX_RESPONSE: u64 = 16 << 20;
 
 /// Flags of `shadowd verdict`.
 #[derive(Debug, Args)]
@@ -81,12 +72,14 @@ pub fn main(args: VerdictArgs) -> CommandResult {
                 .as_deref()
                 .map(security::read_token_secret)
                 .transpose()?;
-            let body = fetch_summary(from, token.as_deref()).with_context(|| {
-                format!(
-                    "cannot read the summary from {from}: is `shadowd run` running with its \
+            let body = admin_client::get_ok(from, "/api/summary", token.as_deref()).with_context(
+                || {
+                    format!(
+                        "cannot read the summary from {from}: is `shadowd run` running with its \
                      admin server there? Pass its admin.addr with --from"
-                )
-            })?;
+                    )
+                },
+            )?;
             measurements_from_summary(&body)
                 .with_context(|| format!("{from} did not answer a shadowd summary"))?
         }
@@ -167,71 +160,6 @@ fn key_offset(text: &str, key: &str) -> Option<usize> {
         offset += line.len();
     }
     None
-}
-
-/// GETs `<base>/api/summary` with a plain HTTP/1.1 request and returns the body of a 200.
-fn fetch_summary(base: &str, token: Option<&str>) -> anyhow::Result<String> {
-    let rest = base
-        .strip_prefix("http://")
-        .ok_or_else(|| UsageError(format!("--from {base}: only http:// URLs are supported")))?;
-    let (authority, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-    let addr_text = if authority.contains(':') && !authority.ends_with(']') {
-        authority.to_owned()
-    } else {
-        format!("{authority}:80")
-    };
-    let addr = addr_text
-        .to_socket_addrs()
-        .with_context(|| format!("resolving {authority}"))?
-        .next()
-        .with_context(|| format!("{authority} resolves to no address"))?;
-    let mut stream = TcpStream::connect_timeout(&addr, TIMEOUT)?;
-    stream.set_read_timeout(Some(TIMEOUT))?;
-    stream.set_write_timeout(Some(TIMEOUT))?;
-    let prefix = prefix.trim_end_matches('/');
-    let target = if prefix.is_empty() {
-        "/api/summary".to_owned()
-    } else {
-        format!("/{prefix}/api/summary")
-    };
-    let authorization = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
-    write!(
-        stream,
-        "GET {target} HTTP/1.1\r\nHost: {authority}\r\nAccept: application/json\r\n\
-         {authorization}Connection: close\r\n\r\n"
-    )?;
-    let mut raw = Vec::new();
-    stream.take(MAX_RESPONSE).read_to_end(&mut raw)?;
-    let mut headers = [httparse::EMPTY_HEADER; 32];
-    let mut response = httparse::Response::new(&mut headers);
-    let head_len = match response.parse(&raw)? {
-        httparse::Status::Complete(n) => n,
-        httparse::Status::Partial => anyhow::bail!("the answer ended inside its headers"),
-    };
-    let status = response.code.unwrap_or(0);
-    if status == 401 {
-        anyhow::bail!(
-            "GET {target} answered HTTP 401: the daemon's admin API needs its bearer token; pass \
-             the file holding it with --token-file (or SHADOWD_ADMIN_TOKEN_FILE)"
-        );
-    }
-    if status != 200 {
-        anyhow::bail!("GET {target} answered HTTP {status}");
-    }
-    let length = response
-        .headers
-        .iter()
-        .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-        .and_then(|h| {
-            std::str::from_utf8(h.value)
-                .ok()?
-                .trim()
-                .parse::<usize>()
-                .ok()
-        });
-    let body = &raw[head_len..];
-    let body = length.map_or(body, |n| &body[..n.min(body.len())]);
-    Ok(String::from_utf8_lossy(body).into_owned())
 }
 
 /// The parts of `/api/summary` the verdict reads.
