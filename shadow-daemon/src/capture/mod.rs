@@ -7,6 +7,7 @@
 
 pub mod afpacket;
 pub mod ebpf;
+pub mod file;
 pub mod live;
 
 pub use live::{

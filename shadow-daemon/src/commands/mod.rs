@@ -3,7 +3,9 @@
 
 pub mod check_config;
 pub mod inspect;
+pub mod pipeline;
 pub mod record;
+pub mod replay;
 pub mod run;
 pub mod verdict;
 
