@@ -164,14 +164,16 @@ pub fn main(args: ReplayArgs) -> CommandResult {
         let source: ExchangeSource = Box::new(move |config, telemetry, _shutdown| {
             Ok(exchange_source::start_offline(capture, config, telemetry))
         });
+        let (stop, stopped) = tokio::sync::oneshot::channel();
         let reporter = tokio::spawn(report_progress(
             progress.clone(),
             metrics.clone(),
             args.pcap.clone(),
+            stopped,
         ));
         let finished =
             pipeline::run(config.clone(), options, metrics.clone(), trigger, source).await;
-        reporter.abort();
+        let _ = stop.send(());
         let _ = reporter.await;
         finished
     })?;
@@ -245,8 +247,14 @@ fn no_traffic(path: &Path, ports: &[u16]) -> anyhow::Error {
     .into()
 }
 
-/// Shows how far the replay is until aborted: a bar on a terminal, plain lines otherwise.
-async fn report_progress(progress: Arc<FileProgress>, metrics: Metrics, path: PathBuf) {
+/// Shows how far the replay is until `stop`: a bar on a terminal, plain lines (and a last one
+/// at the end) otherwise.
+async fn report_progress(
+    progress: Arc<FileProgress>,
+    metrics: Metrics,
+    path: PathBuf,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) {
     let started = Instant::now();
     let terminal = std::io::stderr().is_terminal();
     let bar = terminal.then(|| {
@@ -262,35 +270,31 @@ async fn report_progress(progress: Arc<FileProgress>, metrics: Metrics, path: Pa
         bar.set_style(style);
         bar
     });
-    // Clears the bar when the task is aborted (dropped).
-    struct Clear(Option<ProgressBar>);
-    impl Drop for Clear {
-        fn drop(&mut self) {
-            if let Some(bar) = &self.0 {
-                bar.finish_and_clear();
-            }
-        }
-    }
-    let guard = Clear(bar);
     let mut tick = tokio::time::interval(if terminal { BAR_EVERY } else { LINE_EVERY });
     tick.tick().await;
     loop {
-        tick.tick().await;
+        let done = tokio::select! {
+            _ = &mut stop => true,
+            _ = tick.tick() => false,
+        };
         let (read, replayed) = metrics.requests_handled();
-        let elapsed = started.elapsed();
         let status = Status {
             position: progress.bytes_read(),
             size: progress.size,
             read,
             replayed,
-            elapsed,
+            elapsed: started.elapsed(),
         };
-        match &guard.0 {
+        match &bar {
+            Some(bar) if done => bar.finish_and_clear(),
             Some(bar) => {
                 bar.set_position(status.position);
                 bar.set_message(status.counts());
             }
             None => eprintln!("replay: {}: {}", path.display(), status.line()),
+        }
+        if done {
+            return;
         }
     }
 }
