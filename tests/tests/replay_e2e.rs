@@ -4,9 +4,9 @@
 //! (8081) serving KServe v2 JSON. Replaying the recording against the same shadow must count
 //! exactly what `run` counted live: exchanges seen, mirrored, skipped, compared, agreement and
 //! discrepancies, and exactly what the test's own plan expects. Without a terminal the
-//! progress is plain lines (no escape sequences); `--state` writes a file `shadowd verdict
-//! --state` judges, and with criteria the exit code is the verdict's. Bad input fails with a
-//! clear message.
+//! progress is plain lines (no escape sequences); ground truth comes from a `--labels` file;
+//! `--state` writes a file `shadowd verdict --state` judges, and with criteria the exit code is
+//! the verdict's. Bad input fails with a clear message.
 //!
 //! Needs root; skipped (with a message) otherwise.
 
@@ -15,7 +15,7 @@ use shadow_core::segment::Direction;
 use shadow_core::vocabulary::{DiscrepancyKind, MirrorResult, Outcome};
 use shadowtap_tests::admin::{self, accounted, discrepancies, exchanges, mirrored, sum_of};
 use shadowtap_tests::capture::read_pcap;
-use shadowtap_tests::model::{ModelServer, Req, Role, disagrees};
+use shadowtap_tests::model::{ModelServer, Req, Role, disagrees, label};
 use shadowtap_tests::netns::NetNs;
 use shadowtap_tests::require_root;
 use shadowtap_tests::shadowd::{self, Daemon, Finished};
@@ -289,9 +289,46 @@ fn replay_of_a_shadowd_recording_counts_what_run_counted_live() {
     let max = replay(&r, &["--speed", "max", "--json"]);
     assert_eq!(replayed_counts(&max), r.live, "{}", max.stdout);
 
+    // Ground truth from a JSON-lines file (as POST /api/labels takes it), joined by the
+    // request body's `/id`: production is always right, the shadow misses the multiples of 7.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("ids.toml");
+    std::fs::write(&config, "[ground_truth]\nid_pointer = \"/id\"\n").unwrap();
+    let labels = dir.path().join("truth.jsonl");
+    let lines: String = (0..r.live.seen)
+        .map(|id| format!("{{\"id\": \"{id}\", \"label\": {}}}\n", label(id)))
+        .collect();
+    std::fs::write(&labels, lines).unwrap();
+    let labeled = replay(
+        &r,
+        &[
+            "--speed",
+            "max",
+            "--json",
+            "--config",
+            arg(&config),
+            "--labels",
+            arg(&labels),
+        ],
+    );
+    assert_eq!(replayed_counts(&labeled), r.live, "{}", labeled.stdout);
+    let s: Value = serde_json::from_str(&labeled.stdout).unwrap();
+    let truth = &s["run"]["evaluation"]["ground_truth"];
+    assert_eq!(truth["labeled_requests"], r.live.seen, "{truth:#}");
+    let accuracy = |model: &str| {
+        truth[model]["classification"]["accuracy"]["value"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{model} accuracy in {truth:#}"))
+    };
+    assert_eq!(accuracy("production"), 1.0);
+    assert_eq!(
+        accuracy("shadow"),
+        r.live.agreed as f64 / r.live.seen as f64,
+        "the shadow is right exactly where it agrees"
+    );
+
     // At the recorded pace: it takes at least the pause in the traffic; progress is plain
     // lines (stderr is a file here), with no escape sequence.
-    let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state.json");
     let criteria = dir.path().join("criteria.toml");
     // 28/32 agree: a floor of 0.99 is failed for sure (REJECT, exit 4).

@@ -10,6 +10,7 @@
 
 use super::live::{SharedStats, spawn_reader};
 use super::{LIVE_CHANNEL_DEPTH, LiveCapture};
+use crate::error::CaptureError;
 use crate::shutdown::Shutdown;
 use shadow_core::frame::FrameSkip;
 use shadow_core::pcap::{PcapError, PcapSource, PcapStats};
@@ -140,60 +141,70 @@ impl<R: Read> Read for Counting<R> {
     }
 }
 
-/// Opens `path` (its format is checked before this returns) and starts the reader thread,
-/// delivering the TCP segments of `ports` at `speed` until the end of the file or `shutdown`.
-pub fn open_file(
-    path: &Path,
-    ports: &[u16],
-    speed: Speed,
-    shutdown: Shutdown,
-) -> Result<FileCapture, PcapError> {
-    let open_err = |source| PcapError::Open {
-        path: path.to_owned(),
-        source,
-    };
-    let file = File::open(path).map_err(open_err)?;
-    let meta = file.metadata().map_err(open_err)?;
-    if meta.is_dir() {
-        return Err(open_err(std::io::Error::new(
-            std::io::ErrorKind::IsADirectory,
-            "is a directory",
-        )));
+/// A capture file opened and its format checked, not read yet.
+pub struct PcapFile {
+    source: PcapSource<BufReader<Counting<File>>>,
+    progress: Arc<FileProgress>,
+}
+
+impl PcapFile {
+    /// Opens `path` and reads its header: a missing, unreadable or non-capture file fails here,
+    /// before anything else starts. Only TCP segments of `ports` will be read.
+    pub fn open(path: &Path, ports: &[u16]) -> Result<PcapFile, PcapError> {
+        let open_err = |source| PcapError::Open {
+            path: path.to_owned(),
+            source,
+        };
+        let file = File::open(path).map_err(open_err)?;
+        let meta = file.metadata().map_err(open_err)?;
+        if meta.is_dir() {
+            return Err(open_err(std::io::Error::new(
+                std::io::ErrorKind::IsADirectory,
+                "is a directory",
+            )));
+        }
+        let bytes_read = Arc::new(AtomicU64::new(0));
+        let counting = Counting {
+            inner: file,
+            read: bytes_read.clone(),
+        };
+        let source = PcapSource::new(BufReader::with_capacity(1 << 20, counting), path, ports)?;
+        let progress = Arc::new(FileProgress {
+            size: meta.len(),
+            bytes_read,
+            ..FileProgress::default()
+        });
+        Ok(PcapFile { source, progress })
     }
-    let bytes_read = Arc::new(AtomicU64::new(0));
-    let counting = Counting {
-        inner: file,
-        read: bytes_read.clone(),
-    };
-    let source = PcapSource::new(BufReader::with_capacity(1 << 20, counting), path, ports)?;
-    let progress = Arc::new(FileProgress {
-        size: meta.len(),
-        bytes_read,
-        ..FileProgress::default()
-    });
-    let stats = Arc::new(SharedStats::default());
-    let (tx, segments) = mpsc::channel(LIVE_CHANNEL_DEPTH);
-    let reader = Reader {
-        source,
-        tx,
-        stats: stats.clone(),
-        progress: progress.clone(),
-        speed,
-        shutdown,
-    };
-    spawn_reader("pcap-reader".into(), move || reader.run()).map_err(|e| {
-        open_err(std::io::Error::other(format!(
-            "cannot start the reader thread: {e}"
-        )))
-    })?;
-    Ok(FileCapture {
-        capture: LiveCapture {
-            segments,
-            stats,
-            _guard: Box::new(()),
-        },
-        progress,
-    })
+
+    /// How far the reader is (once started).
+    pub fn progress(&self) -> Arc<FileProgress> {
+        self.progress.clone()
+    }
+
+    /// Starts the reader thread, delivering the file's segments at `speed` until its end or
+    /// `shutdown`.
+    pub fn start(self, speed: Speed, shutdown: Shutdown) -> Result<FileCapture, CaptureError> {
+        let stats = Arc::new(SharedStats::default());
+        let (tx, segments) = mpsc::channel(LIVE_CHANNEL_DEPTH);
+        let reader = Reader {
+            source: self.source,
+            tx,
+            stats: stats.clone(),
+            progress: self.progress.clone(),
+            speed,
+            shutdown,
+        };
+        spawn_reader("pcap-reader".into(), move || reader.run())?;
+        Ok(FileCapture {
+            capture: LiveCapture {
+                segments,
+                stats,
+                _guard: Box::new(()),
+            },
+            progress: self.progress,
+        })
+    }
 }
 
 struct Reader<R: Read> {

@@ -14,7 +14,7 @@ use super::pipeline::{self, ExchangeSource, Finished, PipelineOptions};
 use super::run::{RunArgs, check_files};
 use super::verdict::{exit_code, load_criteria, render_table};
 use super::{CommandResult, EXIT_OK, UsageError};
-use crate::capture::file::{self, FileProgress, Speed};
+use crate::capture::file::{self, FileProgress, PcapFile, Speed};
 use crate::config::{Config, Pacing, PresetName, ShadowUrl};
 use crate::exchange_source;
 use crate::mirror::RunSummary;
@@ -136,9 +136,9 @@ pub fn main(args: ReplayArgs) -> CommandResult {
     let config = args.effective_config()?;
     let access = check_files(&args.as_run_args(), &config)?;
     let ports: Vec<u16> = config.capture.ports.iter().map(|p| p.get()).collect();
-    let (trigger, _) = shutdown::channel();
     // The file is opened (and its format checked) before anything else starts.
-    let file = file::open_file(&args.pcap, &ports, args.speed, trigger.subscribe())?;
+    let pcap = PcapFile::open(&args.pcap, &ports)?;
+    let progress = pcap.progress();
     let config = Arc::new(config);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -146,12 +146,12 @@ pub fn main(args: ReplayArgs) -> CommandResult {
         .build()?;
     let started = Instant::now();
     let metrics = Metrics::new();
-    let progress = file.progress.clone();
     let finished = runtime.block_on(async {
         reach(&config.shadow.url, "shadow").await?;
         if let Some(baseline) = &config.shadow.baseline {
             reach(baseline, "noise baseline").await?;
         }
+        let (trigger, _) = shutdown::channel();
         trigger.trip_on_signals();
         let options = PipelineOptions {
             admin: args.admin_addr.map(|_| access),
@@ -160,9 +160,14 @@ pub fn main(args: ReplayArgs) -> CommandResult {
             wait_for_room: true,
             resume_state: false,
         };
-        let capture = file.capture;
-        let source: ExchangeSource = Box::new(move |config, telemetry, _shutdown| {
-            Ok(exchange_source::start_offline(capture, config, telemetry))
+        let speed = args.speed;
+        let source: ExchangeSource = Box::new(move |config, telemetry, shutdown| {
+            let file = pcap.start(speed, shutdown)?;
+            Ok(exchange_source::start_offline(
+                file.capture,
+                config,
+                telemetry,
+            ))
         });
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let reporter = tokio::spawn(report_progress(
