@@ -354,6 +354,75 @@ mod tests {
         assert_eq!(pacer.due(t0 + 3_600_000 * MS), Duration::from_secs(3600));
     }
 
+    /// A capture of one connection to each of the server ports given, 300 ms apart; returns
+    /// the file and how many of its segments are of port 8080.
+    fn capture(dir: &Path, servers: &[u16]) -> (std::path::PathBuf, usize) {
+        use shadow_core::testkit::{Conn, pcap_bytes};
+        let t0 = 1_700_000_000_000 * MS;
+        let mut segments = Vec::new();
+        for (i, port) in servers.iter().enumerate() {
+            let mut c = Conn::new(
+                &format!("10.0.0.1:{}", 40000 + i),
+                &format!("10.0.0.2:{port}"),
+            )
+            .at(t0 + i as u64 * 300 * MS);
+            c.handshake()
+                .request(b"GET / HTTP/1.1\r\n\r\n")
+                .response(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                .close();
+            segments.extend(c.into_segments());
+        }
+        let path = dir.join("c.pcap");
+        std::fs::write(&path, pcap_bytes(&segments)).unwrap();
+        let watched = segments.iter().filter(|s| s.flow.server.port() == 8080);
+        (path, watched.count())
+    }
+
+    #[test]
+    fn the_ports_with_traffic_are_the_ones_connections_were_opened_to() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, _) = capture(dir.path(), &[8080, 9000, 8080]);
+        assert_eq!(
+            ports_with_traffic(&path).unwrap(),
+            vec![(8080, 2), (9000, 1)]
+        );
+    }
+
+    /// Reads the whole file at `speed`; returns the segments delivered and how long it took.
+    fn read_all(path: &Path, speed: Speed) -> (usize, Duration) {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let (_trigger, shutdown) = crate::shutdown::channel();
+        let file = PcapFile::open(path, &[8080]).unwrap();
+        let started = Instant::now();
+        let mut capture = file.start(speed, shutdown).unwrap();
+        let mut n = 0;
+        runtime.block_on(async {
+            while capture.capture.segments.recv().await.is_some() {
+                n += 1;
+            }
+        });
+        assert!(capture.progress.is_done());
+        assert_eq!(capture.progress.segments(), n as u64);
+        assert_eq!(capture.progress.bytes_read(), capture.progress.size);
+        (n, started.elapsed())
+    }
+
+    #[test]
+    fn the_reader_delivers_every_segment_of_the_port_at_the_chosen_speed() {
+        let dir = tempfile::tempdir().unwrap();
+        // Two connections to 8080 600 ms apart (one to another port between them).
+        let (path, watched) = capture(dir.path(), &[8080, 9000, 8080]);
+        let (fast, took) = read_all(&path, Speed::Max);
+        let (paced, paced_took) = read_all(&path, Speed::Recorded);
+        assert_eq!(fast, paced);
+        assert_eq!(fast, watched);
+        assert!(took < Duration::from_millis(500), "{took:?}");
+        assert!(paced_took >= Duration::from_millis(600), "{paced_took:?}");
+    }
+
     #[test]
     fn speeds_parse_and_others_are_refused() {
         assert_eq!("1x".parse::<Speed>(), Ok(Speed::Recorded));

@@ -268,7 +268,7 @@ async fn report_progress(
             ProgressDrawTarget::stderr_with_hz(5),
         );
         let style = ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] [{wide_bar}] {bytes}/{total_bytes} {msg} ETA {eta}",
+            "{spinner} {elapsed_precise} [{bar:24}] {percent:>3}% of {total_bytes}: {msg}, ETA {eta}",
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .progress_chars("=> ");
