@@ -31,10 +31,7 @@ pub fn debug() -> anyhow::Result<PathBuf> {
     // and rebuild their dependencies.
     let shadowd = debug_shadowd()?;
     run_cmd(cargo().args(["build", "-p", "shadowtap-demo"]))?;
-    Ok(shadowd
-        .parent()
-        .map(PathBuf::from)
-        .unwrap_or_else(|| target_dir().join("debug")))
+    Ok(shadowd.parent().map(PathBuf::from).unwrap_or_else(|| target_dir().join("debug")))
 }
 
 /// Builds the debug `shadowd` used by the end-to-end tests; returns its path.
