@@ -1,7 +1,7 @@
 //! Command line of `shadowd` (clap derive) and its dispatch. Each subcommand's flags live beside
 //! its code in [`crate::commands`]; this module depends on them, never the other way round.
 
-use crate::commands::{self, check_config, inspect, record, report, run, top, verdict};
+use crate::commands::{self, check_config, inspect, record, replay, report, run, top, verdict};
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
@@ -33,6 +33,10 @@ pub enum Command {
     Inspect(inspect::InspectArgs),
     /// Run the daemon: tap, replay to the shadow, compare, serve metrics.
     Run(run::RunArgs),
+    /// Shadow-test a recorded capture (pcap/pcapng) offline: replay its requests to the shadow,
+    /// compare with the recorded answers, print the summary (exit code as `verdict` with
+    /// criteria).
+    Replay(replay::ReplayArgs),
     /// Validate a config file (and flags) as `run` would and print the effective config.
     CheckConfig(check_config::CheckConfigArgs),
     /// Judge a running daemon's summary against success criteria: print each criterion and
@@ -55,6 +59,7 @@ impl Cli {
             Command::Record(args) => record::main(args),
             Command::Inspect(args) => inspect::main(args),
             Command::Run(args) => run::main(args),
+            Command::Replay(args) => replay::main(args),
             Command::CheckConfig(args) => check_config::main(args),
             Command::Verdict(args) => verdict::main(args),
             Command::Top(args) => top::main(args),

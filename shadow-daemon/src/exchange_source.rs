@@ -1,9 +1,11 @@
-//! The live front half of `shadowd run`: capture → reassembly → http. Segments from the tap
-//! become [`Exchange`]s on a bounded channel that the mirror reads.
+//! The front half of the data path: capture → reassembly → http. Segments from the tap (or,
+//! for `shadowd replay`, from a capture file: [`start_offline`]) become [`Exchange`]s on a
+//! bounded channel that the mirror reads.
 //!
-//! Nothing here ever waits on the mirror: a full channel drops the exchange and reports it
-//! ([`DropStage::ExchangeChannel`]), so a slow shadow can never slow the capture, let alone
-//! production. Capture and reassembly counters go to [`Telemetry`].
+//! Live, nothing here ever waits on the mirror: a full channel drops the exchange and reports
+//! it ([`DropStage::ExchangeChannel`]), so a slow shadow can never slow the capture, let alone
+//! production. Offline, a file can wait: nothing is dropped. Capture and reassembly counters go
+//! to [`Telemetry`].
 //!
 //! Traffic on the tapped port that is not HTTP (a TLS handshake) cannot be mirrored: its
 //! exchanges are `unparsable`, and [`ForeignTraffic`] names the protocol in a rate-limited
@@ -45,6 +47,36 @@ pub fn start(
     };
     let ring_bytes = Some(config.capture.ring_bytes);
     let capture = open_live(config.capture.kind, &spec, ring_bytes, shutdown)?;
+    Ok(spawn(capture, config, telemetry, Feed::Live))
+}
+
+/// The same front half fed by a capture file ([`crate::capture::file`]): exchanges wait for
+/// room on the channel instead of being dropped, and idle connections expire on the file's
+/// clock (its latest segment timestamp), not the wall clock. The channel closes once the file
+/// has been read and every pending exchange flushed.
+pub fn start_offline(
+    capture: LiveCapture,
+    config: &Config,
+    telemetry: Arc<dyn Telemetry>,
+) -> mpsc::Receiver<Exchange> {
+    spawn(capture, config, telemetry, Feed::Offline)
+}
+
+/// How the front half hands exchanges on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Feed {
+    /// Never waits: a full channel drops the exchange; the wall clock expires idle flows.
+    Live,
+    /// Waits for room; the capture's clock expires idle flows.
+    Offline,
+}
+
+fn spawn(
+    capture: LiveCapture,
+    config: &Config,
+    telemetry: Arc<dyn Telemetry>,
+    feed: Feed,
+) -> mpsc::Receiver<Exchange> {
     let (tx, rx) = mpsc::channel(config.capture.exchange_channel.get());
     let source = Source {
         assembler: assembler(&config.capture),
@@ -53,9 +85,11 @@ pub fn start(
         telemetry,
         ready: Vec::new(),
         reported: Reported::default(),
+        feed,
+        capture_clock_ns: 0,
     };
     tokio::spawn(source.run(capture));
-    Ok(rx)
+    rx
 }
 
 /// The reassembly and HTTP stages with the configured limits.
@@ -84,6 +118,9 @@ struct Source {
     foreign: ForeignTraffic,
     ready: Vec<Exchange>,
     reported: Reported,
+    feed: Feed,
+    /// The latest segment timestamp seen (the clock of an offline feed).
+    capture_clock_ns: u64,
 }
 
 /// Recognises connections that speak another protocol than HTTP (TLS) and warns
@@ -145,6 +182,7 @@ impl Source {
             tokio::select! {
                 segment = capture.segments.recv() => match segment {
                     Some(captured) => {
+                        self.capture_clock_ns = self.capture_clock_ns.max(captured.segment.ts_ns);
                         self.foreign.segment(&captured.segment);
                         // Bytes the capture lost are a gap at once (no hole timeout).
                         self.assembler
@@ -153,19 +191,47 @@ impl Source {
                     None => break,
                 },
                 _ = housekeeping.tick() => {
-                    self.assembler.expire(now_ns(), &mut self.ready);
+                    let now = match self.feed {
+                        Feed::Live => now_ns(),
+                        Feed::Offline => self.capture_clock_ns,
+                    };
+                    self.assembler.expire(now, &mut self.ready);
                     self.report(&capture);
                 }
             }
-            if !self.hand_over() {
+            let open = match self.feed {
+                Feed::Live => self.hand_over(),
+                Feed::Offline => self.hand_over_waiting().await,
+            };
+            if !open {
                 return;
             }
         }
         // Capture stopped: every request still waiting comes out (as `no_response` if its
         // answer was never seen), then the channel closes and the mirror drains.
         self.assembler.finish(&mut self.ready);
-        self.hand_over();
+        match self.feed {
+            Feed::Live => self.hand_over(),
+            Feed::Offline => self.hand_over_waiting().await,
+        };
         self.report(&capture);
+    }
+
+    /// Sends completed exchanges, waiting for room (offline feed); false once the mirror is
+    /// gone.
+    async fn hand_over_waiting(&mut self) -> bool {
+        if self.ready.is_empty() {
+            return true;
+        }
+        self.report_h2_losses();
+        let now = Instant::now();
+        for exchange in std::mem::take(&mut self.ready) {
+            self.foreign.exchange(&exchange, now);
+            if self.tx.send(exchange).await.is_err() {
+                return false;
+            }
+        }
+        true
     }
 
     /// Sends completed exchanges without waiting; false once the mirror is gone.
@@ -399,6 +465,8 @@ mod tests {
             foreign: ForeignTraffic::new(recorder.clone()),
             ready: Vec::new(),
             reported: Reported::default(),
+            feed: Feed::Live,
+            capture_clock_ns: 0,
         };
         // One request answered three times in one segment, then a request answered once.
         let mut c = Conn::new("10.0.0.1:40000", "10.0.0.2:8080");

@@ -291,6 +291,8 @@ pub struct Mirror {
     worker: Worker,
     queue: Arc<SharedQueue>,
     in_flight: Arc<AtomicUsize>,
+    /// Admission waits for room in the replay queue instead of refusing (`queue_full`).
+    wait_for_room: bool,
 }
 
 impl Mirror {
@@ -336,7 +338,16 @@ impl Mirror {
             worker,
             queue,
             in_flight: Arc::new(AtomicUsize::new(0)),
+            wait_for_room: false,
         }
+    }
+
+    /// Admission waits for room in the replay queue rather than refusing a job when it is
+    /// full: for an offline replay of a capture file, whose reader can wait (a live tap
+    /// cannot), so that a slow shadow loses nothing.
+    pub fn waiting_for_room(mut self) -> Self {
+        self.wait_for_room = true;
+        self
     }
 
     /// Hands every comparison that found a difference to `sink`.
@@ -363,6 +374,7 @@ impl Mirror {
             worker,
             queue,
             in_flight,
+            wait_for_room,
         } = self;
         let admitter = Admitter::new(
             &config,
@@ -370,7 +382,8 @@ impl Mirror {
             queue.clone(),
             worker.telemetry.clone(),
         );
-        let admission_task = tokio::spawn(admit(admitter, exchanges, shutdown.clone()));
+        let room = wait_for_room.then(|| queue.clone());
+        let admission_task = tokio::spawn(admit(admitter, exchanges, room, shutdown.clone()));
         let worker = Arc::new(worker);
         let dispatcher = Dispatcher {
             queue,
@@ -394,10 +407,11 @@ impl Mirror {
 }
 
 /// Offers each exchange to admission until `exchanges` closes or shutdown is requested, then
-/// closes the replay queue.
+/// closes the replay queue. With `room`, each exchange first waits until that queue has room.
 async fn admit(
     mut admitter: Admitter,
     mut exchanges: mpsc::Receiver<Exchange>,
+    room: Option<Arc<SharedQueue>>,
     mut shutdown: Shutdown,
 ) -> AdmissionStats {
     loop {
@@ -405,13 +419,41 @@ async fn admit(
             biased;
             _ = shutdown.requested() => break,
             next = exchanges.recv() => match next {
-                Some(exchange) => { admitter.offer(exchange); }
+                Some(exchange) => {
+                    if let Some(queue) = &room
+                        && !wait_for_room(queue, &mut shutdown).await
+                    {
+                        break;
+                    }
+                    admitter.offer(exchange);
+                }
                 None => break,
             },
         }
     }
     admitter.close();
     admitter.stats().clone()
+}
+
+/// How often a full queue is looked at again by admission waiting for room.
+const ROOM_POLL: Duration = Duration::from_millis(1);
+
+/// Waits until `queue` has room for a job (admission is its only producer, so the room is
+/// still there when the job comes); false if shutdown came first.
+async fn wait_for_room(queue: &SharedQueue, shutdown: &mut Shutdown) -> bool {
+    loop {
+        {
+            let q = queue.lock();
+            if q.len() < q.capacity() {
+                return true;
+            }
+        }
+        tokio::select! {
+            biased;
+            _ = shutdown.requested() => return false,
+            _ = tokio::time::sleep(ROOM_POLL) => {}
+        }
+    }
 }
 
 /// Takes jobs off the replay queue when its pacing allows and replays them.

@@ -52,6 +52,8 @@ const APT_PACKAGES: &[(&str, &str)] = &[
         "`promtool check rules` / `promtool test rules` check the alert rules, and an \
          end-to-end test scrapes a live shadowd with a real Prometheus (started on loopback by \
          the test; the Debian service is not used)",
+    ),
+    (
         "chromium",
         "the report test renders `shadowd report`'s HTML in headless Chromium (screenshot, DOM, \
          console errors)",

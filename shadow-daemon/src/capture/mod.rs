@@ -3,10 +3,12 @@
 //! Two live sources produce the same [`shadow_core::segment::Segment`]: the eBPF tap
 //! ([`ebpf`], default) and an AF_PACKET socket ([`afpacket`], for hosts where eBPF cannot
 //! load), both built on [`live`]. Capture files (pcap read/write, frame decoding) are pure and
-//! live in `shadow-core`.
+//! live in `shadow-core`; [`file`] reads one as if it were a live tap (`shadowd replay`), at the
+//! recorded pace or as fast as the daemon takes it.
 
 pub mod afpacket;
 pub mod ebpf;
+pub mod file;
 pub mod live;
 
 pub use live::{

@@ -4,7 +4,9 @@
 pub mod admin_client;
 pub mod check_config;
 pub mod inspect;
+pub mod pipeline;
 pub mod record;
+pub mod replay;
 pub mod report;
 pub mod run;
 pub mod top;

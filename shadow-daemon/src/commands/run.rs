@@ -3,31 +3,21 @@
 //! Configuration comes from `--config FILE` (TOML, every key optional) with flags overriding
 //! the file; see `deploy/shadowtap.example.toml`.
 
+use super::pipeline::{self, ExchangeSource, Finished, PipelineOptions};
 use super::{CommandResult, EXIT_OK, UsageError};
 use crate::capture::CaptureKind;
 use crate::commands::verdict::load_criteria;
 use crate::config::raw::List;
 use crate::config::{Config, ConfigError, Origin, PresetName, RawConfig, Setting};
-use crate::decision::{
-    DecisionLoop, ResourceMeasures, ResourceSource, VerdictObserver, load_state,
-};
-use crate::mirror::{Mirror, MirrorStatus};
-use crate::resources;
-use crate::rollback::Rollback;
 use crate::security::{self, AdminToken, SecurityError};
 use crate::shutdown::{self, Shutdown};
-use crate::sinks::admin::{AdminAccess, AdminState, bind_admin, serve_admin};
-use crate::sinks::discrepancy_log::DiscrepancyLog;
-use crate::sinks::metrics::Metrics;
-use crate::sinks::recent_discrepancies::{Fanout, RecentDiscrepancies};
-use crate::sinks::timeseries::TimeSeriesHandle;
+use crate::sinks::admin::AdminAccess;
 use crate::telemetry::Telemetry;
 use clap::Args;
 use shadow_core::http::Exchange;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use tokio::sync::mpsc;
 
 /// Flags of `shadowd run` (each overrides the config file key named in its help).
@@ -133,7 +123,7 @@ pub struct RunArgs {
     pub state: Option<PathBuf>,
 }
 
-fn parse_preset(name: &str) -> Result<PresetName, String> {
+pub(crate) fn parse_preset(name: &str) -> Result<PresetName, String> {
     serde_json::from_value(name.into()).map_err(|_| {
         "expected kserve-v2, tfserving, mlflow, kserve-v2-grpc, tfserving-grpc, json-pointer \
              or none"
@@ -295,116 +285,34 @@ pub fn main(args: RunArgs) -> CommandResult {
 }
 
 async fn run(config: Arc<Config>, access: AdminAccess) -> CommandResult {
-    let (trigger, shutdown) = shutdown::channel();
+    let (trigger, _) = shutdown::channel();
     trigger.trip_on_signals();
-    let timeseries = TimeSeriesHandle::new(
-        config.admin.timeseries_interval,
-        config.admin.timeseries_buckets,
-    );
-    let metrics = Metrics::with_timeseries(timeseries.clone());
-    let telemetry: Arc<dyn Telemetry> = Arc::new(metrics.clone());
-    let log = DiscrepancyLog::from_config(&config.discrepancy_log, telemetry.clone())?;
-    let verdict_metrics = metrics.verdict();
-    let verdict_metrics_source = metrics.clone();
-    let recent = RecentDiscrepancies::new(&config.discrepancy_log);
-    let mut mirror = Mirror::new(config.clone(), telemetry.clone());
-    mirror = match &log {
-        Some(log) => mirror.with_discrepancy_sink(Fanout(vec![
-            Box::new(log.writer()),
-            Box::new(recent.clone()),
-        ])),
-        None => mirror.with_discrepancy_sink(recent.clone()),
+    let options = PipelineOptions {
+        admin: Some(access),
+        resources: true,
+        rollback: true,
+        wait_for_room: false,
+        resume_state: true,
     };
-    let status = mirror.status();
-    resume(&config, &status, &timeseries)?;
-    verdict_metrics.resume(&status.evaluation());
-    // The admin server answers at once (a taken port fails before anything is attached), and
-    // /healthz says 200 only once the tap is attached: "healthy" means traffic is captured.
-    let listener = bind_admin(config.admin.addr).await?;
-    let admin_addr = listener.local_addr()?;
-    let resources = resources::start(&config, shutdown.clone());
-    metrics.watch_resources(resources.clone());
-    if !access.has_token() {
+    let source: ExchangeSource = Box::new(|config, telemetry, shutdown| {
+        let exchanges = start_exchange_source(config, telemetry, shutdown)?;
+        // Loading the tap parsed the kernel's BTF: tens of MiB, all freed by now.
+        crate::allocator::release_freed_memory();
         tracing::info!(
-            "no admin.token_file: POST /api/labels is refused until one is configured (ground \
-             truth needs a bearer token)"
+            interface = %config.capture.interface,
+            ports = ?config.capture.ports,
+            shadow = %config.shadow.url,
+            baseline = config.shadow.baseline.as_ref().map(tracing::field::display),
+            "mirroring"
         );
-    }
-    let state = AdminState::new(metrics, status.clone())
-        .with_resources(resources.clone())
-        .with_recent_discrepancies(recent)
-        .with_access(access);
-    state.capturing.store(false, Ordering::Relaxed);
-    let capturing = state.capturing.clone();
-    let rollback = Rollback::from_config(&config, telemetry.clone());
-    if let Some(r) = &rollback {
-        for name in r
-            .settings()
-            .policy()
-            .unconfigured_triggers(&config.criteria)
-        {
-            tracing::warn!(
-                trigger = name.as_str(),
-                "rollback trigger `{}` is not set in the criteria: it can never fire",
-                name.as_str()
-            );
-        }
-    }
-    let resource_source: ResourceSource = {
-        let (resources, metrics) = (resources.clone(), verdict_metrics_source.clone());
-        Box::new(move || {
-            let (production, shadow) = metrics.requests_handled();
-            ResourceMeasures::of(&resources.latest(), production, shadow)
-        })
-    };
-    let decision = DecisionLoop {
-        criteria: config.criteria.clone(),
-        mirror: status,
-        latest: state.verdict.clone(),
-        metrics: verdict_metrics,
-        resources: Some(resource_source),
-        observer: rollback.clone().map(|r| -> VerdictObserver {
-            Box::new(move |v| {
-                r.observe(v);
-            })
-        }),
-        reverse_shadow: rollback.is_some(),
-        state: config
-            .state
-            .path
-            .clone()
-            .map(|p| (p, config.state.interval)),
-        timeseries: Some(timeseries),
-    };
-    tracing::info!(
-        addr = %admin_addr,
-        "admin server: /metrics /healthz /api/summary /api/timeseries /api/discrepancies"
-    );
-    let admin = tokio::spawn(serve_admin(listener, state, shutdown.clone()));
-    let exchanges = start_exchange_source(&config, telemetry, shutdown.clone())?;
-    capturing.store(true, Ordering::Relaxed);
-    // Loading the tap parsed the kernel's BTF: tens of MiB, all freed by now.
-    crate::allocator::release_freed_memory();
-    tracing::info!(
-        interface = %config.capture.interface,
-        ports = ?config.capture.ports,
-        shadow = %config.shadow.url,
-        baseline = config.shadow.baseline.as_ref().map(tracing::field::display),
-        "mirroring"
-    );
-    let decisions = tokio::spawn(decision.run(shutdown.clone()));
-    let asked_to_stop = shutdown.clone();
-    let summary = mirror.run(exchanges, shutdown).await;
-    // The last verdict and state cover every comparison; a rollback action still running
-    // finishes (or times out) before the runtime stops.
-    let _ = decisions.await;
-    if let Some(r) = &rollback {
-        r.wait_idle().await;
-    }
-    if let Some(log) = log {
-        log.close().await;
-    }
-    admin.abort();
+        Ok(exchanges)
+    });
+    let metrics = pipeline::metrics(&config);
+    let Finished {
+        summary,
+        source_ended,
+        ..
+    } = pipeline::run(config, options, metrics, trigger, source).await?;
     tracing::info!(
         exchanges = summary.admission.exchanges,
         replayed = summary.replayed,
@@ -416,7 +324,7 @@ async fn run(config: Arc<Config>, access: AdminAccess) -> CommandResult {
         real_discrepancies = summary.noise.as_ref().map(|n| n.shadow.real),
         "stopped"
     );
-    if !asked_to_stop.is_requested() {
+    if source_ended {
         // The exchanges ended with no signal: the capture stopped on an error logged above.
         anyhow::bail!(
             "the capture stopped on its own (its error is logged above): nothing more can be \
@@ -424,46 +332,6 @@ async fn run(config: Arc<Config>, access: AdminAccess) -> CommandResult {
         );
     }
     Ok(EXIT_OK)
-}
-
-/// Resumes the aggregates and the time series from the state file and preloads the label
-/// file, if configured.
-fn resume(
-    config: &Config,
-    status: &MirrorStatus,
-    timeseries: &TimeSeriesHandle,
-) -> anyhow::Result<()> {
-    if let Some(path) = &config.state.path {
-        match load_state(path)? {
-            Some(state) => {
-                status.restore(state.evaluation)?;
-                if let Some(saved) = state.timeseries {
-                    timeseries.restore(saved);
-                }
-                tracing::info!(path = %path.display(), "resumed the aggregates from the state file");
-            }
-            None => tracing::info!(path = %path.display(), "no state file yet: starting afresh"),
-        }
-    }
-    if let Some(path) = &config.ground_truth.labels_file {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            UsageError(format!(
-                "cannot read the label file {}: {e}",
-                path.display()
-            ))
-        })?;
-        let (kept, refused) = status.preload_labels(&text);
-        if refused.malformed > 0 {
-            tracing::warn!(
-                path = %path.display(),
-                malformed = refused.malformed,
-                first = refused.errors.first().map(String::as_str).unwrap_or(""),
-                "label file: refused malformed lines"
-            );
-        }
-        tracing::info!(path = %path.display(), labels = kept, "label file read");
-    }
-    Ok(())
 }
 
 /// Starts the live front end (capture → reassembly → http) and returns the channel of
