@@ -2,9 +2,7 @@
 //! no external font, image or style sheet; charts are inline SVG ([`super::svg`]); every string
 //! that comes from data is escaped ([`escape`]). Sections are printed on their own A4 pages.
 
-use super::input::{
-    CaptureHealth, Discrepancies, DiscrepancyRecord, Part, ReportInput, SliceView, TimeSeries,
-};
+use super::input::{CaptureHealth, Discrepancies, DiscrepancyRecord, Part, ReportInput, SliceView};
 use super::markup::escape;
 use super::svg::{self, Axis, Format, Line, Scale};
 use crate::decision::ResourceMeasures;
@@ -12,6 +10,7 @@ use serde_json::Value;
 use shadow_core::criteria::{Decision, ModelPair, Status};
 use shadow_core::evaluation::QualitySummary;
 use shadow_core::stats::proportion::Estimate;
+use shadow_core::timeseries::{Accuracy, Bucket, TimeSeriesSnapshot};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
@@ -425,7 +424,7 @@ fn errors_section(out: &mut String, o: &SliceView) {
     out.push_str("</section>\n");
 }
 
-fn over_time_section(out: &mut String, ts: &Part<TimeSeries>) {
+fn over_time_section(out: &mut String, ts: &Part<TimeSeriesSnapshot>) {
     section_open(out, "over-time", "Agreement and accuracy over time");
     let x = Axis::linear("time (UTC)", Format::Clock);
     let ratio_axis = |label: &str| Axis {
@@ -452,7 +451,7 @@ fn over_time_section(out: &mut String, ts: &Part<TimeSeries>) {
             ));
         }
         Part::Have(ts) => {
-            let at = |b: &super::input::Bucket| b.start_unix_ms as f64;
+            let at = |b: &Bucket| b.start_unix_ms as f64;
             let agreement = Line {
                 name: "agreement".into(),
                 color: svg::NEUTRAL,
@@ -464,7 +463,7 @@ fn over_time_section(out: &mut String, ts: &Part<TimeSeries>) {
                 band: ts
                     .buckets
                     .iter()
-                    .map(|b| (at(b), b.agreement.interval()))
+                    .map(|b| (at(b), b.agreement.low.zip(b.agreement.high)))
                     .collect(),
             };
             out.push_str(&svg::line_chart(
@@ -475,37 +474,33 @@ fn over_time_section(out: &mut String, ts: &Part<TimeSeries>) {
                 &[agreement],
                 "no comparison in the time series yet",
             ));
-            let accuracy =
-                |name: &str, color, pick: fn(&super::input::Bucket) -> super::input::Ratio| Line {
-                    name: name.into(),
-                    color,
-                    points: ts.buckets.iter().map(|b| (at(b), pick(b).value)).collect(),
-                    band: ts
-                        .buckets
-                        .iter()
-                        .map(|b| (at(b), pick(b).interval()))
-                        .collect(),
-                };
+            let accuracy = |name: &str, color, pick: fn(&Bucket) -> Accuracy| Line {
+                name: name.into(),
+                color,
+                points: ts.buckets.iter().map(|b| (at(b), pick(b).value)).collect(),
+                band: ts
+                    .buckets
+                    .iter()
+                    .map(|b| (at(b), pick(b).low.zip(pick(b).high)))
+                    .collect(),
+            };
             out.push_str(&svg::line_chart(
                 "accuracy-over-time",
                 "Accuracy against the ground truth over time (95% intervals shaded)",
                 &x,
                 &ratio_axis("labelled rows correct"),
                 &[
-                    accuracy("production", svg::PRODUCTION, |b| {
-                        b.accuracy.production.ratio
-                    }),
-                    accuracy("shadow", svg::SHADOW, |b| b.accuracy.shadow.ratio),
+                    accuracy("production", svg::PRODUCTION, |b| b.accuracy.production),
+                    accuracy("shadow", svg::SHADOW, |b| b.accuracy.shadow),
                 ],
                 "no labelled request in the time series yet",
             ));
-            let quantile =
-                |name: &str, color, pick: fn(&super::input::Bucket) -> Option<f64>| Line {
-                    name: name.into(),
-                    color,
-                    points: ts.buckets.iter().map(|b| (at(b), pick(b))).collect(),
-                    band: Vec::new(),
-                };
+            let quantile = |name: &str, color, pick: fn(&Bucket) -> Option<f64>| Line {
+                name: name.into(),
+                color,
+                points: ts.buckets.iter().map(|b| (at(b), pick(b))).collect(),
+                band: Vec::new(),
+            };
             out.push_str(&svg::line_chart(
                 "latency-over-time",
                 "Latency p50 / p99 over time",
@@ -513,17 +508,11 @@ fn over_time_section(out: &mut String, ts: &Part<TimeSeries>) {
                 &Axis::linear("latency", Format::Ms),
                 &[
                     quantile("production p50", svg::PRODUCTION, |b| {
-                        b.latency_ms.production.and_then(|q| q.p50)
+                        b.latency_ms.production.p50
                     }),
-                    quantile("production p99", "#7fa6d6", |b| {
-                        b.latency_ms.production.and_then(|q| q.p99)
-                    }),
-                    quantile("shadow p50", svg::SHADOW, |b| {
-                        b.latency_ms.shadow.and_then(|q| q.p50)
-                    }),
-                    quantile("shadow p99", "#eda27f", |b| {
-                        b.latency_ms.shadow.and_then(|q| q.p99)
-                    }),
+                    quantile("production p99", "#7fa6d6", |b| b.latency_ms.production.p99),
+                    quantile("shadow p50", svg::SHADOW, |b| b.latency_ms.shadow.p50),
+                    quantile("shadow p99", "#eda27f", |b| b.latency_ms.shadow.p99),
                 ],
                 "no latency in the time series yet",
             ));

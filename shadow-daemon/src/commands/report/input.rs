@@ -1,7 +1,8 @@
 //! What the report shows ([`ReportInput`]) and where it comes from: a running daemon's admin
 //! address (`/api/summary`, `/metrics`, `/api/timeseries`), or a state file saved by
-//! `shadowd run --state`; the top discrepancies from the discrepancy log. The JSON is read
-//! through this module's own views, tolerant of fields a daemon of another version lacks.
+//! `shadowd run --state`; the top discrepancies from the discrepancy log. The summary JSON is
+//! read through this module's own views, tolerant of fields a daemon of another version lacks;
+//! the time series through [`shadow_core::timeseries`]'s types, which write it.
 
 use crate::decision::{ResourceMeasures, StateFile};
 use crate::resources::ResourceSnapshot;
@@ -10,6 +11,7 @@ use serde_json::Value;
 use shadow_core::criteria::{Measurements, ModelPair, Verdict};
 use shadow_core::evaluation::QualitySummary;
 use shadow_core::stats::proportion::Estimate;
+use shadow_core::timeseries::TimeSeriesSnapshot;
 use std::cmp::Reverse;
 use std::collections::BTreeMap;
 use std::io::BufRead;
@@ -53,7 +55,7 @@ pub struct ReportInput {
     /// Each model's latency CDF: (milliseconds, fraction at or below).
     pub latency_cdf: Part<ModelPair<Vec<(f64, f64)>>>,
     /// The time series (agreement, accuracy, latency per interval).
-    pub timeseries: Part<TimeSeries>,
+    pub timeseries: Part<TimeSeriesSnapshot>,
     /// Capture and admission counters.
     pub capture: Part<CaptureHealth>,
     /// Resource usage as the criteria judge it.
@@ -175,91 +177,6 @@ pub struct SummaryView {
     pub measurements: Option<Measurements>,
     /// The latest resource sample.
     pub resources: Option<ResourceSnapshot>,
-}
-
-/// `GET /api/timeseries` (and a state file's `timeseries`), as fixed by the contract in
-/// issue 16: oldest bucket first, the last one still filling.
-#[derive(Clone, Debug, Deserialize)]
-pub struct TimeSeries {
-    /// Seconds per bucket.
-    pub interval_seconds: u64,
-    /// Buckets kept at most.
-    pub capacity: u64,
-    /// The buckets.
-    pub buckets: Vec<Bucket>,
-}
-
-/// One interval of the time series.
-#[derive(Clone, Debug, Deserialize)]
-pub struct Bucket {
-    /// Its start, Unix milliseconds.
-    pub start_unix_ms: u64,
-    /// Exchanges seen on the wire.
-    pub seen: u64,
-    /// Replayed to the shadow.
-    pub mirrored: u64,
-    /// Not replayed.
-    pub skipped: u64,
-    /// Pairs compared.
-    pub compared: u64,
-    /// Of those, agreeing.
-    pub agreed: u64,
-    /// Agreement with its Wilson interval.
-    pub agreement: Ratio,
-    /// Each model's accuracy against the ground truth.
-    pub accuracy: BucketPair<Accuracy>,
-    /// Each model's latency quantiles (`null` without a sample).
-    pub latency_ms: BucketPair<Option<Quantiles>>,
-    /// Each model's error answers.
-    pub errors: BucketPair<u64>,
-}
-
-/// Production's and the shadow's value in a bucket.
-#[derive(Clone, Debug, Deserialize)]
-pub struct BucketPair<T> {
-    /// Production's.
-    pub production: T,
-    /// The shadow's.
-    pub shadow: T,
-}
-
-/// A ratio with its interval; all `null` without samples.
-#[derive(Clone, Copy, Debug, Deserialize)]
-pub struct Ratio {
-    /// The ratio.
-    pub value: Option<f64>,
-    /// Lower bound of its 95 % interval.
-    pub low: Option<f64>,
-    /// Upper bound.
-    pub high: Option<f64>,
-}
-
-impl Ratio {
-    /// The interval, when both bounds are there.
-    pub fn interval(&self) -> Option<(f64, f64)> {
-        self.low.zip(self.high)
-    }
-}
-
-/// One model's accuracy in a bucket.
-#[derive(Clone, Copy, Debug, Deserialize)]
-pub struct Accuracy {
-    /// Labelled rows.
-    pub labelled: u64,
-    /// Of those, correct.
-    pub correct: u64,
-    /// The ratio and its interval.
-    #[serde(flatten)]
-    pub ratio: Ratio,
-}
-
-/// Latency quantiles in a bucket, ms.
-#[derive(Clone, Copy, Debug, Deserialize)]
-pub struct Quantiles {
-    /// Median.
-    pub p50: Option<f64>,
-    /// 99th percentile.
-    pub p99: Option<f64>,
 }
 
 /// The capture's and admission's counters, from `/metrics`.
@@ -398,27 +315,19 @@ fn cdf_part(cdf: ModelPair<Vec<(f64, f64)>>) -> Part<ModelPair<Vec<(f64, f64)>>>
     }
 }
 
-/// A state file's `timeseries` (absent in state files of older daemons).
-pub fn timeseries_of_state_text(text: &str) -> Part<TimeSeries> {
-    #[derive(Deserialize)]
-    struct WithSeries {
-        timeseries: Option<Value>,
-    }
-    match serde_json::from_str::<WithSeries>(text) {
-        Ok(WithSeries {
-            timeseries: Some(v),
-        }) if !v.is_null() => match serde_json::from_value(v) {
-            Ok(ts) => Part::Have(ts),
-            Err(e) => Part::Missing(format!("the state file's time series is unreadable: {e}")),
-        },
-        _ => Part::Missing(
+/// A state file's `timeseries` ([`StateFile::timeseries`]; absent in state files of older
+/// daemons).
+pub fn timeseries_of_state(saved: Option<TimeSeriesSnapshot>) -> Part<TimeSeriesSnapshot> {
+    match saved {
+        Some(ts) => Part::Have(ts),
+        None => Part::Missing(
             "no time series in this state file (saved by a shadowd without one)".into(),
         ),
     }
 }
 
 /// `GET /api/timeseries`'s answer: 404 (a daemon without the endpoint) is no time series.
-pub fn timeseries_of_answer(status: u16, body: &str) -> Part<TimeSeries> {
+pub fn timeseries_of_answer(status: u16, body: &str) -> Part<TimeSeriesSnapshot> {
     match status {
         200 => match serde_json::from_str(body) {
             Ok(ts) => Part::Have(ts),
@@ -668,7 +577,7 @@ odd{label=\"a \\\"quoted\\\" value\"} 1
         "production": {"labelled": 40, "correct": 37, "value": 0.925, "low": 0.80, "high": 0.97},
         "shadow": {"labelled": 0, "correct": 0, "value": null, "low": null, "high": null}
       },
-      "latency_ms": {"production": {"p50": 3.1, "p99": 9.8}, "shadow": null},
+      "latency_ms": {"production": {"p50": 3.1, "p99": 9.8}, "shadow": {"p50": null, "p99": null}},
       "errors": {"production": 0, "shadow": 2}
     }"#;
 
@@ -681,21 +590,26 @@ odd{label=\"a \\\"quoted\\\" value\"} 1
         };
         let b = &ts.buckets[0];
         assert_eq!((ts.interval_seconds, b.compared, b.agreed), (60, 105, 101));
-        assert_eq!(b.agreement.interval(), Some((0.906, 0.985)));
-        assert_eq!(b.accuracy.production.ratio.value, Some(0.925));
-        assert_eq!(b.accuracy.shadow.ratio.value, None);
-        assert_eq!(b.latency_ms.production.and_then(|q| q.p99), Some(9.8));
-        assert!(b.latency_ms.shadow.is_none());
+        assert_eq!(
+            (b.agreement.low, b.agreement.high),
+            (Some(0.906), Some(0.985))
+        );
+        assert_eq!(b.accuracy.production.value, Some(0.925));
+        assert_eq!(b.accuracy.shadow.value, None);
+        assert_eq!(b.latency_ms.production.p99, Some(9.8));
+        assert_eq!(
+            (b.latency_ms.shadow.p50, b.latency_ms.shadow.p99),
+            (None, None)
+        );
         assert_eq!(b.errors.shadow, 2);
         assert!(
             matches!(timeseries_of_answer(404, "not found\n"), Part::Missing(m) if m.contains("no time series"))
         );
-        assert!(matches!(
-            timeseries_of_state_text("{\"saved_at_unix\": 1}"),
-            Part::Missing(_)
-        ));
-        let state = format!("{{\"saved_at_unix\": 1, \"timeseries\": {body}}}");
-        assert!(matches!(timeseries_of_state_text(&state), Part::Have(_)));
+        assert!(
+            matches!(timeseries_of_answer(200, "{\"buckets\": 3}"), Part::Missing(m) if m.contains("unreadable"))
+        );
+        assert!(matches!(timeseries_of_state(None), Part::Missing(_)));
+        assert!(matches!(timeseries_of_state(Some(ts)), Part::Have(_)));
     }
 
     #[test]

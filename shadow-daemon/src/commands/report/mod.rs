@@ -202,8 +202,6 @@ fn from_state(path: &Path, criteria: Option<(Criteria, &Path)>) -> anyhow::Resul
         ))
         .into());
     };
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the state file {}", path.display()))?;
     let summary = input::summary_of_state(&state).with_context(|| {
         format!(
             "{} holds aggregates this shadowd cannot read",
@@ -227,7 +225,7 @@ fn from_state(path: &Path, criteria: Option<(Criteria, &Path)>) -> anyhow::Resul
         verdict_origin,
         summary,
         latency_cdf: input::cdf_of_state(&state),
-        timeseries: input::timeseries_of_state_text(&text),
+        timeseries: input::timeseries_of_state(state.timeseries),
         capture: Part::Missing(
             "a state file holds no capture counters: make the report with --from on the \
              running daemon to see them"

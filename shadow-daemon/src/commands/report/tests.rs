@@ -7,6 +7,7 @@ use super::*;
 use quick_xml::events::Event;
 use shadow_core::criteria::{CriterionName, CriterionResult, Decision, ModelPair, Status};
 use shadow_core::stats::proportion::Interval;
+use shadow_core::timeseries::{Accuracy, Bucket, PerModel, Quantiles, Ratio, TimeSeriesSnapshot};
 use std::collections::BTreeMap;
 
 const EVIL: &str = "<script>alert('x')</script>&\"";
@@ -91,10 +92,15 @@ fn bucket(minute: u64, agreement: Option<f64>) -> Bucket {
         low: v.map(|v| v - 0.05),
         high: v.map(|v| (v + 0.03).min(1.0)),
     };
-    let accuracy = |v| Accuracy {
-        labelled: 10,
-        correct: 9,
-        ratio: ratio(v),
+    let accuracy = |v| {
+        let r = ratio(v);
+        Accuracy {
+            labelled: 10,
+            correct: 9,
+            value: r.value,
+            low: r.low,
+            high: r.high,
+        }
     };
     Bucket {
         start_unix_ms: 1_764_518_400_000 + minute * 60_000,
@@ -104,18 +110,18 @@ fn bucket(minute: u64, agreement: Option<f64>) -> Bucket {
         compared: 9,
         agreed: 8,
         agreement: ratio(agreement),
-        accuracy: BucketPair {
+        accuracy: PerModel {
             production: accuracy(Some(0.8)),
             shadow: accuracy(Some(0.9)),
         },
-        latency_ms: BucketPair {
-            production: Some(Quantiles {
+        latency_ms: PerModel {
+            production: Quantiles {
                 p50: Some(2.0),
                 p99: Some(8.0),
-            }),
-            shadow: None,
+            },
+            shadow: Quantiles::default(),
         },
-        errors: BucketPair {
+        errors: PerModel {
             production: 0,
             shadow: 1,
         },
@@ -160,7 +166,7 @@ fn full_input() -> ReportInput {
             production: vec![(1.0, 0.0), (2.0, 0.5), (8.0, 1.0)],
             shadow: vec![(1.5, 0.0), (3.0, 0.6), (12.0, 1.0)],
         }),
-        timeseries: Part::Have(TimeSeries {
+        timeseries: Part::Have(TimeSeriesSnapshot {
             interval_seconds: 60,
             capacity: 1440,
             buckets: (0..5).map(|m| bucket(m, (m != 2).then_some(0.9))).collect(),
