@@ -390,6 +390,7 @@ impl Mirror {
             worker: worker.clone(),
             in_flight,
             saturation_warnings: Throttle::new(SATURATION_WARNING_EVERY),
+            admission_waits: wait_for_room,
             reported: None,
         };
         let (replayed, abandoned) = dispatcher.run(shutdown).await;
@@ -462,6 +463,9 @@ struct Dispatcher {
     worker: Arc<Worker>,
     in_flight: Arc<AtomicUsize>,
     saturation_warnings: Throttle<()>,
+    /// Admission waits for room in a full queue ([`Mirror::waiting_for_room`]), said in the
+    /// saturation warning.
+    admission_waits: bool,
     /// The load last reported.
     reported: Option<ReplayLoad>,
 }
@@ -571,6 +575,7 @@ impl Dispatcher {
                 concurrency: q.concurrency(),
                 queued: q.len(),
                 capacity: q.capacity(),
+                admission_waits: self.admission_waits,
                 suppressed,
             });
         }
@@ -1204,12 +1209,17 @@ mod tests {
             limit,
             concurrency,
             capacity,
+            admission_waits,
             ..
         } = saturated[0]
         else {
             unreachable!()
         };
         assert_eq!((in_flight, limit, concurrency, capacity), (1, 1, 1, 4));
+        assert!(
+            !admission_waits,
+            "a live mirror drops when the queue is full"
+        );
         trigger.trigger();
         let summary = run.await.unwrap();
         assert_eq!(summary.abandoned, 4);
@@ -1238,5 +1248,70 @@ mod tests {
                 ..
             }
         )));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn waiting_for_room_drops_nothing_and_its_saturation_warning_says_so() {
+        let shadow = hanging_shadow().await;
+        let recorder = Arc::new(Recorder::new());
+        let extra = "[circuit_breaker]\nenabled = false\n[mirror]\nqueue = 4\n";
+        let mut config = (*config(shadow, extra)).clone();
+        config.shadow.concurrency = std::num::NonZeroUsize::MIN;
+        config.shadow.timeout = Duration::from_secs(2);
+        let mirror = Mirror::new(Arc::new(config), recorder.clone()).waiting_for_room();
+        let (tx, rx) = mpsc::channel(64);
+        let (trigger, shutdown) = crate::shutdown::channel();
+        let run = tokio::spawn(mirror.run(rx, shutdown));
+        for i in 0..10 {
+            tx.send(exchange("POST", "/infer", &i.to_string()))
+                .await
+                .unwrap();
+        }
+        // (Production's in flight, as admission saw it, depends on how far it had read.)
+        wait_for(&recorder, "a full queue behind one replay", |events| {
+            events.iter().any(|e| {
+                matches!(
+                    e,
+                    Event::ReplayLoad(ReplayLoad {
+                        in_flight: 1,
+                        queued: 4,
+                        ..
+                    })
+                )
+            })
+        })
+        .await;
+        // Time enough for a mirror that does not wait to refuse the other five.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // One in flight, four queued, the other five waiting for room: none refused.
+        assert_eq!(
+            recorder.count_where(|e| matches!(e, Event::ExchangeSeen(..))),
+            5
+        );
+        assert_eq!(recorder.count(&Event::Skipped(SkipReason::QueueFull)), 0);
+        let saturated: Vec<Warning> = recorder
+            .warnings()
+            .into_iter()
+            .filter(|w| matches!(w, Warning::ShadowSaturated { .. }))
+            .collect();
+        assert_eq!(saturated.len(), 1, "{saturated:?}");
+        assert!(
+            matches!(
+                saturated[0],
+                Warning::ShadowSaturated {
+                    admission_waits: true,
+                    ..
+                }
+            ),
+            "{saturated:?}"
+        );
+        let text = saturated[0].to_string();
+        assert!(text.contains("nothing is dropped"), "{text}");
+        assert!(!text.contains("dropped when the queue is full"), "{text}");
+        trigger.trigger();
+        let summary = run.await.unwrap();
+        assert_eq!((summary.replayed, summary.abandoned), (1, 4));
+        assert_eq!(recorder.count(&Event::Skipped(SkipReason::QueueFull)), 0);
+        assert_accounted(&recorder);
     }
 }

@@ -282,6 +282,9 @@ pub enum Warning {
         queued: usize,
         /// Queue depth (`mirror.queue`).
         capacity: usize,
+        /// Whether admission waits for room in a full queue instead of dropping the exchange
+        /// (`shadowd replay`: the capture file waits; see `Mirror::waiting_for_room`).
+        admission_waits: bool,
         /// Times the condition held since the last warning.
         suppressed: u64,
     },
@@ -329,21 +332,34 @@ impl fmt::Display for Warning {
                 concurrency,
                 queued,
                 capacity,
+                admission_waits,
                 suppressed,
             } => {
-                let (whose, asap) = if limit < concurrency {
+                let production_bound = limit < concurrency;
+                let whose = if production_bound {
+                    ": production's concurrency"
+                } else {
+                    ""
+                };
+                // A live tap cannot wait: a full queue drops. A capture file (replay) waits.
+                let (consequence, more_in_flight) = if *admission_waits {
                     (
-                        ": production's concurrency",
-                        ", or --pacing asap to let more than production's concurrency in flight",
+                        "replays wait and so does the capture, nothing is dropped: the replay \
+                         goes at the shadow's pace",
+                        "; --speed max lets more than production's concurrency in flight",
                     )
                 } else {
-                    ("", "")
+                    (
+                        "replays wait and are dropped when the queue is full: consider --sample \
+                         or --rate-limit",
+                        ", or --pacing asap to let more than production's concurrency in flight",
+                    )
                 };
+                let more_in_flight = if production_bound { more_in_flight } else { "" };
                 write!(
                     f,
                     "shadow saturated: {in_flight} in flight (limit {limit}{whose}), queue \
-                     {queued}/{capacity}; replays wait and are dropped when the queue is full: \
-                     consider --sample or --rate-limit{asap}{}",
+                     {queued}/{capacity}; {consequence}{more_in_flight}{}",
                     more(*suppressed)
                 )
             }
@@ -726,6 +742,7 @@ mod tests {
             concurrency: 32,
             queued: 600,
             capacity: 1024,
+            admission_waits: false,
             suppressed: 3,
         };
         let text = w.to_string();
@@ -739,6 +756,30 @@ mod tests {
             text.ends_with(
                 "consider --sample or --rate-limit, or --pacing asap to let more than \
                  production's concurrency in flight (3 more since the last warning)"
+            ),
+            "{text}"
+        );
+        // `shadowd replay`: the capture waits for room, nothing is dropped.
+        let replay = |limit| Warning::ShadowSaturated {
+            in_flight: limit,
+            limit,
+            concurrency: 32,
+            queued: 600,
+            capacity: 1024,
+            admission_waits: true,
+            suppressed: 0,
+        };
+        assert_eq!(
+            replay(32).to_string(),
+            "shadow saturated: 32 in flight (limit 32), queue 600/1024; replays wait and so does \
+             the capture, nothing is dropped: the replay goes at the shadow's pace"
+        );
+        let text = replay(8).to_string();
+        assert!(!text.contains("dropped when"), "{text}");
+        assert!(
+            text.ends_with(
+                "the replay goes at the shadow's pace; --speed max lets more than production's \
+                 concurrency in flight"
             ),
             "{text}"
         );

@@ -1484,14 +1484,22 @@ async fn slow_shadow_shows_in_the_gauges_and_its_latency_excludes_the_queue_wait
         concurrency,
         queued,
         capacity,
+        admission_waits,
         suppressed,
     } = saturated[0]
     else {
         unreachable!()
     };
     assert_eq!(
-        (in_flight, limit, concurrency, capacity, suppressed),
-        (1, 1, 1, 8, 0)
+        (
+            in_flight,
+            limit,
+            concurrency,
+            capacity,
+            admission_waits,
+            suppressed
+        ),
+        (1, 1, 1, 8, false, 0)
     );
     assert!((4..N as usize).contains(&queued), "{queued}");
 
