@@ -16,8 +16,8 @@ use shadow_core::rollback::Firing;
 use shadow_core::segment::FlowKey;
 use shadow_core::vocabulary::{
     AgreementUnit, BreakerOutcome, DiscrepancyKind, DropStage, ForeignProtocol, KernelPacketResult,
-    MirrorResult, Model, Outcome, RollbackAction, RollbackResult, ShadowFailure, SkipReason,
-    StreamLoss,
+    MemoryStage, MirrorResult, Model, Outcome, RollbackAction, RollbackResult, ShadowFailure,
+    SkipReason, StreamLoss,
 };
 use std::collections::HashMap;
 use std::fmt;
@@ -38,6 +38,8 @@ pub trait Telemetry: Send + Sync {
     fn kernel_packets(&self, result: KernelPacketResult, n: u64);
     /// Reassembly now tracks `flows` connections and buffers `bytes` bytes.
     fn reassembly_load(&self, flows: u64, bytes: u64);
+    /// `stage` holds `bytes` bytes now (reported periodically, not per packet).
+    fn memory(&self, stage: MemoryStage, bytes: u64);
     /// One exchange, carried in `protocol`, reached admission. Each one ends as exactly one
     /// [`Telemetry::skipped`] or [`Telemetry::replayed`].
     fn exchange_seen(&self, protocol: Protocol, outcome: Outcome);
@@ -464,6 +466,8 @@ pub enum Event {
     KernelPackets(KernelPacketResult, u64),
     /// [`Telemetry::reassembly_load`].
     ReassemblyLoad { flows: u64, bytes: u64 },
+    /// [`Telemetry::memory`].
+    Memory(MemoryStage, u64),
     /// [`Telemetry::exchange_seen`].
     ExchangeSeen(Protocol, Outcome),
     /// [`Telemetry::skipped`].
@@ -576,6 +580,9 @@ impl Telemetry for Recorder {
     }
     fn reassembly_load(&self, flows: u64, bytes: u64) {
         self.push(Event::ReassemblyLoad { flows, bytes });
+    }
+    fn memory(&self, stage: MemoryStage, bytes: u64) {
+        self.push(Event::Memory(stage, bytes));
     }
     fn exchange_seen(&self, protocol: Protocol, outcome: Outcome) {
         self.push(Event::ExchangeSeen(protocol, outcome));
