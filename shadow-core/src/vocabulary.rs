@@ -212,6 +212,8 @@ impl DropStage {
 /// What holds bytes in proportion to the traffic (label `stage` of `shadowtap_memory_bytes`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum MemoryStage {
+    /// Captured segments waiting for the exchange source (cap: 64 MiB, `LIVE_CHANNEL_BYTES`).
+    Capture,
     /// Out-of-order bytes buffered by TCP reassembly (cap `capture.reassembly.max_buffered_bytes`).
     Reassembly,
     /// What the HTTP parsers hold: unconsumed stream bytes, heads and bodies of exchanges not
@@ -221,11 +223,16 @@ pub enum MemoryStage {
 
 impl MemoryStage {
     /// Every stage, for zero-valued series at start.
-    pub const ALL: [MemoryStage; 2] = [MemoryStage::Reassembly, MemoryStage::Http];
+    pub const ALL: [MemoryStage; 3] = [
+        MemoryStage::Capture,
+        MemoryStage::Reassembly,
+        MemoryStage::Http,
+    ];
 
     /// Metric label value.
     pub fn as_str(self) -> &'static str {
         match self {
+            MemoryStage::Capture => "capture",
             MemoryStage::Reassembly => "reassembly",
             MemoryStage::Http => "http",
         }

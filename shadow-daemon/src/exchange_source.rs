@@ -22,6 +22,7 @@ use shadow_core::segment::{Direction, FlowKey, Segment};
 use shadow_core::vocabulary::{DropStage, ForeignProtocol, MemoryStage};
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 
@@ -148,6 +149,7 @@ impl Source {
             tokio::select! {
                 segment = capture.segments.recv() => match segment {
                     Some(captured) => {
+                        capture.stats.taken(captured.segment.payload.len());
                         self.foreign.segment(&captured.segment);
                         // Bytes the capture lost are a gap at once (no hole timeout).
                         self.assembler
@@ -206,6 +208,8 @@ impl Source {
             self.dropped(stage, n);
         }
         self.reported.capture = now;
+        let queued = capture.stats.queued_bytes.load(Ordering::Relaxed);
+        self.telemetry.memory(MemoryStage::Capture, queued);
 
         let re = self.assembler.reassembly_stats();
         let was = self.reported.reassembly;

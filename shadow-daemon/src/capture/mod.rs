@@ -10,8 +10,8 @@ pub mod ebpf;
 pub mod live;
 
 pub use live::{
-    CaptureStats, KernelPackets, LIVE_CHANNEL_DEPTH, LiveCapture, SharedStats, TapSpec,
-    UndecodableFrames,
+    CaptureStats, KernelPackets, LIVE_CHANNEL_BYTES, LIVE_CHANNEL_DEPTH, LiveCapture, SharedStats,
+    TapSpec, UndecodableFrames,
 };
 
 /// Starts the live capture backend `kind` on `spec`.

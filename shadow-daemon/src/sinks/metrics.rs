@@ -281,7 +281,7 @@ impl Metrics {
             stage_memory: reg!(IntGaugeVec::new(
                 opts(
                     "memory_bytes",
-                    "Bytes held in proportion to the traffic, by stage (reassembly: out-of-order bytes, capped by capture.reassembly.max_buffered_bytes; http: the HTTP parsers' buffers, heads and bodies, capped by capture.max_http_buffered_bytes), updated every 500 ms."
+                    "Bytes held in proportion to the traffic, by stage (capture: segments waiting for the HTTP stage, capped at 64 MiB; reassembly: out-of-order bytes, capped by capture.reassembly.max_buffered_bytes; http: the HTTP parsers' buffers, heads and bodies, capped by capture.max_http_buffered_bytes), updated every 500 ms."
                 ),
                 &["stage"]
             )),

@@ -231,7 +231,8 @@ impl RingReader {
     }
 }
 
-/// Hands completed segments to the daemon, never waiting: a full channel drops and counts.
+/// Hands completed segments to the daemon, never waiting: a full channel (by depth or by
+/// bytes) drops and counts.
 fn deliver(
     ready: &mut Vec<CapturedSegment>,
     tx: &mpsc::Sender<CapturedSegment>,
@@ -240,9 +241,16 @@ fn deliver(
 ) {
     for segment in ready.drain(..) {
         let len = segment.segment.payload.len();
+        if !stats.reserve(len) {
+            *channel_full += 1;
+            continue;
+        }
         match tx.try_send(segment) {
             Ok(()) => stats.delivered(len),
-            Err(_) => *channel_full += 1,
+            Err(_) => {
+                stats.taken(len);
+                *channel_full += 1;
+            }
         }
     }
 }
