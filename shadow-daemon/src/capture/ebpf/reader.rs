@@ -193,6 +193,17 @@ impl RingReader {
                 }
                 None => tracing::warn!(len = item.len(), "malformed eBPF ring record"),
             }
+            // A flood keeps the ring from ever being empty: hand segments over as they come,
+            // or this batch would grow with the flood (hundreds of MiB seen under a 1 GiB
+            // body).
+            if self.ready.len() >= DELIVER_BATCH {
+                deliver(
+                    &mut self.ready,
+                    &self.tx,
+                    &self.stats,
+                    &mut self.channel_full,
+                );
+            }
         }
         self.joiner.end_round(&mut self.ready);
         self.deliver();
@@ -230,6 +241,9 @@ impl RingReader {
         store(&self.stats.frame_fragment, k.fragment);
     }
 }
+
+/// Segments collected from the ring at most before they are handed over.
+const DELIVER_BATCH: usize = 256;
 
 /// Hands completed segments to the daemon, never waiting: a full channel (by depth or by
 /// bytes) drops and counts.
