@@ -36,12 +36,13 @@ enum Parser {
 }
 
 impl Parser {
-    /// Bytes the parser holds, approximately.
+    /// Bytes the parser holds, approximately (with the parser itself once its protocol is
+    /// known; a detector that holds no bytes counts as nothing, so evicting frees memory).
     fn held_bytes(&self) -> usize {
         match self {
             Parser::Detecting(detector) => detector.held_bytes(),
-            Parser::Http1(conn) => conn.held_bytes(),
-            Parser::H2(conn) => conn.held_bytes(),
+            Parser::Http1(conn) => std::mem::size_of::<ConnectionParser>() + conn.held_bytes(),
+            Parser::H2(conn) => std::mem::size_of::<H2Connection>() + conn.held_bytes(),
         }
     }
 }
