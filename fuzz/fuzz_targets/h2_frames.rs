@@ -25,6 +25,7 @@ fuzz_target!(|data: &[u8]| {
             max_header_block: 1024,
             max_frame_size: 4096,
         },
+        ..HttpConfig::default()
     };
     let mut conn = H2Connection::new(flow, config);
     let mut stats = HttpStats::default();

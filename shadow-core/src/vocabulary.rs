@@ -158,11 +158,17 @@ pub enum DropStage {
     /// A production response answered no request that could be proven to be its own (more
     /// responses than requests, or a response sent before the request it would answer).
     OrphanResponse,
+    /// Reassembly's connection table was full (`capture.reassembly.max_flows`): the least
+    /// recently seen connection was closed to make room (counted per connection).
+    FlowEvicted,
+    /// The HTTP parsers held more than `capture.max_http_buffered_bytes`: the connection
+    /// holding the most was dropped, its pending exchanges ended (counted per connection).
+    HttpMemory,
 }
 
 impl DropStage {
     /// Every stage, for zero-valued series at start.
-    pub const ALL: [DropStage; 8] = [
+    pub const ALL: [DropStage; 10] = [
         DropStage::Capture,
         DropStage::SegmentTruncated,
         DropStage::Reassembly,
@@ -171,6 +177,8 @@ impl DropStage {
         DropStage::FrameTruncated,
         DropStage::FrameMalformed,
         DropStage::OrphanResponse,
+        DropStage::FlowEvicted,
+        DropStage::HttpMemory,
     ];
 
     /// Metric label value.
@@ -184,6 +192,8 @@ impl DropStage {
             DropStage::FrameTruncated => "frame_truncated",
             DropStage::FrameMalformed => "frame_malformed",
             DropStage::OrphanResponse => "orphan_response",
+            DropStage::FlowEvicted => "flow_evicted",
+            DropStage::HttpMemory => "http_memory",
         }
     }
 
@@ -195,6 +205,36 @@ impl DropStage {
             FrameSkip::Truncated => Some(DropStage::FrameTruncated),
             FrameSkip::Malformed => Some(DropStage::FrameMalformed),
             FrameSkip::NotIp | FrameSkip::NotTcp | FrameSkip::OtherPort => None,
+        }
+    }
+}
+
+/// What holds bytes in proportion to the traffic (label `stage` of `shadowtap_memory_bytes`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MemoryStage {
+    /// Captured segments waiting for the exchange source (cap: 64 MiB, `LIVE_CHANNEL_BYTES`).
+    Capture,
+    /// Out-of-order bytes buffered by TCP reassembly (cap `capture.reassembly.max_buffered_bytes`).
+    Reassembly,
+    /// What the HTTP parsers hold: unconsumed stream bytes, heads and bodies of exchanges not
+    /// emitted yet (cap `capture.max_http_buffered_bytes`).
+    Http,
+}
+
+impl MemoryStage {
+    /// Every stage, for zero-valued series at start.
+    pub const ALL: [MemoryStage; 3] = [
+        MemoryStage::Capture,
+        MemoryStage::Reassembly,
+        MemoryStage::Http,
+    ];
+
+    /// Metric label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemoryStage::Capture => "capture",
+            MemoryStage::Reassembly => "reassembly",
+            MemoryStage::Http => "http",
         }
     }
 }

@@ -4,8 +4,9 @@
 //!
 //! Live, nothing here ever waits on the mirror: a full channel drops the exchange and reports
 //! it ([`DropStage::ExchangeChannel`]), so a slow shadow can never slow the capture, let alone
-//! production. Offline, a file can wait: nothing is dropped. Capture and reassembly counters go
-//! to [`Telemetry`].
+//! production. Offline, a file can wait: nothing is dropped. Capture, reassembly and HTTP
+//! counters go to [`Telemetry`], with the bytes the reassembly and HTTP stages hold
+//! (`memory_bytes{stage}`) every [`HOUSEKEEPING`] tick.
 //!
 //! Traffic on the tapped port that is not HTTP (a TLS handshake) cannot be mirrored: its
 //! exchanges are `unparsable`, and [`ForeignTraffic`] names the protocol in a rate-limited
@@ -20,9 +21,10 @@ use shadow_core::http::StreamLoss;
 use shadow_core::http::{Exchange, ExchangeAssembler, HttpConfig, Outcome};
 use shadow_core::reassembly::ReassemblyStats;
 use shadow_core::segment::{Direction, FlowKey, Segment};
-use shadow_core::vocabulary::{DropStage, ForeignProtocol};
+use shadow_core::vocabulary::{DropStage, ForeignProtocol, MemoryStage};
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 
@@ -96,6 +98,7 @@ fn spawn(
 fn assembler(capture: &CaptureConfig) -> ExchangeAssembler {
     let http = HttpConfig {
         max_body: capture.max_body_bytes,
+        max_buffered: capture.max_http_buffered_bytes,
         ..HttpConfig::default()
     };
     ExchangeAssembler::new(capture.reassembly, http)
@@ -107,6 +110,8 @@ struct Reported {
     capture: CaptureStats,
     reassembly: ReassemblyStats,
     orphan_responses: u64,
+    /// Connections whose HTTP state was dropped to stay within the memory cap.
+    http_memory_evictions: u64,
     /// HTTP/2 streams lost, per reason (indexed like `StreamLoss::ALL`).
     h2_lost: [u64; StreamLoss::ALL.len()],
 }
@@ -183,6 +188,7 @@ impl Source {
                 segment = capture.segments.recv() => match segment {
                     Some(captured) => {
                         self.capture_clock_ns = self.capture_clock_ns.max(captured.segment.ts_ns);
+                        capture.stats.taken(captured.segment.payload.len());
                         self.foreign.segment(&captured.segment);
                         // Bytes the capture lost are a gap at once (no hole timeout).
                         self.assembler
@@ -272,6 +278,8 @@ impl Source {
             self.telemetry.tap_attached(!now.tap_lost);
         }
         self.reported.capture = now;
+        let queued = capture.stats.queued_bytes.load(Ordering::Relaxed);
+        self.telemetry.memory(MemoryStage::Capture, queued);
 
         let re = self.assembler.reassembly_stats();
         let was = self.reported.reassembly;
@@ -279,17 +287,29 @@ impl Source {
             DropStage::Reassembly,
             re.memory_evictions - was.memory_evictions,
         );
+        self.dropped(
+            DropStage::FlowEvicted,
+            re.flow_evictions - was.flow_evictions,
+        );
         self.telemetry
             .reassembly_load(re.flows_active, re.bytes_buffered);
+        self.telemetry
+            .memory(MemoryStage::Reassembly, re.bytes_buffered);
         self.reported.reassembly = re;
 
+        let http = self.assembler.http_stats();
+        self.dropped(
+            DropStage::HttpMemory,
+            http.memory_evictions - self.reported.http_memory_evictions,
+        );
+        self.reported.http_memory_evictions = http.memory_evictions;
+        self.telemetry.memory(MemoryStage::Http, http.bytes_held);
         // Production responses that answered no request they could be proven to answer.
-        let orphans = self.assembler.http_stats().orphan_responses;
         self.dropped(
             DropStage::OrphanResponse,
-            orphans - self.reported.orphan_responses,
+            http.orphan_responses - self.reported.orphan_responses,
         );
-        self.reported.orphan_responses = orphans;
+        self.reported.orphan_responses = http.orphan_responses;
         self.report_h2_losses();
     }
 
@@ -361,6 +381,81 @@ mod tests {
             flow_evictions(&tiny),
             2,
             "one flow kept: each new one evicts"
+        );
+    }
+
+    #[test]
+    fn evicted_flows_dropped_http_state_and_memory_reach_telemetry() {
+        use crate::capture::SharedStats;
+        use crate::telemetry::{Event, Recorder};
+
+        let config = Config::from_toml(
+            "[capture]\nports = [8080]\nmax_body_bytes = 4096\nmax_http_buffered_bytes = 8192\n\
+             [capture.reassembly]\nmax_flows = 2\n[shadow]\nurl = \"http://127.0.0.1:8081\"\n",
+            std::path::Path::new("test.toml"),
+        )
+        .unwrap();
+        let recorder = Arc::new(Recorder::new());
+        let (tx, _rx) = mpsc::channel(16);
+        let mut source = Source {
+            assembler: assembler(&config.capture),
+            tx,
+            telemetry: recorder.clone(),
+            foreign: ForeignTraffic::new(recorder.clone()),
+            ready: Vec::new(),
+            reported: Reported::default(),
+            feed: Feed::Live,
+            capture_clock_ns: 0,
+        };
+        // Four connections one after the other, each holding 5 KiB of an unfinished head: the
+        // third and fourth evict the first two from the flow table, and no two fit in 8 KiB.
+        let conns: Vec<Vec<Segment>> = (0..4)
+            .map(|i| {
+                let mut c = Conn::new(&format!("10.0.0.1:{}", 40000 + i), "10.0.0.2:8080");
+                let pad = format!("X-Pad: {}\r\n", "p".repeat(5000));
+                c.handshake()
+                    .request(b"GET / HTTP/1.1\r\n")
+                    .request(pad.as_bytes());
+                c.into_segments()
+            })
+            .collect();
+        for segment in conns.concat() {
+            source.assembler.push(segment, &mut source.ready);
+        }
+        let (_segments_tx, segments) = mpsc::channel(1);
+        let capture = LiveCapture {
+            segments,
+            stats: Arc::new(SharedStats::default()),
+            _guard: Box::new(()),
+        };
+        source.report(&capture);
+        let http = source.assembler.http_stats();
+        assert!(
+            http.bytes_held > 5000 && http.bytes_held <= 8192,
+            "{http:?}"
+        );
+        let events = recorder.events();
+        let dropped = |stage| {
+            events
+                .iter()
+                .filter_map(|e| match e {
+                    Event::Dropped(s, n) if *s == stage => Some(*n),
+                    _ => None,
+                })
+                .sum::<u64>()
+        };
+        assert_eq!(dropped(DropStage::FlowEvicted), 2);
+        assert_eq!(dropped(DropStage::HttpMemory), http.memory_evictions);
+        assert!(http.memory_evictions >= 1);
+        assert!(events.contains(&Event::Memory(MemoryStage::Http, http.bytes_held)));
+        assert!(events.contains(&Event::Memory(MemoryStage::Reassembly, 0)));
+        // A second report adds nothing: the counters are deltas.
+        let before = recorder.events().len();
+        source.report(&capture);
+        let again = recorder.events()[before..].to_vec();
+        assert!(
+            again.iter().all(|e| !matches!(e, Event::Dropped(..))),
+            "{again:?}"
         );
     }
 

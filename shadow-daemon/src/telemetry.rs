@@ -16,7 +16,7 @@ use shadow_core::rollback::Firing;
 use shadow_core::segment::FlowKey;
 use shadow_core::vocabulary::{
     AgreementUnit, BreakerOutcome, DiscrepancyKind, DropStage, ErrorClass, ForeignProtocol,
-    KernelPacketResult, MirrorResult, Model, Outcome, RollbackAction, RollbackResult,
+    KernelPacketResult, MemoryStage, MirrorResult, Model, Outcome, RollbackAction, RollbackResult,
     ShadowFailure, SkipReason, StreamLoss,
 };
 use std::collections::HashMap;
@@ -41,6 +41,8 @@ pub trait Telemetry: Send + Sync {
     /// The tap went off its interface (`false`: deleted, nothing is captured) or is back on
     /// it (`true`). Reported on change only; the tap starts attached.
     fn tap_attached(&self, attached: bool);
+    /// `stage` holds `bytes` bytes now (reported periodically, not per packet).
+    fn memory(&self, stage: MemoryStage, bytes: u64);
     /// One exchange, carried in `protocol`, reached admission. Each one ends as exactly one
     /// [`Telemetry::skipped`] or [`Telemetry::replayed`].
     fn exchange_seen(&self, protocol: Protocol, outcome: Outcome);
@@ -493,6 +495,8 @@ pub enum Event {
         bytes: u64,
     },
     TapAttached(bool),
+    /// [`Telemetry::memory`].
+    Memory(MemoryStage, u64),
     /// [`Telemetry::exchange_seen`].
     ExchangeSeen(Protocol, Outcome),
     /// [`Telemetry::production_answered`].
@@ -615,6 +619,9 @@ impl Telemetry for Recorder {
     }
     fn tap_attached(&self, attached: bool) {
         self.push(Event::TapAttached(attached));
+    }
+    fn memory(&self, stage: MemoryStage, bytes: u64) {
+        self.push(Event::Memory(stage, bytes));
     }
     fn exchange_seen(&self, protocol: Protocol, outcome: Outcome) {
         self.push(Event::ExchangeSeen(protocol, outcome));

@@ -424,6 +424,10 @@ impl Telemetry for Tee {
         self.0.reassembly_load(flows, bytes);
         self.1.reassembly_load(flows, bytes);
     }
+    fn memory(&self, stage: shadow_core::vocabulary::MemoryStage, bytes: u64) {
+        self.0.memory(stage, bytes);
+        self.1.memory(stage, bytes);
+    }
     fn exchange_seen(&self, protocol: Protocol, outcome: Outcome) {
         self.0.exchange_seen(protocol, outcome);
         self.1.exchange_seen(protocol, outcome);

@@ -8,13 +8,18 @@
 //! request bytes hold HTTP/2 frames (strictly checked, never an HTTP/1 request line); its
 //! HPACK state is unknown, so its streams are only counted. Until the first request bytes
 //! decide, a connection's events wait (at most [`DETECT_BYTES`] of each direction).
+//!
+//! What the parsers of all connections hold together is kept within
+//! [`HttpConfig::max_buffered`]: after each event the connection's parser is measured, and over
+//! the cap the connection holding the most is dropped (its pending exchanges end as gaps,
+//! counted in [`HttpStats::memory_evictions`]) and read on from there as if joined mid-way.
 
 use super::config::HttpConfig;
 use super::connection::ConnectionParser;
 use super::exchange::Exchange;
 use super::h2::{H2Connection, PREFACE, Sync, find_frames};
 use super::stats::HttpStats;
-use crate::reassembly::{Reassembler, ReassemblyConfig, ReassemblyStats, StreamEvent};
+use crate::reassembly::{CloseReason, Reassembler, ReassemblyConfig, ReassemblyStats, StreamEvent};
 use crate::segment::{Direction, FlowKey, Segment};
 use bytes::BytesMut;
 use std::collections::HashMap;
@@ -28,6 +33,24 @@ enum Parser {
     Detecting(Detector),
     Http1(Box<ConnectionParser>),
     H2(Box<H2Connection>),
+}
+
+impl Parser {
+    /// Bytes the parser holds, approximately (with the parser itself once its protocol is
+    /// known; a detector that holds no bytes counts as nothing, so evicting frees memory).
+    fn held_bytes(&self) -> usize {
+        match self {
+            Parser::Detecting(detector) => detector.held_bytes(),
+            Parser::Http1(conn) => std::mem::size_of::<ConnectionParser>() + conn.held_bytes(),
+            Parser::H2(conn) => std::mem::size_of::<H2Connection>() + conn.held_bytes(),
+        }
+    }
+}
+
+/// A connection's parser and the bytes it held after its last event.
+struct Conn {
+    parser: Parser,
+    held: usize,
 }
 
 /// What the first request bytes say.
@@ -49,10 +72,21 @@ struct Detector {
     response_bytes: usize,
     /// The request stream was joined mid-way.
     joined: bool,
+    /// Payload bytes of the events kept.
+    event_bytes: usize,
 }
 
 impl Detector {
+    /// Payload bytes held (a fresh detector holds none, which is what makes an eviction
+    /// free memory for sure).
+    fn held_bytes(&self) -> usize {
+        self.request.capacity() + self.event_bytes
+    }
+
     fn push(&mut self, event: &StreamEvent) -> Verdict {
+        if let StreamEvent::Data { bytes, .. } = event {
+            self.event_bytes += bytes.len();
+        }
         self.events.push(event.clone());
         match event {
             StreamEvent::Joined {
@@ -128,9 +162,13 @@ impl Detector {
 pub struct ExchangeAssembler {
     reassembler: Reassembler,
     http: HttpConfig,
-    conns: HashMap<FlowKey, Parser>,
+    conns: HashMap<FlowKey, Conn>,
     stats: HttpStats,
     events: Vec<StreamEvent>,
+    /// Bytes held by all parsers after their last event (the sum of [`Conn::held`]).
+    held: usize,
+    /// Capture time of the latest event, for the close of an evicted connection.
+    latest_ns: u64,
 }
 
 impl ExchangeAssembler {
@@ -173,9 +211,12 @@ impl ExchangeAssembler {
         self.events = events;
     }
 
-    /// HTTP counters (exchanges per outcome, bytes, refusals, HTTP/2 stream losses).
+    /// HTTP counters (exchanges per outcome, bytes, refusals, HTTP/2 stream losses, bytes held
+    /// and memory evictions).
     pub fn http_stats(&self) -> HttpStats {
-        self.stats
+        let mut stats = self.stats;
+        stats.bytes_held = self.held as u64;
+        stats
     }
 
     /// Reassembly counters (flows, buffered bytes, gaps, evictions).
@@ -183,22 +224,103 @@ impl ExchangeAssembler {
         self.reassembler.stats()
     }
 
+    /// What the parsers hold, measured afresh (the running total must equal it).
+    #[cfg(test)]
+    pub(crate) fn recount_held(&self) -> usize {
+        self.conns.values().map(|c| c.parser.held_bytes()).sum()
+    }
+
     fn apply(&mut self, events: &mut Vec<StreamEvent>, out: &mut Vec<Exchange>) {
         let first_new = out.len();
         for event in events.drain(..) {
             let flow = event.flow();
-            let parser = self
-                .conns
-                .entry(flow)
-                .or_insert_with(|| Parser::Detecting(Detector::default()));
-            handle(parser, flow, self.http, &event, &mut self.stats, out);
+            if let Some(ts) = event_ts(&event) {
+                self.latest_ns = self.latest_ns.max(ts);
+            }
+            let conn = self.conns.entry(flow).or_insert_with(|| Conn {
+                parser: Parser::Detecting(Detector::default()),
+                held: 0,
+            });
+            handle(
+                &mut conn.parser,
+                flow,
+                self.http,
+                &event,
+                &mut self.stats,
+                out,
+            );
+            let held = conn.parser.held_bytes();
+            self.held = self.held - conn.held + held;
+            conn.held = held;
             if matches!(event, StreamEvent::Closed { .. }) {
+                self.held -= conn.held;
                 self.conns.remove(&flow);
             }
+            self.enforce_cap(out);
         }
         for exchange in &out[first_new..] {
             self.stats.count(exchange.outcome);
         }
+    }
+
+    /// Over [`HttpConfig::max_buffered`], drops the parsers holding the most until the rest
+    /// fits.
+    fn enforce_cap(&mut self, out: &mut Vec<Exchange>) {
+        while self.held > self.http.max_buffered {
+            let Some(flow) = self
+                .conns
+                .iter()
+                .filter(|(_, c)| c.held > 0)
+                .max_by_key(|(k, c)| (c.held, std::cmp::Reverse(**k)))
+                .map(|(k, _)| *k)
+            else {
+                return;
+            };
+            self.evict(flow, out);
+        }
+    }
+
+    /// Drops what a connection's parser holds: its pending exchanges come out as gaps (an
+    /// eviction is not the connection's end), and its next bytes are read as those of a
+    /// connection joined mid-way (resync at the next message or frames).
+    fn evict(&mut self, flow: FlowKey, out: &mut Vec<Exchange>) {
+        let Some(mut conn) = self.conns.remove(&flow) else {
+            return;
+        };
+        self.held -= conn.held;
+        self.stats.memory_evictions += 1;
+        let closed = StreamEvent::Closed {
+            flow,
+            reason: CloseReason::Evicted,
+            ts_ns: self.latest_ns,
+        };
+        handle(
+            &mut conn.parser,
+            flow,
+            self.http,
+            &closed,
+            &mut self.stats,
+            out,
+        );
+        let mut parser = Parser::Detecting(Detector::default());
+        for dir in [Direction::Request, Direction::Response] {
+            let joined = StreamEvent::Joined { flow, dir };
+            handle(&mut parser, flow, self.http, &joined, &mut self.stats, out);
+        }
+        let held = parser.held_bytes();
+        self.held += held;
+        self.conns.insert(flow, Conn { parser, held });
+    }
+}
+
+/// Capture time of an event, if it carries one.
+fn event_ts(event: &StreamEvent) -> Option<u64> {
+    match event {
+        StreamEvent::Data { ts_ns, .. }
+        | StreamEvent::Gap { ts_ns, .. }
+        | StreamEvent::Fin { ts_ns, .. }
+        | StreamEvent::Closed { ts_ns, .. } => Some(*ts_ns),
+        StreamEvent::Joined { .. } => None,
     }
 }
 

@@ -82,6 +82,11 @@ impl BodyReader {
         }
     }
 
+    /// Decoded bytes held (a chunked body's), by allocation.
+    pub fn held_bytes(&self) -> usize {
+        self.decoded.capacity()
+    }
+
     /// Consumes body bytes from the front of `buf`. Returns the body once complete.
     pub fn feed(&mut self, buf: &mut BytesMut) -> Result<Option<Body>, BodyError> {
         match self.kind {

@@ -1,5 +1,5 @@
-//! How much the HTTP parsers keep: the size limits of heads and bodies, and HTTP/2's stream
-//! and header block limits.
+//! How much the HTTP parsers keep: the size limits of heads and bodies, HTTP/2's stream and
+//! header block limits, and the cap on what all connections hold together.
 
 /// Limits of the HTTP parsers (HTTP/1.x and HTTP/2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -12,6 +12,12 @@ pub struct HttpConfig {
     pub max_head: usize,
     /// HTTP/2 limits.
     pub h2: H2Limits,
+    /// Bytes held over all connections (buffered stream bytes, heads and bodies of exchanges
+    /// not emitted yet) before the connection holding the most is dropped
+    /// ([`HttpStats::memory_evictions`](super::HttpStats::memory_evictions)): its pending
+    /// exchanges end as [`Outcome::Gap`](super::Outcome::Gap) and it is read on as if joined
+    /// mid-way.
+    pub max_buffered: usize,
 }
 
 /// What one HTTP/2 connection may make the parser keep.
@@ -35,6 +41,7 @@ impl Default for HttpConfig {
             max_body: 16 << 20,
             max_head: 64 << 10,
             h2: H2Limits::default(),
+            max_buffered: 256 << 20,
         }
     }
 }

@@ -14,6 +14,16 @@ pub struct Header {
     pub value: Bytes,
 }
 
+impl Header {
+    /// Bytes a list of headers holds, approximately (names, values and the entries).
+    pub(crate) fn held_bytes(headers: &[Header]) -> usize {
+        headers
+            .iter()
+            .map(|h| std::mem::size_of::<Header>() + h.name.len() + h.value.len())
+            .sum()
+    }
+}
+
 /// A parsed request (HTTP/1.x, or one HTTP/2 stream's).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct HttpRequest {

@@ -73,6 +73,11 @@ fn lists_token(headers: &[Header], name: &str, token: &[u8]) -> bool {
 }
 
 impl RequestHead {
+    /// Bytes it holds, approximately.
+    pub(crate) fn held_bytes(&self) -> usize {
+        self.method.len() + self.target.len() + Header::held_bytes(&self.headers)
+    }
+
     /// The `HTTP2-Settings` value of a request asking to upgrade to HTTP/2 over cleartext
     /// (`Upgrade: h2c`, RFC 7540 §3.2), if it is one.
     pub(crate) fn h2c_settings(&self) -> Option<&Bytes> {
@@ -87,6 +92,11 @@ impl RequestHead {
 }
 
 impl ResponseHead {
+    /// Bytes it holds, approximately.
+    pub(crate) fn held_bytes(&self) -> usize {
+        Header::held_bytes(&self.headers)
+    }
+
     /// A `101 Switching Protocols` to HTTP/2 over cleartext.
     pub(crate) fn switches_to_h2c(&self) -> bool {
         self.status == 101 && lists_token(&self.headers, "upgrade", b"h2c")

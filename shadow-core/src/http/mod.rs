@@ -30,6 +30,8 @@ pub use exchange::{
 pub use stats::{HttpStats, Refusal, StreamLoss};
 
 #[cfg(test)]
+mod bounds_tests;
+#[cfg(test)]
 pub(crate) mod proptests;
 #[cfg(test)]
 mod tests;

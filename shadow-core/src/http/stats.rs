@@ -1,5 +1,6 @@
 //! Counters of the HTTP layer: exchanges per outcome, bytes fed and skipped, responses that
-//! paired with nothing, messages refused and why.
+//! paired with nothing, messages refused and why, bytes held and connections dropped to stay
+//! within the memory cap.
 
 use super::exchange::Outcome;
 
@@ -133,6 +134,13 @@ pub struct HttpStats {
     pub interim_responses: u64,
     /// Final responses that answered no known request and were dropped.
     pub orphan_responses: u64,
+    /// Bytes the parsers of all connections hold now, approximately (buffered stream bytes,
+    /// heads and bodies of exchanges not emitted yet): `memory_bytes{stage="http"}`.
+    pub bytes_held: u64,
+    /// Connections whose parser state was dropped to stay within
+    /// [`HttpConfig::max_buffered`](super::HttpConfig::max_buffered), the largest first
+    /// (`capture_dropped_total{stage="http_memory"}`).
+    pub memory_evictions: u64,
     /// Messages refused, by [`Refusal`] (indexed like [`Refusal::ALL`]; read with
     /// [`HttpStats::refused`]).
     refusals: [u64; Refusal::ALL.len()],

@@ -327,12 +327,20 @@ impl Reader {
                 missing,
             };
             let len = segment.segment.payload.len();
+            if !self.stats.reserve(len) {
+                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
             match self.tx.try_send(segment) {
                 Ok(()) => self.stats.delivered(len),
                 Err(TrySendError::Full(_)) => {
+                    self.stats.taken(len);
                     self.stats.dropped.fetch_add(1, Ordering::Relaxed);
                 }
-                Err(TrySendError::Closed(_)) => break,
+                Err(TrySendError::Closed(_)) => {
+                    self.stats.taken(len);
+                    break;
+                }
             }
         }
         self.count_kernel_drops();

@@ -256,7 +256,12 @@ impl<R: Read> Reader<R> {
                 segment: file_segment.segment,
                 missing: file_segment.missing,
             };
-            // Waits while the daemon is busy: nothing read from a file is dropped.
+            // Waits while the daemon is busy: nothing read from a file is dropped. Its bytes are
+            // queued (`memory_bytes{stage="capture"}`) like a live tap's, bounded by the
+            // channel's depth instead of refused.
+            self.stats
+                .queued_bytes
+                .fetch_add(segment.segment.payload.len() as u64, Ordering::Relaxed);
             if self.tx.blocking_send(segment).is_err() {
                 break;
             }

@@ -24,6 +24,9 @@ pub struct SharedStats {
     /// The tap is off its interface (deleted, or re-created and not re-attachable): nothing
     /// is captured until it is back.
     pub tap_lost: AtomicBool,
+    /// Payload bytes on the segment channel: sent, not taken by the exchange source yet (at
+    /// most [`LIVE_CHANNEL_BYTES`]).
+    pub queued_bytes: AtomicU64,
 }
 
 impl SharedStats {
@@ -60,6 +63,24 @@ impl SharedStats {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Whether a segment of `payload_len` bytes fits on the segment channel; if it does, its
+    /// bytes are counted as queued until [`SharedStats::taken`].
+    pub fn reserve(&self, payload_len: usize) -> bool {
+        let len = payload_len as u64;
+        let before = self.queued_bytes.fetch_add(len, Ordering::Relaxed);
+        if before + len > LIVE_CHANNEL_BYTES as u64 {
+            self.queued_bytes.fetch_sub(len, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    /// A segment of `payload_len` bytes left the channel (or was not sent after all).
+    pub fn taken(&self, payload_len: usize) {
+        self.queued_bytes
+            .fetch_sub(payload_len as u64, Ordering::Relaxed);
+    }
+
     /// Counts one delivered segment.
     pub fn delivered(&self, payload_len: usize) {
         self.segments.fetch_add(1, Ordering::Relaxed);
@@ -70,6 +91,10 @@ impl SharedStats {
 /// Segments per channel of a live source: deep enough to ride out bursts; when full, segments
 /// are dropped and counted rather than slowing the capture.
 pub const LIVE_CHANNEL_DEPTH: usize = 1 << 16;
+/// Payload bytes on a live source's segment channel at most (`memory_bytes{stage="capture"}`):
+/// a full channel of 64 KiB segments would otherwise hold 4 GiB. Over it, segments are
+/// dropped and counted like on a full channel (`capture_dropped_total{stage="capture"}`).
+pub const LIVE_CHANNEL_BYTES: usize = 64 << 20;
 
 /// A running live capture: segments arrive on `segments` until it is dropped or the shutdown
 /// fires. Dropping it detaches the tap.

@@ -12,8 +12,8 @@ pub mod file;
 pub mod live;
 
 pub use live::{
-    CaptureStats, KernelPackets, LIVE_CHANNEL_DEPTH, LiveCapture, SharedStats, TapSpec,
-    UndecodableFrames,
+    CaptureStats, KernelPackets, LIVE_CHANNEL_BYTES, LIVE_CHANNEL_DEPTH, LiveCapture, SharedStats,
+    TapSpec, UndecodableFrames,
 };
 
 /// Starts the live capture backend `kind` on `spec`; `ring_bytes` sizes the eBPF tap's ring

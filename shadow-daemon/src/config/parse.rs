@@ -508,12 +508,27 @@ fn capture(raw: &RawCapture, c: &mut Checks) -> Option<CaptureConfig> {
     );
     let ring_bytes = c.value("capture.ring_bytes", &raw.ring_bytes, ring_size);
     let reassembly = reassembly(&raw.reassembly, c);
+    let (body, http) = (raw.max_body_bytes.value, raw.max_http_buffered_bytes.value);
+    let http_fits = c.ensure(
+        body.checked_mul(2).is_some_and(|two| two <= http),
+        "capture.max_http_buffered_bytes",
+        &raw.max_http_buffered_bytes.origin,
+        || {
+            format!(
+                "{http} is less than twice max_body_bytes ({body}): one exchange holds a request \
+                 and a response body, so it would be dropped alone. Raise it or lower \
+                 max_body_bytes"
+            )
+        },
+    );
     some_port?;
+    http_fits?;
     Some(CaptureConfig {
         interface: raw.interface.value.clone(),
         ports: ports?,
         kind: raw.kind.value,
-        max_body_bytes: raw.max_body_bytes.value,
+        max_body_bytes: body,
+        max_http_buffered_bytes: http,
         exchange_channel: exchange_channel?,
         ring_bytes: ring_bytes?,
         reassembly: reassembly?,

@@ -90,6 +90,7 @@ impl From<&Config> for RawConfig {
                 ports: Setting::builtin_list(capture.ports.iter().map(|p| p.get())),
                 kind: b(capture.kind),
                 max_body_bytes: b(capture.max_body_bytes),
+                max_http_buffered_bytes: b(capture.max_http_buffered_bytes),
                 exchange_channel: b(capture.exchange_channel.get()),
                 ring_bytes: b(capture.ring_bytes),
                 reassembly: RawReassembly {

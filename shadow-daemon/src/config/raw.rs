@@ -7,6 +7,7 @@ use crate::capture::CaptureKind;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use shadow_core::compare::PresetName;
 use shadow_core::criteria::Criteria;
+use shadow_core::http::HttpConfig;
 use shadow_core::reassembly::ReassemblyConfig;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -154,6 +155,8 @@ pub struct RawCapture {
     pub kind: Setting<CaptureKind>,
     /// Largest request or response body kept.
     pub max_body_bytes: Setting<usize>,
+    /// Bytes the HTTP parsers hold over all connections before the largest is dropped.
+    pub max_http_buffered_bytes: Setting<usize>,
     /// Depth of the channel from the HTTP stage to admission.
     pub exchange_channel: Setting<usize>,
     /// Bytes of the eBPF tap's ring buffer.
@@ -169,6 +172,7 @@ impl Default for RawCapture {
             ports: Setting::builtin_list([]),
             kind: Setting::builtin(CaptureKind::Ebpf),
             max_body_bytes: Setting::builtin(16 << 20),
+            max_http_buffered_bytes: Setting::builtin(HttpConfig::default().max_buffered),
             exchange_channel: Setting::builtin(4096),
             ring_bytes: Setting::builtin(shadow_common::RING_BYTES),
             reassembly: RawReassembly::default(),

@@ -545,6 +545,32 @@ fn reassembly_limits_are_checked() {
 }
 
 #[test]
+fn the_http_memory_cap_is_read_and_holds_two_bodies() {
+    let text = |cap: u64| {
+        format!(
+            "[capture]\nports = [1]\nmax_body_bytes = 1000\nmax_http_buffered_bytes = {cap}\n\
+             [shadow]\nurl = \"http://h:2\"\n"
+        )
+    };
+    assert_eq!(
+        parse(&text(2000)).unwrap().capture.max_http_buffered_bytes,
+        2000
+    );
+    let err = parse(&text(1999)).unwrap_err();
+    assert_eq!(
+        located(&err)
+            .into_iter()
+            .map(|(_, k)| k)
+            .collect::<Vec<_>>(),
+        vec!["capture.max_http_buffered_bytes"],
+        "{err}"
+    );
+    assert!(err.to_string().contains("twice max_body_bytes"), "{err}");
+    let defaults = parse("[capture]\nports = [1]\n[shadow]\nurl = \"http://h:2\"\n").unwrap();
+    assert_eq!(defaults.capture.max_http_buffered_bytes, 256 << 20);
+}
+
+#[test]
 fn line_column_counts_characters_from_one() {
     let text = "a = 1\nb = \"é\" # x\n";
     assert_eq!(line_column(text, 0), (1, 1));

@@ -64,6 +64,10 @@ pub struct CaptureConfig {
     pub kind: CaptureKind,
     /// Largest request or response body kept; larger exchanges are `truncated`, not replayed.
     pub max_body_bytes: usize,
+    /// Bytes the HTTP parsers hold over all connections (buffered stream bytes, heads and
+    /// bodies of exchanges not emitted yet) before the connection holding the most is dropped
+    /// (`capture_dropped_total{stage="http_memory"}`). At least twice `max_body_bytes`.
+    pub max_http_buffered_bytes: usize,
     /// Depth of the channel carrying exchanges from the HTTP stage to admission.
     pub exchange_channel: NonZeroUsize,
     /// Bytes of the eBPF tap's ring buffer (a power of two, at least [`MIN_RING_BYTES`]).

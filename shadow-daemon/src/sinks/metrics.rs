@@ -14,15 +14,15 @@ use crate::telemetry::{
 };
 use prometheus::{
     Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    Opts, Registry, TextEncoder,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use shadow_core::compare::Comparison;
 use shadow_core::http::Protocol;
 use shadow_core::noise::NOISE_KINDS;
 use shadow_core::vocabulary::{
     AgreementUnit, BreakerOutcome, DecodeFailure, DiscrepancyKind, DropStage, ErrorClass,
-    KernelPacketResult, MirrorResult, Model, OUTCOMES, Outcome, RollbackAction, RollbackResult,
-    SkipReason, StreamLoss,
+    KernelPacketResult, MemoryStage, MirrorResult, Model, OUTCOMES, Outcome, RollbackAction,
+    RollbackResult, SkipReason, StreamLoss,
 };
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -83,6 +83,7 @@ struct Inner {
     memory_bytes: GaugeVec,
     flows_active: IntGauge,
     reassembly_bytes: IntGauge,
+    stage_memory: IntGaugeVec,
     circuit_state: IntGauge,
     tap_attached: IntGauge,
     breaker_outcomes: IntCounterVec,
@@ -296,6 +297,13 @@ impl Metrics {
                 "tap_attached",
                 "1 while the tap is on its interface; 0 after the interface was deleted (nothing is captured until an interface of that name is back and the tap re-attached; /healthz answers 503 meanwhile)."
             ))),
+            stage_memory: reg!(IntGaugeVec::new(
+                opts(
+                    "memory_bytes",
+                    "Bytes held in proportion to the traffic, by stage (capture: segments waiting for the HTTP stage, capped at 64 MiB; reassembly: out-of-order bytes, capped by capture.reassembly.max_buffered_bytes; http: the HTTP parsers' buffers, heads and bodies, capped by capture.max_http_buffered_bytes), updated every 500 ms."
+                ),
+                &["stage"]
+            )),
             circuit_state: reg!(IntGauge::with_opts(opts(
                 "circuit_state",
                 "Shadow circuit breaker: 0 closed (mirroring), 1 open (paused), 2 half-open (probing)."
@@ -381,6 +389,9 @@ impl Metrics {
         }
         for stage in DropStage::ALL {
             inner.capture_dropped.with_label_values(&[stage.as_str()]);
+        }
+        for stage in MemoryStage::ALL {
+            inner.stage_memory.with_label_values(&[stage.as_str()]);
         }
         for reason in StreamLoss::ALL {
             inner.h2_streams_lost.with_label_values(&[reason.as_str()]);
@@ -548,6 +559,13 @@ impl Telemetry for Metrics {
     fn reassembly_load(&self, flows: u64, bytes: u64) {
         self.inner.flows_active.set(flows as i64);
         self.inner.reassembly_bytes.set(bytes as i64);
+    }
+
+    fn memory(&self, stage: MemoryStage, bytes: u64) {
+        self.inner
+            .stage_memory
+            .with_label_values(&[stage.as_str()])
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
     }
 
     // ---- admission ----
@@ -807,6 +825,7 @@ mod tests {
         m.segments_captured(3);
         m.dropped(DropStage::Capture, 1);
         m.reassembly_load(2, 300);
+        m.memory(MemoryStage::Http, 4096);
         m.kernel_packets(KernelPacketResult::Malformed, 2);
         m.breaker_changed(&BreakerChange {
             state: BreakerState::HalfOpen,
@@ -872,6 +891,9 @@ mod tests {
             "shadowtap_capture_dropped_total{stage=\"capture\"} 1",
             "shadowtap_flows_active 2",
             "shadowtap_reassembly_bytes 300",
+            "shadowtap_memory_bytes{stage=\"http\"} 4096",
+            "shadowtap_memory_bytes{stage=\"reassembly\"} 0",
+            "shadowtap_capture_dropped_total{stage=\"http_memory\"} 0",
             "shadowtap_circuit_state 2",
             "shadowtap_mirrored_requests_total{protocol=\"h2\",result=\"timeout\"} 1",
             "shadowtap_mirrored_requests_total{protocol=\"http1\",result=\"timeout\"} 0",

@@ -80,6 +80,12 @@ impl ConnectionParser {
         self.pending.len()
     }
 
+    /// Bytes this connection's parser holds, approximately: unconsumed stream bytes, and the
+    /// heads and bodies of the exchanges not emitted yet. Costs a pass over those exchanges.
+    pub fn held_bytes(&self) -> usize {
+        self.requests.held_bytes() + self.responses.held_bytes() + self.pending.held_bytes()
+    }
+
     /// Applies one event of this connection.
     pub fn handle(&mut self, event: &StreamEvent, stats: &mut HttpStats, out: &mut Vec<Exchange>) {
         match event {

@@ -170,6 +170,15 @@ impl<M: MessageKind> DirectionReader<M> {
         matches!(self.state, ReaderState::Head { .. }) && !self.stream.buf.is_empty()
     }
 
+    /// Bytes held: unconsumed stream bytes and a chunked body decoded so far.
+    pub fn held_bytes(&self) -> usize {
+        let body = match &self.state {
+            ReaderState::Body { reader, .. } => reader.held_bytes(),
+            _ => 0,
+        };
+        self.stream.held_bytes() + body
+    }
+
     /// Stream bytes arrived.
     pub fn append(&mut self, seq: u32, ack: Option<u32>, ts: u64, bytes: &Bytes) {
         self.stream.append(seq, ack, ts, bytes);

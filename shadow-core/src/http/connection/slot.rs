@@ -97,6 +97,31 @@ impl Slot {
         }
     }
 
+    /// Bytes it holds, approximately: the slot, its heads and the bodies kept.
+    fn held_bytes(&self) -> usize {
+        let kept = match &self.state {
+            SlotState::Request {
+                head,
+                body,
+                response,
+                ..
+            } => {
+                let body = match body {
+                    RequestBody::Ended(body) => body.len(),
+                    RequestBody::Reading => 0,
+                };
+                let response = match response {
+                    ResponseState::Reading(head) => head.held_bytes(),
+                    ResponseState::Received(head, body) => head.held_bytes() + body.len(),
+                    ResponseState::Awaiting | ResponseState::Missing => 0,
+                };
+                head.held_bytes() + body + response
+            }
+            SlotState::NoRequest | SlotState::HandedOver => 0,
+        };
+        std::mem::size_of::<Slot>() + kept
+    }
+
     /// The request body ended: with its decoded bytes if read whole within the cap, else with
     /// the failure. Does nothing to a request body that had already ended.
     pub fn end_request(&mut self, decoded: Result<Bytes, Outcome>) {
@@ -331,6 +356,12 @@ impl PendingExchanges {
     /// Slots not emitted yet.
     pub fn len(&self) -> usize {
         self.slots.len()
+    }
+
+    /// Bytes the slots hold, approximately (a sum over the slots).
+    pub fn held_bytes(&self) -> usize {
+        self.slots.iter().map(Slot::held_bytes).sum::<usize>()
+            + self.lost_requests.len() * std::mem::size_of::<u64>()
     }
 
     fn push(&mut self, state: SlotState, outcome: Outcome, timing: ExchangeTiming) -> SlotId {

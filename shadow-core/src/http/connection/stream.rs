@@ -46,6 +46,11 @@ impl StreamBuffer {
         });
     }
 
+    /// Bytes held: the buffer's allocation and the marks of its chunks.
+    pub fn held_bytes(&self) -> usize {
+        self.buf.capacity() + self.marks.len() * std::mem::size_of::<ChunkMark>()
+    }
+
     /// Capture time and ack of the segment holding `buf[0]`.
     pub fn front(&self) -> (u64, Option<u32>) {
         self.marks

@@ -117,6 +117,11 @@ struct Reader {
 }
 
 impl Reader {
+    /// Bytes it holds: unconsumed stream bytes and a header block being gathered.
+    fn held_bytes(&self) -> usize {
+        self.buf.held_bytes() + self.block.as_ref().map_or(0, |b| b.fragments.capacity())
+    }
+
     fn new(state: ReaderState) -> Self {
         Self {
             buf: StreamBuffer::default(),
@@ -288,6 +293,20 @@ impl H2Connection {
     /// Streams seen whose exchange was not emitted yet.
     pub fn pending(&self) -> usize {
         self.streams.len()
+    }
+
+    /// Bytes this connection's parser holds, approximately: unconsumed stream bytes, header
+    /// blocks being gathered and the streams not emitted yet (a pass over them, at most
+    /// `max_concurrent_streams`).
+    pub fn held_bytes(&self) -> usize {
+        self.client.held_bytes()
+            + self.server.held_bytes()
+            + self
+                .streams
+                .values()
+                .map(H2Stream::held_bytes)
+                .sum::<usize>()
+            + self.finished.len() * std::mem::size_of::<u32>()
     }
 
     /// Applies one event of this connection; finished streams' exchanges are appended to

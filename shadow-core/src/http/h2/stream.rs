@@ -76,6 +76,21 @@ impl Side {
         }
     }
 
+    /// Bytes it holds, approximately: its body so far, head and trailers.
+    fn held_bytes(&self) -> usize {
+        let head = match &self.head {
+            Head::Known(pseudo, headers) => {
+                let text = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+                text(&pseudo.method)
+                    + text(&pseudo.path)
+                    + text(&pseudo.authority)
+                    + Header::held_bytes(headers)
+            }
+            Head::None | Head::Unknown => 0,
+        };
+        self.body.capacity() + head + Header::held_bytes(&self.trailers)
+    }
+
     /// Ended, failed, or a request never to be seen (a stream known only from its response).
     pub fn terminal(&self) -> bool {
         matches!(self.progress, Progress::Ended | Progress::Failed(_))
@@ -139,6 +154,11 @@ pub(super) struct FrameSeen {
 }
 
 impl H2Stream {
+    /// Bytes it holds, approximately (both sides).
+    pub fn held_bytes(&self) -> usize {
+        std::mem::size_of::<H2Stream>() + self.request.held_bytes() + self.response.held_bytes()
+    }
+
     pub fn new() -> Self {
         Self {
             request: Side::new(),

@@ -233,6 +233,17 @@ impl RingReader {
                 }
                 None => tracing::warn!(len = item.len(), "malformed eBPF ring record"),
             }
+            // A flood keeps the ring from ever being empty: hand segments over as they come,
+            // or this batch would grow with the flood (hundreds of MiB seen under a 1 GiB
+            // body).
+            if self.ready.len() >= DELIVER_BATCH {
+                deliver(
+                    &mut self.ready,
+                    &self.tx,
+                    &self.stats,
+                    &mut self.channel_full,
+                );
+            }
         }
         self.joiner.end_round(&mut self.ready);
         self.deliver();
@@ -323,7 +334,11 @@ impl LinkWatch {
     }
 }
 
-/// Hands completed segments to the daemon, never waiting: a full channel drops and counts.
+/// Segments collected from the ring at most before they are handed over.
+const DELIVER_BATCH: usize = 256;
+
+/// Hands completed segments to the daemon, never waiting: a full channel (by depth or by
+/// bytes) drops and counts.
 fn deliver(
     ready: &mut Vec<CapturedSegment>,
     tx: &mpsc::Sender<CapturedSegment>,
@@ -332,9 +347,16 @@ fn deliver(
 ) {
     for segment in ready.drain(..) {
         let len = segment.segment.payload.len();
+        if !stats.reserve(len) {
+            *channel_full += 1;
+            continue;
+        }
         match tx.try_send(segment) {
             Ok(()) => stats.delivered(len),
-            Err(_) => *channel_full += 1,
+            Err(_) => {
+                stats.taken(len);
+                *channel_full += 1;
+            }
         }
     }
 }
