@@ -149,7 +149,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let summary = demo_decision::settled_summary(admin, posted.at_once + posted.late)?;
     demo_decision::print_quality(&summary, &posted);
     demo_decision::run_verdict(&bin.join("shadowd"), admin, &criteria_path)?;
-    let report_path = write_report(&bin.join("shadowd"), admin, &log_path)?;
+    let report_path = write_report(&bin.join("shadowd"), admin, &log_path, &criteria_path)?;
     println!(
         "  report:            {}   (one HTML file: open it in a browser, offline)",
         report_path.display()
@@ -174,11 +174,20 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
 }
 
 /// Runs `shadowd report` on the running daemon: `report.html` next to the discrepancy log
-/// `log` (with its top discrepancies); returns the report's path.
-fn write_report(shadowd: &Path, admin: SocketAddr, log: &Path) -> anyhow::Result<PathBuf> {
+/// `log` (with its top discrepancies), judged against `criteria` now, as `verdict` just did
+/// (the daemon's own verdict may be a second older than the last labels); returns the
+/// report's path.
+fn write_report(
+    shadowd: &Path,
+    admin: SocketAddr,
+    log: &Path,
+    criteria: &Path,
+) -> anyhow::Result<PathBuf> {
     let out = report_path(log);
     let status = Command::new(shadowd)
         .args(["report", "--from", &format!("http://{admin}")])
+        .arg("--criteria")
+        .arg(criteria)
         .arg("--discrepancy-log")
         .arg(log)
         .arg("--out")
