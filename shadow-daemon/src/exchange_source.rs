@@ -12,6 +12,7 @@
 
 use crate::capture::{CaptureStats, LiveCapture, TapSpec, open_live};
 use crate::config::{CaptureConfig, Config};
+use crate::service::Heartbeat;
 use crate::shutdown::Shutdown;
 use crate::telemetry::{Telemetry, Throttle, Warning};
 use shadow_core::http::StreamLoss;
@@ -33,10 +34,12 @@ const MAX_FOREIGN_FLOWS: usize = 1024;
 
 /// Starts the tap described by `config.capture` and a task turning its segments into
 /// exchanges; returns the channel they arrive on. The channel closes when the capture stops
-/// (shutdown), after every pending exchange has been flushed.
+/// (shutdown), after every pending exchange has been flushed. `heartbeat` beats at every
+/// housekeeping round (the systemd watchdog's proof of progress).
 pub fn start(
     config: &Config,
     telemetry: Arc<dyn Telemetry>,
+    heartbeat: Heartbeat,
     shutdown: Shutdown,
 ) -> anyhow::Result<mpsc::Receiver<Exchange>> {
     let spec = TapSpec {
@@ -52,6 +55,7 @@ pub fn start(
         telemetry,
         ready: Vec::new(),
         reported: Reported::default(),
+        heartbeat,
     };
     tokio::spawn(source.run(capture));
     Ok(rx)
@@ -83,6 +87,7 @@ struct Source {
     foreign: ForeignTraffic,
     ready: Vec<Exchange>,
     reported: Reported,
+    heartbeat: Heartbeat,
 }
 
 /// Recognises connections that speak another protocol than HTTP (TLS) and warns
@@ -154,6 +159,7 @@ impl Source {
                 _ = housekeeping.tick() => {
                     self.assembler.expire(now_ns(), &mut self.ready);
                     self.report(&capture);
+                    self.heartbeat.beat();
                 }
             }
             if !self.hand_over() {
@@ -395,6 +401,7 @@ mod tests {
             foreign: ForeignTraffic::new(recorder.clone()),
             ready: Vec::new(),
             reported: Reported::default(),
+            heartbeat: Heartbeat::new(),
         };
         // One request answered three times in one segment, then a request answered once.
         let mut c = Conn::new("10.0.0.1:40000", "10.0.0.2:8080");

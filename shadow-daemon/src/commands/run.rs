@@ -12,9 +12,11 @@ use crate::decision::{
     DecisionLoop, ResourceMeasures, ResourceSource, VerdictObserver, load_state,
 };
 use crate::mirror::{Mirror, MirrorStatus};
+use crate::privileges::{self, CapSets};
 use crate::resources;
 use crate::rollback::Rollback;
 use crate::security::{self, AdminToken, SecurityError};
+use crate::service::{self, Heartbeat};
 use crate::shutdown::{self, Shutdown};
 use crate::sinks::admin::{AdminAccess, AdminState, bind_admin, serve_admin};
 use crate::sinks::discrepancy_log::DiscrepancyLog;
@@ -319,7 +321,7 @@ async fn run(config: Arc<Config>, access: AdminAccess) -> CommandResult {
              truth needs a bearer token)"
         );
     }
-    let state = AdminState::new(metrics, status.clone())
+    let state = AdminState::new(metrics.clone(), status.clone())
         .with_resources(resources.clone())
         .with_access(access);
     state.capturing.store(false, Ordering::Relaxed);
@@ -365,7 +367,16 @@ async fn run(config: Arc<Config>, access: AdminAccess) -> CommandResult {
     };
     tracing::info!(addr = %admin_addr, "admin server: /metrics /healthz /api/summary");
     let admin = tokio::spawn(serve_admin(listener, state, shutdown.clone()));
-    let exchanges = start_exchange_source(&config, telemetry, shutdown.clone())?;
+    let heartbeat = Heartbeat::new();
+    let exchanges = start_exchange_source(&config, telemetry, heartbeat.clone(), shutdown.clone())?;
+    // Attached: nothing from here on needs a capability (see `privileges`).
+    let held = CapSets::of_this_thread();
+    let left = privileges::drop_all()?;
+    tracing::info!(
+        before = %format!("eff={:#x} prm={:#x} bnd={:#x}", held.effective, held.permitted, held.bounding),
+        after = %format!("eff={:#x} prm={:#x} bnd={:#x}", left.effective, left.permitted, left.bounding),
+        "capabilities dropped"
+    );
     capturing.store(true, Ordering::Relaxed);
     // Loading the tap parsed the kernel's BTF: tens of MiB, all freed by now.
     crate::allocator::release_freed_memory();
@@ -376,6 +387,22 @@ async fn run(config: Arc<Config>, access: AdminAccess) -> CommandResult {
         baseline = config.shadow.baseline.as_ref().map(tracing::field::display),
         "mirroring"
     );
+    service::ready(&format!(
+        "mirroring {} port(s) {:?} to {}",
+        config.capture.interface, config.capture.ports, config.shadow.url
+    ));
+    let describe = {
+        let metrics = metrics.clone();
+        move || status_line(&metrics)
+    };
+    tokio::spawn(service::supervise(heartbeat, describe, shutdown.clone()));
+    tokio::spawn({
+        let mut shutdown = shutdown.clone();
+        async move {
+            shutdown.requested().await;
+            service::stopping();
+        }
+    });
     let decisions = tokio::spawn(decision.run(shutdown.clone()));
     let summary = mirror.run(exchanges, shutdown).await;
     // The last verdict and state cover every comparison; a rollback action still running
@@ -400,6 +427,26 @@ async fn run(config: Arc<Config>, access: AdminAccess) -> CommandResult {
         "stopped"
     );
     Ok(EXIT_OK)
+}
+
+/// The `STATUS=` line: exchanges seen, mirrored and skipped so far (from the metrics).
+fn status_line(metrics: &Metrics) -> String {
+    let total = |name: &str| -> u64 {
+        metrics
+            .registry()
+            .gather()
+            .iter()
+            .filter(|family| family.name() == name)
+            .flat_map(|family| family.get_metric())
+            .map(|m| m.get_counter().get_value() as u64)
+            .sum()
+    };
+    format!(
+        "seen {} exchanges, mirrored {}, skipped {}",
+        total("shadowtap_exchanges_total"),
+        total("shadowtap_mirrored_requests_total"),
+        total("shadowtap_mirror_skipped_total")
+    )
 }
 
 /// Resumes the aggregates from the state file and preloads the label file, if configured.
@@ -443,9 +490,10 @@ fn resume(config: &Config, status: &MirrorStatus) -> anyhow::Result<()> {
 pub fn start_exchange_source(
     config: &Config,
     telemetry: Arc<dyn Telemetry>,
+    heartbeat: Heartbeat,
     shutdown: Shutdown,
 ) -> anyhow::Result<mpsc::Receiver<Exchange>> {
-    crate::exchange_source::start(config, telemetry, shutdown)
+    crate::exchange_source::start(config, telemetry, heartbeat, shutdown)
 }
 
 #[cfg(test)]

@@ -428,6 +428,8 @@ impl DiscrepancyLog {
         let (tx, mut rx) = mpsc::channel::<Record>(WRITER_QUEUE);
         let t = telemetry.clone();
         let writer = tokio::task::spawn_blocking(move || {
+            // Started before the tap is attached: the writer needs no capability.
+            crate::privileges::drop_in_helper_thread("discrepancy-log");
             while let Some(record) = rx.blocking_recv() {
                 let line = match serde_json::to_vec(&record) {
                     Ok(l) => l,
