@@ -2,7 +2,8 @@
 //! its code in [`crate::commands`]; this module depends on them, never the other way round.
 
 use crate::commands::{self, check_config, inspect, record, run, verdict};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use sha2::{Digest, Sha256};
 use std::process::ExitCode;
 
 /// shadowtap: shadow-test a new model version on real production traffic, with zero changes to
@@ -40,7 +41,34 @@ pub enum Command {
     Verdict(verdict::VerdictArgs),
 }
 
+/// What `shadowd --version` prints after the name: the version, the git commit it was built
+/// from (`unknown` outside a git checkout) and the SHA-256 of the eBPF object embedded in this
+/// binary (the program that runs in the kernel).
+pub fn version_text() -> String {
+    let object = crate::capture::ebpf::EBPF_OBJECT;
+    let ebpf = if object.is_empty() {
+        "no eBPF object embedded (built with AYA_BUILD_SKIP)".to_string()
+    } else {
+        let digest = Sha256::digest(object);
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        format!("eBPF object sha256 {hex} ({} bytes)", object.len())
+    };
+    format!(
+        "{} (commit {}; {ebpf})",
+        env!("CARGO_PKG_VERSION"),
+        env!("SHADOWD_GIT_COMMIT")
+    )
+}
+
 impl Cli {
+    /// Parses the process's arguments (exits on `--help`, `--version` or a usage error);
+    /// `--version` prints [`version_text`].
+    pub fn parse_args() -> Cli {
+        let version: &'static str = Box::leak(version_text().into_boxed_str());
+        let matches = Cli::command().version(version).get_matches();
+        Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    }
+
     /// Runs the parsed command line; an error is printed with its causes and mapped to its
     /// exit code ([`commands::exit_code`]).
     pub fn run(self) -> ExitCode {
@@ -71,4 +99,31 @@ fn init_tracing(filter: &str) {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_version_names_the_commit_and_the_embedded_object() {
+        let text = version_text();
+        assert!(text.starts_with(env!("CARGO_PKG_VERSION")), "{text}");
+        assert!(text.contains("(commit "), "{text}");
+        let object = crate::capture::ebpf::EBPF_OBJECT;
+        if object.is_empty() {
+            assert!(text.contains("no eBPF object embedded"), "{text}");
+        } else {
+            let hex = text
+                .split("sha256 ")
+                .nth(1)
+                .and_then(|rest| rest.split(' ').next())
+                .unwrap_or_default();
+            assert_eq!(hex.len(), 64, "{text}");
+            assert!(
+                text.contains(&format!("({} bytes)", object.len())),
+                "{text}"
+            );
+        }
+    }
 }
