@@ -49,9 +49,9 @@ use shadow_core::http::{Exchange, Protocol};
 use shadow_core::noise::{NoiseLimits, NoiseModel, NoiseSummary, NoiseVerdict};
 use shadow_core::vocabulary::{AgreementUnit, MirrorResult, Model, ShadowFailure, SkipReason};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 /// At most one "shadow saturated" warning per this long.
@@ -275,7 +275,9 @@ struct Worker {
     client: ShadowClient,
     /// The noise baseline, when configured.
     baseline: Option<Baseline>,
-    comparer: Comparer,
+    /// Replaced by a reload (`compare.*`); each replay compares with the one current when it
+    /// finishes.
+    comparer: Arc<RwLock<Arc<Comparer>>>,
     breaker: Arc<SharedBreaker>,
     evaluation: Arc<SharedEvaluation>,
     telemetry: Arc<dyn Telemetry>,
@@ -291,6 +293,8 @@ pub struct Mirror {
     worker: Worker,
     queue: Arc<SharedQueue>,
     in_flight: Arc<AtomicUsize>,
+    /// Reloaded configurations (SIGHUP), if the caller reloads.
+    reloads: Option<watch::Receiver<Arc<Config>>>,
 }
 
 impl Mirror {
@@ -307,7 +311,7 @@ impl Mirror {
         let worker = Worker {
             client: ShadowClient::new(&config.shadow, telemetry.clone()),
             baseline,
-            comparer: config.compare.comparer(),
+            comparer: Arc::new(RwLock::new(Arc::new(config.compare.comparer()))),
             breaker: Arc::new(SharedBreaker::new(
                 CircuitBreaker::new(&config.circuit_breaker),
                 telemetry.clone(),
@@ -336,7 +340,16 @@ impl Mirror {
             worker,
             queue,
             in_flight: Arc::new(AtomicUsize::new(0)),
+            reloads: None,
         }
+    }
+
+    /// Applies each configuration `reloads` publishes: filters, sampling, rate limit
+    /// ([`Admitter::reconfigure`]) and compare settings, without stopping or resetting
+    /// anything (which keys a reload may change: `config::reload`).
+    pub fn with_reloads(mut self, reloads: watch::Receiver<Arc<Config>>) -> Self {
+        self.reloads = Some(reloads);
+        self
     }
 
     /// Hands every comparison that found a difference to `sink`.
@@ -363,6 +376,7 @@ impl Mirror {
             worker,
             queue,
             in_flight,
+            reloads,
         } = self;
         let admitter = Admitter::new(
             &config,
@@ -370,7 +384,12 @@ impl Mirror {
             queue.clone(),
             worker.telemetry.clone(),
         );
-        let admission_task = tokio::spawn(admit(admitter, exchanges, shutdown.clone()));
+        let reconfigure = Reconfigure {
+            reloads,
+            comparer: worker.comparer.clone(),
+        };
+        let admission_task =
+            tokio::spawn(admit(admitter, exchanges, reconfigure, shutdown.clone()));
         let worker = Arc::new(worker);
         let dispatcher = Dispatcher {
             queue,
@@ -393,17 +412,46 @@ impl Mirror {
     }
 }
 
+/// Where reloaded configurations arrive and what they replace besides admission.
+struct Reconfigure {
+    reloads: Option<watch::Receiver<Arc<Config>>>,
+    comparer: Arc<RwLock<Arc<Comparer>>>,
+}
+
+impl Reconfigure {
+    /// The next reloaded configuration (never, without reloads or once their sender is gone).
+    async fn next(&mut self) -> Arc<Config> {
+        let Some(reloads) = &mut self.reloads else {
+            return std::future::pending().await;
+        };
+        if reloads.changed().await.is_err() {
+            self.reloads = None;
+            return std::future::pending().await;
+        }
+        reloads.borrow_and_update().clone()
+    }
+
+    /// Applies `config` to admission and to the comparer.
+    fn apply(&self, config: &Config, admitter: &mut Admitter) {
+        admitter.reconfigure(config);
+        *self.comparer.write().unwrap_or_else(|e| e.into_inner()) =
+            Arc::new(config.compare.comparer());
+    }
+}
+
 /// Offers each exchange to admission until `exchanges` closes or shutdown is requested, then
-/// closes the replay queue.
+/// closes the replay queue; applies reloaded configurations between exchanges.
 async fn admit(
     mut admitter: Admitter,
     mut exchanges: mpsc::Receiver<Exchange>,
+    mut reconfigure: Reconfigure,
     mut shutdown: Shutdown,
 ) -> AdmissionStats {
     loop {
         tokio::select! {
             biased;
             _ = shutdown.requested() => break,
+            config = reconfigure.next() => reconfigure.apply(&config, &mut admitter),
             next = exchanges.recv() => match next {
                 Some(exchange) => { admitter.offer(exchange); }
                 None => break,
@@ -584,7 +632,7 @@ impl Worker {
                 .replayed(job.protocol, MirrorResult::RequestError);
             return;
         };
-        let comparison = self.comparer.compare_request(
+        let comparison = self.comparer().compare_request(
             &job.request,
             &job.prod_response,
             job.timing.latency_ns(),
@@ -613,7 +661,7 @@ impl Worker {
     ) {
         let (result, comparison, failure) = match answer {
             Ok(answer) => {
-                let comparison = self.comparer.compare_request(
+                let comparison = self.comparer().compare_request(
                     &job.request,
                     &job.prod_response,
                     job.timing.latency_ns(),
@@ -656,6 +704,14 @@ impl Worker {
 
     /// Warns about a failed replay: the first of each kind at once, then at most one per
     /// [`FAILURE_WARNING_EVERY`].
+    /// The comparer in force.
+    fn comparer(&self) -> Arc<Comparer> {
+        self.comparer
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     fn failed(&self, failure: ShadowFailure, detail: impl FnOnce() -> String) {
         let allowed = self
             .failure_warnings

@@ -7,7 +7,7 @@ use super::{CommandResult, EXIT_OK, UsageError};
 use crate::capture::CaptureKind;
 use crate::commands::verdict::load_criteria;
 use crate::config::raw::List;
-use crate::config::{Config, ConfigError, Origin, PresetName, RawConfig, Setting};
+use crate::config::{Config, ConfigChange, ConfigError, Origin, PresetName, RawConfig, Setting};
 use crate::decision::{
     DecisionLoop, ResourceMeasures, ResourceSource, VerdictObserver, load_state,
 };
@@ -19,8 +19,8 @@ use crate::security::{self, AdminToken, SecurityError};
 use crate::service::{self, Heartbeat};
 use crate::shutdown::{self, Shutdown};
 use crate::sinks::admin::{AdminAccess, AdminState, bind_admin, serve_admin};
-use crate::sinks::discrepancy_log::DiscrepancyLog;
-use crate::sinks::metrics::Metrics;
+use crate::sinks::discrepancy_log::{DiscrepancyLog, Redaction};
+use crate::sinks::metrics::{Metrics, ReloadMetric};
 use crate::telemetry::Telemetry;
 use clap::Args;
 use shadow_core::http::Exchange;
@@ -28,7 +28,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use tokio::sync::mpsc;
+use tokio::signal::unix::{Signal, SignalKind, signal};
+use tokio::sync::{mpsc, watch};
 
 /// Flags of `shadowd run` (each overrides the config file key named in its help).
 #[derive(Clone, Debug, Default, Args)]
@@ -291,18 +292,22 @@ pub fn main(args: RunArgs) -> CommandResult {
         .enable_all()
         .thread_name("shadowd")
         .build()?;
-    runtime.block_on(run(config, access))
+    runtime.block_on(run(config, access, args))
 }
 
-async fn run(config: Arc<Config>, access: AdminAccess) -> CommandResult {
+async fn run(config: Arc<Config>, access: AdminAccess, args: RunArgs) -> CommandResult {
+    // First: a SIGHUP from now on reloads (once attached) instead of ending the process.
+    let hangups = signal(SignalKind::hangup())?;
     let (trigger, shutdown) = shutdown::channel();
     trigger.trip_on_signals();
     let metrics = Metrics::new();
+    let reload_metric = ReloadMetric::register(&metrics)?;
+    let (reloads, reloaded) = watch::channel(config.clone());
     let telemetry: Arc<dyn Telemetry> = Arc::new(metrics.clone());
     let log = DiscrepancyLog::from_config(&config.discrepancy_log, telemetry.clone())?;
     let verdict_metrics = metrics.verdict();
     let verdict_metrics_source = metrics.clone();
-    let mut mirror = Mirror::new(config.clone(), telemetry.clone());
+    let mut mirror = Mirror::new(config.clone(), telemetry.clone()).with_reloads(reloaded.clone());
     if let Some(log) = &log {
         mirror = mirror.with_discrepancy_sink(log.writer());
     }
@@ -364,6 +369,7 @@ async fn run(config: Arc<Config>, access: AdminAccess) -> CommandResult {
             .path
             .clone()
             .map(|p| (p, config.state.interval)),
+        reloads: Some(reloaded),
     };
     tracing::info!(addr = %admin_addr, "admin server: /metrics /healthz /api/summary");
     let admin = tokio::spawn(serve_admin(listener, state, shutdown.clone()));
@@ -396,6 +402,13 @@ async fn run(config: Arc<Config>, access: AdminAccess) -> CommandResult {
         move || status_line(&metrics)
     };
     tokio::spawn(service::supervise(heartbeat, describe, shutdown.clone()));
+    let reloader = Reloader {
+        args,
+        current: reloads,
+        redaction: log.as_ref().map(DiscrepancyLog::redaction),
+        metric: reload_metric,
+    };
+    tokio::spawn(reloader.run(hangups, shutdown.clone()));
     tokio::spawn({
         let mut shutdown = shutdown.clone();
         async move {
@@ -427,6 +440,67 @@ async fn run(config: Arc<Config>, access: AdminAccess) -> CommandResult {
         "stopped"
     );
     Ok(EXIT_OK)
+}
+
+/// Applies SIGHUP reloads: re-reads the config file (and `--criteria`), with the same flags
+/// and checks as at start, and publishes it when every changed key may change while running
+/// ([`ConfigChange`]); otherwise the running configuration stays and the log says why.
+struct Reloader {
+    args: RunArgs,
+    /// The configuration in force, watched by the mirror and the decision loop.
+    current: watch::Sender<Arc<Config>>,
+    redaction: Option<Redaction>,
+    metric: ReloadMetric,
+}
+
+impl Reloader {
+    /// Reloads on every SIGHUP until shutdown.
+    async fn run(self, mut hangups: Signal, mut shutdown: Shutdown) {
+        loop {
+            tokio::select! {
+                _ = shutdown.requested() => return,
+                got = hangups.recv() => if got.is_none() { return },
+            }
+            service::reloading();
+            let result = self.reload();
+            self.metric.count(result.is_ok());
+            match result {
+                Ok(changed) if changed.is_empty() => {
+                    tracing::info!("SIGHUP: configuration re-read, nothing changed");
+                    service::reloaded("configuration re-read: nothing changed");
+                }
+                Ok(changed) => {
+                    tracing::info!(changed = ?changed, "SIGHUP: configuration reloaded");
+                    service::reloaded(&format!("configuration reloaded: {}", changed.join(", ")));
+                }
+                Err(why) => {
+                    tracing::warn!("SIGHUP: configuration reload refused: {why}");
+                    service::reloaded("configuration reload refused (see the log)");
+                }
+            }
+        }
+    }
+
+    /// The keys a reload changed, or why it is refused.
+    fn reload(&self) -> Result<Vec<String>, String> {
+        let mut config = self.args.effective_config().map_err(|e| e.to_string())?;
+        if let Some(path) = &self.args.criteria {
+            config.criteria = load_criteria(path).map_err(|e| format!("{e:#}"))?;
+        }
+        check_files(&self.args, &config).map_err(|e| e.to_string())?;
+        let change = ConfigChange::between(&self.current.borrow(), &config);
+        if let Some(why) = change.refusal() {
+            return Err(why);
+        }
+        if change.applied.is_empty() {
+            return Ok(Vec::new());
+        }
+        if let Some(redaction) = &self.redaction {
+            redaction.set(&config.discrepancy_log);
+        }
+        self.current.send_replace(Arc::new(config));
+        Ok(change.applied)
+    }
 }
 
 /// The `STATUS=` line: exchanges seen, mirrored and skipped so far (from the metrics).

@@ -723,6 +723,35 @@ impl Telemetry for Metrics {
     }
 }
 
+/// `shadowtap_config_reload_total{result}`: SIGHUP reloads applied (`ok`) or refused
+/// (`rejected`: a bad file, or a key that needs a restart); both series exist from the start.
+#[derive(Clone, Debug)]
+pub struct ReloadMetric(IntCounterVec);
+
+impl ReloadMetric {
+    /// The counter, registered with `metrics`' registry.
+    pub fn register(metrics: &Metrics) -> prometheus::Result<ReloadMetric> {
+        let counter = IntCounterVec::new(
+            opts(
+                "config_reload_total",
+                "Configuration reloads (SIGHUP), by result: ok (applied, or nothing changed), rejected (the running configuration stays: unreadable or invalid file, or a key that needs a restart).",
+            ),
+            &["result"],
+        )?;
+        metrics.registry().register(Box::new(counter.clone()))?;
+        for result in ["ok", "rejected"] {
+            counter.with_label_values(&[result]);
+        }
+        Ok(ReloadMetric(counter))
+    }
+
+    /// Counts one reload.
+    pub fn count(&self, applied: bool) {
+        let result = if applied { "ok" } else { "rejected" };
+        self.0.with_label_values(&[result]).inc();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
