@@ -2,6 +2,7 @@
 //! its code in [`crate::commands`]; this module depends on them, never the other way round.
 
 use crate::commands::{self, check_config, inspect, record, run, verdict};
+use crate::logging::{self, LogFormat};
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use sha2::{Digest, Sha256};
 use std::process::ExitCode;
@@ -20,6 +21,17 @@ pub struct Cli {
     /// TCP packet on the interface: for when a capture sees nothing).
     #[arg(long, global = true, env = "SHADOWD_LOG", default_value = "info")]
     pub log: String,
+
+    /// Log line format: auto (human-readable; under journald without colours or timestamps),
+    /// plain (human-readable, colours only on a terminal) or json (one object per line).
+    #[arg(
+        long,
+        global = true,
+        env = "SHADOWD_LOG_FORMAT",
+        value_enum,
+        default_value_t = LogFormat::Auto
+    )]
+    pub log_format: LogFormat,
 
     #[command(subcommand)]
     pub command: Command,
@@ -72,7 +84,9 @@ impl Cli {
     /// Runs the parsed command line; an error is printed with its causes and mapped to its
     /// exit code ([`commands::exit_code`]).
     pub fn run(self) -> ExitCode {
-        init_tracing(&self.log);
+        logging::init(&self.log, self.log_format);
+        // A JSON log stays JSON to its last line.
+        let json = self.log_format == LogFormat::Json;
         let result = match self.command {
             Command::Record(args) => record::main(args),
             Command::Inspect(args) => inspect::main(args),
@@ -83,22 +97,15 @@ impl Cli {
         match result {
             Ok(code) => ExitCode::from(code),
             Err(err) => {
-                eprintln!("shadowd: error: {err:#}");
+                if json {
+                    tracing::error!("shadowd: error: {err:#}");
+                } else {
+                    eprintln!("shadowd: error: {err:#}");
+                }
                 ExitCode::from(commands::exit_code(&err))
             }
         }
     }
-}
-
-/// Logs to stderr, filtered by `filter` (tracing `EnvFilter` syntax; `info` if invalid).
-fn init_tracing(filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .try_init();
 }
 
 #[cfg(test)]

@@ -29,7 +29,7 @@
 //! A module imports only from the layers before it (checked by `xtask/tests/layers.rs`):
 //!
 //! ```text
-//! allocator, shutdown, error, security, privileges → capture, service → config, telemetry
+//! allocator, shutdown, error, security, privileges, logging → capture, service → config, telemetry
 //!   → exchange_source, admission, replay, resources → mirror → rollback → sinks → decision
 //!   → commands → cli
 //! ```
@@ -44,7 +44,8 @@
 //! [`shutdown`] coordinates Ctrl-C/SIGTERM; [`security`] holds the checks made before anything
 //! privileged (file and directory permissions, the admin API's bearer token); [`privileges`]
 //! drops every capability once the tap is attached; [`service`] tells systemd (`Type=notify`)
-//! when the tap is ready, how it is doing (`STATUS=`, watchdog keep-alives) and when it stops.
+//! when the tap is ready, how it is doing (`STATUS=`, watchdog keep-alives) and when it stops;
+//! [`logging`] sets up the log format (`--log-format`) and rate-limits repeated warnings.
 
 pub mod admission;
 pub mod allocator;
@@ -55,6 +56,7 @@ pub mod config;
 pub mod decision;
 pub mod error;
 pub mod exchange_source;
+pub mod logging;
 pub mod mirror;
 pub mod privileges;
 pub mod replay;

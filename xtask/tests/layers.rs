@@ -14,7 +14,15 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&[&str]] = &[
     // Plumbing every part may use (`security`: permission checks and the admin token).
     // (`privileges`: dropping every capability once the tap is attached).
-    &["allocator", "shutdown", "error", "security", "privileges"],
+    // (`logging`: the log format, rate-limited repeated warnings).
+    &[
+        "allocator",
+        "shutdown",
+        "error",
+        "security",
+        "privileges",
+        "logging",
+    ],
     // The live capture backends (config names one of them: `CaptureKind`); beside them, the
     // service manager's view (systemd notify, watchdog heartbeat).
     &["capture", "service"],

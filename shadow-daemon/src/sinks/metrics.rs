@@ -675,7 +675,11 @@ impl Telemetry for Metrics {
     // ---- discrepancy log ----
 
     fn discrepancy_log_dropped(&self, why: &str) {
-        tracing::warn!(why, "discrepancy log line dropped");
+        static DROPPED: crate::logging::RateLimited =
+            crate::logging::RateLimited::new(Duration::from_secs(60));
+        if let Some(suppressed) = DROPPED.allow(why) {
+            tracing::warn!(why, suppressed, "discrepancy log line dropped");
+        }
         self.inner.discrepancy_log_dropped.inc();
     }
 

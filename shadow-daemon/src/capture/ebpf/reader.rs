@@ -8,6 +8,7 @@
 use super::attach::{AttachedTap, KernelTrace};
 use crate::capture::live::{LIVE_CHANNEL_DEPTH, LiveCapture, SharedStats, spawn_reader};
 use crate::error::CaptureError;
+use crate::logging::RateLimited;
 use crate::shutdown::Shutdown;
 use aya::maps::{MapData, PerCpuArray, RingBuf};
 use shadow_common::counter;
@@ -191,7 +192,12 @@ impl RingReader {
                     self.joiner
                         .push(&event, payload, self.clock_offset_ns, &mut self.ready)
                 }
-                None => tracing::warn!(len = item.len(), "malformed eBPF ring record"),
+                None => {
+                    static MALFORMED: RateLimited = RateLimited::new(Duration::from_secs(60));
+                    if let Some(suppressed) = MALFORMED.allow("malformed") {
+                        tracing::warn!(len = item.len(), suppressed, "malformed eBPF ring record");
+                    }
+                }
             }
         }
         self.joiner.end_round(&mut self.ready);
