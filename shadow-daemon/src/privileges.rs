@@ -10,7 +10,8 @@
 //! | attach it to the interface (TCX/tc)    | `CAP_NET_ADMIN` (with `CAP_BPF`)             |
 //! | open the AF_PACKET socket (afpacket)   | `CAP_NET_RAW`                                |
 //! | drop the bounding set afterwards       | `CAP_SETPCAP`                                |
-//! | raise RLIMIT_MEMLOCK (kernels < 5.11)  | `CAP_SYS_RESOURCE`                           |
+//! | raise RLIMIT_MEMLOCK (kernels < 5.11)  | `CAP_SYS_RESOURCE` (none under the unit's    |
+//! |                                        | `LimitMEMLOCK=infinity`)                     |
 //!
 //! Reading the attached tap needs none: the ring buffer is memory-mapped, TCX links are released
 //! by closing their file descriptors, an AF_PACKET socket reads without privileges once open.
@@ -18,9 +19,26 @@
 //! Capabilities belong to threads on Linux: [`drop_all`] empties the calling thread's sets, and
 //! threads it starts afterwards inherit the empty sets. Threads started before the drop (the
 //! capture's reader, the discrepancy log's writer) call [`drop_all`] themselves when they
-//! start: they never need a capability.
+//! start, once [`announce_drop`] said the process will drop: they never need a capability.
+//! (Without the announcement — `shadowd record`, which keeps its capabilities — the capture's
+//! reader keeps them too: it is the thread that detaches a netlink `clsact` filter at the end.)
 
 use caps::CapSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Whether the process drops its capabilities once the tap is attached.
+static DROP_ANNOUNCED: AtomicBool = AtomicBool::new(false);
+
+/// Says that the process will drop every capability once its tap is attached: helper threads
+/// started from now on drop theirs when they start ([`drop_in_helper_thread`]).
+pub fn announce_drop() {
+    DROP_ANNOUNCED.store(true, Ordering::Relaxed);
+}
+
+/// Whether [`announce_drop`] was called.
+pub fn drop_announced() -> bool {
+    DROP_ANNOUNCED.load(Ordering::Relaxed)
+}
 
 /// Why the capabilities could not be dropped.
 #[derive(Debug, thiserror::Error)]
@@ -100,9 +118,13 @@ pub fn drop_all() -> Result<CapSets, PrivilegeError> {
     Ok(CapSets::of_this_thread())
 }
 
-/// [`drop_all`] for a helper thread that never needs a capability, at its start: a failure is
-/// logged (the thread is not the one that attaches, and the main thread's drop reports it).
+/// [`drop_all`] for a helper thread that never needs a capability, at its start, if the process
+/// [announced](announce_drop) the drop: a failure is logged (the thread is not the one that
+/// attaches, and the main thread's drop reports it).
 pub fn drop_in_helper_thread(name: &str) {
+    if !drop_announced() {
+        return;
+    }
     if let Err(e) = drop_all() {
         tracing::warn!(thread = name, "{e}");
     }

@@ -115,7 +115,8 @@ impl TapSpec {
 }
 
 /// Starts a backend's reader thread, named `name` (as `top -H` shows it). Reading an attached
-/// tap needs no privilege: the thread drops every capability it inherited first.
+/// tap needs no privilege: when the process drops its capabilities after the attach
+/// (`shadowd run`), the thread drops every capability it inherited first.
 pub(super) fn spawn_reader(
     name: String,
     run: impl FnOnce() + Send + 'static,

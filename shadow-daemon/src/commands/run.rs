@@ -296,6 +296,8 @@ pub fn main(args: RunArgs) -> CommandResult {
 }
 
 async fn run(config: Arc<Config>, access: AdminAccess, args: RunArgs) -> CommandResult {
+    // Every thread started from here on drops its capabilities; this one, after the attach.
+    privileges::announce_drop();
     // First: a SIGHUP from now on reloads (once attached) instead of ending the process.
     let hangups = signal(SignalKind::hangup())?;
     let (trigger, shutdown) = shutdown::channel();
