@@ -33,6 +33,7 @@ fn main() {
 
 fn run() -> anyhow::Result<()> {
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").context("OUT_DIR not set")?);
+    emit_git_commit();
     // `AYA_BUILD_SKIP=1` (fuzzing, docs) builds a daemon without the tap: leave an empty object
     // so that the embedding compiles; loading it then fails with a clear error.
     println!("cargo:rerun-if-env-changed=AYA_BUILD_SKIP");
@@ -45,6 +46,35 @@ fn run() -> anyhow::Result<()> {
     // covers its binary too.
     println!("cargo:rerun-if-changed={}", root_dir.display());
     build_ebpf(&out_dir)
+}
+
+/// `SHADOWD_GIT_COMMIT` for `shadowd --version`: the short hash of `HEAD`, or `unknown` outside
+/// a git checkout (a source tarball). Rerun when `HEAD` moves.
+fn emit_git_commit() {
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .args(args)
+            .stderr(Stdio::null())
+            .output()
+            .ok()
+            .filter(|out| out.status.success())
+            .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_string())
+            .filter(|text| !text.is_empty())
+    };
+    let commit = git(&["rev-parse", "--short", "HEAD"]).unwrap_or_else(|| "unknown".into());
+    println!("cargo:rustc-env=SHADOWD_GIT_COMMIT={commit}");
+    // HEAD (the worktree's), the branch it points to and packed refs (the repository's).
+    if let Some(head) = git(&["rev-parse", "--git-path", "HEAD"]) {
+        println!("cargo:rerun-if-changed={head}");
+    }
+    if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"])
+        .and_then(|reference| git(&["rev-parse", "--git-path", &reference]))
+    {
+        println!("cargo:rerun-if-changed={branch}");
+    }
+    if let Some(packed) = git(&["rev-parse", "--git-path", "packed-refs"]) {
+        println!("cargo:rerun-if-changed={packed}");
+    }
 }
 
 /// The directory of the eBPF crate, from the workspace metadata.

@@ -22,7 +22,7 @@ pub mod queue;
 pub mod sampling;
 pub mod token_bucket;
 
-use crate::config::Config;
+use crate::config::{Config, RateLimit};
 use crate::telemetry::Telemetry;
 use circuit_breaker::{Permit, SharedBreaker};
 use filter::RequestFilter;
@@ -126,6 +126,8 @@ pub struct Admitter {
     filter: RequestFilter,
     sampler: Sampler,
     bucket: Option<TokenBucket>,
+    /// The rate the bucket was made for.
+    rate: Option<RateLimit>,
     breaker: Arc<SharedBreaker>,
     queue: Arc<SharedQueue>,
     telemetry: Arc<dyn Telemetry>,
@@ -147,9 +149,24 @@ impl Admitter {
             bucket: m
                 .rate_limit
                 .map(|r| TokenBucket::new(r.per_second, r.burst, Instant::now())),
+            rate: m.rate_limit,
             breaker,
             queue,
             telemetry,
+        }
+    }
+
+    /// Applies a reloaded `[mirror]`: filters, sampling and the rate limit (a changed rate
+    /// starts a fresh bucket). Counts, the breaker and the queue carry on.
+    pub fn reconfigure(&mut self, config: &Config) {
+        let m = &config.mirror;
+        self.filter = RequestFilter::new(m);
+        self.sampler = Sampler::new(m.sample_percent, m.sample_seed);
+        if self.rate != m.rate_limit {
+            self.rate = m.rate_limit;
+            self.bucket = m
+                .rate_limit
+                .map(|r| TokenBucket::new(r.per_second, r.burst, Instant::now()));
         }
     }
 

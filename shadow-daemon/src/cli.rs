@@ -2,7 +2,9 @@
 //! its code in [`crate::commands`]; this module depends on them, never the other way round.
 
 use crate::commands::{self, check_config, inspect, record, replay, report, run, top, verdict};
-use clap::{Parser, Subcommand};
+use crate::logging::{self, LogFormat};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use sha2::{Digest, Sha256};
 use std::process::ExitCode;
 
 /// shadowtap: shadow-test a new model version on real production traffic, with zero changes to
@@ -19,6 +21,17 @@ pub struct Cli {
     /// TCP packet on the interface: for when a capture sees nothing).
     #[arg(long, global = true, env = "SHADOWD_LOG", default_value = "info")]
     pub log: String,
+
+    /// Log line format: auto (human-readable; under journald without colours or timestamps),
+    /// plain (human-readable, colours only on a terminal) or json (one object per line).
+    #[arg(
+        long,
+        global = true,
+        env = "SHADOWD_LOG_FORMAT",
+        value_enum,
+        default_value_t = LogFormat::Auto
+    )]
+    pub log_format: LogFormat,
 
     #[command(subcommand)]
     pub command: Command,
@@ -50,11 +63,40 @@ pub enum Command {
     Report(report::ReportArgs),
 }
 
+/// What `shadowd --version` prints after the name: the version, the git commit it was built
+/// from (`unknown` outside a git checkout) and the SHA-256 of the eBPF object embedded in this
+/// binary (the program that runs in the kernel).
+pub fn version_text() -> String {
+    let object = crate::capture::ebpf::EBPF_OBJECT;
+    let ebpf = if object.is_empty() {
+        "no eBPF object embedded (built with AYA_BUILD_SKIP)".to_string()
+    } else {
+        let digest = Sha256::digest(object);
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        format!("eBPF object sha256 {hex} ({} bytes)", object.len())
+    };
+    format!(
+        "{} (commit {}; {ebpf})",
+        env!("CARGO_PKG_VERSION"),
+        env!("SHADOWD_GIT_COMMIT")
+    )
+}
+
 impl Cli {
+    /// Parses the process's arguments (exits on `--help`, `--version` or a usage error);
+    /// `--version` prints [`version_text`].
+    pub fn parse_args() -> Cli {
+        let version: &'static str = Box::leak(version_text().into_boxed_str());
+        let matches = Cli::command().version(version).get_matches();
+        Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    }
+
     /// Runs the parsed command line; an error is printed with its causes and mapped to its
     /// exit code ([`commands::exit_code`]).
     pub fn run(self) -> ExitCode {
-        init_tracing(&self.log);
+        logging::init(&self.log, self.log_format);
+        // A JSON log stays JSON to its last line.
+        let json = self.log_format == LogFormat::Json;
         let result = match self.command {
             Command::Record(args) => record::main(args),
             Command::Inspect(args) => inspect::main(args),
@@ -68,20 +110,40 @@ impl Cli {
         match result {
             Ok(code) => ExitCode::from(code),
             Err(err) => {
-                eprintln!("shadowd: error: {err:#}");
+                if json {
+                    tracing::error!("shadowd: error: {err:#}");
+                } else {
+                    eprintln!("shadowd: error: {err:#}");
+                }
                 ExitCode::from(commands::exit_code(&err))
             }
         }
     }
 }
 
-/// Logs to stderr, filtered by `filter` (tracing `EnvFilter` syntax; `info` if invalid).
-fn init_tracing(filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .try_init();
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_version_names_the_commit_and_the_embedded_object() {
+        let text = version_text();
+        assert!(text.starts_with(env!("CARGO_PKG_VERSION")), "{text}");
+        assert!(text.contains("(commit "), "{text}");
+        let object = crate::capture::ebpf::EBPF_OBJECT;
+        if object.is_empty() {
+            assert!(text.contains("no eBPF object embedded"), "{text}");
+        } else {
+            let hex = text
+                .split("sha256 ")
+                .nth(1)
+                .and_then(|rest| rest.split(' ').next())
+                .unwrap_or_default();
+            assert_eq!(hex.len(), 64, "{text}");
+            assert!(
+                text.contains(&format!("({} bytes)", object.len())),
+                "{text}"
+            );
+        }
+    }
 }

@@ -9,6 +9,7 @@
 //! over it, so a crash never leaves half a file; `shadowd run` resumes from it and
 //! `shadowd verdict --state` judges it without a running daemon.
 
+use crate::config::Config;
 use crate::mirror::MirrorStatus;
 use crate::resources::ResourceSnapshot;
 use crate::shutdown::Shutdown;
@@ -22,6 +23,7 @@ use shadow_core::rollback::evaluate_reverse_shadow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::watch;
 
 /// How often the verdict is judged.
 pub const DECISION_EVERY: Duration = Duration::from_secs(1);
@@ -181,6 +183,9 @@ pub struct DecisionLoop {
     pub state: Option<(PathBuf, Duration)>,
     /// The time series to tick and save, if kept.
     pub timeseries: Option<TimeSeriesHandle>,
+    /// Reloaded configurations (SIGHUP): their `[criteria]` replace `criteria` at the next
+    /// round; the aggregates stay.
+    pub reloads: Option<watch::Receiver<Arc<Config>>>,
 }
 
 impl DecisionLoop {
@@ -232,7 +237,7 @@ impl DecisionLoop {
     }
 
     /// Runs until shutdown, then decides and saves once more.
-    pub async fn run(self, mut shutdown: Shutdown) {
+    pub async fn run(mut self, mut shutdown: Shutdown) {
         let mut tick = tokio::time::interval(DECISION_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_save = Instant::now();
@@ -241,6 +246,11 @@ impl DecisionLoop {
             tokio::select! {
                 _ = shutdown.requested() => break,
                 _ = tick.tick() => {}
+            }
+            if let Some(reloads) = &mut self.reloads
+                && reloads.has_changed().unwrap_or(false)
+            {
+                self.criteria = reloads.borrow_and_update().criteria.clone();
             }
             let verdict = self.decide();
             if last_decision != Some(verdict.decision) {

@@ -15,6 +15,7 @@
 
 use crate::capture::{CaptureStats, LiveCapture, TapSpec, open_live};
 use crate::config::{CaptureConfig, Config};
+use crate::service::Heartbeat;
 use crate::shutdown::Shutdown;
 use crate::telemetry::{Telemetry, Throttle, Warning};
 use shadow_core::http::StreamLoss;
@@ -37,10 +38,12 @@ const MAX_FOREIGN_FLOWS: usize = 1024;
 
 /// Starts the tap described by `config.capture` and a task turning its segments into
 /// exchanges; returns the channel they arrive on. The channel closes when the capture stops
-/// (shutdown), after every pending exchange has been flushed.
+/// (shutdown), after every pending exchange has been flushed. `heartbeat` beats at every
+/// housekeeping round (the systemd watchdog's proof of progress).
 pub fn start(
     config: &Config,
     telemetry: Arc<dyn Telemetry>,
+    heartbeat: Heartbeat,
     shutdown: Shutdown,
 ) -> anyhow::Result<mpsc::Receiver<Exchange>> {
     let spec = TapSpec {
@@ -49,7 +52,7 @@ pub fn start(
     };
     let ring_bytes = Some(config.capture.ring_bytes);
     let capture = open_live(config.capture.kind, &spec, ring_bytes, shutdown)?;
-    Ok(spawn(capture, config, telemetry, Feed::Live))
+    Ok(spawn(capture, config, telemetry, Feed::Live, heartbeat))
 }
 
 /// The same front half fed by a capture file ([`crate::capture::file`]): exchanges wait for
@@ -61,7 +64,7 @@ pub fn start_offline(
     config: &Config,
     telemetry: Arc<dyn Telemetry>,
 ) -> mpsc::Receiver<Exchange> {
-    spawn(capture, config, telemetry, Feed::Offline)
+    spawn(capture, config, telemetry, Feed::Offline, Heartbeat::new())
 }
 
 /// How the front half hands exchanges on.
@@ -78,6 +81,7 @@ fn spawn(
     config: &Config,
     telemetry: Arc<dyn Telemetry>,
     feed: Feed,
+    heartbeat: Heartbeat,
 ) -> mpsc::Receiver<Exchange> {
     let (tx, rx) = mpsc::channel(config.capture.exchange_channel.get());
     let source = Source {
@@ -89,6 +93,7 @@ fn spawn(
         reported: Reported::default(),
         feed,
         capture_clock_ns: 0,
+        heartbeat,
     };
     tokio::spawn(source.run(capture));
     rx
@@ -126,6 +131,7 @@ struct Source {
     feed: Feed,
     /// The latest segment timestamp seen (the clock of an offline feed).
     capture_clock_ns: u64,
+    heartbeat: Heartbeat,
 }
 
 /// Recognises connections that speak another protocol than HTTP (TLS) and warns
@@ -203,6 +209,7 @@ impl Source {
                     };
                     self.assembler.expire(now, &mut self.ready);
                     self.report(&capture);
+                    self.heartbeat.beat();
                 }
             }
             let open = match self.feed {
@@ -406,6 +413,7 @@ mod tests {
             reported: Reported::default(),
             feed: Feed::Live,
             capture_clock_ns: 0,
+            heartbeat: Heartbeat::new(),
         };
         // Four connections one after the other, each holding 5 KiB of an unfinished head: the
         // third and fourth evict the first two from the flow table, and no two fit in 8 KiB.
@@ -562,6 +570,7 @@ mod tests {
             reported: Reported::default(),
             feed: Feed::Live,
             capture_clock_ns: 0,
+            heartbeat: Heartbeat::new(),
         };
         // One request answered three times in one segment, then a request answered once.
         let mut c = Conn::new("10.0.0.1:40000", "10.0.0.2:8080");

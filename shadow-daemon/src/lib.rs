@@ -29,8 +29,9 @@
 //! A module imports only from the layers before it (checked by `xtask/tests/layers.rs`):
 //!
 //! ```text
-//! allocator, shutdown, error, security → capture → config, telemetry → exchange_source, admission, replay,
-//!   resources → mirror → rollback → sinks → decision → commands → cli
+//! allocator, shutdown, error, security, privileges, logging → capture, service → config, telemetry
+//!   → exchange_source, admission, replay, resources → mirror → rollback → sinks → decision
+//!   → commands → cli
 //! ```
 //!
 //! Stages never name a sink: they report events through [`telemetry::Telemetry`] (which
@@ -41,7 +42,10 @@
 //! [`cli`] parses the `shadowd` command line and dispatches to [`commands`]; [`config`] is the
 //! TOML/flag configuration of `shadowd run`; [`error`] holds one error enum per boundary;
 //! [`shutdown`] coordinates Ctrl-C/SIGTERM; [`security`] holds the checks made before anything
-//! privileged (file and directory permissions, the admin API's bearer token).
+//! privileged (file and directory permissions, the admin API's bearer token); [`privileges`]
+//! drops every capability once the tap is attached; [`service`] tells systemd (`Type=notify`)
+//! when the tap is ready, how it is doing (`STATUS=`, watchdog keep-alives) and when it stops;
+//! [`logging`] sets up the log format (`--log-format`) and rate-limits repeated warnings.
 
 pub mod admission;
 pub mod allocator;
@@ -52,11 +56,14 @@ pub mod config;
 pub mod decision;
 pub mod error;
 pub mod exchange_source;
+pub mod logging;
 pub mod mirror;
+pub mod privileges;
 pub mod replay;
 pub mod resources;
 pub mod rollback;
 pub mod security;
+pub mod service;
 pub mod shutdown;
 pub mod sinks;
 pub mod telemetry;

@@ -49,9 +49,9 @@ use shadow_core::http::{Exchange, Protocol};
 use shadow_core::noise::{NoiseLimits, NoiseModel, NoiseSummary, NoiseVerdict};
 use shadow_core::vocabulary::{AgreementUnit, MirrorResult, Model, ShadowFailure, SkipReason};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 /// At most one "shadow saturated" warning per this long.
@@ -275,7 +275,9 @@ struct Worker {
     client: ShadowClient,
     /// The noise baseline, when configured.
     baseline: Option<Baseline>,
-    comparer: Comparer,
+    /// Replaced by a reload (`compare.*`); each replay compares with the one current when it
+    /// finishes.
+    comparer: Arc<RwLock<Arc<Comparer>>>,
     breaker: Arc<SharedBreaker>,
     evaluation: Arc<SharedEvaluation>,
     telemetry: Arc<dyn Telemetry>,
@@ -293,6 +295,8 @@ pub struct Mirror {
     in_flight: Arc<AtomicUsize>,
     /// Admission waits for room in the replay queue instead of refusing (`queue_full`).
     wait_for_room: bool,
+    /// Reloaded configurations (SIGHUP), if the caller reloads.
+    reloads: Option<watch::Receiver<Arc<Config>>>,
 }
 
 impl Mirror {
@@ -309,7 +313,7 @@ impl Mirror {
         let worker = Worker {
             client: ShadowClient::new(&config.shadow, telemetry.clone()),
             baseline,
-            comparer: config.compare.comparer(),
+            comparer: Arc::new(RwLock::new(Arc::new(config.compare.comparer()))),
             breaker: Arc::new(SharedBreaker::new(
                 CircuitBreaker::new(&config.circuit_breaker),
                 telemetry.clone(),
@@ -339,6 +343,7 @@ impl Mirror {
             queue,
             in_flight: Arc::new(AtomicUsize::new(0)),
             wait_for_room: false,
+            reloads: None,
         }
     }
 
@@ -347,6 +352,14 @@ impl Mirror {
     /// cannot), so that a slow shadow loses nothing.
     pub fn waiting_for_room(mut self) -> Self {
         self.wait_for_room = true;
+        self
+    }
+
+    /// Applies each configuration `reloads` publishes: filters, sampling, rate limit
+    /// ([`Admitter::reconfigure`]) and compare settings, without stopping or resetting
+    /// anything (which keys a reload may change: `config::reload`).
+    pub fn with_reloads(mut self, reloads: watch::Receiver<Arc<Config>>) -> Self {
+        self.reloads = Some(reloads);
         self
     }
 
@@ -375,6 +388,7 @@ impl Mirror {
             queue,
             in_flight,
             wait_for_room,
+            reloads,
         } = self;
         let admitter = Admitter::new(
             &config,
@@ -383,7 +397,17 @@ impl Mirror {
             worker.telemetry.clone(),
         );
         let room = wait_for_room.then(|| queue.clone());
-        let admission_task = tokio::spawn(admit(admitter, exchanges, room, shutdown.clone()));
+        let reconfigure = Reconfigure {
+            reloads,
+            comparer: worker.comparer.clone(),
+        };
+        let admission_task = tokio::spawn(admit(
+            admitter,
+            exchanges,
+            room,
+            reconfigure,
+            shutdown.clone(),
+        ));
         let worker = Arc::new(worker);
         let dispatcher = Dispatcher {
             queue,
@@ -407,18 +431,48 @@ impl Mirror {
     }
 }
 
+/// Where reloaded configurations arrive and what they replace besides admission.
+struct Reconfigure {
+    reloads: Option<watch::Receiver<Arc<Config>>>,
+    comparer: Arc<RwLock<Arc<Comparer>>>,
+}
+
+impl Reconfigure {
+    /// The next reloaded configuration (never, without reloads or once their sender is gone).
+    async fn next(&mut self) -> Arc<Config> {
+        let Some(reloads) = &mut self.reloads else {
+            return std::future::pending().await;
+        };
+        if reloads.changed().await.is_err() {
+            self.reloads = None;
+            return std::future::pending().await;
+        }
+        reloads.borrow_and_update().clone()
+    }
+
+    /// Applies `config` to admission and to the comparer.
+    fn apply(&self, config: &Config, admitter: &mut Admitter) {
+        admitter.reconfigure(config);
+        *self.comparer.write().unwrap_or_else(|e| e.into_inner()) =
+            Arc::new(config.compare.comparer());
+    }
+}
+
 /// Offers each exchange to admission until `exchanges` closes or shutdown is requested, then
-/// closes the replay queue. With `room`, each exchange first waits until that queue has room.
+/// closes the replay queue; applies reloaded configurations between exchanges. With `room`,
+/// each exchange first waits until that queue has room.
 async fn admit(
     mut admitter: Admitter,
     mut exchanges: mpsc::Receiver<Exchange>,
     room: Option<Arc<SharedQueue>>,
+    mut reconfigure: Reconfigure,
     mut shutdown: Shutdown,
 ) -> AdmissionStats {
     loop {
         tokio::select! {
             biased;
             _ = shutdown.requested() => break,
+            config = reconfigure.next() => reconfigure.apply(&config, &mut admitter),
             next = exchanges.recv() => match next {
                 Some(exchange) => {
                     if let Some(queue) = &room
@@ -631,7 +685,7 @@ impl Worker {
                 .replayed(job.protocol, MirrorResult::RequestError);
             return;
         };
-        let comparison = self.comparer.compare_request(
+        let comparison = self.comparer().compare_request(
             &job.request,
             &job.prod_response,
             job.timing.latency_ns(),
@@ -660,7 +714,7 @@ impl Worker {
     ) {
         let (result, comparison, failure) = match answer {
             Ok(answer) => {
-                let comparison = self.comparer.compare_request(
+                let comparison = self.comparer().compare_request(
                     &job.request,
                     &job.prod_response,
                     job.timing.latency_ns(),
@@ -703,6 +757,14 @@ impl Worker {
 
     /// Warns about a failed replay: the first of each kind at once, then at most one per
     /// [`FAILURE_WARNING_EVERY`].
+    /// The comparer in force.
+    fn comparer(&self) -> Arc<Comparer> {
+        self.comparer
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     fn failed(&self, failure: ShadowFailure, detail: impl FnOnce() -> String) {
         let allowed = self
             .failure_warnings

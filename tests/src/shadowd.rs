@@ -178,6 +178,13 @@ impl Daemon {
         panic!("shadowd never printed `{needle}`:\n{}", self.output());
     }
 
+    /// A reader of [`Daemon::output`] that another thread can keep (it reads nothing once the
+    /// daemon is dropped).
+    pub fn log_reader(&self) -> impl Fn() -> String + Send + 'static {
+        let path = self.log.path().to_path_buf();
+        move || std::fs::read_to_string(&path).unwrap_or_default()
+    }
+
     /// Everything the daemon printed so far (stdout and stderr interleaved).
     pub fn output(&self) -> String {
         std::fs::read_to_string(self.log.path()).unwrap_or_default()

@@ -18,6 +18,7 @@ mod build;
 mod demo;
 mod demo_decision;
 mod fuzz;
+mod install;
 mod process_group;
 mod services;
 mod test;
@@ -49,6 +50,9 @@ enum Task {
     Bench(bench::BenchArgs),
     /// Run the demo: production and shadow model servers on loopback, tapped and compared.
     Demo(demo::DemoArgs),
+    /// Install the release `shadowd`, its systemd unit, a default config (0640) and its state
+    /// and log directories (under `--prefix`, `/` by default); prints the next command.
+    Install(install::InstallArgs),
     /// Start a child and a grandchild and wait (xtask's own tests of its process group).
     #[command(hide = true)]
     ProcessGroupProbe(process_group::ProbeArgs),
@@ -66,6 +70,7 @@ fn main() -> std::process::ExitCode {
         Task::Fuzz(args) => bootstrap::run().and_then(|_| fuzz::run(args)),
         Task::Bench(args) => bootstrap::run().and_then(|_| bench::run(args)),
         Task::Demo(args) => bootstrap::run().and_then(|_| demo::run(args)),
+        Task::Install(args) => install::run(args),
         Task::ProcessGroupProbe(args) => process_group::probe(args),
     };
     match result {

@@ -13,9 +13,19 @@ use std::path::{Path, PathBuf};
 /// layers (and `shadow_core`); modules of one layer do not import each other.
 const LAYERS: &[&[&str]] = &[
     // Plumbing every part may use (`security`: permission checks and the admin token).
-    &["allocator", "shutdown", "error", "security"],
-    // The live capture backends (config names one of them: `CaptureKind`).
-    &["capture"],
+    // (`privileges`: dropping every capability once the tap is attached).
+    // (`logging`: the log format, rate-limited repeated warnings).
+    &[
+        "allocator",
+        "shutdown",
+        "error",
+        "security",
+        "privileges",
+        "logging",
+    ],
+    // The live capture backends (config names one of them: `CaptureKind`); beside them, the
+    // service manager's view (systemd notify, watchdog heartbeat).
+    &["capture", "service"],
     // The configuration, and the events stages report (implemented by `sinks::metrics`).
     &["config", "telemetry"],
     // The stages: live front end, admission (filter, sample, breaker, rate, queue), replay;

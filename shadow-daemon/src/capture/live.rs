@@ -143,14 +143,20 @@ impl TapSpec {
     }
 }
 
-/// Starts a backend's reader thread, named `name` (as `top -H` shows it).
+/// Starts a backend's reader thread, named `name` (as `top -H` shows it). Reading an attached
+/// tap needs no privilege: when the process drops its capabilities after the attach
+/// (`shadowd run`), the thread drops every capability it inherited first.
 pub(super) fn spawn_reader(
     name: String,
     run: impl FnOnce() + Send + 'static,
 ) -> Result<std::thread::JoinHandle<()>, crate::error::CaptureError> {
+    let thread_name = name.clone();
     std::thread::Builder::new()
         .name(name)
-        .spawn(run)
+        .spawn(move || {
+            crate::privileges::drop_in_helper_thread(&thread_name);
+            run()
+        })
         .map_err(|source| crate::error::CaptureError::Io {
             step: "start its reader thread",
             source,

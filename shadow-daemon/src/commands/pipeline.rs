@@ -14,7 +14,7 @@ use crate::resources;
 use crate::rollback::Rollback;
 use crate::shutdown::{Shutdown, ShutdownTrigger};
 use crate::sinks::admin::{AdminAccess, AdminState, bind_admin, serve_admin};
-use crate::sinks::discrepancy_log::DiscrepancyLog;
+use crate::sinks::discrepancy_log::{DiscrepancyLog, Redaction};
 use crate::sinks::metrics::Metrics;
 use crate::sinks::recent_discrepancies::{Fanout, RecentDiscrepancies};
 use crate::sinks::timeseries::TimeSeriesHandle;
@@ -23,7 +23,7 @@ use shadow_core::criteria::{Measurements, Verdict};
 use shadow_core::http::Exchange;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 /// Starts the front end once everything behind it is ready; returns the channel of exchanges
 /// (closing it ends the run).
@@ -46,6 +46,9 @@ pub struct PipelineOptions {
     /// Resume the aggregates from `state.path` when it exists (`run`); otherwise the state
     /// file is only written (`replay`: a replay's result is its own).
     pub resume_state: bool,
+    /// Reloaded configurations (SIGHUP, `run`): admission, the comparer, the criteria and the
+    /// discrepancy log's redaction follow them without a restart.
+    pub reloads: Option<watch::Receiver<Arc<Config>>>,
 }
 
 /// How a pipeline ended.
@@ -95,6 +98,16 @@ pub async fn run(
     };
     if options.wait_for_room {
         mirror = mirror.waiting_for_room();
+    }
+    if let Some(reloads) = &options.reloads {
+        mirror = mirror.with_reloads(reloads.clone());
+        if let Some(log) = &log {
+            tokio::spawn(follow_redaction(
+                reloads.clone(),
+                log.redaction(),
+                shutdown.clone(),
+            ));
+        }
     }
     let status = mirror.status();
     resume(&config, &status, &timeseries, options.resume_state)?;
@@ -171,6 +184,7 @@ pub async fn run(
             .clone()
             .map(|p| (p, config.state.interval)),
         timeseries: Some(timeseries.clone()),
+        reloads: options.reloads.clone(),
     };
     let admin = listener.map(|listener| {
         if let Ok(addr) = listener.local_addr() {
@@ -207,6 +221,23 @@ pub async fn run(
         metrics,
         source_ended,
     })
+}
+
+/// Applies each reloaded configuration's redaction settings to the discrepancy log.
+async fn follow_redaction(
+    mut reloads: watch::Receiver<Arc<Config>>,
+    redaction: Redaction,
+    mut shutdown: Shutdown,
+) {
+    loop {
+        tokio::select! {
+            _ = shutdown.requested() => return,
+            changed = reloads.changed() => match changed {
+                Ok(()) => redaction.set(&reloads.borrow_and_update().discrepancy_log),
+                Err(_) => return,
+            },
+        }
+    }
 }
 
 /// Resumes the aggregates and the time series from the state file (if `state` and

@@ -119,7 +119,7 @@ pub fn main(args: RecordArgs) -> CommandResult {
             return Err(err);
         }
     };
-    eprintln!(
+    tracing::info!(
         "shadowd record: {} segments ({} payload bytes) written as {} packets; dropped {}, truncated {}, malformed {}",
         summary.segments,
         summary.bytes,
@@ -139,7 +139,7 @@ async fn record(
     let (stop, watcher) = shutdown::channel();
     stop.trip_on_signals();
     let mut capture = open_live(args.capture, &spec, None, watcher)?;
-    eprintln!(
+    tracing::info!(
         "shadowd record: tapping {} port(s) {:?} with {:?}; writing {} (Ctrl-C to stop)",
         spec.interface,
         spec.ports,

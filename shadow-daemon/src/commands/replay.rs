@@ -159,6 +159,7 @@ pub fn main(args: ReplayArgs) -> CommandResult {
             rollback: false,
             wait_for_room: true,
             resume_state: false,
+            reloads: None,
         };
         let speed = args.speed;
         let source: ExchangeSource = Box::new(move |config, telemetry, shutdown| {

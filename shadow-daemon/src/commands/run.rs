@@ -8,17 +8,21 @@ use super::{CommandResult, EXIT_OK, UsageError};
 use crate::capture::CaptureKind;
 use crate::commands::verdict::load_criteria;
 use crate::config::raw::List;
-use crate::config::{Config, ConfigError, Origin, PresetName, RawConfig, Setting};
+use crate::config::{Config, ConfigChange, ConfigError, Origin, PresetName, RawConfig, Setting};
+use crate::privileges::{self, CapSets};
 use crate::security::{self, AdminToken, SecurityError};
+use crate::service::{self, Heartbeat};
 use crate::shutdown::{self, Shutdown};
 use crate::sinks::admin::AdminAccess;
+use crate::sinks::metrics::{Metrics, ReloadMetric};
 use crate::telemetry::Telemetry;
 use clap::Args;
 use shadow_core::http::Exchange;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use tokio::sync::mpsc;
+use tokio::signal::unix::{Signal, SignalKind, signal};
+use tokio::sync::{mpsc, watch};
 
 /// Flags of `shadowd run` (each overrides the config file key named in its help).
 #[derive(Clone, Debug, Default, Args)]
@@ -281,21 +285,40 @@ pub fn main(args: RunArgs) -> CommandResult {
         .enable_all()
         .thread_name("shadowd")
         .build()?;
-    runtime.block_on(run(config, access))
+    runtime.block_on(run(config, access, args))
 }
 
-async fn run(config: Arc<Config>, access: AdminAccess) -> CommandResult {
+async fn run(config: Arc<Config>, access: AdminAccess, args: RunArgs) -> CommandResult {
+    // Every thread started from here on drops its capabilities; this one, after the attach.
+    privileges::announce_drop();
+    // First: a SIGHUP from now on reloads (once attached) instead of ending the process.
+    let hangups = signal(SignalKind::hangup())?;
     let (trigger, _) = shutdown::channel();
     trigger.trip_on_signals();
+    let metrics = pipeline::metrics(&config);
+    let reload_metric = ReloadMetric::register(&metrics)?;
+    let (reloads, reloaded) = watch::channel(config.clone());
     let options = PipelineOptions {
         admin: Some(access),
         resources: true,
         rollback: true,
         wait_for_room: false,
         resume_state: true,
+        reloads: Some(reloaded),
     };
-    let source: ExchangeSource = Box::new(|config, telemetry, shutdown| {
-        let exchanges = start_exchange_source(config, telemetry, shutdown)?;
+    let status_metrics = metrics.clone();
+    let source: ExchangeSource = Box::new(move |config, telemetry, shutdown| {
+        let heartbeat = Heartbeat::new();
+        let exchanges =
+            start_exchange_source(config, telemetry, heartbeat.clone(), shutdown.clone())?;
+        // Attached: nothing from here on needs a capability (see `privileges`).
+        let held = CapSets::of_this_thread();
+        let left = privileges::drop_all()?;
+        tracing::info!(
+            before = %format!("eff={:#x} prm={:#x} bnd={:#x}", held.effective, held.permitted, held.bounding),
+            after = %format!("eff={:#x} prm={:#x} bnd={:#x}", left.effective, left.permitted, left.bounding),
+            "capabilities dropped"
+        );
         // Loading the tap parsed the kernel's BTF: tens of MiB, all freed by now.
         crate::allocator::release_freed_memory();
         tracing::info!(
@@ -305,9 +328,27 @@ async fn run(config: Arc<Config>, access: AdminAccess) -> CommandResult {
             baseline = config.shadow.baseline.as_ref().map(tracing::field::display),
             "mirroring"
         );
+        service::ready(&format!(
+            "mirroring {} port(s) {:?} to {}",
+            config.capture.interface, config.capture.ports, config.shadow.url
+        ));
+        let describe = move || status_line(&status_metrics);
+        tokio::spawn(service::supervise(heartbeat, describe, shutdown.clone()));
+        let reloader = Reloader {
+            args,
+            current: reloads,
+            metric: reload_metric,
+        };
+        tokio::spawn(reloader.run(hangups, shutdown.clone()));
+        tokio::spawn({
+            let mut shutdown = shutdown.clone();
+            async move {
+                shutdown.requested().await;
+                service::stopping();
+            }
+        });
         Ok(exchanges)
     });
-    let metrics = pipeline::metrics(&config);
     let Finished {
         summary,
         source_ended,
@@ -334,6 +375,84 @@ async fn run(config: Arc<Config>, access: AdminAccess) -> CommandResult {
     Ok(EXIT_OK)
 }
 
+/// Applies SIGHUP reloads: re-reads the config file (and `--criteria`), with the same flags
+/// and checks as at start, and publishes it when every changed key may change while running
+/// ([`ConfigChange`]); otherwise the running configuration stays and the log says why.
+struct Reloader {
+    args: RunArgs,
+    /// The configuration in force, watched by the mirror, the decision loop and the
+    /// discrepancy log's redaction (`pipeline`).
+    current: watch::Sender<Arc<Config>>,
+    metric: ReloadMetric,
+}
+
+impl Reloader {
+    /// Reloads on every SIGHUP until shutdown.
+    async fn run(self, mut hangups: Signal, mut shutdown: Shutdown) {
+        loop {
+            tokio::select! {
+                _ = shutdown.requested() => return,
+                got = hangups.recv() => if got.is_none() { return },
+            }
+            service::reloading();
+            let result = self.reload();
+            self.metric.count(result.is_ok());
+            match result {
+                Ok(changed) if changed.is_empty() => {
+                    tracing::info!("SIGHUP: configuration re-read, nothing changed");
+                    service::reloaded("configuration re-read: nothing changed");
+                }
+                Ok(changed) => {
+                    tracing::info!(changed = ?changed, "SIGHUP: configuration reloaded");
+                    service::reloaded(&format!("configuration reloaded: {}", changed.join(", ")));
+                }
+                Err(why) => {
+                    tracing::warn!("SIGHUP: configuration reload refused: {why}");
+                    service::reloaded("configuration reload refused (see the log)");
+                }
+            }
+        }
+    }
+
+    /// The keys a reload changed, or why it is refused.
+    fn reload(&self) -> Result<Vec<String>, String> {
+        let mut config = self.args.effective_config().map_err(|e| e.to_string())?;
+        if let Some(path) = &self.args.criteria {
+            config.criteria = load_criteria(path).map_err(|e| format!("{e:#}"))?;
+        }
+        check_files(&self.args, &config).map_err(|e| e.to_string())?;
+        let change = ConfigChange::between(&self.current.borrow(), &config);
+        if let Some(why) = change.refusal() {
+            return Err(why);
+        }
+        if change.applied.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.current.send_replace(Arc::new(config));
+        Ok(change.applied)
+    }
+}
+
+/// The `STATUS=` line: exchanges seen, mirrored and skipped so far (from the metrics).
+fn status_line(metrics: &Metrics) -> String {
+    let total = |name: &str| -> u64 {
+        metrics
+            .registry()
+            .gather()
+            .iter()
+            .filter(|family| family.name() == name)
+            .flat_map(|family| family.get_metric())
+            .map(|m| m.get_counter().get_value() as u64)
+            .sum()
+    };
+    format!(
+        "seen {} exchanges, mirrored {}, skipped {}",
+        total("shadowtap_exchanges_total"),
+        total("shadowtap_mirrored_requests_total"),
+        total("shadowtap_mirror_skipped_total")
+    )
+}
+
 /// Starts the live front end (capture → reassembly → http) and returns the channel of
 /// exchanges it produces, of depth `config.capture.exchange_channel`. The front end must never
 /// block on this channel: `try_send`, and report a full channel with
@@ -343,9 +462,10 @@ async fn run(config: Arc<Config>, access: AdminAccess) -> CommandResult {
 pub fn start_exchange_source(
     config: &Config,
     telemetry: Arc<dyn Telemetry>,
+    heartbeat: Heartbeat,
     shutdown: Shutdown,
 ) -> anyhow::Result<mpsc::Receiver<Exchange>> {
-    crate::exchange_source::start(config, telemetry, shutdown)
+    crate::exchange_source::start(config, telemetry, heartbeat, shutdown)
 }
 
 #[cfg(test)]

@@ -20,10 +20,12 @@ mod parse;
 mod print;
 mod proto;
 pub mod raw;
+pub mod reload;
 mod typed;
 
 pub use error::{ConfigError, Location, Problem, line_column};
 pub use raw::{Origin, RawConfig, Setting};
+pub use reload::ConfigChange;
 pub use shadow_core::compare::PresetName;
 pub use typed::{
     AcceptEncoding, AdminConfig, CaptureConfig, CircuitBreakerConfig, CompareConfig, Config,

@@ -174,10 +174,14 @@ fn self_usage(proc: &reader::ProcFs) -> ProcessUsage {
 
 /// Starts sampling as `config.resources` says, every `sample_interval` until `shutdown`, on
 /// the current Tokio runtime (the `/proc` reads run on its blocking pool), and returns the
-/// handle to the latest sample.
+/// handle to the latest sample. The first sample is taken at once, on the calling thread: it
+/// finds the model servers by their ports while shadowd still holds its capabilities (reading
+/// another process's `/proc/PID/fd` needs ptrace rights, gone once the tap is attached), and
+/// found processes are kept for as long as they live.
 pub fn start(config: &Config, mut shutdown: Shutdown) -> ResourceHandle {
     let mut monitor = ResourceMonitor::new(config);
     let handle = monitor.handle();
+    monitor.sample();
     let interval = config.resources.sample_interval;
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(interval);

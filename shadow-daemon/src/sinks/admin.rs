@@ -20,6 +20,7 @@
 //! endpoint but `/healthz` needs the token too. A missing or wrong token is answered 401 with
 //! `WWW-Authenticate: Bearer`, before any body is read.
 
+use crate::logging::RateLimited;
 use crate::mirror::MirrorStatus;
 use crate::resources::ResourceHandle;
 use crate::security::{AdminToken, is_loopback};
@@ -40,6 +41,9 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::net::TcpListener;
+
+/// At most one line per cause of a repeated warning this often.
+const WARN_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Largest `POST /api/labels` body accepted.
 pub const MAX_LABELS_BODY: usize = 16 << 20;
@@ -199,7 +203,10 @@ pub async fn serve_admin(listener: TcpListener, state: AdminState, mut shutdown:
         let (stream, _) = match accepted {
             Ok(a) => a,
             Err(e) => {
-                tracing::warn!("admin server accept failed: {e}");
+                static ACCEPT_FAILED: RateLimited = RateLimited::new(WARN_EVERY);
+                if let Some(suppressed) = ACCEPT_FAILED.allow(&e.to_string()) {
+                    tracing::warn!(suppressed, "admin server accept failed: {e}");
+                }
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 continue;
             }
@@ -441,9 +448,13 @@ async fn post_labels(state: &AdminState, req: Request<Incoming>) -> Response<Ful
     };
     let report = state.mirror.labels(text);
     state.verdict_metrics.labels(&report);
-    if report.malformed > 0 {
+    static MALFORMED_LABELS: RateLimited = RateLimited::new(WARN_EVERY);
+    if report.malformed > 0
+        && let Some(suppressed) = MALFORMED_LABELS.allow("malformed")
+    {
         tracing::warn!(
             malformed = report.malformed,
+            suppressed,
             first = report.errors.first().map(String::as_str).unwrap_or(""),
             "POST /api/labels: refused malformed lines"
         );

@@ -382,20 +382,44 @@ pub struct OpenError {
     pub source: std::io::Error,
 }
 
+/// What is redacted from each line and how much of a request body is kept: shared by the log
+/// and its writers, replaced by a reload ([`Redaction::set`]).
+#[derive(Clone, Debug)]
+pub struct Redaction(Arc<std::sync::RwLock<(Arc<Redactor>, usize)>>);
+
+impl Redaction {
+    fn new(c: &DiscrepancyLogConfig) -> Self {
+        Redaction(Arc::new(std::sync::RwLock::new((
+            Arc::new(Redactor::new(c)),
+            c.body_max_bytes,
+        ))))
+    }
+
+    /// Applies a reloaded `redact_headers`, `redact_fields` and `body_max_bytes` to the lines
+    /// written from now on.
+    pub fn set(&self, c: &DiscrepancyLogConfig) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) =
+            (Arc::new(Redactor::new(c)), c.body_max_bytes);
+    }
+
+    /// The redactor and body limit in force.
+    fn current(&self) -> (Arc<Redactor>, usize) {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
 /// Handle to the writer thread. Lines are queued without waiting; a full queue drops the line.
 pub struct DiscrepancyLog {
     tx: mpsc::Sender<Record>,
     writer: tokio::task::JoinHandle<()>,
-    redactor: Redactor,
-    body_max_bytes: usize,
+    redaction: Redaction,
     telemetry: Arc<dyn Telemetry>,
 }
 
 impl std::fmt::Debug for DiscrepancyLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DiscrepancyLog")
-            .field("redactor", &self.redactor)
-            .field("body_max_bytes", &self.body_max_bytes)
+            .field("redaction", &self.redaction)
             .finish_non_exhaustive()
     }
 }
@@ -428,6 +452,8 @@ impl DiscrepancyLog {
         let (tx, mut rx) = mpsc::channel::<Record>(WRITER_QUEUE);
         let t = telemetry.clone();
         let writer = tokio::task::spawn_blocking(move || {
+            // Started before the tap is attached: the writer needs no capability.
+            crate::privileges::drop_in_helper_thread("discrepancy-log");
             while let Some(record) = rx.blocking_recv() {
                 let line = match serde_json::to_vec(&record) {
                     Ok(l) => l,
@@ -444,8 +470,7 @@ impl DiscrepancyLog {
         Ok(DiscrepancyLog {
             tx,
             writer,
-            redactor: Redactor::new(c),
-            body_max_bytes: c.body_max_bytes,
+            redaction: Redaction::new(c),
             telemetry,
         })
     }
@@ -454,10 +479,14 @@ impl DiscrepancyLog {
     pub fn writer(&self) -> LogWriter {
         LogWriter {
             tx: self.tx.clone(),
-            redactor: self.redactor.clone(),
-            body_max_bytes: self.body_max_bytes,
+            redaction: self.redaction.clone(),
             telemetry: self.telemetry.clone(),
         }
+    }
+
+    /// The redaction settings, for a reload to replace.
+    pub fn redaction(&self) -> Redaction {
+        self.redaction.clone()
     }
 
     /// Writes out the queued lines and stops the writer once every [`LogWriter`] is dropped.
@@ -471,8 +500,7 @@ impl DiscrepancyLog {
 #[derive(Clone)]
 pub struct LogWriter {
     tx: mpsc::Sender<Record>,
-    redactor: Redactor,
-    body_max_bytes: usize,
+    redaction: Redaction,
     telemetry: Arc<dyn Telemetry>,
 }
 
@@ -491,12 +519,13 @@ impl DiscrepancySink for LogWriter {
         let now_ns = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
+        let (redactor, body_max_bytes) = self.redaction.current();
         self.write(Record::new(
             job,
             comparison,
             noise,
-            &self.redactor,
-            self.body_max_bytes,
+            &redactor,
+            body_max_bytes,
             now_ns,
         ));
     }

@@ -737,7 +737,11 @@ impl Telemetry for Metrics {
     // ---- discrepancy log ----
 
     fn discrepancy_log_dropped(&self, why: &str) {
-        tracing::warn!(why, "discrepancy log line dropped");
+        static DROPPED: crate::logging::RateLimited =
+            crate::logging::RateLimited::new(Duration::from_secs(60));
+        if let Some(suppressed) = DROPPED.allow(why) {
+            tracing::warn!(why, suppressed, "discrepancy log line dropped");
+        }
         self.inner.discrepancy_log_dropped.inc();
     }
 
@@ -782,6 +786,35 @@ impl Telemetry for Metrics {
             ),
         }
         self.inner.rollback_suppressed.inc();
+    }
+}
+
+/// `shadowtap_config_reload_total{result}`: SIGHUP reloads applied (`ok`) or refused
+/// (`rejected`: a bad file, or a key that needs a restart); both series exist from the start.
+#[derive(Clone, Debug)]
+pub struct ReloadMetric(IntCounterVec);
+
+impl ReloadMetric {
+    /// The counter, registered with `metrics`' registry.
+    pub fn register(metrics: &Metrics) -> prometheus::Result<ReloadMetric> {
+        let counter = IntCounterVec::new(
+            opts(
+                "config_reload_total",
+                "Configuration reloads (SIGHUP), by result: ok (applied, or nothing changed), rejected (the running configuration stays: unreadable or invalid file, or a key that needs a restart).",
+            ),
+            &["result"],
+        )?;
+        metrics.registry().register(Box::new(counter.clone()))?;
+        for result in ["ok", "rejected"] {
+            counter.with_label_values(&[result]);
+        }
+        Ok(ReloadMetric(counter))
+    }
+
+    /// Counts one reload.
+    pub fn count(&self, applied: bool) {
+        let result = if applied { "ok" } else { "rejected" };
+        self.0.with_label_values(&[result]).inc();
     }
 }
 

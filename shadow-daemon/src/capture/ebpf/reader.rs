@@ -8,6 +8,7 @@
 use super::attach::{AttachedTap, Attachment, KernelTrace, reattach};
 use crate::capture::live::{LIVE_CHANNEL_DEPTH, LiveCapture, SharedStats, spawn_reader};
 use crate::error::CaptureError;
+use crate::logging::RateLimited;
 use crate::shutdown::Shutdown;
 use aya::maps::{MapData, PerCpuArray, RingBuf};
 use shadow_common::counter;
@@ -231,7 +232,12 @@ impl RingReader {
                     self.joiner
                         .push(&event, payload, self.clock_offset_ns, &mut self.ready)
                 }
-                None => tracing::warn!(len = item.len(), "malformed eBPF ring record"),
+                None => {
+                    static MALFORMED: RateLimited = RateLimited::new(Duration::from_secs(60));
+                    if let Some(suppressed) = MALFORMED.allow("malformed") {
+                        tracing::warn!(len = item.len(), suppressed, "malformed eBPF ring record");
+                    }
+                }
             }
             // A flood keeps the ring from ever being empty: hand segments over as they come,
             // or this batch would grow with the flood (hundreds of MiB seen under a 1 GiB
