@@ -64,11 +64,13 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let criteria_path = args.dir.join("criteria.toml");
     let state_path = args.dir.join("state.json");
     let token_path = args.dir.join("admin.token");
+    let config_path = args.dir.join("shadowtap.toml");
     let _ = std::fs::remove_file(&log_path);
     // A fresh start: the demo's daemon would otherwise resume the last run's aggregates.
     let _ = std::fs::remove_file(&state_path);
     std::fs::write(&criteria_path, demo_decision::CRITERIA)
         .with_context(|| format!("cannot write {}", criteria_path.display()))?;
+    write_private(&config_path, DEMO_CONFIG)?;
     // POST /api/labels needs the admin token, read by shadowd from a file only it can read.
     let token = demo_decision::write_token(&token_path)?;
 
@@ -91,6 +93,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
                 "--admin-addr",
                 &admin.to_string(),
             ])
+            .arg("--config")
+            .arg(&config_path)
             .args(["--preset", wire.preset, "--discrepancy-log"])
             .arg(&log_path)
             .arg("--criteria")
@@ -199,6 +203,25 @@ fn write_report(
         bail!("shadowd report failed ({status})");
     }
     Ok(out)
+}
+
+/// The demo's config file (its flags set the rest): time-series buckets of 2 s, so the ten
+/// seconds of traffic draw lines in the report's over-time charts (the default is 60 s).
+const DEMO_CONFIG: &str = "[admin]\ntimeseries_interval_seconds = 2\n";
+
+/// Writes `text` to `path` readable by its owner only (shadowd refuses a config file others
+/// can write).
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = std::fs::remove_file(path);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    std::io::Write::write_all(&mut file, text.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// Where the demo's report goes: `report.html` beside the discrepancy log.
