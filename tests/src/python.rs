@@ -10,6 +10,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Mutex;
 use std::time::Instant;
 
 /// File in the venv listing the packages it was made with.
@@ -18,6 +19,10 @@ const MARKER: &str = "shadowtap-packages.txt";
 /// The venv at `dir` with exactly `packages` (pip requirement strings), made if missing or made
 /// with another list; `Err` says why it cannot be made. `who` names the test in messages.
 pub fn venv(dir: &Path, packages: &[&str], who: &str) -> Result<PathBuf, String> {
+    // Tests of one binary run in parallel threads and may share a venv: one makes it while
+    // the others wait, then find it made (two at once broke each other's `ensurepip`).
+    static MAKING: Mutex<()> = Mutex::new(());
+    let _making = MAKING.lock().unwrap_or_else(|e| e.into_inner());
     let marker = dir.join(MARKER);
     let wanted = packages.join("\n");
     if std::fs::read_to_string(&marker).is_ok_and(|have| have == wanted) {
