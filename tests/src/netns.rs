@@ -110,25 +110,33 @@ impl VethPair {
             a_addr,
             b_addr,
         };
-        pair.a.ip(&[
+        pair.link()?;
+        Ok(pair)
+    }
+
+    /// Creates the veth link between the two namespaces, addressed and up (again, after a
+    /// test deleted it: deleting one end deletes both).
+    pub fn link(&self) -> io::Result<()> {
+        self.a.ip(&[
             "link",
             "add",
-            &pair.a_if,
+            &self.a_if,
             "type",
             "veth",
             "peer",
             "name",
-            &pair.b_if,
+            &self.b_if,
             "netns",
-            pair.b.name(),
+            self.b.name(),
         ])?;
-        pair.a
-            .ip(&["addr", "add", &format!("{a_addr}/30"), "dev", &pair.a_if])?;
-        pair.b
-            .ip(&["addr", "add", &format!("{b_addr}/30"), "dev", &pair.b_if])?;
-        pair.a.ip(&["link", "set", &pair.a_if, "up"])?;
-        pair.b.ip(&["link", "set", &pair.b_if, "up"])?;
-        Ok(pair)
+        let (a_addr, b_addr) = (self.a_addr, self.b_addr);
+        self.a
+            .ip(&["addr", "add", &format!("{a_addr}/30"), "dev", &self.a_if])?;
+        self.b
+            .ip(&["addr", "add", &format!("{b_addr}/30"), "dev", &self.b_if])?;
+        self.a.ip(&["link", "set", &self.a_if, "up"])?;
+        self.b.ip(&["link", "set", &self.b_if, "up"])?;
+        Ok(())
     }
 }
 

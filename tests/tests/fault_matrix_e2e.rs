@@ -920,40 +920,7 @@ fn interface_down_up_and_recreated_is_tapped_again() {
     });
     let (status, body) = admin::get(&pair.a, ADMIN, "/healthz").unwrap();
     assert_eq!(status, 503, "/healthz while the interface is gone: {body}");
-    pair.a
-        .ip(&[
-            "link",
-            "add",
-            &pair.a_if,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &pair.b_if,
-            "netns",
-            pair.b.name(),
-        ])
-        .unwrap();
-    pair.a
-        .ip(&[
-            "addr",
-            "add",
-            &format!("{}/30", pair.a_addr),
-            "dev",
-            &pair.a_if,
-        ])
-        .unwrap();
-    pair.b
-        .ip(&[
-            "addr",
-            "add",
-            &format!("{}/30", pair.b_addr),
-            "dev",
-            &pair.b_if,
-        ])
-        .unwrap();
-    pair.a.ip(&["link", "set", &pair.a_if, "up"]).unwrap();
-    pair.b.ip(&["link", "set", &pair.b_if, "up"]).unwrap();
+    pair.link().unwrap();
     // Until the daemon has re-attached, requests are not seen: send one at a time until one is
     // mirrored (bounded), then a batch that must all be.
     for id in (10..).take(PASSES) {
